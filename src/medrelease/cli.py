@@ -1,0 +1,114 @@
+"""The `medrelease` command: parse arguments, call the library, map errors to exit codes.
+
+Start-up imports no torch: every command imports its step inside the function body.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+from typer._click import exceptions as click_exc  # typer 0.29 vendors click
+
+from medrelease.commands import register_all
+from medrelease.core.errors import MedreleaseError
+
+app = typer.Typer(
+    name="medrelease",
+    help="Turn the stage checkpoints of a fine-tuned LLM into a verified, documented, "
+    "published release.\n\nExit codes: 0 ok, 1 internal error, 2 usage/recipe error, "
+    "3 input error, 4 gate failed, 5 verification failed, 6 publish failed, "
+    "7 environment (disk, lock, tool), 130 interrupted.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(
+        False, "--debug", help="show full tracebacks (also MEDRELEASE_DEBUG=1)", is_eager=True
+    ),
+    version: bool = typer.Option(False, "--version", help="print the version and exit"),
+) -> None:
+    if debug:
+        os.environ["MEDRELEASE_DEBUG"] = "1"
+    if version:
+        from medrelease import __version__
+
+        typer.echo(f"medrelease {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+register_all(app)
+
+
+def _debug() -> bool:
+    return os.environ.get("MEDRELEASE_DEBUG", "") not in ("", "0", "false")
+
+
+def _report(err: MedreleaseError, as_json: bool) -> None:
+    from medrelease.core.console import err_console, print_json
+    from medrelease.core.secrets import redact
+
+    if as_json:
+        print_json(err.to_dict())
+    err_console.print(f"[bold red]error:[/bold red] {redact(str(err))}", soft_wrap=True)
+    if err.hint:
+        err_console.print(f"[cyan]fix:[/cyan] {redact(err.hint)}", soft_wrap=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        os.environ["MEDRELEASE_DEBUG"] = "1"
+    as_json = "--json" in args
+    try:
+        result = app(args=args, prog_name="medrelease", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except MedreleaseError as err:
+        if _debug():
+            raise
+        _report(err, as_json)
+        return err.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 130
+    except click_exc.ClickException as exc:
+        from medrelease.core.errors import UsageError
+
+        hint = "see `medrelease --help` or `medrelease COMMAND --help`"
+        _report(UsageError(exc.format_message(), hint=hint), as_json)
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing partial was left in place\n")
+        return 130
+    except Exception as exc:
+        if _debug():
+            raise
+        from medrelease.core.errors import MedreleaseError as _E
+
+        _report(
+            _E(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="re-run with --debug for the traceback and report it",
+            ),
+            as_json,
+        )
+        return 1
+
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

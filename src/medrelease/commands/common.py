@@ -1,0 +1,40 @@
+"""Options shared by the step commands, and the one way a command loads its recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.core.errors import UsageError
+
+RecipeArg = typer.Argument(..., help="release recipe (YAML), e.g. merges/afm-4.5b-openmed.yaml")
+WorkdirOpt = typer.Option(
+    Path("build"), "--workdir", "-w", help="where release folders are written", show_default=True
+)
+JsonOpt = typer.Option(False, "--json", help="print a machine-readable JSON summary on stdout")
+StageOpt = typer.Option(
+    [],
+    "--stage",
+    "-s",
+    help="override a stage source: NAME=PATH or NAME=owner/repo[@rev] (repeatable); "
+    "used to run a recipe on stand-in checkpoints",
+)
+
+
+def parse_overrides(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, src = v.partition("=")
+        if not sep or not name or not src:
+            raise UsageError(
+                f"--stage {v!r} is not NAME=SOURCE", hint="e.g. --stage sft=./checkpoints/sft"
+            )
+        out[name.strip()] = src.strip()
+    return out
+
+
+def load(recipe: Path, stages: list[str]):  # type: ignore[no-untyped-def]
+    from medrelease.recipe.load import load_recipe
+
+    return load_recipe(recipe, overrides=parse_overrides(stages))

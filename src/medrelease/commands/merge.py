@@ -1,0 +1,35 @@
+"""`medrelease merge RECIPE`: merge the recipe's stages into <workdir>/<release>/merged/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def merge(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        force: bool = typer.Option(False, "--force", help="replace an existing merged/ folder"),
+        stage: list[str] = StageOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Merge stage checkpoints with mergekit; verify; record provenance in manifest.json."""
+        from medrelease.commands.common import load
+        from medrelease.core.console import Reporter, out_console, print_json
+        from medrelease.merge.step import merge_release
+
+        loaded = load(recipe, stage)
+        result = merge_release(
+            loaded, workdir=workdir, force=force, reporter=Reporter(quiet=as_json)
+        )
+        if as_json:
+            print_json(result.summary())
+            return
+        from medrelease.merge.report import merge_table
+
+        out_console.print(merge_table(result))

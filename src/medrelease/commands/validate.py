@@ -1,0 +1,48 @@
+"""`medrelease validate RECIPE`: check a recipe without loading any weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def validate(
+        recipe: Path = RecipeArg,
+        stage: list[str] = StageOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Check a recipe (schema, stage names, mergekit block) without loading weights."""
+        from medrelease.commands.common import parse_overrides
+        from medrelease.core.console import err_console, out_console, print_json
+        from medrelease.core.errors import RecipeError
+        from medrelease.recipe.load import all_problems, load_recipe
+
+        try:
+            loaded = load_recipe(recipe, overrides=parse_overrides(stage))
+        except RecipeError as err:
+            problems = all_problems(err)
+            if not as_json:
+                for line in problems[1:]:
+                    err_console.print(f"[red]error:[/red] {line}", soft_wrap=True)
+            raise
+        r = loaded.recipe
+        summary = {
+            "recipe": str(loaded.path),
+            "sha256": loaded.sha256,
+            "valid": True,
+            "release": r.release.model_dump(mode="json"),
+            "stages": {k: v.model_dump(mode="json") for k, v in r.stages.items()},
+            "merge_method": r.merge.get("merge_method"),
+        }
+        if as_json:
+            print_json(summary)
+        else:
+            out_console.print(
+                f"[green]ok[/green] {recipe}: release {r.release.name} {r.release.version}, "
+                f"{len(r.stages)} stages, merge_method {r.merge.get('merge_method')}"
+            )

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, the manifest, hashing, atomic writes, console output."""

@@ -1,0 +1,88 @@
+"""Terminal output: human messages and progress on stderr, results (tables, JSON) on stdout.
+
+Everything passes through `redact()` so a Hub token can never reach a terminal or CI log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from medrelease.core.secrets import redact
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+class Reporter:
+    """What a step tells the user while it works. `quiet` (e.g. --json) keeps stderr terse."""
+
+    def __init__(self, *, quiet: bool = False):
+        self.quiet = quiet
+        self._progress: Progress | None = None
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            err_console.print(redact(message))
+
+    def warn(self, message: str) -> None:
+        err_console.print(f"[yellow]warning:[/yellow] {redact(message)}")
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Progress]:
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=self.quiet,
+            transient=False,
+        )
+        with progress:
+            self._progress = progress
+            try:
+                yield progress
+            finally:
+                self._progress = None
+
+    @contextlib.contextmanager
+    def phase(self, description: str, total: float | None = None) -> Iterator[Any]:
+        """A progress row for one phase; yields a callable `advance(n=1)`."""
+        if self._progress is None:
+            with self.progress():
+                with self.phase(description, total) as advance:
+                    yield advance
+            return
+        progress = self._progress
+        task = progress.add_task(description, total=total)
+
+        def advance(n: float = 1, *, total: float | None = None) -> None:
+            if total is not None:
+                progress.update(task, total=total)
+            progress.advance(task, n)
+
+        try:
+            yield advance
+        finally:
+            t = progress.tasks[progress.task_ids.index(task)]
+            progress.update(task, completed=t.total if t.total is not None else 1, total=t.total or 1)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(redact(json.dumps(obj, indent=2, default=str)) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,37 @@
+"""One process at a time per release folder: a second `medrelease` gets a clear message."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from medrelease.core.errors import EnvironmentProblem
+
+
+@contextlib.contextmanager
+def release_lock(release_dir: Path) -> Iterator[None]:
+    release_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = release_dir / ".lock"
+    fh = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise EnvironmentProblem(
+                f"{release_dir} is in use by {holder}",
+                hint="wait for the other medrelease run to finish, or use another --workdir",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"medrelease pid {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()

@@ -1,0 +1,111 @@
+"""`manifest.json`: the single record of a release.
+
+Every step writes its record under `steps.<name>`: what went in (sources, revisions, hashes),
+what came out (sha256 and size of every file, relative to the release folder), the tools
+that did it, and timings. Steps talk to each other only through files and this record.
+The file is always replaced atomically, so a killed run leaves the previous consistent version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.atomic import atomic_write_json
+from medrelease.core.errors import InputError
+from medrelease.core.secrets import assert_no_secrets
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def tool_versions(*dists: str) -> dict[str, str | None]:
+    """Installed versions of distributions, read from metadata (imports nothing heavy)."""
+    out: dict[str, str | None] = {}
+    for name in ("medrelease", *dists):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class Manifest:
+    def __init__(self, path: Path, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load(cls, release_dir: Path) -> Manifest:
+        path = release_dir / MANIFEST_NAME
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except ValueError as exc:
+                raise InputError(
+                    f"{path} is not valid JSON ({exc})",
+                    hint="restore it from a backup or delete the release folder and re-run",
+                ) from None
+        else:
+            data = {"schema_version": SCHEMA_VERSION, "steps": {}}
+        data.setdefault("steps", {})
+        return cls(path, data)
+
+    @property
+    def release_dir(self) -> Path:
+        return self.path.parent
+
+    def step(self, name: str) -> dict[str, Any] | None:
+        rec = self.data["steps"].get(name)
+        return rec if isinstance(rec, dict) else None
+
+    def set_header(self, *, release: dict[str, Any], recipe: dict[str, Any]) -> None:
+        self.data["schema_version"] = SCHEMA_VERSION
+        self.data["medrelease_version"] = tool_versions()["medrelease"]
+        self.data["release"] = release
+        self.data["recipe"] = recipe
+        self.data["updated_at"] = now_iso()
+
+    def record_step(self, name: str, record: dict[str, Any]) -> None:
+        self.data["steps"][name] = record
+        self.data["updated_at"] = now_iso()
+        self.save()
+
+    def drop_step(self, name: str) -> None:
+        if self.data["steps"].pop(name, None) is not None:
+            self.save()
+
+    def save(self) -> None:
+        assert_no_secrets(json.dumps(self.data, default=str), what=str(self.path))
+        atomic_write_json(self.path, self.data)
+
+
+class StepTimer:
+    """Collects named phase durations for a step's `timings` record."""
+
+    def __init__(self) -> None:
+        self.started_at = now_iso()
+        self._t0 = time.perf_counter()
+        self._last = self._t0
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        t = time.perf_counter()
+        self.phases[phase] = round(t - self._last, 3)
+        self._last = t
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "finished_at": now_iso(),
+            "duration_s": round(time.perf_counter() - self._t0, 3),
+            "phases_s": self.phases,
+        }

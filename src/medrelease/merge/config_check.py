@@ -1,0 +1,240 @@
+"""Check a recipe's `merge:` block against mergekit's own schema before anything runs.
+
+mergekit silently ignores unknown keys, so a typo such as `paramaters:` or `densty:` merges
+with defaults and nobody notices. We walk the block against mergekit's pydantic models and
+the chosen method's declared parameters, and report the exact line with a suggestion.
+Stage names used as models are checked here too: every model must be a declared stage, so the
+manifest can say where each input came from.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from medrelease.core.errors import RecipeError
+from medrelease.recipe.load import LoadedRecipe, did_you_mean
+from medrelease.recipe.yamlsource import Loc
+
+# Keys of mergekit's config whose values name a model.
+TOKENIZER_KEYWORDS = ("union", "base")
+
+
+def _model_classes(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_model_classes(arg))
+    return found
+
+
+def _container_kind(annotation: Any) -> str | None:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return "list"
+    if origin is dict:
+        return "dict"
+    for arg in typing.get_args(annotation):
+        kind = _container_kind(arg)
+        if kind:
+            return kind
+    return None
+
+
+def _unknown_keys(model: type[BaseModel], value: Any, loc: Loc, out: list[tuple[Loc, str]]) -> None:
+    if not isinstance(value, dict):
+        return
+    fields = model.model_fields
+    for key, sub in value.items():
+        if key not in fields:
+            out.append(((*loc, key), did_you_mean(str(key), set(fields))))
+            continue
+        if key == "parameters":  # free-form in the schema; checked against the method below
+            continue
+        ann = fields[key].annotation
+        classes = [c for c in _model_classes(ann) if c.__name__ != "ModelReference"]
+        if not classes:
+            continue
+        kind = _container_kind(ann)
+        if kind == "list" and isinstance(sub, list):
+            for i, item in enumerate(sub):
+                _unknown_keys(classes[0], item, (*loc, key, i), out)
+        elif kind == "dict" and isinstance(sub, dict):
+            for k, item in sub.items():
+                _unknown_keys(classes[0], item, (*loc, key, k), out)
+        elif isinstance(sub, dict):
+            _unknown_keys(classes[0], sub, (*loc, key), out)
+
+
+def model_refs(merge: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Every place in a mergekit config that names a model, with its location."""
+    refs: list[tuple[Loc, str]] = []
+
+    def ref(loc: Loc, value: Any) -> None:
+        if isinstance(value, str):
+            refs.append((loc, value))
+        elif isinstance(value, dict) and isinstance(value.get("model"), str):
+            refs.append(((*loc, "model"), value["model"]))
+
+    def models_and_slices(block: dict[str, Any], loc: Loc) -> None:
+        for i, m in enumerate(block.get("models") or []):
+            if isinstance(m, dict):
+                ref((*loc, "models", i, "model"), m.get("model"))
+        for i, s in enumerate(block.get("slices") or []):
+            if not isinstance(s, dict):
+                continue
+            if s.get("base_model") is not None:
+                ref((*loc, "slices", i, "base_model"), s["base_model"])
+            for j, src in enumerate(s.get("sources") or []):
+                if isinstance(src, dict):
+                    ref((*loc, "slices", i, "sources", j, "model"), src.get("model"))
+
+    if merge.get("base_model") is not None:
+        ref(("base_model",), merge["base_model"])
+    models_and_slices(merge, ())
+    for name, module in (merge.get("modules") or {}).items():
+        if isinstance(module, dict):
+            models_and_slices(module, ("modules", name))
+    ts = merge.get("tokenizer_source")
+    if isinstance(ts, str) and ts not in TOKENIZER_KEYWORDS:
+        ref(("tokenizer_source",), ts)
+    tok = merge.get("tokenizer")
+    if isinstance(tok, dict):
+        src = tok.get("source")
+        if isinstance(src, str) and src not in TOKENIZER_KEYWORDS:
+            ref(("tokenizer", "source"), src)
+    return refs
+
+
+def merge_stage_names(merge: dict[str, Any]) -> list[str]:
+    """Stage names the merge uses, in first-use order."""
+    seen: list[str] = []
+    for _, name in model_refs(merge):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def resolve_merge_config(merge: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """A copy of the merge block with stage names replaced by checkpoint paths."""
+    import copy
+
+    out = copy.deepcopy(merge)
+    for loc, name in model_refs(merge):
+        node: Any = out
+        for part in loc[:-1]:
+            node = node[part]
+        node[loc[-1]] = paths[name]
+    return out
+
+
+def _parameter_names(merge: dict[str, Any]) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+
+    def params(block: Any, loc: Loc) -> None:
+        if isinstance(block, dict) and isinstance(block.get("parameters"), dict):
+            for k in block["parameters"]:
+                found.append(((*loc, "parameters", k), str(k)))
+
+    params(merge, ())
+    for i, m in enumerate(merge.get("models") or []):
+        params(m, ("models", i))
+    for i, s in enumerate(merge.get("slices") or []):
+        params(s, ("slices", i))
+        for j, src in enumerate((s or {}).get("sources") or [] if isinstance(s, dict) else []):
+            params(src, ("slices", i, "sources", j))
+    return found
+
+
+def check_merge_block(loaded: LoadedRecipe) -> None:
+    recipe = loaded.recipe
+    merge = recipe.merge
+
+    def fail(loc: Loc, message: str, hint: str | None = None) -> RecipeError:
+        return RecipeError(message, where=loaded.where(("merge", *loc)), hint=hint)
+
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge_methods import registry
+
+    unknown: list[tuple[Loc, str]] = []
+    _unknown_keys(MergeConfiguration, merge, (), unknown)
+    if unknown:
+        loc, suggestion = unknown[0]
+        raise fail(
+            loc,
+            f"unknown key 'merge.{'.'.join(map(str, loc))}' (mergekit would silently ignore it)"
+            f"{suggestion}",
+            hint="remove or correct the key",
+        )
+
+    method_name = merge.get("merge_method")
+    if not isinstance(method_name, str):
+        raise fail((), "merge.merge_method is required", hint="e.g. merge_method: ties")
+    methods = {m.spec.name: m for m in registry.registered_methods()}
+    if method_name not in methods:
+        raise fail(
+            ("merge_method",),
+            f"unknown merge method {method_name!r}{did_you_mean(method_name, set(methods))}",
+            hint=f"mergekit {_mergekit_version()} knows: {', '.join(sorted(methods))}",
+        )
+    method = methods[method_name]
+
+    stages = set(recipe.stages)
+    for loc, name in model_refs(merge):
+        if name not in stages:
+            raise fail(
+                loc,
+                f"{name!r} is not a stage of this recipe{did_you_mean(name, stages)}",
+                hint="declare every model the merge uses under stages: and refer to it by name",
+            )
+
+    known_params = {p.name for p in method.spec.parameters}
+    for loc, pname in _parameter_names(merge):
+        if pname not in known_params:
+            raise fail(
+                loc,
+                f"merge method {method_name!r} has no parameter {pname!r}"
+                f"{did_you_mean(pname, known_params)}",
+                hint=f"its parameters are: {', '.join(sorted(known_params)) or '(none)'}",
+            )
+
+    try:
+        MergeConfiguration.model_validate(merge)
+    except (ValidationError, RuntimeError, ValueError) as exc:
+        raise fail((), f"mergekit rejects the merge block: {_first_line(exc)}") from None
+
+    models = [m.get("model") for m in (merge.get("models") or []) if isinstance(m, dict)]
+    if models:
+        base = merge.get("base_model")
+        if base is not None and base not in models and method.spec.contract.base.value != "ignored":
+            # mergekit adds the base to the inputs itself when it is not listed
+            models = [*models, base]
+        try:
+            method.spec.contract.validate_ids(
+                models, base if method.spec.contract.base.value != "ignored" else None
+            )
+        except ValueError as exc:
+            raise fail(
+                ("models",),
+                f"merge method {method_name!r}: {_first_line(exc)}",
+                hint="check base_model and the models list for this method",
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        e = exc.errors()[0]
+        return f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+    return str(exc).strip().splitlines()[0]
+
+
+def _mergekit_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mergekit")
+    except metadata.PackageNotFoundError:
+        return "?"

@@ -1,0 +1,115 @@
+"""Make the merged folder a model a user can run as intended: tokenizer, chat template,
+recommended decoding, and special token ids that agree everywhere.
+
+mergekit copies the base model's tokenizer but not its generation_config, and a merge of an
+instruct model and a base model easily ends up with the base's EOS: generation then never
+stops. We set the ids from the tokenizer the release ships, in config.json and
+generation_config.json alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import RecipeError
+from medrelease.merge.adapters import TOKENIZER_EXTRA
+from medrelease.merge.preflight import TOKENIZER_FILES
+
+MERGEKIT_README = "README.md"
+
+
+def replace_tokenizer(out: Path, source: Path) -> None:
+    for name in (*TOKENIZER_FILES, *TOKENIZER_EXTRA):
+        if (out / name).is_file():
+            (out / name).unlink()
+    for name in (*TOKENIZER_FILES, *TOKENIZER_EXTRA):
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+
+
+def _as_list(v: Any) -> list[int]:
+    if v is None:
+        return []
+    return [int(x) for x in v] if isinstance(v, list) else [int(v)]
+
+
+def finalize_output(
+    out: Path,
+    *,
+    chat_template: str | None,
+    generation: dict[str, Any] | None,
+    generation_base: Path | None,
+    tokenizer_source: Path | None,
+) -> dict[str, Any]:
+    """Apply the recipe's output settings in place; return what was set (for the manifest)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    if tokenizer_source is not None:
+        replace_tokenizer(out, tokenizer_source)
+    tok = AutoTokenizer.from_pretrained(str(out))
+    applied: dict[str, Any] = {}
+    if chat_template is not None:
+        tok.chat_template = chat_template
+        applied["chat_template"] = "recipe"
+    elif getattr(tok, "chat_template", None):
+        applied["chat_template"] = "inherited"
+    tok.save_pretrained(str(out))
+
+    if (out / "generation_config.json").is_file():
+        gen = GenerationConfig.from_pretrained(str(out))
+    elif generation_base is not None and (generation_base / "generation_config.json").is_file():
+        gen = GenerationConfig.from_pretrained(str(generation_base))
+    else:
+        gen = GenerationConfig()
+    if generation:
+        unknown = [k for k in generation if not _is_generation_key(k)]
+        if unknown:
+            raise RecipeError(
+                f"output.generation_config: unknown decoding setting(s) {', '.join(unknown)}",
+                hint="use transformers GenerationConfig names (do_sample, temperature, top_p, "
+                "repetition_penalty, no_repeat_ngram_size, max_new_tokens, ...)",
+            )
+        gen.update(**generation)
+    eos_ids = _as_list(gen.eos_token_id)
+    if tok.eos_token_id is not None and tok.eos_token_id not in eos_ids:
+        eos_ids = [tok.eos_token_id, *eos_ids]
+    gen.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+    if tok.bos_token_id is not None:
+        gen.bos_token_id = tok.bos_token_id
+    if tok.pad_token_id is not None:
+        gen.pad_token_id = tok.pad_token_id
+    try:
+        gen.validate(strict=True)
+    except ValueError as exc:
+        raise RecipeError(
+            f"output.generation_config is inconsistent: {str(exc).splitlines()[0]}",
+            hint="e.g. temperature/top_p only apply with do_sample: true",
+        ) from None
+    gen.save_pretrained(str(out))
+    applied["generation_config"] = gen.to_diff_dict()
+
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    target = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else cfg
+    for key, value in (
+        ("eos_token_id", tok.eos_token_id),
+        ("bos_token_id", tok.bos_token_id),
+        ("pad_token_id", tok.pad_token_id),
+    ):
+        if value is not None:
+            if key == "eos_token_id" and _as_list(target.get(key)) and value in _as_list(target[key]):
+                continue  # a list that already contains it (instruct models list several)
+            target[key] = value
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    # mergekit writes its own model card; ours is rendered by `medrelease card`
+    (out / MERGEKIT_README).unlink(missing_ok=True)
+    return applied
+
+
+def _is_generation_key(key: str) -> bool:
+    from transformers import GenerationConfig
+
+    return hasattr(GenerationConfig(), key)

@@ -1,0 +1,308 @@
+"""`medrelease merge`: stages -> preflight -> mergekit -> finalize -> verify -> merged/.
+
+Library entry point: `merge_release(loaded_recipe, workdir=..., force=...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medrelease.core.atomic import staging_dir, sweep_stale_temps
+from medrelease.core.console import Reporter
+from medrelease.core.errors import InputError, MedreleaseError, UsageError
+from medrelease.core.hashing import HashCache, digest_of, folder_records
+from medrelease.core.lock import release_lock
+from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.merge import preflight
+from medrelease.merge.config_check import merge_stage_names, resolve_merge_config
+from medrelease.merge.sources import ResolvedStage, fetch_weights, locate_stage
+from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.schema import chat_template_text
+from medrelease.recipe.stages import AdapterStage
+
+TOOLS = ("mergekit", "transformers", "torch", "peft", "safetensors", "huggingface_hub")
+
+
+@dataclass
+class MergeResult:
+    merged: Path
+    manifest: Path
+    record: dict[str, Any]
+    skipped: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "step": "merge",
+            "status": "skipped" if self.skipped else "done",
+            "merged": str(self.merged),
+            "manifest": str(self.manifest),
+            "method": self.record.get("method"),
+            "seed": self.record.get("seed"),
+            "stages": self.record.get("stages"),
+            "verification": self.record.get("verification"),
+            "duration_s": self.record.get("timings", {}).get("duration_s"),
+            "warnings": self.warnings,
+        }
+
+
+def needed_stages(loaded: LoadedRecipe) -> list[str]:
+    """Stages the merge reads: those it names, their adapter bases, the tokenizer source."""
+    recipe = loaded.recipe
+    names = merge_stage_names(recipe.merge)
+    if recipe.output.tokenizer_from:
+        names.append(recipe.output.tokenizer_from)
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        spec = recipe.stages[name]
+        if isinstance(spec, AdapterStage):
+            add(spec.base)
+        if name not in out:
+            out.append(name)
+
+    for n in names:
+        add(n)
+    return out
+
+
+def merge_inputs_hash(loaded: LoadedRecipe, stage_records: dict[str, Any]) -> str:
+    """What determines the merge output: used for skip-if-unchanged in `release`."""
+    r = loaded.recipe
+    return digest_of(
+        {
+            "merge": r.merge,
+            "output": r.output.model_dump(mode="json"),
+            "seed": r.seed,
+            "stages": {k: v.get("files") for k, v in stage_records.items()},
+            "tools": tool_versions(*TOOLS),
+        }
+    )
+
+
+def merge_release(
+    loaded: LoadedRecipe,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> MergeResult:
+    reporter = reporter or Reporter()
+    recipe = loaded.recipe
+    paths = ReleasePaths(workdir, recipe.release.name)
+    with release_lock(paths.root):
+        sweep_stale_temps(paths.root)
+        if paths.merged.exists() and not force:
+            raise UsageError(
+                f"output folder {paths.merged} already exists",
+                hint="pass --force to replace it, or choose another --workdir",
+            )
+        return _merge_locked(loaded, paths, force, reporter)
+
+
+def _merge_locked(
+    loaded: LoadedRecipe, paths: ReleasePaths, force: bool, reporter: Reporter
+) -> MergeResult:
+    recipe = loaded.recipe
+    timer = StepTimer()
+    hashes = HashCache(paths.hash_cache)
+    warnings: list[str] = []
+
+    # 1. locate every stage (metadata only) and preflight before any weights move
+    names = needed_stages(loaded)
+    stages: dict[str, ResolvedStage] = {}
+    for name in names:
+        stages[name] = locate_stage(loaded, name)
+    facts = _preflight(loaded, stages, paths, warnings, reporter)
+    timer.lap("preflight")
+
+    # 2. fetch Hub weights, materialize adapters
+    merge_paths: dict[str, str] = {}
+    for name, stage in stages.items():
+        if stage.kind == "hub" and not stage.weights_ready:
+            reporter.info(f"downloading {stage.source}@{stage.revision} ...")
+            fetch_weights(stage)
+            preflight.check_weights(stage)  # integrity of what actually arrived
+    for name, stage in stages.items():
+        if stage.kind == "adapter":
+            from medrelease.merge.adapters import materialize_adapter
+
+            assert stage.base is not None
+            reporter.info(f"materializing adapter stage {name!r} on {stage.base!r} with peft")
+            stage.path = materialize_adapter(stage, stages[stage.base], paths.stages, hashes)
+        merge_paths[name] = str(stage.path)
+    timer.lap("fetch")
+
+    # 3. hash every input file
+    stage_records: dict[str, Any] = {}
+    for name, stage in stages.items():
+        rec = stage.record()
+        src = stage.adapter.path if stage.adapter is not None else stage.path
+        rec["files"] = folder_records(src, hashes)
+        if stage.adapter is not None:
+            rec["materialized_files"] = folder_records(stage.path, hashes)
+        rec["config"] = {
+            k: facts[name].config.get(k)
+            for k in ("architectures", "model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+            if name in facts
+        }
+        stage_records[name] = rec
+    hashes.save()
+    timer.lap("hash_inputs")
+
+    # 4. run mergekit into a staging folder, finalize, verify, then move into place
+    resolved = resolve_merge_config(recipe.merge, merge_paths)
+    seed = recipe.seed
+    from medrelease.merge.finalize import finalize_output
+    from medrelease.merge.verify import raise_on_failure, verify_model_folder
+
+    with staging_dir(paths.merged, replace=force) as tmp:
+        run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
+        timer.lap("merge")
+        base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
+        tok_from = recipe.output.tokenizer_from
+        applied = finalize_output(
+            tmp,
+            chat_template=chat_template_text(recipe, loaded.base_dir),
+            generation=recipe.output.generation_config,
+            generation_base=stages[base_stage].path if base_stage in stages else None,
+            tokenizer_source=stages[tok_from].path if tok_from else None,
+        )
+        _write_portable_config(tmp, recipe.merge, stage_records)
+        checks = verify_model_folder(tmp)
+        raise_on_failure(checks)
+        timer.lap("finalize_verify")
+    outputs = {
+        f"merged/{k}": v for k, v in folder_records(paths.merged, hashes).items()
+    }
+    hashes.save()
+    record: dict[str, Any] = {
+        "status": "done",
+        "inputs_hash": merge_inputs_hash(loaded, stage_records),
+        "method": recipe.merge.get("merge_method"),
+        "seed": seed,
+        "mergekit_config": recipe.merge,
+        "stages": stage_records,
+        "output_settings": applied,
+        "verification": checks,
+        "outputs": outputs,
+        "tools": tool_versions(*TOOLS),
+        "warnings": warnings,
+    }
+    record["timings"] = timer.summary()
+    manifest = Manifest.load(paths.root)
+    manifest.set_header(
+        release=recipe.release.model_dump(mode="json"),
+        recipe={"path": str(loaded.path), "sha256": loaded.sha256, "overrides": loaded.overrides},
+    )
+    manifest.record_step("merge", record)
+    return MergeResult(paths.merged, paths.manifest, record, warnings=warnings)
+
+
+def _preflight(
+    loaded: LoadedRecipe,
+    stages: dict[str, ResolvedStage],
+    paths: ReleasePaths,
+    warnings: list[str],
+    reporter: Reporter,
+) -> dict[str, preflight.StageFacts]:
+    recipe = loaded.recipe
+    facts: dict[str, preflight.StageFacts] = {}
+    for name, stage in stages.items():
+        if stage.kind == "adapter":
+            preflight.check_adapter(stage)
+            continue
+        f = preflight.check_weights(stage)
+        f.config = preflight.read_config(stage)
+        facts[name] = f
+        if f.pickle:
+            warnings.append(f"stage {name!r} uses pickle weights (allowed by the recipe)")
+    for name, stage in stages.items():  # adapters inherit their base's architecture
+        if stage.kind == "adapter" and stage.base in facts:
+            facts[name] = facts[stage.base]
+
+    merge = recipe.merge
+    used = merge_stage_names(merge)
+    tok_keys = merge.get("tokenizer_source") is not None or merge.get("tokenizer") is not None
+    preflight.check_compatible(
+        str(merge.get("merge_method")),
+        bool(merge.get("slices") or merge.get("modules")),
+        {n: facts[n] for n in used if n in facts},
+        allow_vocab_change=tok_keys,
+    )
+    tok_stage = recipe.output.tokenizer_from or merge.get("base_model") or used[0]
+    if tok_stage in facts and not facts[tok_stage].has_tokenizer:
+        spec = recipe.stages[tok_stage]
+        if not isinstance(spec, AdapterStage):
+            raise InputError(
+                f"stage {tok_stage!r}: no tokenizer files (tokenizer.json / tokenizer.model)",
+                hint="save the tokenizer with the checkpoint, or set output.tokenizer_from "
+                "to a stage that has one",
+            )
+    biggest = max((facts[n].weight_bytes for n in used if n in facts), default=0)
+    dtype_scale = _dtype_scale(merge, facts[used[0]].config if used[0] in facts else {})
+    needed = int(biggest * dtype_scale * 1.1) + sum(
+        facts[n].weight_bytes for n, s in stages.items() if s.kind == "hub" and not s.weights_ready
+    )
+    adapters = [n for n, s in stages.items() if s.kind == "adapter"]
+    needed += sum(facts[n].weight_bytes for n in adapters if n in facts)
+    preflight.check_disk(paths.root, needed)
+    reporter.info(
+        f"preflight ok: {len(stages)} stage(s), method {merge.get('merge_method')}, "
+        f"~{preflight.human_bytes(needed)} to write"
+    )
+    return facts
+
+
+DTYPE_WIDTH = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def _dtype_scale(merge: dict[str, Any], cfg: dict[str, Any]) -> float:
+    src = str(cfg.get("torch_dtype") or cfg.get("dtype") or "float32").replace("torch.", "")
+    out = str(merge.get("out_dtype") or merge.get("dtype") or src)
+    return DTYPE_WIDTH.get(out, 4) / DTYPE_WIDTH.get(src, 4)
+
+
+def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Reporter) -> None:
+    """Run mergekit's library API exactly as `mergekit-yaml CONFIG OUT --random-seed SEED`."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    from medrelease.merge.progress import mergekit_progress
+
+    options = MergeOptions(random_seed=seed, copy_tokenizer=True, quiet=False)
+    options.apply_global_options()
+    cfg = MergeConfiguration.model_validate(config)
+    source = yaml.safe_dump(config, sort_keys=False)
+    try:
+        with mergekit_progress(reporter):
+            run_merge(cfg, str(out), options=options, config_source=source)
+    except MedreleaseError:
+        raise
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        raise InputError(
+            f"mergekit failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            hint="re-run with --debug for mergekit's traceback",
+        ) from exc
+
+
+def _write_portable_config(out: Path, merge: dict[str, Any], stages: dict[str, Any]) -> None:
+    """Replace mergekit_config.yml (local temp paths) with one naming the published sources."""
+    portable: dict[str, str] = {}
+    for name, rec in stages.items():
+        if rec["kind"] == "hub":
+            portable[name] = f"{rec['source']}@{rec['revision']}" if rec.get("revision") else rec["source"]
+        else:
+            portable[name] = name
+    text = (
+        "# mergekit configuration of this release; model names are the recipe's stages\n"
+        "# (Hub stages carry their exact commit).\n"
+        + yaml.safe_dump(resolve_merge_config(merge, portable), sort_keys=False)
+    )
+    (out / "mergekit_config.yml").write_text(text)

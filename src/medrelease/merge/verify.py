@@ -1,0 +1,121 @@
+"""Post-merge verification: would a user get a working model from this folder?
+
+Each check returns (ok, detail). The merge step refuses to move an output into place when
+any check fails, so `merged/` only ever holds a model that passed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import VerificationError
+
+ROUND_TRIP_TEXTS = (
+    "The liver filters toxins and makes bile.",
+    "Take 5 mg twice daily; call 112 in an emergency.",
+    "Myocardial infarction (MI): troponin > 0.04 ng/mL.",
+)
+CHAT_PROBE = [{"role": "user", "content": "Which organ makes insulin?"}]
+
+
+def _ids(v: Any) -> list[int]:
+    if v is None:
+        return []
+    return [int(x) for x in v] if isinstance(v, list) else [int(v)]
+
+
+def verify_model_folder(folder: Path, *, require_chat_template: bool = False) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    checks: dict[str, dict[str, Any]] = {}
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        checks[name] = {"ok": bool(ok), "detail": detail}
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+        raise VerificationError(f"merged tokenizer does not load: {exc}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
+    except Exception as exc:  # noqa: BLE001
+        raise VerificationError(f"merged model does not load in transformers: {exc}") from None
+    check("loads", True, f"{type(model).__name__}, {model.num_parameters():,} parameters")
+
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    check(
+        "finite_weights",
+        not bad,
+        "all weights finite" if not bad else f"NaN/Inf in {len(bad)} tensors, e.g. {bad[0]}",
+    )
+    with torch.no_grad():
+        enc = tok(ROUND_TRIP_TEXTS[0], return_tensors="pt")
+        logits = model(**enc).logits
+    check("finite_logits", bool(torch.isfinite(logits).all()), f"logits shape {tuple(logits.shape)}")
+
+    failures = []
+    for text in ROUND_TRIP_TEXTS:
+        back = tok.decode(tok(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+        if back != text and back.strip() != text:
+            failures.append(f"{text!r} -> {back!r}")
+    check(
+        "tokenizer_round_trip",
+        not failures,
+        f"{len(ROUND_TRIP_TEXTS)} texts round-trip" if not failures else failures[0],
+    )
+
+    template = getattr(tok, "chat_template", None)
+    if template:
+        try:
+            rendered = tok.apply_chat_template(CHAT_PROBE, tokenize=False, add_generation_prompt=True)
+            ok = isinstance(rendered, str) and CHAT_PROBE[0]["content"] in rendered
+            check("chat_template", ok, "renders" if ok else "rendered text lacks the message")
+        except Exception as exc:  # noqa: BLE001
+            check("chat_template", False, f"does not render: {exc}")
+    else:
+        check(
+            "chat_template",
+            not require_chat_template,
+            "none (base-model style prompts)" if not require_chat_template else "missing",
+        )
+
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg = {**cfg, **cfg["text_config"]} if isinstance(cfg.get("text_config"), dict) else cfg
+    gen = GenerationConfig.from_pretrained(str(folder))
+    problems = []
+    gen_eos = _ids(gen.eos_token_id)
+    if tok.eos_token_id is None:
+        problems.append("tokenizer has no EOS token")
+    elif tok.eos_token_id not in gen_eos:
+        problems.append(f"tokenizer EOS {tok.eos_token_id} not in generation_config {gen_eos}")
+    cfg_eos = _ids(cfg.get("eos_token_id"))
+    if cfg_eos and not set(cfg_eos) & set(gen_eos):
+        problems.append(f"config EOS {cfg_eos} disagrees with generation_config {gen_eos}")
+    for key in ("bos_token_id", "pad_token_id"):
+        t, g, c = getattr(tok, key), getattr(gen, key), cfg.get(key)
+        present = [v for v in (t, g, c) if v is not None]
+        if len(set(present)) > 1:
+            problems.append(f"{key}: tokenizer {t}, generation_config {g}, config {c}")
+    vocab = int(cfg.get("vocab_size") or 0)
+    if vocab and len(tok) > vocab:
+        problems.append(f"tokenizer has {len(tok)} tokens but the embedding has {vocab} rows")
+    check(
+        "special_tokens",
+        not problems,
+        "EOS/BOS/pad agree" if not problems else "; ".join(problems),
+    )
+    return checks
+
+
+def raise_on_failure(checks: dict[str, Any]) -> None:
+    failed = {k: v for k, v in checks.items() if not v["ok"]}
+    if failed:
+        name, info = next(iter(failed.items()))
+        raise VerificationError(
+            f"merged model failed check {name!r}: {info['detail']}"
+            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
+            hint="nothing was moved into merged/; fix the recipe or inputs and re-run",
+        )

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny real models built once per test session, never downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub; the local Hub server tests unset this for their own calls.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _family(root: Path, arch: str) -> dict[str, Path]:
+    from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
+
+    base = build_tiny_model(root / "base", TinySpec(arch=arch, seed=1))
+    out = {"base": base}
+    for i, name in enumerate(("sft", "dpo", "grpo"), start=1):
+        out[name] = derive_stage(base, root / name, seed=100 + i, scale=0.02 * i)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_families(tmp_path_factory: pytest.TempPathFactory):
+    """arch -> {base, sft, dpo, grpo} folders, built lazily and shared by all tests."""
+    cache: dict[str, dict[str, Path]] = {}
+
+    def get(arch: str) -> dict[str, Path]:
+        if arch not in cache:
+            cache[arch] = _family(tmp_path_factory.mktemp(f"tiny-{arch}"), arch)
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def llama(tiny_families) -> dict[str, Path]:
+    return tiny_families("llama")
+
+
+@pytest.fixture
+def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    return home

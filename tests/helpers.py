@@ -1,0 +1,49 @@
+"""Small helpers for tests: write recipes, run the CLI in-process, compare tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_recipe(path: Path, stages: dict[str, Any], merge: dict[str, Any], **extra: Any) -> Path:
+    data: dict[str, Any] = {
+        "release": {
+            "name": extra.pop("name", "tiny-release"),
+            "version": "0.1.0",
+            "repo": "medrelease-tests/tiny-release",
+            "license": "apache-2.0",
+        },
+        "stages": {k: str(v) if isinstance(v, Path) else v for k, v in stages.items()},
+        "merge": merge,
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_cli(*args: str) -> int:
+    from medrelease.cli import main
+
+    return main([str(a) for a in args])
+
+
+def load_tensors(folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    tensors: dict[str, Any] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(str(f)))
+    return tensors
+
+
+def assert_bitwise_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
+    import torch
+
+    assert sorted(a) == sorted(b), f"tensor names differ: {set(a) ^ set(b)}"
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        assert a[name].shape == b[name].shape, name
+        assert torch.equal(a[name], b[name]), f"{name} differs"
