@@ -13,6 +13,7 @@ import typer
 
 # Order is the order shown in `medrelease --help`.
 COMMANDS = (
+    "setup",
     "validate",
     "merge",
     "gate",

@@ -40,6 +40,13 @@ def mergekit_progress(reporter: Reporter) -> Iterator[None]:
             if progress is not None and not reporter.quiet:
                 self._rich = progress.add_task(DESCRIPTIONS.get(desc, desc), total=self.total)
 
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            # tqdm batches its own counter updates; count items ourselves
+            for done, item in enumerate(super().__iter__(), start=1):
+                if self._rich is not None:
+                    progress_holder["p"].update(self._rich, completed=done)
+                yield item
+
         def update(self, n: float | None = 1) -> bool | None:
             out = super().update(n)
             if self._rich is not None:

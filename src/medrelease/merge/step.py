@@ -20,7 +20,7 @@ from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.merge import preflight
 from medrelease.merge.config_check import merge_stage_names, resolve_merge_config
-from medrelease.merge.sources import ResolvedStage, fetch_weights, locate_stage
+from medrelease.merge.sources import ResolvedStage, locate_stage
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage
@@ -92,6 +92,9 @@ def merge_release(
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> MergeResult:
+    from medrelease.core.quiet import quiet_libraries
+
+    quiet_libraries()
     reporter = reporter or Reporter()
     recipe = loaded.recipe
     paths = ReleasePaths(workdir, recipe.release.name)
@@ -122,19 +125,11 @@ def _merge_locked(
     timer.lap("preflight")
 
     # 2. fetch Hub weights, materialize adapters
-    merge_paths: dict[str, str] = {}
-    for name, stage in stages.items():
-        if stage.kind == "hub" and not stage.weights_ready:
-            reporter.info(f"downloading {stage.source}@{stage.revision} ...")
-            fetch_weights(stage)
-            preflight.check_weights(stage)  # integrity of what actually arrived
-    for name, stage in stages.items():
-        if stage.kind == "adapter":
-            from medrelease.merge.adapters import materialize_adapter
+    from medrelease.merge.stage_folders import ensure_ready
 
-            assert stage.base is not None
-            reporter.info(f"materializing adapter stage {name!r} on {stage.base!r} with peft")
-            stage.path = materialize_adapter(stage, stages[stage.base], paths.stages, hashes)
+    merge_paths: dict[str, str] = {}
+    for name, stage in stages.items():  # `stages` is in dependency order (bases first)
+        ensure_ready(loaded, stage, paths, hashes=hashes, reporter=reporter, seen=stages)
         merge_paths[name] = str(stage.path)
     timer.lap("fetch")
 

@@ -144,7 +144,11 @@ def _config(spec: TinySpec, tok: Any) -> Any:
     }
     if spec.arch == "qwen3":
         common["head_dim"] = spec.hidden_size // spec.num_attention_heads
-    return AutoConfig.for_model(spec.arch, **common)
+    tokens = {k: common.pop(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    cfg = AutoConfig.for_model(spec.arch, **common)
+    for key, value in tokens.items():  # None must override the architecture's defaults
+        setattr(cfg, key, value)
+    return cfg
 
 
 def build_tiny_model(folder: Path, spec: TinySpec | None = None, *, tokenizer_from: Path | None = None) -> Path:

@@ -1,0 +1,16 @@
+"""`medrelease setup`: install the offline data the tools need (run by `make install`)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def setup(quiet: bool = typer.Option(False, "--quiet", help="print only problems")) -> None:
+        """Prepare offline data (e.g. NLTK tokenizers for IFEval) so nothing downloads later."""
+        from medrelease.setup_offline import prepare_offline_data
+
+        for line in prepare_offline_data():
+            if not quiet:
+                typer.echo(line)

@@ -1,0 +1,25 @@
+"""What every step returns, so the CLI and the pipeline treat them alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StepResult:
+    step: str  # merge | gate | quantize | card | publish
+    record: dict[str, Any]  # what was written to manifest.json under steps.<step>
+    manifest: Path
+    skipped: bool = False  # nothing to do: inputs unchanged since the recorded run
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "status": "skipped" if self.skipped else self.record.get("status", "done"),
+            "manifest": str(self.manifest),
+            "warnings": self.warnings,
+            **{k: v for k, v in self.record.items() if k not in ("outputs",)},
+        }

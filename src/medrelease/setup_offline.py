@@ -1,0 +1,15 @@
+"""Offline data the evaluation stack needs, installed by `medrelease setup`.
+
+Each provider returns a line describing what it did. Steps that need data register here,
+so one command (run by `make install`) prepares a machine for air-gapped use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+PROVIDERS: list[Callable[[], str]] = []
+
+
+def prepare_offline_data() -> list[str]:
+    return [provider() for provider in PROVIDERS]
