@@ -11,5 +11,14 @@ from collections.abc import Callable
 PROVIDERS: list[Callable[[], str]] = []
 
 
+def _punkt_tab_for_ifeval() -> str:  # gate step: IFEval needs NLTK punkt_tab offline
+    from medrelease.gate.nltk_data import provide_punkt_tab
+
+    return provide_punkt_tab()
+
+
+PROVIDERS.append(_punkt_tab_for_ifeval)
+
+
 def prepare_offline_data() -> list[str]:
     return [provider() for provider in PROVIDERS]

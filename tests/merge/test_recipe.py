@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, write_recipe
 
+from helpers import run_cli, write_recipe
 from medrelease.core.errors import RecipeError
 from medrelease.recipe.load import load_recipe
 
@@ -24,6 +24,7 @@ merge:
   base_model: base
   models:
     - model: base
+      parameters: {{weight: 0.5}}
     - model: sft
       parameters: {{weight: 0.5}}
   dtype: float32
@@ -60,7 +61,7 @@ def test_unknown_top_level_key_suggests(tmp_path):
     err = _error(tmp_path, GOOD.format(method="linear") + "gaets: {}\n")
     assert "unknown key 'gaets'" in str(err)
     assert "did you mean 'gates'" in str(err)
-    assert "recipe.yaml:17" in str(err)
+    assert "recipe.yaml:18" in str(err)
 
 
 def test_unknown_nested_key_reports_line(tmp_path):
@@ -74,7 +75,7 @@ def test_unknown_key_inside_merge_block(tmp_path):
     text = GOOD.format(method="linear").replace("  dtype: float32", "  dtyp: float32")
     err = _error(tmp_path, text)
     assert "merge.dtyp" in str(err) and "did you mean 'dtype'" in str(err)
-    assert "recipe.yaml:16" in str(err)
+    assert "recipe.yaml:17" in str(err)
 
 
 def test_unknown_merge_parameter(tmp_path):
@@ -92,11 +93,14 @@ def test_unknown_stage_name_in_merge(tmp_path):
     text = GOOD.format(method="linear").replace("- model: sft", "- model: sfft")
     err = _error(tmp_path, text)
     assert "'sfft' is not a stage" in str(err) and "did you mean 'sft'" in str(err)
-    assert "recipe.yaml:14" in str(err)
+    assert "recipe.yaml:15" in str(err)
 
 
 def test_duplicate_key(tmp_path):
-    err = _error(tmp_path, GOOD.format(method="linear").replace("  version: 1.0.0", "  version: 1\n  version: 2"))
+    err = _error(
+        tmp_path,
+        GOOD.format(method="linear").replace("  version: 1.0.0", "  version: 1\n  version: 2"),
+    )
     assert "duplicate key 'version'" in str(err)
 
 
@@ -106,9 +110,11 @@ def test_bad_release_name_and_repo(tmp_path):
 
 
 def test_arcee_fusion_needs_two_models(tmp_path):
-    text = GOOD.format(method="arcee_fusion").replace(
-        "    - model: sft\n      parameters: {weight: 0.5}\n", ""
-    ).replace("    - model: base\n", "    - model: base\n    - model: sft\n    - model: dpo\n")
+    text = (
+        GOOD.format(method="arcee_fusion")
+        .replace("    - model: sft\n      parameters: {weight: 0.5}\n", "")
+        .replace("    - model: base\n", "    - model: base\n    - model: sft\n    - model: dpo\n")
+    )
     text = text.replace("  sft: {path: ./sft, parent: base}", "  sft: ./sft\n  dpo: ./dpo")
     err = _error(tmp_path, text)
     assert "arcee_fusion" in str(err)
@@ -157,8 +163,27 @@ def test_validate_json(tmp_path, capsys):
     p = write_recipe(
         tmp_path / "r.yaml",
         {"base": "./a", "sft": "./b"},
-        {"merge_method": "linear", "models": [{"model": "base"}, {"model": "sft"}]},
+        {
+            "merge_method": "linear",
+            "models": [{"model": "base"}, {"model": "sft"}],
+            "parameters": {"weight": 0.5},
+        },
     )
     assert run_cli("validate", p, "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["valid"] is True and data["merge_method"] == "linear"
+
+
+def test_missing_required_parameter_caught_before_merge(tmp_path):
+    text = GOOD.format(method="linear").replace(
+        "    - model: base\n      parameters: {weight: 0.5}\n", "    - model: base\n"
+    )
+    err = _error(tmp_path, text)
+    assert "requires" in str(err) and "'weight'" in str(err)
+
+
+def test_unknown_generation_setting(tmp_path):
+    text = GOOD.format(method="linear") + "output:\n  generation_config: {do_sampel: false}\n"
+    err = _error(tmp_path, text)
+    assert "do_sampel" in str(err) and "did you mean 'do_sample'" in str(err)
+    assert "recipe.yaml:19" in str(err)

@@ -64,9 +64,8 @@ class Reporter:
     def phase(self, description: str, total: float | None = None) -> Iterator[Any]:
         """A progress row for one phase; yields a callable `advance(n=1)`."""
         if self._progress is None:
-            with self.progress():
-                with self.phase(description, total) as advance:
-                    yield advance
+            with self.progress(), self.phase(description, total) as outer:
+                yield outer
             return
         progress = self._progress
         task = progress.add_task(description, total=total)
@@ -80,7 +79,9 @@ class Reporter:
             yield advance
         finally:
             t = progress.tasks[progress.task_ids.index(task)]
-            progress.update(task, completed=t.total if t.total is not None else 1, total=t.total or 1)
+            progress.update(
+                task, completed=t.total if t.total is not None else 1, total=t.total or 1
+            )
 
 
 def print_json(obj: Any) -> None:

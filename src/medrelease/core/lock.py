@@ -15,7 +15,7 @@ from medrelease.core.errors import EnvironmentProblem
 def release_lock(release_dir: Path) -> Iterator[None]:
     release_dir.mkdir(parents=True, exist_ok=True)
     lock_path = release_dir / ".lock"
-    fh = open(lock_path, "a+")
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed below
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,13 +1,13 @@
 """The workdir layout: the contract between steps, tests and users.
 
-    <workdir>/<release>/
-      merged/                 merged model (Hugging Face folder)
-      gates/report.json       gate results
-      quant/gguf/, quant/awq/ quantized models
-      card/                   rendered model cards
-      manifest.json           the release record
-      stages/                 materialized adapter stages (cache)
-      .cache/                 hash and evaluation caches
+<workdir>/<release>/
+  merged/                 merged model (Hugging Face folder)
+  gates/report.json       gate results
+  quant/gguf/, quant/awq/ quantized models
+  card/                   rendered model cards
+  manifest.json           the release record
+  stages/                 materialized adapter stages (cache)
+  .cache/                 hash and evaluation caches
 """
 
 from __future__ import annotations

@@ -201,6 +201,8 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
                 hint=f"its parameters are: {', '.join(sorted(known_params)) or '(none)'}",
             )
 
+    _check_required_parameters(method, merge, fail)
+
     try:
         MergeConfiguration.model_validate(merge)
     except (ValidationError, RuntimeError, ValueError) as exc:
@@ -222,6 +224,53 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
                 f"merge method {method_name!r}: {_first_line(exc)}",
                 hint="check base_model and the models list for this method",
             ) from None
+
+
+def _check_required_parameters(method: Any, merge: dict[str, Any], fail: Any) -> None:
+    """mergekit only notices a missing required parameter mid-merge; catch it up front."""
+    top = merge.get("parameters") or {}
+    for spec in method.spec.parameters:
+        if not spec.required or spec.name in top:
+            continue
+        if spec.scope.value == "shared":
+            raise fail(
+                ("parameters",),
+                f"merge method {method.spec.name!r} needs parameter {spec.name!r}",
+                hint=f"add `parameters: {{{spec.name}: ...}}` to merge:",
+            )
+        base = merge.get("base_model")
+        for i, m in enumerate(merge.get("models") or []):
+            if not isinstance(m, dict):
+                continue
+            if spec.scope.value == "non_base" and m.get("model") == base:
+                continue
+            if spec.name not in (m.get("parameters") or {}):
+                raise fail(
+                    ("models", i),
+                    f"model {m.get('model')!r} has no {spec.name!r}, which merge method "
+                    f"{method.spec.name!r} requires",
+                    hint=f"set `parameters: {{{spec.name}: ...}}` on each model or under merge:",
+                )
+
+
+def check_output_block(loaded: LoadedRecipe) -> None:
+    """Decoding settings must be real GenerationConfig fields (a typo would be ignored)."""
+    gen = loaded.recipe.output.generation_config or {}
+    if not gen:
+        return
+    from transformers import GenerationConfig
+
+    defaults = GenerationConfig()
+    known = set(defaults.to_dict())
+    for key in gen:
+        if not hasattr(defaults, key):
+            raise RecipeError(
+                f"output.generation_config: unknown decoding setting {key!r}"
+                f"{did_you_mean(key, known)}",
+                where=loaded.where(("output", "generation_config", key)),
+                hint="use transformers GenerationConfig names (do_sample, temperature, top_p, "
+                "repetition_penalty, no_repeat_ngram_size, max_new_tokens, ...)",
+            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -100,7 +100,11 @@ def finalize_output(
         ("pad_token_id", tok.pad_token_id),
     ):
         if value is not None:
-            if key == "eos_token_id" and _as_list(target.get(key)) and value in _as_list(target[key]):
+            if (
+                key == "eos_token_id"
+                and _as_list(target.get(key))
+                and value in _as_list(target[key])
+            ):
                 continue  # a list that already contains it (instruct models list several)
             target[key] = value
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -91,7 +91,9 @@ def check_weights(stage: ResolvedStage, folder: Path | None = None) -> StageFact
         local = True
     names = {n for n, _ in listing}
     safetensors = sorted(n for n, _ in listing if n.endswith(".safetensors"))
-    pickles = sorted(n for n, _ in listing if n.endswith(PICKLE_SUFFIXES) and "training_args" not in n)
+    pickles = sorted(
+        n for n, _ in listing if n.endswith(PICKLE_SUFFIXES) and "training_args" not in n
+    )
     facts.has_tokenizer = any(t in names for t in TOKENIZER_FILES)
     if safetensors:
         facts.weight_files = safetensors

@@ -22,14 +22,13 @@ DESCRIPTIONS = {
 
 @contextlib.contextmanager
 def mergekit_progress(reporter: Reporter) -> Iterator[None]:
-    import tqdm as tqdm_mod
-
     import mergekit.graph
     import mergekit.merge
+    import tqdm as tqdm_mod
 
     progress_holder: dict[str, Any] = {}
 
-    class RichTqdm(tqdm_mod.tqdm):  # type: ignore[misc]
+    class RichTqdm(tqdm_mod.tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             desc = kwargs.get("desc") or ""
             kwargs["disable"] = False
@@ -40,7 +39,7 @@ def mergekit_progress(reporter: Reporter) -> Iterator[None]:
             if progress is not None and not reporter.quiet:
                 self._rich = progress.add_task(DESCRIPTIONS.get(desc, desc), total=self.total)
 
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def __iter__(self):
             # tqdm batches its own counter updates; count items ourselves
             for done, item in enumerate(super().__iter__(), start=1):
                 if self._rich is not None:
@@ -63,8 +62,8 @@ def mergekit_progress(reporter: Reporter) -> Iterator[None]:
     saved = (mergekit.graph.tqdm, mergekit.merge.tqdm)
     with reporter.progress() as progress:
         progress_holder["p"] = progress
-        mergekit.graph.tqdm = shim  # type: ignore[assignment]
-        mergekit.merge.tqdm = shim  # type: ignore[assignment]
+        mergekit.graph.tqdm = shim
+        mergekit.merge.tqdm = shim
         try:
             yield
         finally:

@@ -12,14 +12,18 @@ if TYPE_CHECKING:
 
 def merge_table(result: MergeResult) -> Table:
     rec = result.record
-    table = Table(title=f"merge ({rec.get('method')}, seed {rec.get('seed')})", title_justify="left")
+    table = Table(
+        title=f"merge ({rec.get('method')}, seed {rec.get('seed')})", title_justify="left"
+    )
     table.add_column("stage")
     table.add_column("source")
     table.add_column("revision")
     table.add_column("files", justify="right")
     for name, st in (rec.get("stages") or {}).items():
         rev = st.get("revision") or (st.get("adapter") or {}).get("revision") or "-"
-        table.add_row(name, f"{st['kind']}: {st['source']}", str(rev)[:12], str(len(st.get("files", {}))))
+        table.add_row(
+            name, f"{st['kind']}: {st['source']}", str(rev)[:12], str(len(st.get("files", {})))
+        )
     checks = Table(title="verification", title_justify="left")
     checks.add_column("check")
     checks.add_column("result")

@@ -56,7 +56,8 @@ def check_file(path: Path) -> int:
             continue
         if not isinstance(info, dict) or "data_offsets" not in info:
             raise SafetensorsProblem(f"{path.name}: tensor {name!r} has no data_offsets")
-        start, stop = info["data_offsets"]  # type: ignore[misc]
+        offsets: list[int] = list(info["data_offsets"])  # type: ignore[call-overload]
+        start, stop = int(offsets[0]), int(offsets[1])
         shape = info.get("shape", [])
         count = 1
         for d in shape:  # type: ignore[attr-defined]

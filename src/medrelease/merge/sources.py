@@ -59,7 +59,18 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _hub_locate(name: str, repo: str, revision: str | None, patterns: list[str]) -> tuple[Path, str]:
+def hub_cache_dir() -> str | None:
+    """The Hub cache folder from the environment *now* (huggingface_hub reads it at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def _hub_locate(
+    name: str, repo: str, revision: str | None, patterns: list[str]
+) -> tuple[Path, str]:
     """Download (or find in cache) the files matching `patterns`; return (folder, commit)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -76,6 +87,7 @@ def _hub_locate(name: str, repo: str, revision: str | None, patterns: list[str])
             revision=rev,
             allow_patterns=patterns,
             local_files_only=_hub_offline(),
+            cache_dir=hub_cache_dir(),
         )
     except GatedRepoError:
         raise InputError(
@@ -174,6 +186,8 @@ def fetch_weights(stage: ResolvedStage) -> None:
     patterns = ["*.safetensors", "*.safetensors.index.json"]
     if stage.allow_pickle:
         patterns += ["*.bin", "*.bin.index.json", "*.pt", "*.pth"]
-    path, commit = _hub_locate(stage.name, stage.source, stage.revision, [*METADATA_PATTERNS, *patterns])
+    path, commit = _hub_locate(
+        stage.name, stage.source, stage.revision, [*METADATA_PATTERNS, *patterns]
+    )
     stage.path, stage.revision = path, commit
     stage.weights_ready = True

@@ -143,7 +143,13 @@ def _merge_locked(
             rec["materialized_files"] = folder_records(stage.path, hashes)
         rec["config"] = {
             k: facts[name].config.get(k)
-            for k in ("architectures", "model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+            for k in (
+                "architectures",
+                "model_type",
+                "hidden_size",
+                "num_hidden_layers",
+                "vocab_size",
+            )
             if name in facts
         }
         stage_records[name] = rec
@@ -172,9 +178,7 @@ def _merge_locked(
         checks = verify_model_folder(tmp)
         raise_on_failure(checks)
         timer.lap("finalize_verify")
-    outputs = {
-        f"merged/{k}": v for k, v in folder_records(paths.merged, hashes).items()
-    }
+    outputs = {f"merged/{k}": v for k, v in folder_records(paths.merged, hashes).items()}
     hashes.save()
     record: dict[str, Any] = {
         "status": "done",
@@ -281,8 +285,9 @@ def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Repo
     except MedreleaseError:
         raise
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
-            f"mergekit failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            f"mergekit failed: {first}",
             hint="re-run with --debug for mergekit's traceback",
         ) from exc
 
@@ -292,7 +297,9 @@ def _write_portable_config(out: Path, merge: dict[str, Any], stages: dict[str, A
     portable: dict[str, str] = {}
     for name, rec in stages.items():
         if rec["kind"] == "hub":
-            portable[name] = f"{rec['source']}@{rec['revision']}" if rec.get("revision") else rec["source"]
+            portable[name] = (
+                f"{rec['source']}@{rec['revision']}" if rec.get("revision") else rec["source"]
+            )
         else:
             portable[name] = name
     text = (

@@ -161,9 +161,10 @@ def load_recipe(
         overrides=dict(overrides or {}),
     )
     if check_merge:
-        from medrelease.merge.config_check import check_merge_block
+        from medrelease.merge.config_check import check_merge_block, check_output_block
 
         check_merge_block(loaded)
+        check_output_block(loaded)
     return loaded
 
 

@@ -151,7 +151,9 @@ def _config(spec: TinySpec, tok: Any) -> Any:
     return cfg
 
 
-def build_tiny_model(folder: Path, spec: TinySpec | None = None, *, tokenizer_from: Path | None = None) -> Path:
+def build_tiny_model(
+    folder: Path, spec: TinySpec | None = None, *, tokenizer_from: Path | None = None
+) -> Path:
     """Write a randomly initialised tiny model (safetensors + tokenizer) to `folder`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
