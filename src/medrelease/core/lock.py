@@ -10,11 +10,23 @@ from pathlib import Path
 
 from medrelease.core.errors import EnvironmentProblem
 
+# Locks this process already holds (path -> depth): the pipeline holds the lock for a whole
+# release and each step takes it again; flock would block on a second descriptor.
+_held: dict[str, int] = {}
+
 
 @contextlib.contextmanager
 def release_lock(release_dir: Path) -> Iterator[None]:
     release_dir.mkdir(parents=True, exist_ok=True)
     lock_path = release_dir / ".lock"
+    key = str(lock_path.resolve())
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed below
     try:
         try:
@@ -30,7 +42,11 @@ def release_lock(release_dir: Path) -> Iterator[None]:
         fh.truncate()
         fh.write(f"medrelease pid {os.getpid()}")
         fh.flush()
-        yield
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held.pop(key, None)
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -5,7 +5,7 @@ Library entry point: `merge_release(loaded_recipe, workdir=..., force=...)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.step import StepResult
 from medrelease.merge import preflight
 from medrelease.merge.config_check import merge_stage_names, resolve_merge_config
 from medrelease.merge.sources import ResolvedStage, locate_stage
@@ -29,12 +30,8 @@ TOOLS = ("mergekit", "transformers", "torch", "peft", "safetensors", "huggingfac
 
 
 @dataclass
-class MergeResult:
-    merged: Path
-    manifest: Path
-    record: dict[str, Any]
-    skipped: bool = False
-    warnings: list[str] = field(default_factory=list)
+class MergeResult(StepResult):
+    merged: Path = Path()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -200,7 +197,7 @@ def _merge_locked(
         recipe={"path": str(loaded.path), "sha256": loaded.sha256, "overrides": loaded.overrides},
     )
     manifest.record_step("merge", record)
-    return MergeResult(paths.merged, paths.manifest, record, warnings=warnings)
+    return MergeResult("merge", record, paths.manifest, warnings=warnings, merged=paths.merged)
 
 
 def _preflight(

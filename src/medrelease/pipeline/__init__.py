@@ -1,1 +1,1 @@
-"""pipeline"""
+"""`medrelease release`: merge -> gate -> quantize -> card -> publish, skipping current steps."""

@@ -1,0 +1,46 @@
+"""`medrelease demo`: the whole release, offline, on tiny stand-in models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        workdir: Path = typer.Option(
+            Path("build/demo"), "--workdir", "-w", help="where the demo writes everything"
+        ),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Run a complete offline release of tiny stand-in models into a local Hub server."""
+        import json
+
+        from medrelease.core.console import Reporter, out_console, print_json
+        from medrelease.gate.table import gate_table
+        from medrelease.pipeline.demo import run_demo
+        from medrelease.pipeline.report import release_table
+
+        result = run_demo(workdir, reporter=Reporter(quiet=as_json))
+        if as_json:
+            print_json(result.summary())
+            return
+        root = result.workdir / result.loaded.recipe.release.name
+        out_console.print(release_table(result.run, title="demo release"))
+        report = root / "gates" / "report.json"
+        if report.is_file():
+            out_console.print(gate_table(json.loads(report.read_text())))
+        out_console.print(
+            "\n[bold]Where everything is[/bold]\n"
+            f"  merged model   {root / 'merged'}\n"
+            f"  gate report    {report}\n"
+            f"  quants         {root / 'quant'}\n"
+            f"  model cards    {root / 'card'}\n"
+            f"  manifest       {root / 'manifest.json'}\n"
+            f"  local Hub      {result.hub_root} (served at {result.hub_url} during the run)\n"
+            "  run `medrelease demo` again: nothing changed, so every step is skipped"
+        )

@@ -1,0 +1,56 @@
+"""`medrelease release RECIPE`: merge -> gate -> quantize -> card -> publish, cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def release(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        stage: list[str] = StageOpt,
+        from_step: str = typer.Option(
+            None, "--from", help="re-run from this step on (merge, gate, quantize, card, publish)"
+        ),
+        only: list[str] = typer.Option([], "--only", help="run just this step (repeatable)"),
+        no_publish: bool = typer.Option(False, "--no-publish", help="stop before publishing"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="publish step prints its plan only"),
+        endpoint: str = typer.Option(
+            None, "--endpoint", help="Hub API endpoint (default: HF_ENDPOINT or the public Hub)"
+        ),
+        target: str = typer.Option(None, "--target", help="publish target, e.g. dir://PATH"),
+        review: bool = typer.Option(False, "--review", help="publish as pull requests"),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Run the whole release; steps whose inputs are unchanged are skipped."""
+        from medrelease.commands.common import parse_overrides
+        from medrelease.core.console import Reporter, out_console, print_json
+        from medrelease.pipeline.report import release_table
+        from medrelease.pipeline.run import run_release
+        from medrelease.recipe.load import load_recipe
+
+        loaded = load_recipe(recipe, overrides=parse_overrides(stage), check_merge=False)
+        run = run_release(
+            loaded,
+            workdir=workdir,
+            reporter=Reporter(quiet=as_json),
+            from_step=from_step,
+            only=only or None,
+            publish=not no_publish,
+            publish_options={
+                "endpoint": endpoint,
+                "target": target,
+                "dry_run": dry_run,
+                "review": review,
+            },
+        )
+        if as_json:
+            print_json(run.summary())
+        else:
+            out_console.print(release_table(run, title="release"))

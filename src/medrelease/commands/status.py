@@ -1,0 +1,32 @@
+"""`medrelease status RECIPE`: what has run, what is stale and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def status(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        stage: list[str] = StageOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Show each step: current, stale (and why) or pending, with its artifact hashes."""
+        from medrelease.commands.common import parse_overrides
+        from medrelease.core.console import out_console, print_json
+        from medrelease.pipeline.report import release_table, status_json
+        from medrelease.pipeline.run import release_status
+        from medrelease.recipe.load import load_recipe
+
+        loaded = load_recipe(recipe, overrides=parse_overrides(stage), check_merge=False)
+        run = release_status(loaded, workdir=workdir)
+        if as_json:
+            print_json(status_json(run))
+        else:
+            out_console.print(release_table(run, title="status", artifacts=True))

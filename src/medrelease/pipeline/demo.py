@@ -1,0 +1,88 @@
+"""`medrelease demo`: a complete offline release of tiny stand-in models.
+
+1. build (or reuse) tiny stand-in stage checkpoints that really differ in behaviour,
+2. start a local Hub-API server on 127.0.0.1,
+3. run the whole release on the embedded demo recipe, publishing to that server,
+4. say where everything is and show the gate table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.console import Reporter
+from medrelease.pipeline.run import ReleaseRun, run_release
+from medrelease.recipe.load import LoadedRecipe, load_recipe
+
+DEMO_RECIPE = Path(__file__).resolve().parent.parent / "data" / "demo" / "recipe.yaml"
+# Accepted only by the demo's own loopback server; not a credential anywhere else.
+DEMO_TOKEN = "hf_medreleaseDemoTokenForLocalHubOnly"
+
+
+@dataclass
+class DemoResult:
+    run: ReleaseRun
+    loaded: LoadedRecipe
+    workdir: Path
+    hub_url: str
+    hub_root: Path
+
+    def summary(self) -> dict[str, Any]:
+        r = self.loaded.recipe
+        root = self.workdir / r.release.name
+        return {
+            **self.run.summary(),
+            "release_folder": str(root),
+            "hub_url": self.hub_url,
+            "hub_root": str(self.hub_root),
+            "repos": [r.release.repo, f"{r.release.repo}-GGUF"],
+        }
+
+
+@contextlib.contextmanager
+def _demo_environment(url: str) -> Iterator[None]:
+    """Point huggingface_hub at the local server for the duration of the demo."""
+    saved = {k: os.environ.get(k) for k in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE")}
+    os.environ["HF_TOKEN"] = DEMO_TOKEN
+    os.environ["HF_ENDPOINT"] = url
+    os.environ.pop("HF_HUB_OFFLINE", None)  # it would block loopback too
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_demo(
+    workdir: Path, *, reporter: Reporter | None = None, hub_root: Path | None = None
+) -> DemoResult:
+    from medrelease.demo.standins import build_demo_stages
+    from medrelease.localhub import serve
+
+    reporter = reporter or Reporter()
+    workdir = workdir.resolve()
+    reporter.info(
+        "[bold]1/3[/bold] building tiny stand-in stage checkpoints (cached after the first run)"
+    )
+    stages = build_demo_stages(workdir / "standins", reporter=reporter)
+    loaded = load_recipe(DEMO_RECIPE, overrides={k: str(v) for k, v in stages.items()})
+    hub_root = hub_root or workdir / "local-hub"
+    reporter.info("[bold]2/3[/bold] starting a local Hub-compatible server on 127.0.0.1")
+    with serve(hub_root, tokens={DEMO_TOKEN: "medrelease-demo"}) as hub, _demo_environment(hub.url):
+        reporter.info(f"      serving {hub.url} from {hub_root}")
+        reporter.info(
+            "[bold]3/3[/bold] running the release: merge → gate → quantize → card → publish"
+        )
+        run = run_release(
+            loaded, workdir=workdir, reporter=reporter, publish_options={"endpoint": hub.url}
+        )
+        return DemoResult(run, loaded, workdir, hub.url, hub_root)

@@ -1,0 +1,173 @@
+"""Run the release steps in order; skip a step whose inputs are unchanged since it last ran.
+
+The record of what ran lives in manifest.json under `pipeline.<step>`: the fingerprint
+components at the time of the last successful run. A killed run leaves the finished steps
+recorded, so the next run resumes at the first step that did not finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.console import Reporter
+from medrelease.core.errors import UsageError
+from medrelease.core.hashing import HashCache
+from medrelease.core.lock import release_lock
+from medrelease.core.manifest import Manifest, now_iso
+from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.pipeline.fingerprint import changed_components, fingerprint
+from medrelease.pipeline.steps import STEP_NAMES, STEPS, StepDef
+from medrelease.recipe.load import LoadedRecipe
+
+
+@dataclass
+class StepState:
+    name: str
+    state: str  # current | stale | pending | not configured | ran | skipped
+    why: list[str] = field(default_factory=list)
+    finished_at: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReleaseRun:
+    steps: list[StepState]
+    manifest: Path
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "manifest": str(self.manifest),
+            "steps": [
+                {"step": s.name, "state": s.state, "why": s.why, "outputs": len(s.outputs)}
+                for s in self.steps
+            ],
+        }
+
+
+def outputs_intact(record: dict[str, Any] | None, paths: ReleasePaths, cache: HashCache) -> bool:
+    """True when every file the step recorded is still on disk with the recorded sha256."""
+    if not record:
+        return False
+    from medrelease.core.hashing import sha256_file
+
+    for rel, info in (record.get("outputs") or {}).items():
+        p = paths.root / rel
+        if not p.is_file() or p.stat().st_size != info.get("size"):
+            return False
+        if sha256_file(p, cache) != info.get("sha256"):
+            return False
+    return True
+
+
+def step_state(
+    step: StepDef, loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+) -> tuple[StepState, dict[str, Any] | None]:
+    if not step.configured(loaded):
+        return StepState(step.name, "not configured"), None
+    current = fingerprint(step.name, loaded, paths, manifest, cache)
+    recorded = (manifest.data.get("pipeline") or {}).get(step.name) or {}
+    record = manifest.step(step.name)
+    why = changed_components(recorded.get("components"), current)
+    if not why and not outputs_intact(record, paths, cache) and step.name != "publish":
+        why = ["outputs changed or missing on disk"]
+    state = "current" if not why else ("pending" if why == ["never run"] else "stale")
+    outputs = (record or {}).get("outputs") or {}
+    return StepState(step.name, state, why, recorded.get("finished_at"), outputs), current
+
+
+def _select(from_step: str | None, only: list[str] | None) -> tuple[set[str], set[str]]:
+    """(steps to consider, steps to force)."""
+    for name in [from_step, *(only or [])]:
+        if name is not None and name not in STEP_NAMES:
+            raise UsageError(f"unknown step {name!r}", hint=f"steps are: {', '.join(STEP_NAMES)}")
+    if only:
+        return set(only), set(only)
+    if from_step:
+        forced = set(STEP_NAMES[STEP_NAMES.index(from_step) :])
+        return set(STEP_NAMES), forced
+    return set(STEP_NAMES), set()
+
+
+def run_release(
+    loaded: LoadedRecipe,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    reporter: Reporter | None = None,
+    from_step: str | None = None,
+    only: list[str] | None = None,
+    publish: bool = True,
+    publish_options: dict[str, Any] | None = None,
+) -> ReleaseRun:
+    reporter = reporter or Reporter()
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    consider, forced = _select(from_step, only)
+    if not publish:
+        consider.discard("publish")
+    opts = dict(publish_options or {})
+    with release_lock(paths.root):  # one release process per folder, for the whole run
+        return _run_locked(loaded, workdir, paths, reporter, consider, forced, opts)
+
+
+def _run_locked(
+    loaded: LoadedRecipe,
+    workdir: Path,
+    paths: ReleasePaths,
+    reporter: Reporter,
+    consider: set[str],
+    forced: set[str],
+    opts: dict[str, Any],
+) -> ReleaseRun:
+    states: list[StepState] = []
+    cache = HashCache(paths.hash_cache)
+    for step in STEPS:
+        if step.name not in consider:
+            continue
+        manifest = Manifest.load(paths.root)
+        state, current = step_state(step, loaded, paths, manifest, cache)
+        cache.save()
+        if state.state == "not configured":
+            states.append(state)
+            continue
+        if state.state == "current" and step.name not in forced and not _always(step, opts):
+            reporter.info(f"[dim]{step.name}: up to date, skipped[/dim]")
+            state.state = "skipped"
+            states.append(state)
+            continue
+        reason = "forced" if step.name in forced else ", ".join(state.why)
+        reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
+        step.run(loaded, workdir, reporter, opts)
+        manifest = Manifest.load(paths.root)
+        # recompute: this step's own outputs are part of later steps' fingerprints only
+        current = fingerprint(step.name, loaded, paths, manifest, cache)
+        if not (step.name == "publish" and opts.get("dry_run")):
+            pipeline = manifest.data.setdefault("pipeline", {})
+            pipeline[step.name] = {"components": current, "finished_at": now_iso()}
+            manifest.save()
+        cache.save()
+        states.append(StepState(step.name, "ran", state.why, now_iso()))
+    return ReleaseRun(states, paths.manifest)
+
+
+def _always(step: StepDef, opts: dict[str, Any]) -> bool:
+    # a dry run prints the plan every time; it writes nothing so it is never "current"
+    return step.name == "publish" and bool(opts.get("dry_run"))
+
+
+def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> ReleaseRun:
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    manifest = Manifest.load(paths.root)
+    cache = HashCache(paths.hash_cache)
+    states = []
+    stale_upstream = False
+    for step in STEPS:
+        state, _ = step_state(step, loaded, paths, manifest, cache)
+        if stale_upstream and state.state == "current":
+            state.state = "stale"
+            state.why = ["an earlier step is stale"]
+        if state.state in ("stale", "pending"):
+            stale_upstream = True
+        states.append(state)
+    cache.save()
+    return ReleaseRun(states, paths.manifest)
