@@ -42,12 +42,12 @@ def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
     """Field names valid at `loc` inside `model` (best effort, for did-you-mean)."""
     cls: Any = model
-    for part in loc[:-1]:
+    for i, part in enumerate(loc[:-1]):
         if isinstance(part, int) or cls is None:
             continue
         field = getattr(cls, "model_fields", {}).get(part)
         if field is None:
-            if part in ("local", "hub", "adapter"):  # discriminated-union tag in the loc
+            if i == 2 and loc[0] == "stages" and part in STAGE_KINDS:  # union tag
                 from medrelease.recipe import stages
 
                 cls = {
@@ -72,12 +72,23 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+STAGE_KINDS = ("local", "hub", "adapter")
+
+
+def _user_loc(raw: tuple[Any, ...]) -> Loc:
+    """pydantic puts the discriminated union's tag into the location of stage errors
+    (`stages.sft.local.path`); users wrote `stages.sft.path`."""
+    if len(raw) >= 3 and raw[0] == "stages" and raw[2] in STAGE_KINDS:
+        return (*raw[:2], *raw[3:])
+    return tuple(raw)
+
+
 def _format_error(err: Any, source: YamlSource) -> str:
-    loc: Loc = tuple(p for p in err["loc"] if p not in ("local", "hub", "adapter"))
+    loc = _user_loc(tuple(err["loc"]))
     where = source.where(loc)
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     etype = err["type"]
-    if etype == "extra_forbidden":
+    if etype == "extra_forbidden" and loc:
         key = str(loc[-1])
         hint = did_you_mean(key, _allowed_keys(Recipe, tuple(err["loc"])))
         return f"{where}: unknown key {dotted!r}{hint}"
