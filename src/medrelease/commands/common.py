@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medrelease.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from medrelease.recipe.load import LoadedRecipe
 
 RecipeArg = typer.Argument(..., help="release recipe (YAML), e.g. merges/afm-4.5b-openmed.yaml")
 WorkdirOpt = typer.Option(
@@ -34,7 +38,7 @@ def parse_overrides(values: list[str]) -> dict[str, str]:
     return out
 
 
-def load(recipe: Path, stages: list[str]):  # type: ignore[no-untyped-def]
+def load(recipe: Path, stages: list[str]) -> LoadedRecipe:
     from medrelease.recipe.load import load_recipe
 
     return load_recipe(recipe, overrides=parse_overrides(stages))

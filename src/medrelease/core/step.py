@@ -18,8 +18,8 @@ class StepResult:
     def summary(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "status": "skipped" if self.skipped else self.record.get("status", "done"),
             "manifest": str(self.manifest),
             "warnings": self.warnings,
             **{k: v for k, v in self.record.items() if k not in ("outputs",)},
+            "status": "skipped" if self.skipped else self.record.get("status", "done"),
         }

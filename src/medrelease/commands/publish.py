@@ -1,0 +1,73 @@
+"""`medrelease publish RECIPE`: publish the gated release to the Hub (or dir://PATH)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def publish(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        target: str = typer.Option(
+            "hub",
+            "--target",
+            "-t",
+            help="hub (HF_ENDPOINT or --endpoint), an http(s) Hub URL, or dir://PATH",
+        ),
+        endpoint: str = typer.Option(
+            None, "--endpoint", help="Hub API endpoint (default: HF_ENDPOINT, else huggingface.co)"
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="print the plan (repos, files, sizes, tag, card diff)"
+        ),
+        review: bool = typer.Option(
+            False, "--review", help="open a pull request per repo instead of committing to main"
+        ),
+        allow_failed_gates: bool = typer.Option(
+            False,
+            "--allow-failed-gates",
+            help="publish although gates failed (recorded in the manifest and on the card)",
+        ),
+        stage: list[str] = StageOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Publish the gated release (model, accepted quants, cards, manifest) to the Hub.
+
+        One atomic commit per repo, then a version tag; a re-run with nothing changed makes
+        no commit. The token comes only from HF_TOKEN or `hf auth login`.
+        """
+        from medrelease.commands.common import load
+        from medrelease.core.console import Reporter, err_console, out_console, print_json
+        from medrelease.publish.step import publish_release
+
+        loaded = load(recipe, stage)
+        result = publish_release(
+            loaded,
+            workdir=workdir,
+            reporter=Reporter(quiet=as_json),
+            target=target,
+            endpoint=endpoint,
+            dry_run=dry_run,
+            review=review,
+            allow_failed_gates=allow_failed_gates,
+        )
+        if as_json:
+            print_json(result.summary())
+            return
+        from medrelease.publish.report import card_diffs, outcome_table, plan_table
+
+        if dry_run:
+            out_console.print(plan_table(result))
+            for repo, diff in card_diffs(result):
+                out_console.print(f"[bold]card diff for {repo}[/bold]")
+                out_console.print(diff, markup=False, highlight=False)
+            if result.record.get("note"):
+                err_console.print(result.record["note"])
+            return
+        out_console.print(outcome_table(result))
