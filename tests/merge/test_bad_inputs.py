@@ -188,3 +188,29 @@ def test_json_error_output(tmp_path, capsys, llama):
     assert code == 3
     data = json.loads(capsys.readouterr().out)
     assert data["error"] == "input" and data["exit_code"] == 3 and "grpo" in data["message"]
+
+
+def test_nan_weights_detected_before_merging(tmp_path, capsys, llama):
+    from safetensors.torch import load_file, save_file
+
+    grpo = copy_stage(llama["grpo"], tmp_path / "grpo")
+    state = load_file(str(grpo / "model.safetensors"))
+    state["model.layers.1.mlp.down_proj.weight"][3, 5] = float("inf")
+    save_file(state, str(grpo / "model.safetensors"), metadata={"format": "pt"})
+    assert run_merge(tmp_path, {"sft": llama["sft"], "grpo": grpo}) == 3
+    err = stderr_of(capsys)
+    assert "stage 'grpo'" in err and "model.layers.1.mlp.down_proj.weight" in err
+    assert "NaN/Inf" in err
+    assert not merged_exists(tmp_path)
+
+
+def test_tokenizer_larger_than_vocab(tmp_path, capsys, llama, tiny_families):
+    sft = copy_stage(llama["sft"], tmp_path / "sft")
+    cfg = json.loads((sft / "config.json").read_text())
+    cfg["vocab_size"] = 100  # the tokenizer has 512 tokens
+    (sft / "config.json").write_text(json.dumps(cfg))
+    grpo = copy_stage(llama["grpo"], tmp_path / "grpo")
+    (grpo / "config.json").write_text(json.dumps(cfg))
+    assert run_merge(tmp_path, {"sft": sft, "grpo": grpo}) == 3
+    err = stderr_of(capsys)
+    assert "512 tokens" in err and "100 rows" in err

@@ -169,6 +169,54 @@ def check_adapter(stage: ResolvedStage) -> dict[str, Any]:
     return cfg
 
 
+def check_finite(stage: ResolvedStage, facts: StageFacts, advance: Any = None) -> None:
+    """Every weight is a finite number: a NaN in one stage would poison the whole merge.
+
+    Reads each tensor once through safetensors (memory-mapped, one tensor at a time).
+    """
+    if facts.pickle:
+        return  # pickle weights are only opened by mergekit itself, with the user's consent
+    import torch
+    from safetensors import safe_open
+
+    for name in facts.weight_files:
+        with safe_open(str(stage.path / name), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                tensor = fh.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    raise InputError(
+                        f"stage {stage.name!r}: tensor {key} in {name} has {bad} NaN/Inf values",
+                        hint="this checkpoint is corrupt (diverged training or a bad save); "
+                        "use an earlier checkpoint of this stage",
+                    )
+                if advance is not None:
+                    advance(tensor.numel() * tensor.element_size())
+
+
+def check_tokenizer_fits(stage: ResolvedStage, facts: StageFacts) -> None:
+    """A tokenizer with more tokens than embedding rows produces out-of-range ids."""
+    if not facts.has_tokenizer:
+        return
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(stage.path))
+    except Exception as exc:  # any failure to load is the finding
+        raise InputError(
+            f"stage {stage.name!r}: its tokenizer does not load: {str(exc).splitlines()[0]}",
+            hint="re-save the tokenizer with the checkpoint (tokenizer.save_pretrained)",
+        ) from None
+    vocab = int(text_config(facts.config).get("vocab_size") or 0)
+    if vocab and len(tok) > vocab:
+        raise InputError(
+            f"stage {stage.name!r}: the tokenizer has {len(tok)} tokens but the model's "
+            f"embedding has {vocab} rows",
+            hint="this tokenizer belongs to another model, or tokens were added without "
+            "resize_token_embeddings; save the matching tokenizer with the checkpoint",
+        )
+
+
 def check_compatible(
     method: str, uses_slices: bool, facts: dict[str, StageFacts], allow_vocab_change: bool
 ) -> None:

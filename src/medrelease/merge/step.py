@@ -130,7 +130,15 @@ def _merge_locked(
         merge_paths[name] = str(stage.path)
     timer.lap("fetch")
 
-    # 3. hash every input file
+    # 3. every weight finite (NaN in one stage would poison the merge silently)
+    plain = {n: s for n, s in stages.items() if s.kind != "adapter" and n in facts}
+    total = sum(facts[n].weight_bytes for n in plain)
+    with reporter.phase("checking weights are finite", total=total) as advance:
+        for name, stage in plain.items():
+            preflight.check_finite(stage, facts[name], advance)
+    timer.lap("check_finite")
+
+    # 4. hash every input file
     stage_records: dict[str, Any] = {}
     for name, stage in stages.items():
         rec = stage.record()
@@ -153,7 +161,7 @@ def _merge_locked(
     hashes.save()
     timer.lap("hash_inputs")
 
-    # 4. run mergekit into a staging folder, finalize, verify, then move into place
+    # 5. run mergekit into a staging folder, finalize, verify, then move into place
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
     from medrelease.merge.finalize import finalize_output
@@ -216,6 +224,7 @@ def _preflight(
         f = preflight.check_weights(stage)
         f.config = preflight.read_config(stage)
         facts[name] = f
+        preflight.check_tokenizer_fits(stage, f)
         if f.pickle:
             warnings.append(f"stage {name!r} uses pickle weights (allowed by the recipe)")
     for name, stage in stages.items():  # adapters inherit their base's architecture
