@@ -38,7 +38,9 @@ def parse_overrides(values: list[str]) -> dict[str, str]:
     return out
 
 
-def load(recipe: Path, stages: list[str]) -> LoadedRecipe:
+def load(recipe: Path, stages: list[str], *, check_merge: bool = False) -> LoadedRecipe:
+    """Load for a step command. Only `merge` (and `validate`) need the mergekit block checked,
+    which imports mergekit and torch; the other steps skip that cost."""
     from medrelease.recipe.load import load_recipe
 
-    return load_recipe(recipe, overrides=parse_overrides(stages))
+    return load_recipe(recipe, overrides=parse_overrides(stages), check_merge=check_merge)

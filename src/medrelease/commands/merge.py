@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.merge.step import merge_release
 
-        loaded = load(recipe, stage)
+        loaded = load(recipe, stage, check_merge=True)
         result = merge_release(
             loaded, workdir=workdir, force=force, reporter=Reporter(quiet=as_json)
         )

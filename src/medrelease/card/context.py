@@ -1,0 +1,249 @@
+"""The variables a card template sees, built from the recipe, manifest and gate report only.
+
+Values stay raw (floats as in report.json); templates format them with the `num`, `delta`
+and `human_bytes` filters, so the rounding rule lives in one place (`card.decimals`).
+Everything is plain dicts, lists, strings and numbers: the sandbox needs nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from medrelease.card.evidence import Evidence
+from medrelease.card.licenses import ParentLicense
+from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.schema import chat_template_text
+from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
+
+
+def quant_repos(loaded: LoadedRecipe) -> dict[str, str]:
+    """Hub repo of each card; `publish.gguf_repo` / `awq_repo` patterns when the recipe has them."""
+    rel = loaded.recipe.release
+    fields = {"repo": rel.repo, "name": rel.name, "version": rel.version}
+    pub = loaded.recipe.publish
+    gguf = str(getattr(pub, "gguf_repo", None) or "{repo}-GGUF")
+    awq = str(getattr(pub, "awq_repo", None) or "{repo}-AWQ")
+    return {"model": rel.repo, "gguf": gguf.format(**fields), "awq": awq.format(**fields)}
+
+
+def stage_hub_id(loaded: LoadedRecipe, name: str) -> str | None:
+    spec = loaded.recipe.stages[name]
+    card = loaded.recipe.card
+    if card and name in card.stage_repos:
+        return card.stage_repos[name]
+    if isinstance(spec, HubStage):
+        return spec.hub
+    return None
+
+
+def stage_rows(loaded: LoadedRecipe, evidence: Evidence) -> list[dict[str, Any]]:
+    recorded = evidence.merge.get("stages") or {}
+    rows = []
+    for name, spec in loaded.recipe.stages.items():
+        rec = recorded.get(name) or {}
+        if isinstance(spec, HubStage):
+            kind, source = "hub", spec.hub
+        elif isinstance(spec, AdapterStage):
+            kind, source = "adapter", f"adapter on {spec.base}"
+        else:
+            assert isinstance(spec, LocalStage)
+            kind, source = "local", "local checkpoint"
+        parent = spec.base if isinstance(spec, AdapterStage) else spec.parent
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "source": source,
+                "hub_id": stage_hub_id(loaded, name),
+                "revision": rec.get("revision") or (rec.get("adapter") or {}).get("revision"),
+                "parent": parent,
+                "description": spec.description,
+            }
+        )
+    return rows
+
+
+def lineage_lines(
+    stages: list[dict[str, Any]], merge_inputs: list[str], method: str, repo: str,
+    quants: dict[str, list[dict[str, Any]]],
+) -> list[str]:  # fmt: skip
+    """A text tree: stages from their roots, then the merge, then the accepted quants."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for s in stages:
+        children.setdefault(s["parent"], []).append(s)
+    lines: list[str] = []
+
+    def label(s: dict[str, Any]) -> str:
+        where = s["hub_id"] or s["source"]
+        rev = f"@{str(s['revision'])[:12]}" if s["revision"] else ""
+        return f"{s['name']}  ({where}{rev})"
+
+    def walk(s: dict[str, Any], prefix: str, last: bool, root: bool) -> None:
+        lines.append(label(s) if root else f"{prefix}{'└── ' if last else '├── '}{label(s)}")
+        kids = children.get(s["name"], [])
+        inner = "" if root else prefix + ("    " if last else "│   ")
+        for i, k in enumerate(kids):
+            walk(k, inner, i == len(kids) - 1, False)
+
+    for root in children.get(None, []):
+        walk(root, "", True, True)
+    lines.append(f"merge ({method}): {' + '.join(merge_inputs)}  ->  {repo}")
+    fams = [(fam, qs) for fam, qs in quants.items() if qs]
+    for i, (fam, qs) in enumerate(fams):
+        branch = "└── " if i == len(fams) - 1 else "├── "
+        lines.append(f"{branch}{fam.upper()}: {', '.join(q['type'] for q in qs)}")
+    return lines
+
+
+def evaluation(report: dict[str, Any]) -> dict[str, Any]:
+    cand = report["candidate"]
+    models = report["models"]
+    baselines = [m for m in models if m != cand]
+    rows = []
+    for m in report["metrics"]:
+        # a model the harness could not score on a metric has null: shown as "–"
+        values = {k: v for k, v in m["values"].items() if _is_number(v)}
+        stderr = {k: v for k, v in (m.get("stderr") or {}).items() if _is_number(v)}
+        deltas = {b: values[cand] - values[b] for b in baselines if b in values and cand in values}
+        rows.append(
+            {
+                "metric": m["metric"],
+                "task": m.get("task") or m["metric"].split("/")[0],
+                "subtask": m.get("subtask"),
+                "name": m.get("name") or m["metric"].rsplit("/", 1)[-1],
+                "higher_is_better": m.get("higher_is_better", True),
+                "scores": values,
+                "stderr": stderr,
+                "deltas": deltas,
+            }
+        )
+    summary = [r for r in rows if not r["subtask"]]
+    subjects: list[dict[str, Any]] = []
+    for r in rows:
+        if not r["subtask"]:
+            continue
+        key = (r["task"], r["name"])
+        group = next((g for g in subjects if (g["task"], g["name"]) == key), None)
+        if group is None:
+            group = {"task": r["task"], "name": r["name"], "rows": []}
+            subjects.append(group)
+        group["rows"].append(r)
+    tasks = [{"name": name, **settings} for name, settings in report["tasks"].items()]
+    return {
+        "passed": bool(report.get("passed")),
+        "candidate": cand,
+        "baselines": baselines,
+        "models": models,
+        "harness": report.get("harness") or {},
+        "tasks": tasks,
+        "summary": summary,
+        "subjects": subjects,
+        "rules": report["rules"],
+        "reproduce": report.get("reproduce") or [],
+        "by_metric": {r["metric"]: r for r in rows},
+        "gated_metrics": list(dict.fromkeys(r["metric"] for r in report["rules"] if "metric" in r)),
+    }
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
+
+
+def quant_rows(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
+    """Accepted quants per family, with files, checks and their eval metrics."""
+    out: dict[str, list[dict[str, Any]]] = {"gguf": [], "awq": []}
+    for q in evidence.quants:
+        if not q.get("accepted"):
+            continue
+        files = [
+            {"path": path, "name": path.rsplit("/", 1)[-1], **(meta or {})}
+            for path, meta in (q.get("files") or {}).items()
+        ]
+        checks = [{"name": name, **(c or {})} for name, c in (q.get("checks") or {}).items()]
+        metrics = ((q.get("checks") or {}).get("eval") or {}).get("metrics") or {}
+        row = {
+            "family": q.get("family"),
+            "type": q.get("type"),
+            "files": files,
+            "size": sum(int(f.get("size") or 0) for f in files),
+            "checks": checks,
+            "metrics": metrics,
+        }
+        out.setdefault(str(q.get("family")), []).append(row)
+    return out
+
+
+def usage(loaded: LoadedRecipe, evidence: Evidence) -> dict[str, Any]:
+    settings = evidence.merge.get("output_settings") or {}
+    tmpl = chat_template_text(loaded.recipe, loaded.base_dir)
+    source = settings.get("chat_template") or ("recipe" if tmpl else "inherited")
+    return {
+        "generation_config": settings.get("generation_config") or {},
+        "chat_template": tmpl,
+        "chat_template_source": source,
+        "tokenizer_from": loaded.recipe.output.tokenizer_from,
+    }
+
+
+def default_citation(loaded: LoadedRecipe) -> str:
+    rel = loaded.recipe.release
+    key = "".join(ch for ch in rel.name.lower() if ch.isalnum())
+    authors = " and ".join(rel.authors) or rel.repo.split("/")[0]
+    return (
+        f"@misc{{{key},\n"
+        f"  title  = {{{rel.name} {rel.version}}},\n"
+        f"  author = {{{authors}}},\n"
+        f"  howpublished = {{\\url{{https://huggingface.co/{rel.repo}}}}},\n"
+        f"  note   = {{model card generated by medrelease from the release evidence}}\n"
+        f"}}"
+    )
+
+
+def build_context(
+    loaded: LoadedRecipe,
+    evidence: Evidence,
+    *,
+    merge_inputs: list[str],
+    licenses: list[ParentLicense],
+    license_override: str | None,
+    base_models: list[str],
+    chart: str | None,
+) -> dict[str, Any]:
+    rel = loaded.recipe.release
+    repos = quant_repos(loaded)
+    stages = stage_rows(loaded, evidence)
+    quants = quant_rows(evidence)
+    method = str(evidence.merge.get("method") or loaded.recipe.merge.get("merge_method"))
+    mergekit_config = evidence.merge.get("mergekit_config") or loaded.recipe.merge
+    return {
+        "release": rel.model_dump(mode="json"),
+        "repos": repos,
+        "stages": stages,
+        "lineage": lineage_lines(stages, merge_inputs, method, rel.repo, quants),
+        "base_models": base_models,
+        "merge": {
+            "method": method,
+            "seed": evidence.merge.get("seed"),
+            "inputs": merge_inputs,
+            "config_yaml": yaml.safe_dump(mergekit_config, sort_keys=False).rstrip(),
+            "mergekit": (evidence.merge.get("tools") or {}).get("mergekit"),
+        },
+        "evaluation": evaluation(evidence.report),
+        "quants": quants,
+        "quant_metrics": {
+            fam: list(dict.fromkeys(name for q in rows for name in q["metrics"]))
+            for fam, rows in quants.items()
+        },
+        "imatrix": (evidence.quantize or {}).get("imatrix"),
+        "usage": usage(loaded, evidence),
+        "license": {
+            "release": rel.license,
+            "name": rel.license_name,
+            "parents": [v.as_dict() for v in licenses],
+            "override_reason": license_override,
+        },
+        "chart": chart,
+        "citation": rel.citation or default_citation(loaded),
+    }

@@ -1,0 +1,137 @@
+"""Hub metadata (the README's YAML front matter) through huggingface_hub's card classes.
+
+`model-index` comes from the gate report: one EvalResult per metric of the candidate.
+Validation offline = what huggingface_hub itself does when it loads a card: parse the front
+matter with `ModelCard` (strict, `ignore_metadata_errors=False`), rebuild the eval results
+from `model-index` and require they round-trip exactly; plus the Hub's documented rules for
+the keys we write (ids, relation values). `ModelCard.validate()` needs huggingface.co and is
+left to the publish step.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from medrelease.card.config import BASE_MODEL_RELATIONS
+from medrelease.core.errors import VerificationError
+from medrelease.recipe.stages import HUB_ID_RE
+
+LANGUAGE_RE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]+)?|code|multilingual)$")
+
+
+def eval_results(report: dict[str, Any]) -> list[Any]:
+    from huggingface_hub import EvalResult
+
+    cand = report["candidate"]
+    tasks = report["tasks"]
+    out = []
+    for m in report["metrics"]:
+        value = m["values"].get(cand)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+            continue  # no score: no model-index entry
+        task = m.get("task") or m["metric"].split("/")[0]
+        settings = tasks.get(task) or {}
+        sub = m.get("subtask")
+        shots = settings.get("num_fewshot")
+        out.append(
+            EvalResult(
+                task_type="text-generation",
+                task_name="Text Generation",
+                dataset_type=str(settings.get("preset") or task),
+                dataset_name=f"{task} ({sub})" if sub else task,
+                dataset_config=sub,
+                dataset_split="test",
+                dataset_args={"num_few_shot": shots} if shots is not None else None,
+                metric_type=m.get("name") or m["metric"].rsplit("/", 1)[-1],
+                metric_name=m["metric"],
+                metric_value=value,
+            )
+        )
+    return out
+
+
+def card_data(
+    *,
+    base_model: list[str],
+    relation: str,
+    license: str,
+    license_name: str | None,
+    language: list[str],
+    tags: list[str],
+    datasets: list[str],
+    pipeline_tag: str,
+    library_name: str,
+    model_name: str | None = None,
+    results: list[Any] | None = None,
+) -> Any:
+    from huggingface_hub import ModelCardData
+
+    extra: dict[str, Any] = {}
+    if base_model:
+        extra["base_model_relation"] = relation
+    return ModelCardData(
+        base_model=base_model or None,
+        license=license,
+        license_name=license_name,
+        language=language or None,
+        tags=tags or None,
+        datasets=datasets or None,
+        pipeline_tag=pipeline_tag,
+        library_name=library_name,
+        model_name=model_name if results else None,
+        eval_results=results or None,
+        **extra,
+    )
+
+
+def compose(data: Any, body: str) -> str:
+    """Front matter + body, exactly as huggingface_hub writes a README."""
+    return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
+
+
+def validate_card(text: str, *, expected_results: list[Any] | None, where: str) -> dict[str, Any]:
+    """Parse `text` as huggingface_hub does; return the metadata dict or raise."""
+    from huggingface_hub import ModelCard
+
+    def fail(what: str) -> VerificationError:
+        return VerificationError(
+            f"card metadata is invalid: {what}",
+            where=where,
+            hint="this is a template or recipe problem (release.language, tags, card.*)",
+        )
+
+    try:
+        card = ModelCard(text, ignore_metadata_errors=False)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    meta = card.data.to_dict()
+    if "license" not in meta:
+        raise fail("no license")
+    for bm in _as_list(meta.get("base_model")):
+        if not HUB_ID_RE.match(str(bm)):
+            raise fail(f"base_model {bm!r} is not a Hub id owner/name")
+    rel = meta.get("base_model_relation")
+    if rel is not None and rel not in BASE_MODEL_RELATIONS:
+        raise fail(f"base_model_relation {rel!r} is not one of {', '.join(BASE_MODEL_RELATIONS)}")
+    if rel is not None and not meta.get("base_model"):
+        raise fail("base_model_relation without base_model")
+    for lang in _as_list(meta.get("language")):
+        if not LANGUAGE_RE.match(str(lang)):
+            raise fail(f"language {lang!r} is not an ISO 639 code")
+    if expected_results is not None:
+        got = getattr(card.data, "eval_results", None) or []
+        if sorted(map(_key, got)) != sorted(map(_key, expected_results)):
+            raise fail("model-index does not round-trip to the gate report's results")
+    return dict(meta)
+
+
+def _as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def _key(r: Any) -> tuple[str, ...]:
+    fields = (r.dataset_type, r.dataset_config, r.metric_type, r.metric_name, r.metric_value)
+    return tuple(repr(x) for x in fields)

@@ -1,0 +1,366 @@
+"""`medrelease card`: recipe + manifest.json + gates/report.json -> card/README.md (+ quant cards).
+
+Library entry point: `card_release(loaded, workdir=..., reporter=...)`. The cards are
+rendered in a Jinja2 sandbox, their Hub metadata is built and checked with huggingface_hub's
+card classes, and everything lands in `<release>/card/` in one atomic move.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from medrelease.card.config import CardConfig, FileRef
+from medrelease.card.evidence import Evidence, load_evidence
+from medrelease.card.markdown import tidy_markdown
+from medrelease.card.required import check_required, required_sections
+from medrelease.card.templates import SHIPPED, CardRenderer, chain_block_overrides, make_renderer
+from medrelease.core.atomic import staging_dir, sweep_stale_temps
+from medrelease.core.console import Reporter
+from medrelease.core.errors import RecipeError
+from medrelease.core.hashing import digest_of, folder_records, sha256_bytes
+from medrelease.core.lock import release_lock
+from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.secrets import assert_no_secrets
+from medrelease.core.step import StepResult
+from medrelease.recipe.load import LoadedRecipe, did_you_mean
+
+TOOLS = ("jinja2", "huggingface_hub", "matplotlib")
+CHART_NAME = "metrics.png"
+TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
+# card name -> path inside the card folder (CONTRACTS.md)
+CARD_FILES = {"model": "README.md", "gguf": "gguf/README.md", "awq": "awq/README.md"}
+
+
+@dataclass
+class RenderedCards:
+    """What `render_cards` produced, before anything is written."""
+
+    texts: dict[str, str]  # card name -> README text (front matter + body)
+    metadata: dict[str, dict[str, Any]]
+    context: dict[str, Any]
+    chart_series: tuple[list[str], dict[str, dict[str, float]]] | None
+    template_digests: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def card_release(
+    loaded: LoadedRecipe,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    reporter: Reporter | None = None,
+) -> StepResult:
+    from medrelease.core.quiet import quiet_libraries
+
+    quiet_libraries()
+    reporter = reporter or Reporter()
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    with release_lock(paths.root):
+        sweep_stale_temps(paths.root)
+        timer = StepTimer()
+        evidence = load_evidence(paths)
+        rendered = render_cards(loaded, evidence)
+        timer.lap("render")
+        with staging_dir(paths.card, replace=True) as tmp:
+            for name, text in rendered.texts.items():
+                # a token pasted into a recipe text field must never reach a public card
+                assert_no_secrets(text, what=f"card/{CARD_FILES[name]}")
+                target = tmp / CARD_FILES[name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            if rendered.chart_series is not None:
+                from medrelease.card.chart import render_chart
+
+                render_chart(tmp / CHART_NAME, *rendered.chart_series)
+        timer.lap("write")
+        for w in rendered.warnings:
+            reporter.warn(w)
+        outputs = {f"card/{k}": v for k, v in folder_records(paths.card).items()}
+        record: dict[str, Any] = {
+            "status": "done",
+            "inputs_hash": card_inputs_hash(loaded, evidence, rendered.template_digests),
+            "cards": {name: f"card/{CARD_FILES[name]}" for name in rendered.texts},
+            "chart": f"card/{CHART_NAME}" if rendered.chart_series is not None else None,
+            "metadata": rendered.metadata,
+            "licenses": rendered.context["license"],
+            "report_sha256": evidence.report_sha256,
+            "outputs": outputs,
+            "tools": tool_versions(*TOOLS),
+            "warnings": rendered.warnings,
+        }
+        record["timings"] = timer.summary()
+        manifest = Manifest.load(paths.root)
+        manifest.record_step("card", record)
+        for name in rendered.texts:
+            reporter.info(f"wrote {paths.card / CARD_FILES[name]}")
+        return StepResult("card", record, paths.manifest, warnings=rendered.warnings)
+
+
+def card_inputs_hash(
+    loaded: LoadedRecipe, evidence: Evidence, template_digests: dict[str, str]
+) -> str:
+    r = loaded.recipe
+    return digest_of(
+        {
+            "release": r.release.model_dump(mode="json"),
+            "card": (r.card or CardConfig()).model_dump(mode="json"),
+            "output": r.output.model_dump(mode="json"),
+            "merge": {
+                k: evidence.merge.get(k)
+                for k in ("method", "seed", "mergekit_config", "output_settings")
+            },
+            "stages": {
+                k: (v or {}).get("revision")
+                for k, v in (evidence.merge.get("stages") or {}).items()
+            },
+            "quants": evidence.quants,
+            "report_sha256": evidence.report_sha256,
+            "templates": template_digests,
+            "tools": tool_versions(*TOOLS),
+        }
+    )
+
+
+@dataclass
+class CardInputs:
+    context: dict[str, Any]
+    merge_inputs: list[str]
+    base_models: list[str]
+    series: tuple[list[str], dict[str, dict[str, float]]] | None
+    warnings: list[str]
+
+
+def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
+    """Every variable the templates see, with the license check done."""
+    from medrelease.card.chart import chart_series
+    from medrelease.card.context import build_context, stage_hub_id
+    from medrelease.card.filters import card_filters
+    from medrelease.card.licenses import check_licenses, parent_stages
+    from medrelease.merge.config_check import merge_stage_names
+
+    recipe = loaded.recipe
+    cfg = recipe.card or CardConfig()
+    stages = set(recipe.stages)
+    for name in cfg.stage_repos:
+        if name not in stages:
+            raise RecipeError(
+                f"card.stage_repos: {name!r} is not a stage" + did_you_mean(name, stages),
+                where=loaded.where(("card", "stage_repos", name)),
+            )
+    mergekit_config = evidence.merge.get("mergekit_config") or recipe.merge
+    merge_inputs = merge_stage_names(mergekit_config)
+    parents = parent_stages(loaded, merge_inputs)
+    licenses, override = check_licenses(loaded, parents, evidence.merge.get("stages") or {})
+    base_models = list(dict.fromkeys(h for p in parents if (h := stage_hub_id(loaded, p))))
+    unverified = [v.stage for v in licenses if not v.verified]
+
+    context = build_context(
+        loaded,
+        evidence,
+        merge_inputs=merge_inputs,
+        licenses=licenses,
+        license_override=override,
+        base_models=base_models,
+        chart=None,
+    )
+    warnings: list[str] = []
+    if unverified:
+        warnings.append(
+            f"license of stand-in stage(s) {', '.join(unverified)} not verified: the card says "
+            "so; declare them in card.stage_licenses for a release"
+        )
+    if not evidence.report.get("passed"):
+        warnings.append("the gate report did not pass: the card says so in its overview")
+    series = None
+    if cfg.chart:
+        metrics, by_model = chart_series(context["evaluation"], context["quants"])
+        if metrics and by_model:
+            series = (metrics, by_model)
+            context["chart"] = CHART_NAME
+        else:
+            warnings.append("no gated metric has values: the card has no chart")
+
+    filters = card_filters(cfg.decimals)
+    # user text fields are Jinja too, rendered in the same sandbox
+    texts = {
+        key: _render_text(loaded, key, getattr(cfg, key), context, filters)
+        for key in ("intended_use", "out_of_scope", "safety_notes")
+    }
+    context["sections"] = required_sections(
+        texts["intended_use"], texts["out_of_scope"], texts["safety_notes"]
+    )
+    return CardInputs(context, merge_inputs, base_models, series, warnings)
+
+
+def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
+    """Render every card in memory (nothing is written): used by the step and by --diff."""
+    from medrelease.card import metadata as md
+    from medrelease.card.filters import card_filters
+
+    recipe = loaded.recipe
+    cfg = recipe.card or CardConfig()
+    inputs = card_inputs(loaded, evidence)
+    context, merge_inputs, base_models = inputs.context, inputs.merge_inputs, inputs.base_models
+    series, warnings = inputs.series, inputs.warnings
+    filters = card_filters(cfg.decimals)
+    rel = recipe.release
+    relation = cfg.base_model_relation or ("merge" if len(merge_inputs) > 1 else "finetune")
+    results = md.eval_results(evidence.report)
+    common: dict[str, Any] = {
+        "license": rel.license,
+        "license_name": rel.license_name,
+        "language": rel.language,
+        "datasets": rel.datasets,
+        "pipeline_tag": cfg.pipeline_tag,
+    }
+    plan: dict[str, tuple[str | None, Any, list[Any] | None]] = {
+        "model": (
+            cfg.template,
+            md.card_data(
+                base_model=base_models,
+                relation=relation,
+                tags=[*rel.tags, "medical", "merge", "medrelease"],
+                library_name=cfg.library_name,
+                model_name=rel.name,
+                results=results,
+                **common,
+            ),
+            results,
+        )
+    }
+    if context["quants"].get("gguf"):
+        plan["gguf"] = (
+            cfg.gguf_template,
+            md.card_data(
+                base_model=[rel.repo],
+                relation="quantized",
+                tags=[*rel.tags, "medical", "gguf", "medrelease"],
+                library_name="gguf",
+                **common,
+            ),
+            None,
+        )
+    if context["quants"].get("awq"):
+        plan["awq"] = (
+            cfg.awq_template,
+            md.card_data(
+                base_model=[rel.repo],
+                relation="quantized",
+                tags=[*rel.tags, "medical", "awq", "compressed-tensors", "medrelease"],
+                library_name=cfg.library_name,
+                **common,
+            ),
+            None,
+        )
+
+    out_texts: dict[str, str] = {}
+    out_meta: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str] = {}
+    for name, (template_opt, data, expected) in plan.items():
+        user_template = _template_path(loaded, template_opt, name)
+        renderer = make_renderer(user_template=user_template, filters=filters)
+        entry = user_template.name if user_template else SHIPPED[name]
+        if name == "model" and cfg.blocks:
+            blocks = {
+                block: (
+                    loaded.where(("card", "blocks", block)),
+                    _text_of(loaded, ("card", "blocks", block), value),
+                )
+                for block, value in cfg.blocks.items()
+            }
+            entry = chain_block_overrides(renderer, entry, blocks)
+        body = tidy_markdown(renderer.render(entry, context))
+        shown = str(user_template) if user_template else f"builtin/{SHIPPED[name]}"
+        check_required(body, context["sections"], shown)
+        text = md.compose(data, body)
+        out_meta[name] = md.validate_card(
+            text, expected_results=expected, where=f"card/{CARD_FILES[name]}"
+        )
+        out_texts[name] = text
+        digests[name] = _template_digest(renderer, entry)
+    if evidence.quantize is None:
+        warnings.append("no quantize step in the manifest: only the main card was rendered")
+    return RenderedCards(
+        texts=out_texts,
+        metadata=out_meta,
+        context=context,
+        chart_series=series,
+        template_digests=digests,
+        warnings=warnings,
+    )
+
+
+def _template_path(loaded: LoadedRecipe, value: str | None, card: str) -> Path | None:
+    if value is None:
+        return None
+    key = "template" if card == "model" else f"{card}_template"
+    p = Path(value).expanduser()
+    p = p if p.is_absolute() else loaded.base_dir / p
+    if not p.is_file():
+        raise RecipeError(
+            f"card.{key}: template file {p} does not exist",
+            where=loaded.where(("card", key)),
+            hint="paths are relative to the recipe file; omit the key to use the shipped template",
+        )
+    return p
+
+
+def _text_of(loaded: LoadedRecipe, loc: tuple[str, ...], value: str | FileRef) -> str:
+    if isinstance(value, str):
+        return value
+    p = Path(value.file).expanduser()
+    p = p if p.is_absolute() else loaded.base_dir / p
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(
+            f"{'.'.join(loc)}: cannot read {p} ({type(exc).__name__})",
+            where=loaded.where(loc),
+            hint="paths are relative to the recipe file",
+        ) from None
+
+
+def _render_text(
+    loaded: LoadedRecipe,
+    key: str,
+    value: str | FileRef | None,
+    context: dict[str, Any],
+    filters: dict[str, Any],
+) -> str | None:
+    if value is None:
+        return None
+    text = _text_of(loaded, ("card", key), value)
+    renderer = make_renderer(user_template=None, filters=filters)
+    name = f"card.{key}"
+    renderer.overrides.sources[name] = text
+    return renderer.render(name, context)
+
+
+def _template_digest(renderer: CardRenderer, entry: str) -> str:
+    """sha256 over the sources of every template the card can reach (for inputs_hash)."""
+    env = renderer.env
+    assert env.loader is not None
+    sources: dict[str, str] = {}
+    todo = [entry]
+    for cur in todo:
+        try:
+            src, _, _ = env.loader.get_source(env, cur)
+        except jinja2.TemplateNotFound:
+            continue
+        sources[cur] = src
+        for ref in TEMPLATE_REF_RE.findall(src):
+            if ref not in todo:
+                todo.append(ref)
+    return sha256_bytes(json.dumps(sources, sort_keys=True).encode())
+
+
+def card_context(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
+    """The variables a card template sees (for `medrelease card --variables`)."""
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    return card_inputs(loaded, load_evidence(paths)).context
