@@ -1,0 +1,61 @@
+"""`medrelease gate RECIPE`: evaluate merged/ and the baselines; exit 4 when a rule fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def gate(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        stage: list[str] = StageOpt,
+        limit: float | None = typer.Option(
+            None, "--limit", help="documents per task for every task (quick checks; <1 = fraction)"
+        ),
+        no_cache: bool = typer.Option(
+            False, "--no-cache", help="re-evaluate everything (the cache is still refreshed)"
+        ),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Run lm-evaluation-harness on merged/ and the baselines; apply the gate rules."""
+        from medrelease.commands.common import load
+        from medrelease.core.console import Reporter, out_console, print_json
+        from medrelease.core.errors import GateFailed
+        from medrelease.gate.step import gate_release
+        from medrelease.gate.table import gate_table
+
+        loaded = load(recipe, stage)
+        lim: int | float | None = None
+        if limit is not None:
+            lim = int(limit) if limit >= 1 and float(limit).is_integer() else limit
+        try:
+            result = gate_release(
+                loaded,
+                workdir=workdir,
+                reporter=Reporter(quiet=as_json),
+                use_cache=not no_cache,
+                limit=lim,
+            )
+        except GateFailed as err:
+            failed = getattr(err, "result", None)
+            if failed is None:
+                raise
+            if not as_json:
+                out_console.print(gate_table(failed.report))
+                raise
+            # one JSON document on stdout (the report), the error line on stderr, exit 4
+            from medrelease.core.console import err_console
+
+            print_json(failed.report)
+            err_console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        if as_json:
+            print_json(result.report)
+            return
+        out_console.print(gate_table(result.report))

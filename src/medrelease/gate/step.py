@@ -1,0 +1,313 @@
+"""`medrelease gate`: evaluate the merged model and its baselines, apply the rules.
+
+Library entry point: `gate_release(loaded_recipe, workdir=..., reporter=...)`. Writes
+`gates/report.json` (also when a rule fails), records `steps.gate` in the manifest, and
+raises `GateFailed` (exit 4) when any rule does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.atomic import atomic_write_json, sweep_stale_temps
+from medrelease.core.console import Reporter
+from medrelease.core.errors import GateFailed, RecipeError
+from medrelease.core.hashing import HashCache, digest_of, file_record
+from medrelease.core.lock import release_lock
+from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.step import StepResult
+from medrelease.gate.cache import EvalCache, cache_key
+from medrelease.gate.config import GatesConfig
+from medrelease.gate.models import CANDIDATE, GateModel, baseline_models, candidate_model
+from medrelease.gate.rules import evaluate_rule
+from medrelease.gate.runner import (
+    extract_outcome,
+    make_lm,
+    resolve_device,
+    run_lm_eval,
+    silence_progress_bars,
+)
+from medrelease.gate.tasks import ResolvedTask, resolve_all
+from medrelease.recipe.load import LoadedRecipe
+
+
+@dataclass
+class GateResult(StepResult):
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+TOOLS = ("lm_eval", "transformers", "torch", "datasets", "nltk")
+REPORT_SCHEMA_VERSION = 1
+
+
+def gates_of(loaded: LoadedRecipe, limit: int | float | None = None) -> GatesConfig:
+    gates = loaded.recipe.gates
+    if gates is None or not gates.tasks:
+        raise RecipeError(
+            "the recipe has no gates (no `gates.tasks`)",
+            where=str(loaded.path),
+            hint="add a gates: section with tasks and rules (see docs/CONTRACTS.md)",
+        )
+    if limit is not None:  # --limit: quick runs on every task
+        tasks = [t.model_copy(update={"limit": limit}) for t in gates.tasks]
+        gates = gates.model_copy(update={"tasks": tasks})
+    return gates
+
+
+def gate_release(
+    loaded: LoadedRecipe,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    reporter: Reporter | None = None,
+    use_cache: bool = True,
+    limit: int | float | None = None,
+) -> GateResult:
+    from medrelease.core.quiet import quiet_libraries
+
+    silence_progress_bars()
+    quiet_libraries()
+    reporter = reporter or Reporter()
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    gates = gates_of(loaded, limit)
+    with release_lock(paths.root):
+        sweep_stale_temps(paths.root)
+        sweep_stale_temps(paths.gates)
+        return _gate_locked(loaded, gates, paths, reporter, use_cache)
+
+
+class _Evaluator:
+    """Evaluates (model, task) pairs, building each lm-eval model at most once."""
+
+    def __init__(self, gates: GatesConfig, cache: EvalCache, use_cache: bool, reporter: Reporter):
+        self.gates = gates
+        self.cache = cache
+        self.use_cache = use_cache
+        self.reporter = reporter
+        self.device = resolve_device(gates.device)
+        self._lms: dict[tuple[str, str], Any] = {}
+        self.evaluated = 0
+        self.cached = 0
+
+    def settings(self, task: ResolvedTask) -> dict[str, Any]:
+        return {
+            **task.settings,
+            "backend": self.gates.backend,
+            "model_args": self.gates.model_args,
+            "device": self.device,
+        }
+
+    def outcome(self, model: GateModel, task: ResolvedTask, fingerprint: str) -> dict[str, Any]:
+        settings = self.settings(task)
+        key = cache_key(model.content_hash, fingerprint, settings)
+        if self.use_cache and (hit := self.cache.get(key)) is not None:
+            self.cached += 1
+            self.reporter.info(f"{model.name} / {task.label}: cached")
+            return hit
+        lm_key = (model.name, str(settings["batch_size"]))
+        if lm_key not in self._lms:
+            self._lms[lm_key] = make_lm(
+                self.gates.backend,
+                model.path,
+                self.gates.model_args,
+                settings["batch_size"],
+                self.device,
+            )
+        with self.reporter.phase(f"{model.name} / {task.label}: lm-eval", total=None):
+            raw = run_lm_eval(self._lms[lm_key], task)
+        self.evaluated += 1
+        out = extract_outcome(raw, task)
+        material = {"model": model.content_hash, "task": fingerprint, "settings": settings}
+        self.cache.put(key, out, material)
+        return out
+
+    def close(self) -> None:
+        self._lms.clear()
+
+
+def _reproduce(task: ResolvedTask, model: GateModel, gates: GatesConfig, device: str) -> str:
+    s = task.settings
+    margs = ",".join(
+        [f"pretrained={model.path}", *(f"{k}={v}" for k, v in gates.model_args.items())]
+    )
+    parts = ["lm_eval", "--model", gates.backend, "--model_args", margs, "--tasks", task.lm_task]
+    for p in task.include_paths:
+        parts += ["--include_path", str(p)]
+    if s.get("num_fewshot") is not None:
+        parts += ["--num_fewshot", str(s["num_fewshot"])]
+    if s.get("limit") is not None:
+        parts += ["--limit", str(s["limit"])]
+    if s.get("apply_chat_template"):
+        parts.append("--apply_chat_template")
+    if s.get("gen_kwargs"):
+        parts += ["--gen_kwargs", ",".join(f"{k}={v}" for k, v in s["gen_kwargs"].items())]
+    parts += ["--batch_size", str(s["batch_size"]), "--device", device, "--log_samples"]
+    return " ".join(parts)
+
+
+def build_report(
+    gates: GatesConfig,
+    models: list[GateModel],
+    tasks: list[ResolvedTask],
+    outcomes: dict[str, dict[str, dict[str, Any]]],  # task label -> model name -> outcome
+    device: str,
+) -> dict[str, Any]:
+    names = [m.name for m in models]
+    metrics: list[dict[str, Any]] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
+    task_info: dict[str, Any] = {}
+    for task in tasks:
+        per_model = outcomes[task.label]
+        first = per_model[CANDIDATE]
+        task_info[task.label] = {
+            "preset": task.preset.name if task.preset else None,
+            "task_yaml": task.spec.task_yaml,
+            "lm_eval_task": task.lm_task,
+            "version": first.get("version"),
+            "num_fewshot": task.settings["num_fewshot"],
+            "limit": task.settings["limit"],
+            "apply_chat_template": task.settings["apply_chat_template"],
+            "gen_kwargs": task.settings["gen_kwargs"],
+            "batch_size": task.settings["batch_size"],
+            "n_samples": first.get("n_samples"),
+            "subtasks": first.get("subtasks") or [],
+        }
+        for mname, m in first["metrics"].items():
+            entry = {
+                "metric": mname,
+                "task": m["task"],
+                "subtask": m["subtask"],
+                "name": m["name"],
+                "higher_is_better": m["higher_is_better"],
+                "values": {n: per_model[n]["metrics"].get(mname, {}).get("value") for n in names},
+                "stderr": {n: per_model[n]["metrics"].get(mname, {}).get("stderr") for n in names},
+            }
+            metrics.append(entry)
+            by_name[mname] = entry
+            samples[mname] = {n: per_model[n]["samples"].get(mname, {}) for n in names}
+    rules = []
+    for rule in gates.rules:
+        found = by_name.get(rule.metric)
+        rules.append(
+            evaluate_rule(
+                rule,
+                found,
+                found["values"] if found else {},
+                samples.get(rule.metric, {}),
+                candidate=CANDIDATE,
+                iters=gates.bootstrap_iters,
+                seed=gates.seed,
+            )
+        )
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "passed": all(r["passed"] for r in rules),
+        "candidate": CANDIDATE,
+        "models": {m.name: m.record for m in models},
+        "harness": {
+            "lm_eval": metadata.version("lm_eval"),
+            "backend": gates.backend,
+            "model_args": gates.model_args,
+            "batch_size": gates.batch_size,
+            "device": device,
+            "bootstrap_iters": gates.bootstrap_iters,
+        },
+        "tasks": task_info,
+        "metrics": metrics,
+        "rules": rules,
+        "reproduce": [_reproduce(t, m, gates, device) for t in tasks for m in models],
+    }
+
+
+def _check_rule_metrics(
+    loaded: LoadedRecipe, gates: GatesConfig, outcomes: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    """A rule on a metric no task produced is a typo in the recipe (exit 2), not a failed gate."""
+    from medrelease.recipe.load import did_you_mean
+
+    produced = {name for per in outcomes.values() for name in per[CANDIDATE]["metrics"]}
+    for i, rule in enumerate(gates.rules):
+        if rule.metric not in produced:
+            task = sorted(n for n in produced if n.startswith(rule.task + "/"))
+            raise RecipeError(
+                f"rule on {rule.metric!r}: task {rule.task!r} produced no such metric"
+                f"{did_you_mean(rule.metric, produced)}",
+                where=loaded.where(("gates", "rules", i, "metric")),
+                hint=f"metrics of {rule.task}: {', '.join(task) or 'none'}",
+            )
+
+
+def _gate_locked(
+    loaded: LoadedRecipe,
+    gates: GatesConfig,
+    paths: ReleasePaths,
+    reporter: Reporter,
+    use_cache: bool,
+) -> GateResult:
+    timer = StepTimer()
+    hashes = HashCache(paths.hash_cache)
+    cand = candidate_model(paths, hashes)
+    models = [cand, *baseline_models(loaded, paths, hashes, reporter)]
+    hashes.save()
+    timer.lap("models")
+
+    cache_dir = paths.cache / "gates"
+    tasks = resolve_all(gates, loaded.base_dir, cache_dir / "tasks", where=loaded.where)
+    fingerprints = {t.label: t.fingerprint() for t in tasks}
+    timer.lap("tasks")
+
+    ev = _Evaluator(gates, EvalCache(cache_dir), use_cache, reporter)
+    outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        for task in tasks:
+            outcomes[task.label] = {
+                m.name: ev.outcome(m, task, fingerprints[task.label]) for m in models
+            }
+    finally:
+        ev.close()
+    timer.lap("evaluate")
+
+    _check_rule_metrics(loaded, gates, outcomes)
+    report = build_report(gates, models, tasks, outcomes, ev.device)
+    atomic_write_json(paths.gate_report, report)
+    timer.lap("rules_report")
+
+    report_rec = {paths.rel(paths.gate_report): file_record(paths.gate_report)}
+    record: dict[str, Any] = {
+        "status": "done" if report["passed"] else "failed",
+        "passed": report["passed"],
+        "inputs_hash": digest_of(
+            {
+                "gates": gates.model_dump(mode="json"),
+                "models": {m.name: m.content_hash for m in models},
+                "tasks": fingerprints,
+                "tools": tool_versions(*TOOLS),
+            }
+        ),
+        "report": report_rec,
+        "models": {m.name: m.content_hash for m in models},
+        "rules": {
+            "total": len(report["rules"]),
+            "failed": sum(not r["passed"] for r in report["rules"]),
+        },
+        "evaluations": {"run": ev.evaluated, "cached": ev.cached},
+        "outputs": dict(report_rec),
+        "tools": tool_versions(*TOOLS),
+    }
+    record["timings"] = timer.summary()
+    manifest = Manifest.load(paths.root)
+    manifest.record_step("gate", record)
+    result = GateResult("gate", record, paths.manifest, report=report)
+    if not report["passed"]:
+        failed = [r["text"] for r in report["rules"] if not r["passed"]]
+        err = GateFailed(
+            f"{len(failed)} gate rule(s) failed: " + "; ".join(failed),
+            hint=f"see {paths.gate_report}; the candidate must not be released as is",
+        )
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result

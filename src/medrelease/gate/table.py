@@ -1,0 +1,57 @@
+"""The terminal view of a gate report: one row per metric (and per rule on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+
+def _num(v: Any) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def gate_table(report: dict[str, Any]) -> RenderableType:
+    models = list(report["models"])
+    cand = report["candidate"]
+    baselines = [m for m in models if m != cand]
+    verdict = "[green]PASSED[/green]" if report["passed"] else "[red]FAILED[/red]"
+    table = Table(
+        title=f"gates: {verdict}", caption="↓ lower is better; delta: candidate - baseline [CI]"
+    )
+    table.add_column("metric", overflow="fold", ratio=1)
+    table.add_column(cand, justify="right", no_wrap=True)
+    for b in baselines:
+        table.add_column(b, justify="right", no_wrap=True)
+    table.add_column("delta", justify="right", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    rules_by_metric: dict[str, list[dict[str, Any]]] = {}
+    for r in report["rules"]:
+        rules_by_metric.setdefault(r["metric"], []).append(r)
+    rows: list[tuple[str, list[str], dict[str, Any] | None]] = []
+    for m in report["metrics"]:
+        label = m["metric"] + ("" if m["higher_is_better"] else " ↓")
+        vals = [_num(m["values"].get(n)) for n in [cand, *baselines]]
+        rules = rules_by_metric.pop(m["metric"], [])
+        rows += [(label, vals, r) for r in rules] or [(label, vals, None)]
+    for leftover in rules_by_metric.values():  # rules on metrics no task produced
+        rows += [(r["metric"], ["—"] * (1 + len(baselines)), r) for r in leftover]
+    for label, vals, r in rows:
+        if r is None:
+            table.add_row(label, *vals, "", "", "")
+            continue
+        delta = "" if r["delta"] is None else f"{r['delta']:+.4f}"
+        if r.get("ci"):
+            delta += f"\n[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]"
+        rule = r["text"].removeprefix(r["metric"]).strip()
+        ok = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
+        table.add_row(label, *vals, delta, rule, ok)
+    reasons = [
+        Text.from_markup(f"[red]FAIL[/red] {r['text']}: {r['reason']}")
+        for r in report["rules"]
+        if not r["passed"]
+    ]
+    return Group(table, *reasons) if reasons else table
