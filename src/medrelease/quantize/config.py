@@ -1,12 +1,118 @@
-"""The `quantize:` section of a recipe (owned by the quantize step)."""
+"""The `quantize:` section of a recipe (owned by the quantize step).
+
+    quantize:
+      gguf:
+        types: [Q8_0, Q4_K_M]                  # llama.cpp types (F32/F16/BF16: the converter)
+        intermediate: f16                      # high-precision GGUF the quants are made from
+        split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
+        imatrix: {calibration: default}        # needs llama.cpp's imatrix tool: not available here
+        thresholds: {Q4_K_M: {max_ppl_ratio: 1.15}}
+      awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
+      checks: {heldout: default, max_tokens: 256, eval: true, min_recovery: 0.95}
+
+`calibration` / `heldout` are `default` (texts shipped with medrelease) or a recipe-relative
+text file. Thresholds not given fall back to per-type defaults (quantize/gguf_types.py).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from medrelease.recipe.base import Section
 
+SIZE_RE = re.compile(r"^(\d+)([KMG]?)$")
+
+
+def size_to_bytes(text: str) -> int:
+    """'48G' -> 48_000_000_000, as llama.cpp's converter counts (powers of 1000)."""
+    m = SIZE_RE.match(text.strip().upper())
+    if not m:
+        raise ValueError(f"{text!r} is not a size like 48G, 500M or 2000000")
+    scale = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3}[m.group(2)]
+    return int(m.group(1)) * scale
+
+
+class Thresholds(Section):
+    """Acceptance limits of one quant against the merged model, on held-out text."""
+
+    max_ppl_ratio: float | None = Field(default=None, gt=0, description="ppl(quant)/ppl(merged)")
+    max_abs_logit_diff: float | None = Field(default=None, gt=0)
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+
+
+class ImatrixConfig(Section):
+    calibration: str = "default"
+
+
+class GgufConfig(Section):
+    types: list[str] = Field(default_factory=lambda: ["Q8_0", "Q4_K_M"])
+    intermediate: Literal["f32", "f16", "bf16"] = "f16"
+    split_max_size: str = "48G"
+    imatrix: ImatrixConfig | None = None
+    thresholds: dict[str, Thresholds] = Field(default_factory=dict)
+
+    @field_validator("types", mode="after")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        from medrelease.quantize.gguf_types import normalize_type
+
+        out = [normalize_type(t) for t in v]
+        if not out:
+            raise ValueError("list at least one GGUF type, e.g. [Q8_0, Q4_K_M]")
+        if len(set(out)) != len(out):
+            raise ValueError(f"duplicate GGUF types in {v}")
+        return out
+
+    @field_validator("thresholds", mode="after")
+    @classmethod
+    def _threshold_keys(cls, v: dict[str, Thresholds]) -> dict[str, Thresholds]:
+        from medrelease.quantize.gguf_types import normalize_type
+
+        return {normalize_type(k): t for k, t in v.items()}
+
+    @field_validator("split_max_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if size_to_bytes(v) <= 0:
+            raise ValueError("split_max_size must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _thresholds_name_listed_types(self) -> GgufConfig:
+        extra = sorted(set(self.thresholds) - set(self.types))
+        if extra:
+            raise ValueError(f"thresholds for {extra} but types are {self.types}")
+        return self
+
+
+class AwqConfig(Section):
+    scheme: Literal["W4A16_ASYM", "W4A16"] = "W4A16_ASYM"
+    calibration: str = "default"
+    num_samples: int = Field(default=64, ge=1)
+    max_seq_length: int = Field(default=512, ge=16)
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+    n_grid: int = Field(default=20, ge=1, description="AWQ scale grid points (speed vs quality)")
+    thresholds: Thresholds = Thresholds()
+
+
+class ChecksConfig(Section):
+    heldout: str = "default"
+    max_tokens: int = Field(default=256, ge=8, description="held-out tokens scored per quant")
+    eval: bool = Field(default=False, description="run the recipe's gate tasks on every quant")
+    min_recovery: float = Field(
+        default=0.95, gt=0, le=1, description="quant metric / merged metric must reach this"
+    )
+
 
 class QuantizeConfig(Section):
-    gguf: list[str] = []
-    awq: dict[str, Any] | None = None
+    gguf: GgufConfig | None = None
+    awq: AwqConfig | None = None
+    checks: ChecksConfig = ChecksConfig()
+
+    @field_validator("gguf", mode="before")
+    @classmethod
+    def _gguf_shorthand(cls, v: Any) -> Any:
+        return {"types": v} if isinstance(v, list) else v

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,8 @@ def derive_stage(base: Path, out: Path, *, seed: int, scale: float = 0.02) -> Pa
             p.add_(torch.randn(p.shape, generator=gen) * scale)
     model.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
+    if (base / "tokenizer.model").is_file():  # transformers 5 saves tokenizer.json only
+        shutil.copyfile(base / "tokenizer.model", out / "tokenizer.model")
     return out
 
 

@@ -1,0 +1,51 @@
+"""`medrelease quantize RECIPE`: GGUF (llama.cpp) and AWQ (llm-compressor) quants, each checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def quantize(
+        recipe: Path = RecipeArg,
+        workdir: Path = WorkdirOpt,
+        force: bool = typer.Option(
+            False, "--force", help="re-quantize even if inputs are unchanged"
+        ),
+        threads: int = typer.Option(0, "--threads", help="CPU threads for llama.cpp (0: up to 2)"),
+        stage: list[str] = StageOpt,
+        as_json: bool = JsonOpt,
+    ) -> int:
+        """Quantize merged/ to the recipe's GGUF types and AWQ; accept only quants that pass
+        their checks against the merged model (exit code 5 if any was rejected)."""
+        from medrelease.commands.common import load
+        from medrelease.core.console import Reporter, out_console, print_json
+        from medrelease.quantize.step import quantize_release
+
+        loaded = load(recipe, stage)
+        result = quantize_release(
+            loaded,
+            workdir=workdir,
+            force=force,
+            threads=threads or None,
+            reporter=Reporter(quiet=as_json),
+        )
+        if as_json:
+            summary = result.summary()
+            # StepResult.summary() lets the record's "status" overwrite "skipped": restore it
+            summary["status"] = "skipped" if result.skipped else result.record.get("status")
+            print_json(summary)
+        else:
+            from medrelease.quantize.report import quant_table
+
+            if result.skipped:
+                out_console.print("inputs unchanged since the recorded run: nothing re-done")
+            out_console.print(quant_table(result.record))
+            out_console.print(f"manifest: {result.manifest}")
+        rejected = [q for q in result.record.get("quants", []) if not q.get("accepted")]
+        return 5 if rejected else 0

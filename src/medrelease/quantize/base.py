@@ -1,0 +1,59 @@
+"""What every quantization backend hands the step: files made, how to load them, and checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class QuantArtifact:
+    family: str  # gguf | awq
+    type: str  # Q4_K_M, F16, W4A16_ASYM, ...
+    files: list[Path]  # every file of this quant (in its final or staging folder)
+    entry: Path  # what a runtime opens: the (first) .gguf file or the AWQ folder
+    notes: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    accepted: bool = False
+    reason: str | None = None
+
+    def judge(self) -> None:
+        """Accept only if every check ran and passed; the reason names each failed check."""
+        failed = [
+            f"{name}: {c.get('detail', 'failed')}"
+            for name, c in self.checks.items()
+            if not c.get("ok")
+        ]
+        self.accepted = bool(self.checks) and not failed
+        self.reason = None if self.accepted else ("; ".join(failed) or "no checks ran")
+
+
+@dataclass
+class QuantContext:
+    """What every backend needs: the merged model, its tokenizer and reference logits."""
+
+    merged: Path
+    release: str
+    base_dir: Path  # recipe folder (relative calibration files)
+    tokenizer: Any  # the merged model's HF tokenizer
+    heldout_ids: list[int]
+    reference_logits: Any  # numpy [tokens, vocab], merged model in float32
+    threads: int
+    seed: int
+    eval: EvalPlan | None = None
+
+
+@dataclass
+class EvalPlan:
+    """Run the recipe's gate tasks on each quant; compare with the merged model's report."""
+
+    loaded: Any  # LoadedRecipe
+    parent: dict[str, tuple[float, bool]]  # metric -> (merged value, higher is better)
+    min_recovery: float
+
+    def run(self, lm: Any) -> dict[str, Any]:
+        from medrelease.gate.evaluate import evaluate_lm
+        from medrelease.quantize.checks import judge_recovery
+
+        return judge_recovery(evaluate_lm(lm, self.loaded), self.parent, self.min_recovery)

