@@ -280,16 +280,36 @@ def test_forbidden_and_not_found_messages(release: Release, hub: Any, lfs_only: 
         publish(release, hub)
 
 
-def test_changed_content_under_existing_tag_is_refused(
+def test_card_fix_under_existing_tag_updates_main_and_keeps_the_tag(
     release: Release, hub: Any, lfs_only: None
 ) -> None:
     publish(release, hub)
     from medrelease.core.hashing import file_record
 
+    tag_before = {t.name: t.target_commit for t in api(hub).list_repo_refs(REPO).tags}
     card = release.root / "card" / "README.md"
     card.write_text(card.read_text() + "\nA late edit.\n")
     data = release.manifest()
     data["steps"]["card"]["outputs"]["card/README.md"] = file_record(card)
+    release.write_manifest(data)
+    publish(release, hub)
+    commits = api(hub).list_repo_commits(REPO)
+    assert len(commits) == 3  # the card fix is one more commit on main
+    tags = {t.name: t.target_commit for t in api(hub).list_repo_refs(REPO).tags}
+    assert tags == tag_before  # the release tag still points at the released weights
+    assert tags["v0.1.0"] != commits[0].commit_id
+
+
+def test_changed_weights_under_existing_tag_are_refused(
+    release: Release, hub: Any, lfs_only: None
+) -> None:
+    publish(release, hub)
+    from medrelease.core.hashing import file_record
+
+    cfg = release.root / "merged" / "config.json"
+    cfg.write_text(cfg.read_text() + "\n")
+    data = release.manifest()
+    data["steps"]["merge"]["outputs"]["merged/config.json"] = file_record(cfg)
     release.write_manifest(data)
     with pytest.raises(PublishError, match=r"already has tag v0\.1\.0"):
         publish(release, hub)

@@ -46,20 +46,19 @@ class DemoResult:
 
 @contextlib.contextmanager
 def _demo_environment(url: str) -> Iterator[None]:
-    """Point huggingface_hub at the local server for the duration of the demo."""
-    saved = {k: os.environ.get(k) for k in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE")}
+    """Point huggingface_hub at the local server, with the demo's token, for the demo only."""
+    from medrelease.localhub.client import use_local_hub
+
+    saved = os.environ.get("HF_TOKEN")
     os.environ["HF_TOKEN"] = DEMO_TOKEN
-    os.environ["HF_ENDPOINT"] = url
-    os.environ.pop("HF_HUB_OFFLINE", None)  # it would block loopback too
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        yield
+        with use_local_hub(url):
+            yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = saved
 
 
 def run_demo(

@@ -30,6 +30,10 @@ class RemoteFile:
     blob_id: str | None  # git blob sha1 (regular files)
 
 
+# Files that may change under an existing release tag: documentation, not weights.
+DOC_FILES = frozenset({"README.md", "manifest.json", "metrics.png"})
+
+
 @dataclass
 class RepoDiff:
     head: str
@@ -171,7 +175,19 @@ class HubPublisher:
                 self._ensure_tag(plan, diff.head, diff.tag_commit)
             self.reporter.info(f"{plan.repo_id}: nothing changed since {diff.head[:12]}; no commit")
             return outcome
-        if diff.tag_commit is not None and not self.review:
+        docs_only = all(
+            p in DOC_FILES
+            for p in [*(f.path_in_repo for f in diff.added + diff.changed), *diff.deleted]
+        )
+        if diff.tag_commit is not None and not self.review and docs_only:
+            # A card fix after the release: commit it on main, keep the tag on the released
+            # weights (versions are immutable; their documentation may improve).
+            self.reporter.info(
+                f"{plan.repo_id}: only the card/manifest changed since {plan.tag}; "
+                f"updating main, the tag stays at {diff.tag_commit[:12]}"
+            )
+            outcome["docs_only"] = True
+        elif diff.tag_commit is not None and not self.review:
             raise PublishError(
                 f"{plan.repo_id} already has tag {plan.tag} (at {diff.tag_commit[:12]}) but the "
                 "release content differs from what is on the Hub",
@@ -206,6 +222,8 @@ class HubPublisher:
             outcome["pr_url"] = commit.pr_url
             outcome["pr_num"] = commit.pr_num
             self.reporter.info(f"{plan.repo_id}: opened pull request {commit.pr_url} for review")
+        elif outcome.get("docs_only"):
+            self.reporter.info(f"{plan.repo_id}: committed {commit.oid[:12]} (card update)")
         else:
             self._ensure_tag(plan, commit.oid, None)
             self.reporter.info(f"{plan.repo_id}: committed {commit.oid[:12]}, tagged {plan.tag}")

@@ -92,8 +92,17 @@ OVERRIDE_NOTICE = (
 
 def published_manifest(manifest: Manifest, overrides: dict[str, bool], gates: GateVerdict) -> bytes:
     """The release record as published: stable bytes for an unchanged release."""
-    data = {k: v for k, v in manifest.data.items() if k != "updated_at"}
-    data["steps"] = {k: v for k, v in manifest.data.get("steps", {}).items() if k != "publish"}
+    # What made and checked the weights (merge, gate, quantize) is published; local
+    # bookkeeping (pipeline fingerprints, timestamps) and the card/publish records are not, so a
+    # card-only change does not touch the quant repos.
+    data = {k: v for k, v in manifest.data.items() if k not in ("updated_at", "pipeline")}
+    data["steps"] = {
+        k: v for k, v in manifest.data.get("steps", {}).items() if k not in ("publish", "card")
+    }
+    recipe = dict(data.get("recipe") or {})
+    if recipe.get("path"):  # the file name, not the publisher's local folders
+        recipe["path"] = Path(str(recipe["path"])).name
+        data["recipe"] = recipe
     if any(overrides.values()):
         data["publication"] = {"overrides": overrides, "gates_passed": gates.passed}
     return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
