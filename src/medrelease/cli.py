@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--debug" in args:
         os.environ["MEDRELEASE_DEBUG"] = "1"
     as_json = "--json" in args
+    if not _debug():
+        # Libraries' own tqdm bars would interleave with our progress display; this must be
+        # set before tqdm is first imported (it reads the variable once).
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         result = app(args=args, prog_name="medrelease", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

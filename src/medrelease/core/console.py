@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -23,8 +24,14 @@ from rich.progress import (
 
 from medrelease.core.secrets import redact
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+def _width() -> int | None:
+    # Rich assumes 80 columns when output is not a terminal (CI logs, pipes): too narrow for
+    # the gate table. COLUMNS still wins when set.
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+
+
+err_console = Console(stderr=True, highlight=False, width=_width())
+out_console = Console(highlight=False, width=_width())
 
 
 class Reporter:

@@ -58,8 +58,13 @@ def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> 
     """One `lm_eval.simple_evaluate` call for one task on an already-built LM."""
     import lm_eval
 
+    import lm_eval.evaluator
+
     s = task.settings
     require_offline_data(task)
+    # lm-eval records its own git commit by running `git describe` in the current folder,
+    # which prints "fatal: not a git repository" into our output; its version is recorded.
+    lm_eval.evaluator.get_git_commit_hash = lambda: None
     try:
         results = lm_eval.simple_evaluate(
             model=lm,

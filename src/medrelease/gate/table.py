@@ -21,7 +21,7 @@ def gate_table(report: dict[str, Any]) -> RenderableType:
     table = Table(
         title=f"gates: {verdict}", caption="↓ lower is better; delta: candidate - baseline [CI]"
     )
-    table.add_column("metric", overflow="fold", ratio=1)
+    table.add_column("metric", overflow="fold", ratio=1, min_width=18)
     table.add_column(cand, justify="right", no_wrap=True)
     for b in baselines:
         table.add_column(b, justify="right", no_wrap=True)

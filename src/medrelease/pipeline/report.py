@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from medrelease.pipeline.run import ReleaseRun
 
@@ -18,8 +20,8 @@ STATE_STYLE = {
 }
 
 
-def release_table(run: ReleaseRun, *, title: str, artifacts: bool = False) -> Table:
-    table = Table(title=f"{title}: {run.manifest}", title_justify="left")
+def release_table(run: ReleaseRun, *, title: str, artifacts: bool = False) -> RenderableType:
+    table = Table(title=title, title_justify="left")
     table.add_column("step")
     table.add_column("state")
     table.add_column("why")
@@ -34,7 +36,7 @@ def release_table(run: ReleaseRun, *, title: str, artifacts: bool = False) -> Ta
                 + (f"\n… {len(s.outputs) - 8} more" if len(s.outputs) > 8 else "")
             )
         table.add_row(*row)
-    return table
+    return Group(table, Text(f"manifest: {run.manifest}"))
 
 
 def status_json(run: ReleaseRun) -> dict[str, Any]:
