@@ -24,6 +24,7 @@ from rich.progress import (
 
 from medrelease.core.secrets import redact
 
+
 def _width() -> int | None:
     # Rich assumes 80 columns when output is not a terminal (CI logs, pipes): too narrow for
     # the gate table. COLUMNS still wins when set.

@@ -57,7 +57,6 @@ def silence_progress_bars() -> None:
 def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> dict[str, Any]:
     """One `lm_eval.simple_evaluate` call for one task on an already-built LM."""
     import lm_eval
-
     import lm_eval.evaluator
 
     s = task.settings
