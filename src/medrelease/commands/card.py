@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 DiffOpt = typer.Option(
     False, "--diff", help="show what changed against the cards published on the Hub"
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         diff: bool = DiffOpt,
         diff_against: Path | None = DiffAgainstOpt,
         variables: bool = VariablesOpt,
@@ -37,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.commands.common import load
         from medrelease.core.console import Reporter, print_json
 
-        loaded = load(recipe, stage)
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         if variables:
             from medrelease.card.step import card_context
 

@@ -26,6 +26,16 @@ StageOpt = typer.Option(
 )
 
 
+OverlayOpt = typer.Option(
+    [],
+    "--overlay",
+    help="YAML deep-merged over the recipe (repeatable), e.g. tiny eval data for stand-ins",
+)
+SetOpt = typer.Option(
+    [], "--set", help="change one recipe value: PATH=YAML, e.g. gates.tasks.0.limit=8 (repeatable)"
+)
+
+
 def parse_overrides(values: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values:
@@ -38,9 +48,22 @@ def parse_overrides(values: list[str]) -> dict[str, str]:
     return out
 
 
-def load(recipe: Path, stages: list[str], *, check_merge: bool = False) -> LoadedRecipe:
+def load(
+    recipe: Path,
+    stages: list[str],
+    *,
+    check_merge: bool = False,
+    overlays: list[Path] | None = None,
+    sets: list[str] | None = None,
+) -> LoadedRecipe:
     """Load for a step command. Only `merge` (and `validate`) need the mergekit block checked,
     which imports mergekit and torch; the other steps skip that cost."""
     from medrelease.recipe.load import load_recipe
 
-    return load_recipe(recipe, overrides=parse_overrides(stages), check_merge=check_merge)
+    return load_recipe(
+        recipe,
+        overrides=parse_overrides(stages),
+        check_merge=check_merge,
+        overlays=overlays,
+        sets=sets,
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         limit: float | None = typer.Option(
             None, "--limit", help="documents per task for every task (quick checks; <1 = fraction)"
         ),
@@ -30,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.gate.step import gate_release
         from medrelease.gate.table import gate_table
 
-        loaded = load(recipe, stage)
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         lim: int | float | None = None
         if limit is not None:
             lim = int(limit) if limit >= 1 and float(limit).is_integer() else limit

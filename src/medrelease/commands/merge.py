@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
         workdir: Path = WorkdirOpt,
         force: bool = typer.Option(False, "--force", help="replace an existing merged/ folder"),
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Merge stage checkpoints with mergekit; verify; record provenance in manifest.json."""
@@ -23,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.merge.step import merge_release
 
-        loaded = load(recipe, stage, check_merge=True)
+        loaded = load(recipe, stage, check_merge=True, overlays=overlay, sets=set_)
         result = merge_release(
             loaded, workdir=workdir, force=force, reporter=Reporter(quiet=as_json)
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
             help="publish although gates failed (recorded in the manifest and on the card)",
         ),
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Publish the gated release (model, accepted quants, cards, manifest) to the Hub.
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, err_console, out_console, print_json
         from medrelease.publish.step import publish_release
 
-        loaded = load(recipe, stage)
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         result = publish_release(
             loaded,
             workdir=workdir,

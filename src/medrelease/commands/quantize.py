@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
         ),
         threads: int = typer.Option(0, "--threads", help="CPU threads for llama.cpp (0: up to 2)"),
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> int:
         """Quantize merged/ to the recipe's GGUF types and AWQ; accept only quants that pass
@@ -27,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.quantize.step import quantize_release
 
-        loaded = load(recipe, stage)
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         result = quantize_release(
             loaded,
             workdir=workdir,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         from_step: str = typer.Option(
             None, "--from", help="re-run from this step on (merge, gate, quantize, card, publish)"
         ),
@@ -35,7 +37,13 @@ def register(app: typer.Typer) -> None:
         from medrelease.pipeline.run import run_release
         from medrelease.recipe.load import load_recipe
 
-        loaded = load_recipe(recipe, overrides=parse_overrides(stage), check_merge=False)
+        loaded = load_recipe(
+            recipe,
+            overrides=parse_overrides(stage),
+            check_merge=False,
+            overlays=overlay,
+            sets=set_,
+        )
         run = run_release(
             loaded,
             workdir=workdir,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt, WorkdirOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Show each step: current, stale (and why) or pending, with its artifact hashes."""
@@ -24,7 +26,13 @@ def register(app: typer.Typer) -> None:
         from medrelease.pipeline.run import release_status
         from medrelease.recipe.load import load_recipe
 
-        loaded = load_recipe(recipe, overrides=parse_overrides(stage), check_merge=False)
+        loaded = load_recipe(
+            recipe,
+            overrides=parse_overrides(stage),
+            check_merge=False,
+            overlays=overlay,
+            sets=set_,
+        )
         run = release_status(loaded, workdir=workdir)
         if as_json:
             print_json(status_json(run))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, RecipeArg, StageOpt
+from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -14,6 +14,8 @@ def register(app: typer.Typer) -> None:
     def validate(
         recipe: Path = RecipeArg,
         stage: list[str] = StageOpt,
+        overlay: list[Path] = OverlayOpt,
+        set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Check a recipe (schema, stage names, mergekit block) without loading weights."""
@@ -23,7 +25,9 @@ def register(app: typer.Typer) -> None:
         from medrelease.recipe.load import all_problems, load_recipe
 
         try:
-            loaded = load_recipe(recipe, overrides=parse_overrides(stage))
+            loaded = load_recipe(
+                recipe, overrides=parse_overrides(stage), overlays=overlay, sets=set_
+            )
         except RecipeError as err:
             problems = all_problems(err)
             if not as_json:

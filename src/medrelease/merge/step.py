@@ -202,7 +202,12 @@ def _merge_locked(
     manifest = Manifest.load(paths.root)
     manifest.set_header(
         release=recipe.release.model_dump(mode="json"),
-        recipe={"path": str(loaded.path), "sha256": loaded.sha256, "overrides": loaded.overrides},
+        recipe={
+            "path": str(loaded.path),
+            "sha256": loaded.sha256,
+            "overrides": loaded.overrides,
+            "changes": list(loaded.changes),
+        },
     )
     manifest.record_step("merge", record)
     return MergeResult("merge", record, paths.manifest, warnings=warnings, merged=paths.merged)

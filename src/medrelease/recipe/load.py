@@ -24,6 +24,7 @@ class LoadedRecipe:
     sha256: str
     source: YamlSource
     overrides: dict[str, str]
+    changes: tuple[str, ...] = ()  # overlays and --set assignments applied, for the manifest
 
     @property
     def base_dir(self) -> Path:
@@ -137,6 +138,8 @@ def load_recipe(
     *,
     overrides: dict[str, str] | None = None,
     check_merge: bool = True,
+    overlays: list[Path] | None = None,
+    sets: list[str] | None = None,
 ) -> LoadedRecipe:
     p = Path(path)
     try:
@@ -153,7 +156,19 @@ def load_recipe(
             "a recipe must be a YAML mapping with release:, stages: and merge:",
             where=f"{p}:1",
         )
-    data = apply_overrides(source.data, overrides or {}, Path.cwd())
+    data = source.data
+    changes: list[str] = []
+    if overlays or sets:
+        from medrelease.core.hashing import sha256_file
+        from medrelease.recipe.overlay import apply_set, deep_merge, load_overlay
+
+        for overlay in overlays or []:
+            data = deep_merge(data, load_overlay(Path(overlay)))
+            changes.append(f"overlay {Path(overlay).name} sha256:{sha256_file(Path(overlay))}")
+        for assignment in sets or []:
+            data = apply_set(data, assignment)
+            changes.append(f"set {assignment}")
+    data = apply_overrides(data, overrides or {}, Path.cwd())
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -170,6 +185,7 @@ def load_recipe(
         sha256=sha256_bytes(raw),
         source=source,
         overrides=dict(overrides or {}),
+        changes=tuple(changes),
     )
     if check_merge:
         from medrelease.merge.config_check import check_merge_block, check_output_block

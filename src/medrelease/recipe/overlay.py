@@ -1,0 +1,79 @@
+"""Change a recipe without editing it: overlay files and `--set path=value`.
+
+Used to run a real release recipe on stand-in checkpoints in CI (tiny local evaluation data,
+relaxed rules), or to try a variation locally:
+
+    medrelease release merges/x.yaml --stage base=./tiny/base \\
+        --overlay ci/standins.yaml --set gates.tasks.0.limit=8 --set seed=7
+
+An overlay is a YAML mapping deep-merged over the recipe: mappings merge key by key, any other
+value (lists included) replaces the recipe's, and `null` removes a key. Relative paths in an
+overlay are taken as the overlay's author wrote them: relative to the recipe file.
+`--set` takes a dotted path (list items by index) and a YAML value.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medrelease.core.errors import RecipeError
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = deep_merge(base.get(key), value)
+        return out
+    return copy.deepcopy(over)
+
+
+def load_overlay(path: Path) -> dict[str, Any]:
+    from medrelease.recipe.yamlsource import load_yaml
+
+    data = load_yaml(path).data
+    if not isinstance(data, dict):
+        raise RecipeError(f"overlay {path} must be a YAML mapping", where=f"{path}:1")
+    return data
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    path, sep, raw = assignment.partition("=")
+    if not sep or not path:
+        raise RecipeError(
+            f"--set {assignment!r} is not PATH=VALUE", hint="e.g. --set gates.tasks.0.limit=8"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from None
+    out = copy.deepcopy(data)
+    node: Any = out
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(
+                    f"--set {path}: {where} is not an index of a list of {len(node)} item(s)"
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise RecipeError(f"--set {path}: {'.'.join(parts[:i])} is not a mapping or a list")
+    return out
