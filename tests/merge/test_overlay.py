@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers import run_cli, write_recipe
 
+from helpers import run_cli, write_recipe
 from medrelease.core.errors import RecipeError
 from medrelease.recipe.load import load_recipe
 
