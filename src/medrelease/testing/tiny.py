@@ -44,6 +44,10 @@ class TinySpec:
     num_key_value_heads: int = 2
     vocab_size: int = 512
     seed: int = 0
+    # "auto": SentencePiece for llama, byte-level BPE for the others (as the real families).
+    # "sentencepiece" for any arch gives stand-ins llama.cpp's converter accepts: it cannot
+    # identify a BPE tokenizer trained from scratch.
+    tokenizer: str = "auto"
 
 
 def build_sentencepiece_tokenizer(folder: Path, vocab_size: int = 512) -> None:
@@ -165,7 +169,12 @@ def build_tiny_model(
     folder.mkdir(parents=True, exist_ok=True)
     tok_dir = tokenizer_from or folder
     if tokenizer_from is None:
-        if spec.arch == "llama":
+        if spec.tokenizer not in ("auto", "sentencepiece", "bpe"):
+            raise ValueError(f"unknown tokenizer kind {spec.tokenizer!r}")
+        use_sp = spec.tokenizer == "sentencepiece" or (
+            spec.tokenizer == "auto" and spec.arch == "llama"
+        )
+        if use_sp:
             build_sentencepiece_tokenizer(folder, spec.vocab_size)
         else:
             build_bpe_tokenizer(folder, spec.vocab_size)
