@@ -95,15 +95,3 @@ class EnvironmentProblem(MedreleaseError):
     exit_code = 7
     kind = "environment"
 
-
-EXIT_CODES: dict[str, int] = {
-    "ok": 0,
-    "internal": 1,
-    "usage_or_recipe": 2,
-    "input": 3,
-    "gate_failed": 4,
-    "verification": 5,
-    "publish": 6,
-    "environment": 7,
-    "interrupted": 130,
-}
