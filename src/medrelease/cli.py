@@ -5,6 +5,7 @@ Start-up imports no torch: every command imports its step inside the function bo
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -98,6 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if _debug():
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            from medrelease.core.errors import EnvironmentProblem
+
+            full = EnvironmentProblem(
+                f"the disk is full ({exc.filename or 'while writing'})",
+                hint="free disk space or pass --workdir on a larger disk; partial files were "
+                "not moved into place",
+            )
+            _report(full, as_json)
+            return full.exit_code
         from medrelease.core.errors import MedreleaseError as _E
 
         _report(

@@ -29,6 +29,8 @@ def start_merge(recipe: Path, workdir: Path) -> subprocess.Popen:
         [sys.executable, "-m", "medrelease.cli", "merge", str(recipe), "--workdir", str(workdir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # a shell that backgrounds pytest makes children ignore SIGINT; restore the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

