@@ -7,53 +7,14 @@ evaluation tables is checked against that report (same parsing as test_numbers.p
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from gatehelpers import write_demo_task
 from test_numbers import fmt, fmt_delta, section, tables
 
 from helpers import write_recipe
 
 pytestmark = pytest.mark.slow
-
-QUESTIONS = [
-    ("Which organ pumps blood through the body?", ["heart", "liver", "lung", "skin"], 0),
-    ("Which organ makes insulin?", ["kidney", "pancreas", "brain", "spleen"], 1),
-    ("Red blood cells mainly carry?", ["oxygen", "bile", "urine", "lymph"], 0),
-    ("Which organ filters blood to make urine?", ["heart", "kidney", "colon", "skin"], 1),
-    ("How many chambers has the human heart?", ["two", "three", "four", "five"], 2),
-    ("The trachea carries?", ["food", "air", "blood", "bile"], 1),
-]
-
-TASK_YAML = """\
-task: card_mcq
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: answer
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-
-
-def _task(folder: Path) -> None:
-    folder.mkdir(parents=True)
-    data = folder / "card_mcq.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in QUESTIONS
-        )
-    )
-    (folder / "card_mcq.yaml").write_text(TASK_YAML.format(data=json.dumps(str(data))))
 
 
 def test_card_numbers_equal_the_real_gate_report(tmp_path, llama):
@@ -65,7 +26,7 @@ def test_card_numbers_equal_the_real_gate_report(tmp_path, llama):
     from medrelease.merge.step import merge_release
     from medrelease.recipe.load import load_recipe
 
-    _task(tmp_path / "tasks")
+    write_demo_task(tmp_path / "tasks", relative=True)  # the gate tests' tiny MCQ task
     recipe = write_recipe(
         tmp_path / "recipe.yaml",
         {"base": llama["base"], "sft": {"path": str(llama["sft"]), "parent": "base"}},
@@ -82,7 +43,7 @@ def test_card_numbers_equal_the_real_gate_report(tmp_path, llama):
             "baselines": ["base", "sft"],
             "batch_size": 4,
             "device": "cpu",
-            "tasks": [{"name": "card_mcq", "task_yaml": "tasks/card_mcq.yaml"}],
+            "tasks": [{"name": "card_mcq", "task_yaml": "tasks/demo_mcq.yaml"}],
             "rules": [{"metric": "card_mcq/acc", "vs": "base", "max_drop": 1.0}],
         },
         card={"stage_licenses": {"base": "apache-2.0", "sft": "apache-2.0"}},

@@ -31,19 +31,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Run the whole release; steps whose inputs are unchanged are skipped."""
-        from medrelease.commands.common import parse_overrides
+        from medrelease.commands.common import load
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
-        from medrelease.recipe.load import load_recipe
 
-        loaded = load_recipe(
-            recipe,
-            overrides=parse_overrides(stage),
-            check_merge=False,
-            overlays=overlay,
-            sets=set_,
-        )
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         run = run_release(
             loaded,
             workdir=workdir,

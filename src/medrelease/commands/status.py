@@ -20,19 +20,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Show each step: current, stale (and why) or pending, with its artifact hashes."""
-        from medrelease.commands.common import parse_overrides
+        from medrelease.commands.common import load
         from medrelease.core.console import out_console, print_json
         from medrelease.pipeline.report import release_table, status_json
         from medrelease.pipeline.run import release_status
-        from medrelease.recipe.load import load_recipe
 
-        loaded = load_recipe(
-            recipe,
-            overrides=parse_overrides(stage),
-            check_merge=False,
-            overlays=overlay,
-            sets=set_,
-        )
+        loaded = load(recipe, stage, overlays=overlay, sets=set_)
         run = release_status(loaded, workdir=workdir)
         if as_json:
             print_json(status_json(run))
