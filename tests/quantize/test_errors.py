@@ -60,7 +60,7 @@ def test_not_enough_disk(tmp_path, tiny_llama, monkeypatch):
 
     monkeypatch.setattr(gguf.shutil, "disk_usage", tiny_disk)
     with pytest.raises(
-        EnvironmentProblem, match="not enough disk for the GGUF intermediate"
+        EnvironmentProblem, match=r"not enough free disk.*GGUF intermediate"
     ) as info:
         quantize_release(load_recipe(recipe), workdir=tmp_path)
     assert info.value.exit_code == 7 and "--workdir" in (info.value.hint or "")

@@ -160,6 +160,9 @@ def release_on_standins(
     assert set(stages) >= {n for n in overrides if n in _merged_stage_names(original)}
 
     _check_gate_report(root, original)
+    gates = original.recipe.gates
+    evaluated = (1 + len(gates.baselines)) * len(gates.tasks)  # every model x task, none cached
+    assert manifest["steps"]["gate"]["evaluations"] == {"run": evaluated, "cached": 0}
     _check_quants(root, manifest, effective)
     dropped = DROPPED.get(recipe.stem, set()) | ({"awq"} if "quantize.awq=null" in sets else set())
     assert _families(original) - _families(effective) == dropped

@@ -7,12 +7,12 @@ format, then structural integrity, then cross-stage compatibility, then disk spa
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.errors import EnvironmentProblem, InputError
+from medrelease.core.disk import require_free_space
+from medrelease.core.errors import InputError
 from medrelease.merge.safetensors_check import SafetensorsProblem, check_file, index_shards
 from medrelease.merge.sources import ResolvedStage
 
@@ -257,21 +257,6 @@ def check_compatible(
 
 
 def check_disk(workdir: Path, needed: int) -> None:
-    probe = workdir
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < needed:
-        raise EnvironmentProblem(
-            f"not enough free disk at {probe}: the merge needs about {human_bytes(needed)}, "
-            f"{human_bytes(free)} is free",
-            hint="free some space or pass --workdir on a larger disk",
-        )
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    require_free_space(
+        workdir, needed, "the merge", hint="free some space or pass --workdir on a larger disk"
+    )

@@ -14,6 +14,7 @@ import yaml
 
 from medrelease.core.atomic import staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
+from medrelease.core.disk import human_bytes
 from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.lock import release_lock
@@ -265,7 +266,7 @@ def _preflight(
     preflight.check_disk(paths.root, needed)
     reporter.info(
         f"preflight ok: {len(stages)} stage(s), method {merge.get('merge_method')}, "
-        f"~{preflight.human_bytes(needed)} to write"
+        f"~{human_bytes(needed)} to write"
     )
     return facts
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
+from medrelease.core.disk import require_free_space
 from medrelease.core.errors import EnvironmentProblem, InputError, VerificationError
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import GgufConfig, Thresholds, size_to_bytes
@@ -142,14 +143,12 @@ def estimated_size(intermediate_bytes: int, intermediate_bpw: float, qtype: Gguf
 
 
 def check_free_space(folder: Path, needed: int, what: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise EnvironmentProblem(
-            f"not enough disk for {what}: need ~{needed / 1e9:.2f} GB, "
-            f"{free / 1e9:.2f} GB free in {folder}",
-            hint="free disk space, use a --workdir on a larger disk, or list fewer types",
-        )
+    require_free_space(
+        folder,
+        needed,
+        what,
+        hint="free disk space, use a --workdir on a larger disk, or list fewer types",
+    )
 
 
 # ---------- the backend: produce every listed type, then check each ----------

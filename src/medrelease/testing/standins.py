@@ -253,6 +253,7 @@ def write_eval_data(data_dir: Path, presets: Iterable[str] | None = None) -> Pat
 
 
 def recipe_presets(recipe: Any) -> list[str]:
+    """The presets a recipe's gates use (custom task YAMLs bring their own data)."""
     gates = recipe.gates
     return [t.preset for t in gates.tasks if t.preset] if gates is not None else []
 
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m medrelease.testing.standins RECIPE OUT`: stand-ins + eval data + the command."""
     import shlex
 
+    from medrelease.core.errors import MedreleaseError
     from medrelease.recipe.load import load_recipe
 
     args = sys.argv[1:] if argv is None else argv
@@ -268,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m medrelease.testing.standins RECIPE OUT_FOLDER", file=sys.stderr)
         return 2
     recipe_path, out = Path(args[0]), Path(args[1]).resolve()
-    recipe = load_recipe(recipe_path, check_merge=False).recipe
-    arch = standin_arch(recipe_path)
+    try:
+        recipe = load_recipe(recipe_path, check_merge=False).recipe
+        arch = standin_arch(recipe_path)
+    except (MedreleaseError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     overrides = standin_overrides(recipe, StandinFamily(out / arch, arch))
     data = write_eval_data(out / "eval-data", recipe_presets(recipe))
     cmd = ["medrelease", "release", str(recipe_path)]
