@@ -7,6 +7,8 @@ Everything is plain dicts, lists, strings and numbers: the sandbox needs nothing
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -147,6 +149,50 @@ def evaluation(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+HUB_CACHE_RE = re.compile(r"models--([^/]+)--([^/]+)/snapshots/([0-9a-f]{40})")
+PRETRAINED_RE = re.compile(r"pretrained=([^, ]+)")
+INCLUDE_RE = re.compile(r"--include_path (\S+)")
+
+
+def portable_reproduce(
+    commands: list[str], report: dict[str, Any], repo: str, recipe_dir: Path
+) -> list[str]:
+    """The report's lm_eval commands as a reader can run them: no local folders of ours.
+
+    The candidate becomes the published repo id, a Hub stage its id and commit, a local
+    stage `<name>` (its checkpoint folder), and task folders become recipe-relative paths
+    (or `<medrelease>/...` for tasks shipped with medrelease).
+    """
+    import medrelease
+
+    package_dir = str(Path(medrelease.__file__).resolve().parent)
+    local = {
+        str(m.get("source")): f"<{name}>"
+        for name, m in report.get("models", {}).items()
+        if m.get("kind") == "stage" and str(m.get("source", "")).startswith("/")
+    }
+
+    def model(match: re.Match[str]) -> str:
+        path = match.group(1)
+        hub = HUB_CACHE_RE.search(path)
+        if hub:
+            return f"pretrained={hub.group(1)}/{hub.group(2)},revision={hub.group(3)}"
+        if path.rstrip("/").endswith("/merged"):
+            return f"pretrained={repo}"
+        return f"pretrained={local.get(path, path)}"
+
+    def include(match: re.Match[str]) -> str:
+        path = match.group(1)
+        if path.startswith(package_dir):
+            return f"--include_path <medrelease>{path[len(package_dir) :]}"
+        try:
+            return f"--include_path {Path(path).resolve().relative_to(recipe_dir.resolve())}"
+        except ValueError:
+            return match.group(0)
+
+    return [INCLUDE_RE.sub(include, PRETRAINED_RE.sub(model, c)) for c in commands]
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
 
@@ -230,7 +276,15 @@ def build_context(
             "config_yaml": yaml.safe_dump(mergekit_config, sort_keys=False).rstrip(),
             "mergekit": (evidence.merge.get("tools") or {}).get("mergekit"),
         },
-        "evaluation": evaluation(evidence.report),
+        "evaluation": {
+            **evaluation(evidence.report),
+            "reproduce": portable_reproduce(
+                evidence.report.get("reproduce") or [],
+                evidence.report,
+                loaded.recipe.release.repo,
+                loaded.base_dir,
+            ),
+        },
         "quants": quants,
         "quant_metrics": {
             fam: list(dict.fromkeys(name for q in rows for name in q["metrics"]))
