@@ -33,18 +33,7 @@ TOKEN = "hf_seedRecipesEndToEndToken0123456789"
 STEPS = ["merge", "gate", "quantize", "card", "publish"]
 # Quant families an overlay removes, and why (see the overlay's comment); nothing else may go.
 DROPPED = {"meditron3-qwen2.5-7b": {"gguf"}}  # qwen2 stand-in: no GGUF-convertible tokenizer
-AFM_AWQ_BUG = (
-    "product bug: AWQ of an ArceeForCausalLM model (AFM-4.5B) fails inside llm-compressor: "
-    "its default AWQ mappings expect gate_proj, which Arcee's MLP does not have, and "
-    "medrelease passes no architecture mappings (ValueError 'Found a final incomplete set ... "
-    "no matches found for keys: {re:.*gate_proj$}', exit 1 'internal error')"
-)
-RECIPES = [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=AFM_AWQ_BUG))
-    if p.stem == "afm-4.5b-openmed"
-    else p
-    for p in sorted(MERGES.glob("*.yaml"))
-]
+RECIPES = sorted(MERGES.glob("*.yaml"))
 
 
 @pytest.fixture(scope="session")
@@ -106,19 +95,6 @@ def test_recipe_runs_end_to_end_on_standins(
     release_on_standins(recipe, tmp_path, standin_families, hub, capsys)
 
 
-@pytest.mark.slow
-def test_afm_runs_end_to_end_without_awq(
-    tmp_path: Path,
-    standin_families: Any,
-    punkt_tab: None,
-    hub: Any,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Everything but the AWQ bug above works for the arcee recipe (gates, GGUF, cards, Hub)."""
-    recipe = MERGES / "afm-4.5b-openmed.yaml"
-    release_on_standins(recipe, tmp_path, standin_families, hub, capsys, sets=["quantize.awq=null"])
-
-
 def release_on_standins(
     recipe: Path,
     tmp_path: Path,
@@ -128,6 +104,7 @@ def release_on_standins(
     sets: list[str] | None = None,
 ) -> None:
     from medrelease.recipe.load import load_recipe
+    from medrelease.recipe.stages import AdapterStage
 
     sets = sets or []
     original = load_recipe(recipe, check_merge=False)
@@ -157,7 +134,10 @@ def release_on_standins(
     assert changes[0].startswith(f"overlay {recipe.name} sha256:")
     assert changes[1] == f"set gates.data_dir={data_dir}"
     stages = manifest["steps"]["merge"]["stages"]
-    assert set(stages) >= {n for n in overrides if n in _merged_stage_names(original)}
+    for name in _merged_stage_names(original):  # merged from the stand-ins, adapters as adapters
+        assert stages[name]["source"] == overrides[name], name
+        adapter = isinstance(original.recipe.stages[name], AdapterStage)
+        assert stages[name]["kind"] == ("adapter" if adapter else "local"), name
 
     _check_gate_report(root, original)
     gates = original.recipe.gates

@@ -19,6 +19,24 @@ from medrelease.quantize.config import AwqConfig, Thresholds
 GROUP_SIZE = 128  # the W4A16 presets quantize weights in groups of 128 input columns
 
 
+# Architectures llm-compressor 0.14 has no AWQ mapping for (its default assumes a gated
+# llama MLP). Arcee (AFM) has a ReLU² MLP with only up_proj/down_proj: the up->down pair is
+# left out because scaling through ReLU² cannot be undone exactly.
+EXTRA_AWQ_MAPPINGS: dict[str, list[tuple[str, list[str]]]] = {
+    "ArceeForCausalLM": [
+        ("re:.*input_layernorm$", ["re:.*q_proj$", "re:.*k_proj$", "re:.*v_proj$"]),
+        ("re:.*v_proj$", ["re:.*o_proj$"]),
+        ("re:.*post_attention_layernorm$", ["re:.*up_proj$"]),
+    ],
+}
+
+
+def awq_mappings(arch: str) -> list[Any]:
+    from llmcompressor.modifiers.awq import AWQMapping
+
+    return [AWQMapping(smooth, balance) for smooth, balance in EXTRA_AWQ_MAPPINGS[arch]]
+
+
 @contextlib.contextmanager
 def cpu_safe_pinning() -> Iterator[None]:
     """Skip llm-compressor's memory pinning on machines without an accelerator.
@@ -84,8 +102,10 @@ def quantize_awq(
     dataset = Dataset.from_dict(
         {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
     )
+    arch = (model.config.architectures or [""])[0]
+    extra = {"mappings": awq_mappings(arch)} if arch in EXTRA_AWQ_MAPPINGS else {}
     recipe = [
-        AWQModifier(ignore=list(cfg.ignore), n_grid=cfg.n_grid),
+        AWQModifier(ignore=list(cfg.ignore), n_grid=cfg.n_grid, **extra),
         QuantizationModifier(scheme=cfg.scheme, targets=["Linear"], ignore=list(cfg.ignore)),
     ]
     torch.manual_seed(seed)

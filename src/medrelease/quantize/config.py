@@ -94,7 +94,11 @@ class AwqConfig(Section):
     num_samples: int = Field(default=64, ge=1)
     max_seq_length: int = Field(default=512, ge=16)
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    n_grid: int = Field(default=20, ge=1, description="AWQ scale grid points (speed vs quality)")
+    n_grid: int = Field(
+        default=20,
+        ge=3,
+        description="AWQ scale grid points (speed vs quality; llm-compressor needs >= 3)",
+    )
     thresholds: Thresholds = Thresholds()
 
 

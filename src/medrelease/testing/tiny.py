@@ -45,8 +45,9 @@ class TinySpec:
     vocab_size: int = 512
     seed: int = 0
     # "auto": SentencePiece for llama, byte-level BPE for the others (as the real families).
-    # "sentencepiece" for any arch gives stand-ins llama.cpp's converter accepts: it cannot
-    # identify a BPE tokenizer trained from scratch.
+    # "sentencepiece" gives stand-ins llama.cpp's converter accepts (it cannot identify a BPE
+    # tokenizer trained from scratch), except qwen2: transformers 5 always loads a qwen2
+    # folder's tokenizer as Qwen2Tokenizer (byte-level BPE).
     tokenizer: str = "auto"
 
 
