@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from medrelease.core.errors import EnvironmentProblem
 
             full = EnvironmentProblem(
-                f"the disk is full ({exc.filename or 'while writing'})",
+                f"the disk is full: No space left on device ({exc.filename or 'while writing'})",
                 hint="free disk space or pass --workdir on a larger disk; partial files were "
                 "not moved into place",
             )

@@ -300,7 +300,8 @@ def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Repo
     except Exception as exc:
         if _disk_full(exc):
             raise EnvironmentProblem(
-                "the disk filled up while mergekit wrote the merged model",
+                "the disk filled up while mergekit wrote the merged model "
+                "(No space left on device)",
                 hint="free disk space or pass --workdir on a larger disk (nothing was kept)",
             ) from exc
         if not isinstance(exc, (RuntimeError, ValueError, KeyError, OSError)):
