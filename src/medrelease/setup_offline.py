@@ -22,3 +22,12 @@ PROVIDERS.append(_punkt_tab_for_ifeval)
 
 def prepare_offline_data() -> list[str]:
     return [provider() for provider in PROVIDERS]
+
+
+def _llama_cpp_tools_for_imatrix() -> str:  # quantize step: llama-imatrix + llama-quantize
+    from medrelease.quantize.llama_tools import provide_llama_tools
+
+    return provide_llama_tools()
+
+
+PROVIDERS.append(_llama_cpp_tools_for_imatrix)

@@ -7,7 +7,6 @@ the recorded size and sha256, and no final artifact path is a half-written file 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -123,14 +122,7 @@ def kill_at_random_point(
 
 
 def publish_fixture() -> Any:
-    """tests/publish/conftest.py builds a complete release folder; reuse it, do not copy it."""
-    name = "publish_release_fixture"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "publish" / "conftest.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+    """tests/publish/pubhelpers.py builds a complete release folder; reuse it, do not copy it."""
+    import pubhelpers
+
+    return pubhelpers

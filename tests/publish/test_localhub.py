@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from conftest import TOKEN
+from pubhelpers import TOKEN
 
 
 @pytest.fixture

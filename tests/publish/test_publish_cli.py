@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pubhelpers import REPO, TOKEN, Release
 
-from conftest import REPO, TOKEN, Release
 from helpers import run_cli
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pubhelpers import REPO, TOKEN, Release
 
-from conftest import REPO, TOKEN, Release
 from medrelease.core.console import Reporter
 from medrelease.core.errors import GateFailed, PublishError, VerificationError
 

@@ -7,28 +7,34 @@ import shutil
 from pathlib import Path
 
 import pytest
+from quanthelpers import RELEASE, make_release
 
-from conftest import RELEASE, make_release
 from helpers import run_cli
-from medrelease.core.errors import EnvironmentProblem, InputError, UsageError
+from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, UsageError
 
 
-def test_imatrix_is_refused_before_any_work(tmp_path, tiny_llama, capsys):
+def test_imatrix_without_built_tools_is_refused_before_any_work(
+    tmp_path, tiny_llama, capsys, monkeypatch
+):
+    from medrelease.quantize import llama_tools
+
+    monkeypatch.setattr(llama_tools, "tools_dir", lambda: tmp_path / "nothing-built")
     recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["Q4_K_M"], "imatrix": {}}})
     assert run_cli("quantize", recipe, "-w", tmp_path) == 7
     err = capsys.readouterr().err
-    assert "importance matrix, which is not available here" in err
-    assert "no imatrix API" in err and "Traceback" not in err
+    assert "llama.cpp's `llama-imatrix` is not installed" in err
+    assert "medrelease setup" in err and "Traceback" not in err
     assert not (tmp_path / RELEASE / "quant").exists()
 
 
-def test_types_that_require_an_imatrix_are_refused(tmp_path, tiny_llama):
+def test_types_that_require_an_imatrix_need_the_imatrix_setting(tmp_path, tiny_llama):
     from medrelease.quantize.step import quantize_release
     from medrelease.recipe.load import load_recipe
 
     recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["IQ2_XXS"]}})
-    with pytest.raises(EnvironmentProblem, match=r"types \['IQ2_XXS'\] need an importance"):
+    with pytest.raises(RecipeError, match=r"types \['IQ2_XXS'\] need an importance") as info:
         quantize_release(load_recipe(recipe), workdir=tmp_path)
+    assert info.value.hint is not None and "imatrix: {calibration: default}" in info.value.hint
 
 
 def test_missing_merged_model_and_missing_section(tmp_path, tiny_llama, capsys):

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from conftest import RELEASE, make_release
+from quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

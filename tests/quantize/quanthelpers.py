@@ -1,0 +1,46 @@
+"""A release folder whose merged/ is a tiny llama (SentencePiece, hidden 256) with a chat template.
+
+The quantize step only reads <workdir>/<release>/merged, so copying a tiny model there stands
+in for `medrelease merge` (tested in tests/merge) and keeps these tests short.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import write_recipe
+from medrelease.testing.tiny import ALPACA_TEMPLATE
+
+RELEASE = "tiny-med"
+
+
+def make_release(
+    workdir: Path, model: Path, quantize: dict[str, Any], *, name: str = RELEASE
+) -> Path:
+    """Write a recipe (stage `base` = model) and copy `model` to <workdir>/<name>/merged."""
+    merged = workdir / name / "merged"
+    shutil.copytree(model, merged)
+    cfg_path = merged / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.setdefault("chat_template", ALPACA_TEMPLATE)
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    return write_recipe(
+        workdir / "recipe.yaml",
+        {"base": model},
+        {"merge_method": "linear", "models": [{"model": "base", "parameters": {"weight": 1.0}}]},
+        name=name,
+        quantize=quantize,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(llama: dict[str, Path]) -> Path:
+    # the base keeps tokenizer.model; derived stages are saved with tokenizer.json only, and
+    # llama.cpp's converter then builds a different vocabulary (the tokenization check
+    # rejects such GGUFs: 3 of 8 probes differ)
+    return llama["base"]
