@@ -47,3 +47,14 @@ def assert_bitwise_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert a[name].dtype == b[name].dtype, name
         assert a[name].shape == b[name].shape, name
         assert torch.equal(a[name], b[name]), f"{name} differs"
+
+
+# A 50/50 linear merge of the tiny "sft" and "grpo" stages: the recipe most failure tests use.
+LINEAR = {
+    "merge_method": "linear",
+    "models": [
+        {"model": "sft", "parameters": {"weight": 0.5}},
+        {"model": "grpo", "parameters": {"weight": 0.5}},
+    ],
+    "dtype": "float32",
+}

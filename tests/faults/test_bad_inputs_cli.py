@@ -17,16 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, write_recipe
-
-LINEAR = {
-    "merge_method": "linear",
-    "models": [
-        {"model": "sft", "parameters": {"weight": 0.5}},
-        {"model": "grpo", "parameters": {"weight": 0.5}},
-    ],
-    "dtype": "float32",
-}
+from helpers import LINEAR, run_cli, write_recipe
 
 
 def _poison(value: float) -> Callable[[Path], None]:

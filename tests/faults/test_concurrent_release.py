@@ -14,16 +14,7 @@ from pathlib import Path
 import pytest
 from faultkit import check_consistent, cli, temp_leftovers
 
-from helpers import write_recipe
-
-LINEAR = {
-    "merge_method": "linear",
-    "models": [
-        {"model": "sft", "parameters": {"weight": 0.5}},
-        {"model": "grpo", "parameters": {"weight": 0.5}},
-    ],
-    "dtype": "float32",
-}
+from helpers import LINEAR, write_recipe
 
 
 @pytest.mark.slow

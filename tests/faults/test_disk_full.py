@@ -18,16 +18,7 @@ from pathlib import Path
 import pytest
 from faultkit import check_consistent, temp_leftovers
 
-from helpers import run_cli, write_recipe
-
-LINEAR = {
-    "merge_method": "linear",
-    "models": [
-        {"model": "sft", "parameters": {"weight": 0.5}},
-        {"model": "grpo", "parameters": {"weight": 0.5}},
-    ],
-    "dtype": "float32",
-}
+from helpers import LINEAR, run_cli, write_recipe
 
 
 @contextlib.contextmanager

@@ -24,18 +24,10 @@ from faultkit import (
     temp_leftovers,
 )
 
-from helpers import write_recipe
+from helpers import LINEAR, write_recipe
 
 pytestmark = pytest.mark.slow
 SIGS = ["SIGKILL", "SIGINT"]
-LINEAR = {
-    "merge_method": "linear",
-    "models": [
-        {"model": "sft", "parameters": {"weight": 0.5}},
-        {"model": "grpo", "parameters": {"weight": 0.5}},
-    ],
-    "dtype": "float32",
-}
 
 
 def after_signal(kill: Any, root: Path) -> dict[str, Any] | None:

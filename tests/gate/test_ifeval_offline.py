@@ -14,28 +14,7 @@ from medrelease.core.errors import EnvironmentProblem
 from medrelease.gate import step
 from medrelease.gate.nltk_data import install_punkt_tab, punkt_tab_available
 from medrelease.recipe.load import load_recipe
-
-# IFEval-format prompts (same fields as google/IFEval), written for this test
-IFEVAL_ROWS = [
-    {
-        "key": 1,
-        "prompt": "Describe what the heart does without using any commas.",
-        "instruction_id_list": ["punctuation:no_comma"],
-        "kwargs": [{}],
-    },
-    {
-        "key": 2,
-        "prompt": "Explain what a vaccine is in fewer than 40 words, all in lowercase letters.",
-        "instruction_id_list": ["length_constraints:number_words", "change_case:english_lowercase"],
-        "kwargs": [{"relation": "less than", "num_words": 40}, {}],
-    },
-    {
-        "key": 3,
-        "prompt": "List two symptoms of a cold. End your answer with the exact phrase 'Stay well.'",
-        "instruction_id_list": ["startend:end_checker"],
-        "kwargs": [{"end_phrase": "Stay well."}],
-    },
-]
+from medrelease.testing.standins import IFEVAL_ROWS  # IFEval-format prompts written for us
 
 
 @pytest.fixture

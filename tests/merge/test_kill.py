@@ -11,17 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_recipe
+from helpers import LINEAR, write_recipe
 from medrelease.core.atomic import TMP_PREFIX
-
-LINEAR = {
-    "merge_method": "linear",
-    "models": [
-        {"model": "sft", "parameters": {"weight": 0.5}},
-        {"model": "grpo", "parameters": {"weight": 0.5}},
-    ],
-    "dtype": "float32",
-}
 
 
 def start_merge(recipe: Path, workdir: Path) -> subprocess.Popen:
