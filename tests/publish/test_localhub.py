@@ -52,6 +52,22 @@ def test_bad_token_is_401_on_every_call(hub: Any) -> None:
         assert err.value.response.status_code == 401
 
 
+def test_rejected_request_leaves_pooled_connection_usable(hub: Any) -> None:
+    """A 401 sent before the body is read must not poison the client's pooled connection:
+    either the body is drained or the server says `Connection: close`. This raced in CI."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    bad = HfApi(endpoint=hub.url, token="hf_NotAValidTokenForThisServer000")
+    statuses = []
+    for _ in range(60):
+        for call in (lambda: bad.create_repo("alice/x"), lambda: bad.whoami()):
+            with pytest.raises(HfHubHTTPError) as err:
+                call()
+            statuses.append(err.value.response.status_code)
+    assert statuses == [401] * 120
+
+
 def test_existing_tag_is_409_and_tags_resolve(client: Any, tmp_path: Path, hub: Any) -> None:
     from huggingface_hub import CommitOperationAdd, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError

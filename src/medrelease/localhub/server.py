@@ -96,6 +96,7 @@ class HubHandler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     def _body(self) -> bytes:
+        self.body_consumed = True
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             return self.rfile.read(length)
@@ -128,6 +129,10 @@ class HubHandler(BaseHTTPRequestHandler):
         length: int | None = None,
     ) -> None:
         self.send_response(status)
+        if self.close_connection:
+            # Say so: a client that pools this connection would otherwise send its next
+            # request into a socket we are about to close ("Server disconnected").
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         for key, value in (headers or {}).items():
@@ -151,6 +156,7 @@ class HubHandler(BaseHTTPRequestHandler):
         self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         raw_parts = [p for p in split.path.split("/") if p]
         parts = [unquote(p) for p in raw_parts]
+        self.body_consumed = False
         try:
             for fault in state.faults:
                 hit = fault.times > 0 and fault.path_part in split.path
@@ -162,11 +168,23 @@ class HubHandler(BaseHTTPRequestHandler):
             self.user = self._authenticate()
             self._route(method, parts)
         except StoreError as err:
-            if method in ("POST", "PUT"):
-                self.close_connection = True  # the body may be unread
+            self._discard_unread_body()
             self._error(err.status, err.message, err.code)
         except BrokenPipeError:
             pass
+
+    def _discard_unread_body(self) -> None:
+        """Keep the connection usable after an early error: unread body bytes would be
+        parsed as the next request. Small bodies are drained; large ones close the socket."""
+        if self.body_consumed:
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        if chunked or length > 8 << 20:
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)
+        self.body_consumed = True
 
     def _authenticate(self) -> str | None:
         auth = self.headers.get("Authorization", "")
@@ -573,6 +591,7 @@ class HubHandler(BaseHTTPRequestHandler):
             raise StoreError(403, "upload URL signature is invalid")
 
     def _read_to(self, tmp: Path) -> None:
+        self.body_consumed = True
         length = int(self.headers.get("Content-Length") or 0)
         with open(tmp, "wb") as fh:
             remaining = length
