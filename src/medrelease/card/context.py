@@ -41,7 +41,10 @@ def stage_hub_id(loaded: LoadedRecipe, name: str) -> str | None:
 
 
 def stage_rows(loaded: LoadedRecipe, evidence: Evidence) -> list[dict[str, Any]]:
-    recorded = evidence.merge.get("stages") or {}
+    # the merge records the stages it read; baselines it did not read (reference models)
+    # are recorded by the gate
+    gated = (evidence.report or {}).get("models") or {}
+    recorded = {**gated, **(evidence.merge.get("stages") or {})}
     rows = []
     for name, spec in loaded.recipe.stages.items():
         rec = recorded.get(name) or {}
@@ -62,6 +65,7 @@ def stage_rows(loaded: LoadedRecipe, evidence: Evidence) -> list[dict[str, Any]]
                 "revision": rec.get("revision") or (rec.get("adapter") or {}).get("revision"),
                 "parent": parent,
                 "description": spec.description,
+                "reference": spec.reference,
             }
         )
     return rows
@@ -169,7 +173,7 @@ def portable_reproduce(
     local = {
         str(m.get("source")): f"<{name}>"
         for name, m in report.get("models", {}).items()
-        if m.get("kind") == "stage" and str(m.get("source", "")).startswith("/")
+        if m.get("kind") in ("stage", "reference") and str(m.get("source", "")).startswith("/")
     }
 
     def model(match: re.Match[str]) -> str:
@@ -259,7 +263,10 @@ def build_context(
 ) -> dict[str, Any]:
     rel = loaded.recipe.release
     repos = quant_repos(loaded)
-    stages = stage_rows(loaded, evidence)
+    rows = stage_rows(loaded, evidence)
+    # reference models are compared against in the gates, not ancestors: kept out of the lineage
+    stages = [r for r in rows if not r["reference"]]
+    references = [r for r in rows if r["reference"]]
     quants = quant_rows(evidence)
     method = str(evidence.merge.get("method") or loaded.recipe.merge.get("merge_method"))
     mergekit_config = evidence.merge.get("mergekit_config") or loaded.recipe.merge
@@ -267,6 +274,7 @@ def build_context(
         "release": rel.model_dump(mode="json"),
         "repos": repos,
         "stages": stages,
+        "references": references,
         "lineage": lineage_lines(stages, merge_inputs, method, rel.repo, quants),
         "base_models": base_models,
         "merge": {

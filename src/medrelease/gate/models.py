@@ -1,4 +1,5 @@
-"""The models a gate evaluates: the merged candidate and the baseline stages."""
+"""The models a gate evaluates: the merged candidate and the baseline stages
+(stages of the release, or `reference: true` stages: other models to compare against)."""
 
 from __future__ import annotations
 
@@ -53,13 +54,17 @@ def baseline_models(
             raise RecipeError(
                 f"baseline {name!r} is not a stage{did_you_mean(name, set(loaded.recipe.stages))}",
                 where=loaded.where(("gates", "baselines", i)),
-                hint="baselines are stage names from `stages:`",
+                hint=(
+                    "baselines are stage names from `stages:`; to compare with another model, "
+                    "declare it there with `reference: true`"
+                ),
             )
         if name == CANDIDATE:
             raise RecipeError(f"a stage named {CANDIDATE!r} clashes with the merged candidate")
         stage = stage_folder(loaded, name, paths, hashes=hashes, reporter=reporter)
         h = model_content_hash(stage.path, hashes)
-        rec: dict[str, Any] = {"kind": "stage", "source": stage.source, "content_hash": h}
+        kind = "reference" if loaded.recipe.stages[name].reference else "stage"
+        rec: dict[str, Any] = {"kind": kind, "source": stage.source, "content_hash": h}
         if stage.revision:
             rec["revision"] = stage.revision
         out.append(GateModel(name, stage.path, h, rec))

@@ -190,6 +190,13 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
                 f"{name!r} is not a stage of this recipe{did_you_mean(name, stages)}",
                 hint="declare every model the merge uses under stages: and refer to it by name",
             )
+        if recipe.stages[name].reference:
+            raise fail(
+                loc,
+                f"stage {name!r} is a reference model (`reference: true`): it is compared "
+                "against in the gates, never merged",
+                hint=f"drop `reference: true` from stage {name!r}, or merge another stage",
+            )
 
     known_params = {p.name for p in method.spec.parameters}
     for loc, pname in _parameter_names(merge):

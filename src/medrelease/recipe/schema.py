@@ -117,7 +117,28 @@ class Recipe(Section):
                     raise ValueError(f"stage {name!r}: an adapter cannot be its own base")
         if self.output.tokenizer_from is not None and self.output.tokenizer_from not in names:
             raise ValueError(f"output.tokenizer_from {self.output.tokenizer_from!r} is not a stage")
+        self._check_reference_stages()
         return self
+
+    def _check_reference_stages(self) -> None:
+        """A reference model is compared against, never built on: nothing may descend from it."""
+        from medrelease.recipe.stages import AdapterStage
+
+        for name, spec in self.stages.items():
+            if spec.reference:
+                continue
+            above = spec.base if isinstance(spec, AdapterStage) else spec.parent
+            if above is not None and self.stages[above].reference:
+                raise ValueError(
+                    f"stage {name!r} descends from {above!r}, which is marked `reference: true` "
+                    "(a comparison-only model); drop `reference` from it or the parent link"
+                )
+        tok = self.output.tokenizer_from
+        if tok is not None and self.stages[tok].reference:
+            raise ValueError(
+                f"output.tokenizer_from {tok!r} is a reference model (`reference: true`); "
+                "take the tokenizer from a stage of this release"
+            )
 
     def stage_lineage(self, name: str) -> list[str]:
         """Stage names from the root down to `name` (following parent / adapter base)."""

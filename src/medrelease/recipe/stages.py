@@ -7,6 +7,10 @@ A stage is written either as a string (shorthand) or as a mapping:
       sft: ./checkpoints/sft                    # local folder (relative to the recipe file)
       dora: {adapter: ./checkpoints/dora, base: base}   # LoRA/DoRA adapter on another stage
       dpo: {hub: org/model-dpo, revision: v2, parent: sft, description: "DPO on ..."}
+      medgemma: {hub: google/medgemma-4b-it, revision: 9f1c..., reference: true}
+
+A `reference: true` stage is "another model" to compare against in the gates: it is loaded
+like any stage (pinned, offline-capable, overridable with --stage) but is never a parent.
 
 A string is a local folder when it starts with ".", "/" or "~" (or names an existing folder);
 otherwise it must look like a Hub id (`owner/name[@revision]`).
@@ -36,6 +40,13 @@ class _StageCommon(_Strict):
         default=False, description="accept pickle (.bin/.pt) weights for this stage"
     )
     trust_remote_code: bool = False
+    reference: bool = Field(
+        default=False,
+        description=(
+            "a model used only as a gate baseline (e.g. another team's release): not an input "
+            "of the merge, not a parent in the card's lineage, base_model or license check"
+        ),
+    )
 
 
 class LocalStage(_StageCommon):
