@@ -85,6 +85,7 @@ def test_unrecognised_bpe_tokenizer_is_explained(tmp_path):
     assert "does not recognise the BPE pre-tokenizer" in str(info.value)
     hint = info.value.hint or ""
     assert "trained from scratch" in hint and "tokenizer_from" in hint
+    assert "quantize.gguf.pre_tokenizer" in hint
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ OVERLAYS = Path(__file__).resolve().parent / "standins"
 TOKEN = "hf_seedRecipesEndToEndToken0123456789"
 STEPS = ["merge", "gate", "quantize", "card", "publish"]
 # Quant families an overlay removes, and why (see the overlay's comment); nothing else may go.
-DROPPED = {"meditron3-qwen2.5-7b": {"gguf"}}  # qwen2 stand-in: no GGUF-convertible tokenizer
+DROPPED: dict[str, set[str]] = {}
 RECIPES = sorted(MERGES.glob("*.yaml"))
 
 
@@ -261,6 +261,12 @@ def test_standin_overrides_and_the_printed_command(
         "trad": str(tmp_path / "qwen3" / "adapter"),
     }
     assert f"gates.data_dir={tmp_path / 'eval-data'}" in cmd
+    assert not any("pre_tokenizer" in c for c in cmd)  # qwen3 stand-ins use SentencePiece
+
+    # the qwen2 stand-in's BPE needs its pre-tokenizer named for llama.cpp's converter
+    assert standins.main([str(MERGES / "meditron3-qwen2.5-7b.yaml"), str(tmp_path)]) == 0
+    cmd = shlex.split(capsys.readouterr().out.split(" --overlay <")[0])
+    assert "quantize.gguf.pre_tokenizer=qwen2" in cmd
 
     assert standins.main([str(MERGES / "med-advisor-4b.yaml"), str(tmp_path)]) == 0
     cmd = shlex.split(capsys.readouterr().out.split(" --overlay <")[0])

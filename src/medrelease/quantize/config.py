@@ -7,6 +7,7 @@
         split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
         imatrix: {calibration: default}        # llama-imatrix/llama-quantize (`medrelease setup`)
         thresholds: {Q4_K_M: {max_ppl_ratio: 1.15}}
+        pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
       awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
       checks: {heldout: default, max_tokens: 256, eval: true, min_recovery: 0.95}
 
@@ -53,6 +54,14 @@ class GgufConfig(Section):
     split_max_size: str = "48G"
     imatrix: ImatrixConfig | None = None
     thresholds: dict[str, Thresholds] = Field(default_factory=dict)
+    pre_tokenizer: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description=(
+            "llama.cpp pre-tokenizer name (e.g. qwen2, llama-bpe) to use when the converter "
+            "does not recognise a BPE tokenizer's hash; the tokenization check verifies it"
+        ),
+    )
 
     @field_validator("types", mode="after")
     @classmethod

