@@ -42,3 +42,33 @@ def test_version_flag():
     )
     assert out.returncode == 0
     assert out.stdout.startswith("medrelease ")
+
+
+def test_help_imports_nothing_heavy():
+    """`medrelease --help` has a 0.3 s budget (bench/): no torch, and none of the modules that
+    doubled it before (typer's rich help: rich.markdown, markdown-it, pygments;
+    importlib.metadata for the version)."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from medrelease.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'Commands:' in out.getvalue(), out.getvalue()\n"
+        "heavy = ('torch', 'transformers', 'rich.markdown', 'markdown_it', 'pygments',\n"
+        "         'importlib.metadata')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"imported by --help: {out.stdout.strip()}"
+
+
+def test_version_is_the_installed_distribution_version():
+    from importlib.metadata import version
+
+    import medrelease
+
+    assert version("medrelease") == medrelease.__version__

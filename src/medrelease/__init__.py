@@ -9,9 +9,6 @@ Importing this package is cheap: heavy libraries (torch, transformers, mergekit)
 inside the functions that need them.
 """
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("medrelease")
-except _metadata.PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+# The single source of the version (pyproject.toml reads it): a literal, because looking it up
+# with importlib.metadata costs a third of `medrelease --help`'s start-up.
+__version__ = "0.1.0"

@@ -23,8 +23,11 @@ app = typer.Typer(
     "3 input error, 4 gate failed, 5 verification failed, 6 publish failed, "
     "7 environment (disk, lock, tool), 130 interrupted.",
     pretty_exceptions_enable=False,
+    # click's plain help: typer's rich help imports rich.markdown, markdown-it and pygments,
+    # doubling start-up (`medrelease --help` has a 0.3 s budget; see docs/benchmarks.md)
+    rich_markup_mode=None,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 
 

@@ -12,15 +12,23 @@ from medrelease.core.errors import UsageError
 if TYPE_CHECKING:
     from medrelease.recipe.load import LoadedRecipe
 
-RecipeArg = typer.Argument(..., help="release recipe (YAML), e.g. merges/afm-4.5b-openmed.yaml")
+RecipeArg = typer.Argument(
+    ..., metavar="RECIPE", help="release recipe (YAML), e.g. merges/afm-4.5b-openmed.yaml"
+)
 WorkdirOpt = typer.Option(
-    Path("build"), "--workdir", "-w", help="where release folders are written", show_default=True
+    Path("build"),
+    "--workdir",
+    "-w",
+    metavar="DIR",
+    help="where release folders are written",
+    show_default=True,
 )
 JsonOpt = typer.Option(False, "--json", help="print a machine-readable JSON summary on stdout")
 StageOpt = typer.Option(
     [],
     "--stage",
     "-s",
+    metavar="NAME=SOURCE",
     help="override a stage source: NAME=PATH or NAME=owner/repo[@rev] (repeatable); "
     "used to run a recipe on stand-in checkpoints",
 )
@@ -29,10 +37,14 @@ StageOpt = typer.Option(
 OverlayOpt = typer.Option(
     [],
     "--overlay",
+    metavar="FILE",
     help="YAML deep-merged over the recipe (repeatable), e.g. tiny eval data for stand-ins",
 )
 SetOpt = typer.Option(
-    [], "--set", help="change one recipe value: PATH=YAML, e.g. gates.tasks.0.limit=8 (repeatable)"
+    [],
+    "--set",
+    metavar="PATH=VALUE",
+    help="change one recipe value: PATH=YAML, e.g. gates.tasks.0.limit=8 (repeatable)",
 )
 
 

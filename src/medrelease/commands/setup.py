@@ -8,7 +8,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def setup(quiet: bool = typer.Option(False, "--quiet", help="print only problems")) -> None:
-        """Prepare offline data (e.g. NLTK tokenizers for IFEval) so nothing downloads later."""
+        """Install offline data and tools (IFEval NLTK data, llama.cpp tools) once."""
         from medrelease.setup_offline import prepare_offline_data
 
         for line in prepare_offline_data():
