@@ -15,11 +15,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TransferSpeedColumn,
 )
 
 from medrelease.core.secrets import redact
@@ -50,12 +53,16 @@ class Reporter:
         err_console.print(f"[yellow]warning:[/yellow] {redact(message)}")
 
     @contextlib.contextmanager
-    def progress(self) -> Iterator[Progress]:
+    def progress(self, *, in_bytes: bool = False) -> Iterator[Progress]:
+        """Rows of progress on stderr; `in_bytes` shows sizes and speed (downloads)."""
+        counts: list[ProgressColumn] = (
+            [DownloadColumn(), TransferSpeedColumn()] if in_bytes else [MofNCompleteColumn()]
+        )
         progress = Progress(
             SpinnerColumn(),
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            *counts,
             TimeElapsedColumn(),
             console=err_console,
             disable=self.quiet,

@@ -9,10 +9,12 @@ Offline (HF_HUB_OFFLINE=1) everything comes from the local Hub cache.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage, split_revision
@@ -55,6 +57,17 @@ class ResolvedStage:
         return rec
 
 
+def download_row_label(repo: str) -> Callable[[str], str | None]:
+    """Which of huggingface_hub's download bars to show, and as what. It aggregates bytes
+    written ("Reconstructing ...", the one to watch) and, with Xet, bytes transferred
+    (deduplicated, so it can stop early: hidden); the per-file count stays hidden too."""
+
+    def label(desc: str) -> str | None:
+        return f"downloading {repo}" if desc.startswith("Reconstructing") else None
+
+    return label
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -69,7 +82,11 @@ def hub_cache_dir() -> str | None:
 
 
 def _hub_locate(
-    name: str, repo: str, revision: str | None, patterns: list[str]
+    name: str,
+    repo: str,
+    revision: str | None,
+    patterns: list[str],
+    tqdm_class: type[Any] | None = None,
 ) -> tuple[Path, str]:
     """Download (or find in cache) the files matching `patterns`; return (folder, commit)."""
     from huggingface_hub import snapshot_download
@@ -88,6 +105,7 @@ def _hub_locate(
             allow_patterns=patterns,
             local_files_only=_hub_offline(),
             cache_dir=hub_cache_dir(),
+            tqdm_class=tqdm_class,
         )
     except GatedRepoError:
         raise InputError(
@@ -179,15 +197,25 @@ def locate_stage(loaded: LoadedRecipe, name: str) -> ResolvedStage:
     )
 
 
-def fetch_weights(stage: ResolvedStage) -> None:
-    """Download a Hub stage's weights at the exact commit preflight saw."""
+def fetch_weights(stage: ResolvedStage, reporter: Reporter | None = None) -> None:
+    """Download a Hub stage's weights at the exact commit preflight saw, with a progress row
+    (bytes, speed) and a file count: a 16 GB download must not look like a hang."""
     if stage.weights_ready or stage.kind != "hub":
         return
+    from medrelease.core.rich_tqdm import rich_tqdm
+
     patterns = ["*.safetensors", "*.safetensors.index.json"]
     if stage.allow_pickle:
         patterns += ["*.bin", "*.bin.index.json", "*.pt", "*.pth"]
-    path, commit = _hub_locate(
-        stage.name, stage.source, stage.revision, [*METADATA_PATTERNS, *patterns]
-    )
+    reporter = reporter or Reporter(quiet=True)
+    with reporter.progress(in_bytes=True) as progress:
+        rows = None if reporter.quiet else progress
+        path, commit = _hub_locate(
+            stage.name,
+            stage.source,
+            stage.revision,
+            [*METADATA_PATTERNS, *patterns],
+            tqdm_class=rich_tqdm(rows, download_row_label(stage.source)),
+        )
     stage.path, stage.revision = path, commit
     stage.weights_ready = True

@@ -45,7 +45,7 @@ def ensure_ready(
     """Download weights / materialize the adapter so `stage.path` is a full model folder."""
     if stage.kind == "hub" and not stage.weights_ready:
         reporter.info(f"downloading {stage.source}@{stage.revision} ...")
-        fetch_weights(stage)
+        fetch_weights(stage, reporter)
         preflight.check_weights(stage)
     elif stage.kind == "adapter" and stage.adapter is not None and stage.base is not None:
         from medrelease.merge.adapters import materialize_adapter
