@@ -195,4 +195,5 @@ def test_too_short_calibration_text_is_explained(tmp_path, tiny_llama, capsys):
     out = json.loads(capsys.readouterr().out)
     assert "calibration text 'short.txt' is too short" in out["message"]
     assert "at least 256 tokens" in out["message"] and "longer" in out["hint"]
+    assert "(it has " in out["message"]  # counted by us before llama-imatrix runs
     assert not (tmp_path / RELEASE / "quant" / "gguf").exists()  # nothing half-written

@@ -50,6 +50,26 @@ def _last_lines(log: str, n: int = 8) -> str:
     return "\n".join(ln for ln in log.strip().splitlines()[-n:])
 
 
+def count_tokens(model: Path, text: str) -> int:
+    """Tokens llama.cpp makes of `text` with `model`'s vocabulary (loads the vocabulary only)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model), vocab_only=True, verbose=False)
+    try:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=True))
+    finally:
+        llm.close()
+
+
+def _too_short(calibration: str, n_tokens: int | None = None) -> InputError:
+    has = f" (it has {n_tokens})" if n_tokens is not None else ""
+    return InputError(
+        f"the imatrix calibration text {calibration!r} is too short: llama-imatrix needs "
+        f"at least {2 * CONTEXT} tokens{has}",
+        hint="use a longer calibration text (or 'default')",
+    )
+
+
 def compute_imatrix(
     model: Path,
     text_file: Path,
@@ -60,17 +80,18 @@ def compute_imatrix(
     threads: int,
 ) -> Imatrix:
     """`llama-imatrix -m model -f text -o out` with a small context; `out` is GGUF format."""
+    # refuse a text llama-imatrix would refuse, before running it: the tool says why through
+    # an asynchronous logger that can lose the message when it exits at once (seen in CI)
+    n_tokens = count_tokens(model, text_file.read_text(encoding="utf-8"))
+    if n_tokens < 2 * CONTEXT:
+        raise _too_short(calibration, n_tokens)
     cmd = [str(tool_path("llama-imatrix")), "-m", str(model), "-f", str(text_file)]
     cmd += ["-o", str(out), "-c", str(CONTEXT), "-b", str(CONTEXT), "-ub", str(CONTEXT)]
     cmd += ["-t", str(threads), "--no-ppl"]
     proc = _run(cmd)
     log = proc.stderr + proc.stdout
     if "you need at least" in log:
-        raise InputError(
-            f"the imatrix calibration text {calibration!r} is too short: llama-imatrix needs "
-            f"at least {2 * CONTEXT} tokens",
-            hint="use a longer calibration text (or 'default')",
-        )
+        raise _too_short(calibration)
     if proc.returncode != 0 or not out.is_file():
         raise EnvironmentProblem(
             f"llama-imatrix failed (exit {proc.returncode}):\n{_last_lines(log)}",
