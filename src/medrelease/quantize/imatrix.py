@@ -97,8 +97,18 @@ def compute_imatrix(
             f"llama-imatrix failed (exit {proc.returncode}):\n{_last_lines(log)}",
             hint="re-run `medrelease setup` if the tools are broken; --debug shows more",
         )
+    return Imatrix(out, calibration, calibration_sha256, _chunk_count(out, log))
+
+
+def _chunk_count(imatrix: Path, log: str) -> int:
+    """The chunk count the imatrix file records (its log line can be lost, see above)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(imatrix).fields.get("imatrix.chunk_count")
+    if field is not None:
+        return int(field.contents())
     m = CHUNKS_RE.search(log)
-    return Imatrix(out, calibration, calibration_sha256, int(m.group(1)) if m else 0)
+    return int(m.group(1)) if m else 0
 
 
 def quantize_with_imatrix(
