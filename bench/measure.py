@@ -76,6 +76,18 @@ def side_by_side(
     return sa, sb
 
 
+def side_by_side3(
+    a: Callable[[int], Run], b: Callable[[int], Run], c: Callable[[int], Run], repeats: int
+) -> tuple[Series, Series, Series]:
+    """side_by_side for three variants (e.g. cold medrelease, the plain tool, warm medrelease)."""
+    sa, sb, sc = Series(), Series(), Series()
+    for i in range(repeats):
+        sa.runs.append(a(i))
+        sb.runs.append(b(i))
+        sc.runs.append(c(i))
+    return sa, sb, sc
+
+
 def disk_speed(folder: Path, size_mib: int) -> tuple[float, float]:
     """(write MiB/s, read MiB/s) of a large fsync'd file, read back past the page cache."""
     folder.mkdir(parents=True, exist_ok=True)

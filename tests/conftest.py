@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# medrelease remembers file hashes and NaN-scan verdicts per user (core/filecache.py): tests
+# (and the subprocesses they start) get their own cache, never the user's ~/.cache/medrelease
+_CACHE = tempfile.mkdtemp(prefix="medrelease-test-cache-")
+os.environ["MEDRELEASE_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def _family(root: Path, arch: str) -> dict[str, Path]:

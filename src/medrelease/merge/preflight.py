@@ -13,8 +13,11 @@ from typing import Any
 
 from medrelease.core.disk import require_free_space
 from medrelease.core.errors import InputError
+from medrelease.core.filecache import file_identity
+from medrelease.core.hashing import BackgroundHashes, FileChanged, HashCache
 from medrelease.merge.safetensors_check import SafetensorsProblem, check_file, index_shards
 from medrelease.merge.sources import ResolvedStage
+from medrelease.merge.weight_scan import SCAN_VERSION, scan_files
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
@@ -169,29 +172,86 @@ def check_adapter(stage: ResolvedStage) -> dict[str, Any]:
     return cfg
 
 
-def check_finite(stage: ResolvedStage, facts: StageFacts, advance: Any = None) -> None:
+def check_finite_and_hash(
+    stages: dict[str, tuple[ResolvedStage, StageFacts]],
+    hashes: HashCache,
+    advance: Any = None,
+) -> BackgroundHashes:
     """Every weight is a finite number: a NaN in one stage would poison the whole merge.
 
-    Reads each tensor once through safetensors (memory-mapped, one tensor at a time).
+    The scan reads each weight file's raw bits (two files at a time) and must finish before
+    mergekit starts. Hashing the same files is bookkeeping, not a check, and costs several
+    times the scan (sha256 vs a bit mask): it runs in a thread while mergekit works and is
+    collected with `.wait()` after it. Verdicts and digests are remembered per user with the
+    file's identity, so a checkpoint reused by the next merge is not read at all.
     """
-    if facts.pickle:
-        return  # pickle weights are only opened by mergekit itself, with the user's consent
+    shared = hashes.shared
+    to_scan: list[tuple[str, ResolvedStage, Path, dict[str, int]]] = []
+    to_hash: list[tuple[Path, dict[str, int]]] = []
+    for name, (stage, facts) in stages.items():
+        if facts.pickle:
+            continue  # pickle weights are only opened by mergekit itself, with the user's consent
+        for fname in facts.weight_files:
+            path = stage.path / fname
+            _, ident = file_identity(path)  # before reading: a later change voids the result
+            if shared is not None and shared.get(path, FINITE_FACT) == SCAN_VERSION:
+                if advance is not None:
+                    advance(ident["size"])
+            else:
+                to_scan.append((name, stage, path, ident))
+            if hashes.cached(path) is None:
+                to_hash.append((path, ident))
+    results = scan_files([p for _, _, p, _ in to_scan], advance, digest=False)
+    for name, stage, path, ident in to_scan:  # report in stage order, whatever finished first
+        result = results[path]
+        if isinstance(result, BaseException):
+            raise InputError(
+                f"stage {name!r}: {path.name} could not be read ({result})",
+                hint="re-download or re-save this checkpoint",
+            ) from None
+        if result.nonfinite is not None:
+            tensor, bad = result.nonfinite
+            raise _nonfinite_error(name, tensor, path.name, bad)
+        if result.unscanned:  # float formats without a bit-level rule: ask torch
+            check_finite_torch(stage, path, result.unscanned)
+        if shared is not None:
+            shared.put(path, FINITE_FACT, SCAN_VERSION, ident)
+    return BackgroundHashes(to_hash, hashes)
+
+
+def wait_for_input_hashes(pending: BackgroundHashes) -> None:
+    """The digests of the inputs, which must still be the files that were checked."""
+    try:
+        pending.wait()
+    except FileChanged as exc:
+        raise InputError(
+            f"{exc.path} changed while the merge was reading it",
+            hint="wait until whatever writes this checkpoint has finished, then re-run",
+        ) from None
+
+
+FINITE_FACT = "finite_scan"
+
+
+def _nonfinite_error(stage: str, tensor: str, file: str, bad: int) -> InputError:
+    return InputError(
+        f"stage {stage!r}: tensor {tensor} in {file} has {bad} NaN/Inf values",
+        hint="this checkpoint is corrupt (diverged training or a bad save); "
+        "use an earlier checkpoint of this stage",
+    )
+
+
+def check_finite_torch(stage: ResolvedStage, path: Path, tensors: list[str]) -> None:
+    """The same check through torch, for the few float formats numpy has no view for."""
     import torch
     from safetensors import safe_open
 
-    for name in facts.weight_files:
-        with safe_open(str(stage.path / name), framework="pt") as fh:
-            for key in fh.keys():  # noqa: SIM118 - safe_open is not a Mapping
-                tensor = fh.get_tensor(key)
-                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    bad = int((~torch.isfinite(tensor)).sum())
-                    raise InputError(
-                        f"stage {stage.name!r}: tensor {key} in {name} has {bad} NaN/Inf values",
-                        hint="this checkpoint is corrupt (diverged training or a bad save); "
-                        "use an earlier checkpoint of this stage",
-                    )
-                if advance is not None:
-                    advance(tensor.numel() * tensor.element_size())
+    with safe_open(str(path), framework="pt") as fh:
+        for key in tensors:
+            tensor = fh.get_tensor(key)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise _nonfinite_error(stage.name, key, path.name, bad)
 
 
 def check_tokenizer_fits(stage: ResolvedStage, facts: StageFacts) -> None:

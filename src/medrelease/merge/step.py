@@ -136,42 +136,46 @@ def _merge_locked(
     plain = {n: s for n, s in stages.items() if s.kind != "adapter" and n in facts}
     total = sum(facts[n].weight_bytes for n in plain)
     with reporter.phase("checking weights are finite", total=total) as advance:
-        for name, stage in plain.items():
-            preflight.check_finite(stage, facts[name], advance)
+        # the scan must pass before mergekit starts; hashing them overlaps the merge
+        input_hashes = preflight.check_finite_and_hash(
+            {n: (s, facts[n]) for n, s in plain.items()}, hashes, advance
+        )
     timer.lap("check_finite")
-
-    # 4. hash every input file
-    stage_records: dict[str, Any] = {}
-    for name, stage in stages.items():
-        rec = stage.record()
-        src = stage.adapter.path if stage.adapter is not None else stage.path
-        rec["files"] = folder_records(src, hashes)
-        if stage.adapter is not None:
-            rec["materialized_files"] = folder_records(stage.path, hashes)
-        rec["config"] = {
-            k: facts[name].config.get(k)
-            for k in (
-                "architectures",
-                "model_type",
-                "hidden_size",
-                "num_hidden_layers",
-                "vocab_size",
-            )
-            if name in facts
-        }
-        stage_records[name] = rec
-    hashes.save()
-    timer.lap("hash_inputs")
 
     # 5. run mergekit into a staging folder, finalize, verify, then move into place
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
     from medrelease.merge.finalize import finalize_output
-    from medrelease.merge.verify import raise_on_failure, verify_model_folder
+    from medrelease.merge.verify import WeightsScan, raise_on_failure, verify_model_folder
 
     with staging_dir(paths.merged, replace=force) as tmp:
         run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
         timer.lap("merge")
+        # 4. hash every input file (weights: hashed in the background during the merge)
+        preflight.wait_for_input_hashes(input_hashes)
+        stage_records: dict[str, Any] = {}
+        for name, stage in stages.items():
+            rec = stage.record()
+            src = stage.adapter.path if stage.adapter is not None else stage.path
+            rec["files"] = folder_records(src, hashes)
+            if stage.adapter is not None:
+                rec["materialized_files"] = folder_records(stage.path, hashes)
+            rec["config"] = {
+                k: facts[name].config.get(k)
+                for k in (
+                    "architectures",
+                    "model_type",
+                    "hidden_size",
+                    "num_hidden_layers",
+                    "vocab_size",
+                )
+                if name in facts
+            }
+            stage_records[name] = rec
+        hashes.save()
+        timer.lap("hash_inputs")
+        # hash + scan the new weights in the background while finalize and verify run
+        weights_scan = WeightsScan(tmp, hashes)
         base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
         tok_from = recipe.output.tokenizer_from
         applied = finalize_output(
@@ -182,9 +186,10 @@ def _merge_locked(
             tokenizer_source=stages[tok_from].path if tok_from else None,
         )
         _write_portable_config(tmp, recipe.merge, stage_records)
-        checks = verify_model_folder(tmp)
+        checks = verify_model_folder(tmp, weights_scan=weights_scan)
         raise_on_failure(checks)
         timer.lap("finalize_verify")
+    hashes.moved(tmp, paths.merged)  # the scan's digests, now under merged/
     outputs = {f"merged/{k}": v for k, v in folder_records(paths.merged, hashes).items()}
     hashes.save()
     record: dict[str, Any] = {

@@ -7,10 +7,13 @@ any check fails, so `merged/` only ever holds a model that passed.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import VerificationError
+from medrelease.core.filecache import file_identity
+from medrelease.core.hashing import HashCache
 
 ROUND_TRIP_TEXTS = (
     "The liver filters toxins and makes bile.",
@@ -26,7 +29,59 @@ def _ids(v: Any) -> list[int]:
     return [int(x) for x in v] if isinstance(v, list) else [int(v)]
 
 
-def verify_model_folder(folder: Path, *, require_chat_template: bool = False) -> dict[str, Any]:
+class WeightsScan:
+    """Hash and NaN/Inf-scan a model folder's safetensors in a background thread.
+
+    Started as soon as mergekit has written the weights, it reads them (one pass, straight
+    from the page cache) while the main thread finalizes the tokenizer and loads the model
+    for verification; the digests go into `hashes`, so recording the outputs reads nothing.
+    """
+
+    def __init__(self, folder: Path, hashes: HashCache):
+        self.folder = folder
+        self.hashes = hashes
+        self.files = sorted(folder.glob("*.safetensors"))
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mr-output-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from medrelease.merge.weight_scan import scan_files
+
+        try:
+            idents = {p: file_identity(p)[1] for p in self.files}
+            results = scan_files(self.files)
+            bad: list[str] = []
+            unscanned: list[str] = []
+            for path, res in results.items():
+                if isinstance(res, BaseException):
+                    raise res
+                if res.nonfinite is not None:
+                    bad.append(f"{res.nonfinite[0]} ({res.nonfinite[1]} values, {path.name})")
+                    continue
+                unscanned += res.unscanned
+                assert res.sha256 is not None
+                # the release layer only: this staging path is renamed before anyone reuses it
+                self.hashes.remember(path, res.sha256, idents[path], shared=False)
+            self._result = {"bad": bad, "unscanned": unscanned}
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> dict[str, Any] | None:
+        """{"bad": [...], "unscanned": [...]}; None if the files could not be scanned."""
+        self._thread.join()
+        return None if self._error is not None or not self.files else self._result
+
+
+def verify_model_folder(
+    folder: Path,
+    *,
+    require_chat_template: bool = False,
+    weights_scan: WeightsScan | None = None,
+) -> dict[str, Any]:
+    """Load the folder as a user would and check it; `weights_scan` (if started) answers the
+    finite-weights check from the files' bits instead of a second pass over the parameters."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -45,15 +100,19 @@ def verify_model_folder(folder: Path, *, require_chat_template: bool = False) ->
         raise VerificationError(f"merged model does not load in transformers: {exc}") from None
     check("loads", True, f"{type(model).__name__}, {model.num_parameters():,} parameters")
 
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    with torch.no_grad():
+        enc = tok(ROUND_TRIP_TEXTS[0], return_tensors="pt")
+        logits = model(**enc).logits
+    scan = weights_scan.result() if weights_scan is not None else None
+    if scan is not None and not scan["unscanned"]:
+        bad = scan["bad"]  # every tensor's bits were read once, while the model loaded
+    else:  # no scan, or float formats without a bit rule: check the loaded parameters
+        bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     check(
         "finite_weights",
         not bad,
         "all weights finite" if not bad else f"NaN/Inf in {len(bad)} tensors, e.g. {bad[0]}",
     )
-    with torch.no_grad():
-        enc = tok(ROUND_TRIP_TEXTS[0], return_tensors="pt")
-        logits = model(**enc).logits
     check(
         "finite_logits", bool(torch.isfinite(logits).all()), f"logits shape {tuple(logits.shape)}"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,9 @@ def quantize_release(
     force: bool = False,
     threads: int | None = None,
 ) -> StepResult:
-    from medrelease.core.quiet import quiet_libraries
-
-    quiet_libraries()
+    # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
+    # thread, before any library is used: the converter, which needs none of them, starts
+    # sooner (quantize/reference.py)
     reporter = reporter or Reporter()
     cfg = _config(loaded)
     _check_imatrix(cfg)
@@ -177,9 +178,20 @@ def _quantize_locked(
         return StepResult("quantize", previous, paths.manifest, skipped=True)
     timer.lap("inputs")
 
-    ctx = _context(loaded, cfg, paths, texts["heldout"], threads, reporter)
+    # the transformers reference runs in a thread while llama.cpp converts (quantize/reference.py)
+    from medrelease.quantize.reference import start_reference
+
+    ctx, reference = start_reference(
+        paths.merged,
+        loaded.recipe.release.name,
+        loaded.base_dir,
+        texts["heldout"],
+        cfg.checks.max_tokens,
+        threads,
+        loaded.recipe.seed,
+        reporter,
+    )
     ctx.eval = eval_plan
-    timer.lap("reference")
     warnings: list[str] = []
     artifacts: list[QuantArtifact] = []
     imatrix: Imatrix | None = None
@@ -189,12 +201,15 @@ def _quantize_locked(
         staging_dir(paths.quant / "rejected", replace=True) as rejected_dir,
     ):
         if cfg.gguf is not None:
-            gguf_artifacts, imatrix = _run_gguf(ctx, cfg, gguf_dir, paths, texts, reporter)
+            gguf_artifacts, imatrix = _run_gguf(
+                ctx, cfg, gguf_dir, paths, texts, reporter, reference.wait
+            )
             artifacts += gguf_artifacts
             timer.lap("gguf")
         if cfg.awq is not None:
             from medrelease.quantize.awq import quiet_llmcompressor
 
+            reference.wait()
             with quiet_llmcompressor():
                 artifacts.append(_run_awq(ctx, cfg, awq_dir, texts["calibration"], reporter))
             timer.lap("awq")
@@ -230,6 +245,8 @@ def _quantize_locked(
         )
     hashes.save()
     record["timings"] = timer.summary()
+    # computed alongside the gguf phase, so not a phase of its own: shown for profiling
+    record["timings"]["background_s"] = {"reference": reference.seconds}
     manifest = Manifest.load(paths.root)
     manifest.record_step("quantize", record)
     for w in warnings:
@@ -257,43 +274,6 @@ def _move_rejected(art: QuantArtifact, dest: Path) -> list[Path]:
     return moved
 
 
-def _context(
-    loaded: LoadedRecipe,
-    cfg: QuantizeConfig,
-    paths: ReleasePaths,
-    heldout: TextSource,
-    threads: int,
-    reporter: Reporter,
-) -> QuantContext:
-    """The merged model's tokenizer and its float32 logits on the held-out text (computed once)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from medrelease.quantize.checks import held_out_ids, hf_logits
-
-    reporter.info("scoring the merged model on held-out text (reference for every quant)")
-    tokenizer = AutoTokenizer.from_pretrained(str(paths.merged))
-    try:
-        ids = held_out_ids(tokenizer, heldout.text, cfg.checks.max_tokens)
-    except ValueError as exc:
-        raise InputError(
-            f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
-        ) from None
-    model = AutoModelForCausalLM.from_pretrained(str(paths.merged), dtype=torch.float32)
-    reference = hf_logits(model, ids)
-    del model
-    return QuantContext(
-        merged=paths.merged,
-        release=loaded.recipe.release.name,
-        base_dir=loaded.base_dir,
-        tokenizer=tokenizer,
-        heldout_ids=ids,
-        reference_logits=reference,
-        threads=threads,
-        seed=loaded.recipe.seed,
-    )
-
-
 def _run_gguf(
     ctx: QuantContext,
     cfg: QuantizeConfig,
@@ -301,6 +281,7 @@ def _run_gguf(
     paths: ReleasePaths,
     texts: dict[str, TextSource],
     reporter: Reporter,
+    reference_ready: Callable[[], object] = lambda: None,
 ) -> tuple[list[QuantArtifact], Imatrix | None]:
     from medrelease.quantize.checks import merged_limits
     from medrelease.quantize.gguf import GgufBuilder, check_gguf
@@ -316,6 +297,7 @@ def _run_gguf(
         with reporter.phase("GGUF quantize + check", total=len(cfg.gguf.types)) as advance:
             for name in cfg.gguf.types:
                 art = builder.build(name)
+                reference_ready()  # the checks compare with the merged model's logits
                 qtype = gguf_type(name)
                 defaults = Thresholds(
                     max_ppl_ratio=qtype.max_ppl_ratio,
