@@ -127,7 +127,8 @@ def tally(results: dict[str, Outcome], events: list[dict[str, object]]) -> dict[
         if "hit" in e and not e["hit"]:
             t.notes.append(f"finished before the signal (delay {e.get('delay_s')} s)")
         elif "delay_s" in e:
-            t.notes.append(f"signal after {e['delay_s']} s, exit {e.get('returncode')}")
+            retry = f" (attempt {e['attempts']})" if int(str(e.get("attempts", 1))) > 1 else ""
+            t.notes.append(f"signal after {e['delay_s']} s{retry}, exit {e.get('returncode')}")
     for test, res in results.items():
         if test in recorded or res.status in ("skipped", "xfailed"):
             continue

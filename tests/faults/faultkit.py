@@ -89,6 +89,7 @@ class Kill:
     hit: bool  # the process was still running when the signal arrived
     returncode: int
     stderr: str
+    attempts: int = 1  # runs it took to land the signal while the process was running
 
 
 def kill_at_random_point(
@@ -99,8 +100,39 @@ def kill_at_random_point(
     started: Callable[[], bool],
     window_s: float,
     env: dict[str, str] | None = None,
+    reset: Callable[[], None] | None = None,
+    attempts: int = 3,
 ) -> Kill:
-    """Start `args`; once `started()` holds, wait a random time in [0, window_s], signal it."""
+    """Start `args`; once `started()` holds, wait a random time in [0, window_s], signal it.
+
+    When the process finished before the signal (a fast machine, a small model), `reset()`
+    puts the workdir back and the next attempt draws its delay within 80% of the time the
+    finished run took, so the report counts real injections rather than near misses.
+    """
+    kill = _one_kill(args, sig, rng, started, window_s, env)
+    for attempt in range(2, attempts + 1):
+        if kill.hit or reset is None:
+            break
+        reset()
+        window_s = max(0.05, 0.8 * kill.ran_s)
+        kill = _one_kill(args, sig, rng, started, window_s, env)
+        kill.attempts = attempt
+    return kill
+
+
+@dataclass
+class _Run(Kill):
+    ran_s: float = 0.0  # from `started()` to the process's exit, when the signal missed
+
+
+def _one_kill(
+    args: Sequence[str],
+    sig: str,
+    rng: random.Random,
+    started: Callable[[], bool],
+    window_s: float,
+    env: dict[str, str] | None,
+) -> _Run:
     proc = subprocess.Popen(
         list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})}, preexec_fn=default_sigint,
@@ -108,8 +140,11 @@ def kill_at_random_point(
     deadline = time.time() + 300
     while proc.poll() is None and not started() and time.time() < deadline:
         time.sleep(0.01)
+    t0 = time.time()
     delay = rng.uniform(0, window_s)
-    time.sleep(delay)
+    while time.time() < t0 + delay and proc.poll() is None:
+        time.sleep(0.005)
+    ran = time.time() - t0
     hit = proc.poll() is None
     if hit:
         proc.send_signal(SIGNALS[sig])
@@ -118,7 +153,7 @@ def kill_at_random_point(
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-    return Kill(sig, round(delay, 3), hit, proc.returncode, err or "")
+    return _Run(sig, round(delay, 3), hit, proc.returncode, err or "", ran_s=0.0 if hit else ran)
 
 
 def publish_fixture() -> Any:

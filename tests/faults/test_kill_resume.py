@@ -49,9 +49,10 @@ def test_merge(tmp_path: Path, llama, sig: str, rng, fault_log) -> None:
     kill = kill_at_random_point(
         cli("merge", recipe, "--workdir", workdir), sig=sig, rng=rng,
         started=lambda: bool(temp_leftovers(root)), window_s=3.0,
+        reset=lambda: shutil.rmtree(workdir, ignore_errors=True),
     )  # fmt: skip
     fault_log.add("kill:merge", signal=sig, delay_s=kill.delay_s, hit=kill.hit,
-                  returncode=kill.returncode)  # fmt: skip
+                  returncode=kill.returncode, attempts=kill.attempts)  # fmt: skip
     after_signal(kill, root)
     again = run(cli("merge", recipe, "--workdir", workdir, "--force"))
     assert again.returncode == 0, again.stderr[-2000:]
@@ -72,6 +73,12 @@ def quantize_release(tmp_path: Path, model: Path) -> tuple[Path, Path]:
     return recipe, workdir
 
 
+def _undo_quantize(root: Path) -> None:
+    """Back to 'merged, not quantized' after a run the signal missed."""
+    shutil.rmtree(root / "quant", ignore_errors=True)
+    (root / "manifest.json").unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("sig", SIGS)
 def test_quantize_gguf(tmp_path: Path, llama, sig: str, rng, fault_log) -> None:
     recipe, workdir = quantize_release(tmp_path, llama["base"])
@@ -79,9 +86,10 @@ def test_quantize_gguf(tmp_path: Path, llama, sig: str, rng, fault_log) -> None:
     kill = kill_at_random_point(
         cli("quantize", recipe, "--workdir", workdir), sig=sig, rng=rng,
         started=lambda: bool(temp_leftovers(root / "quant")), window_s=4.0,
+        reset=lambda: _undo_quantize(root),
     )  # fmt: skip
     fault_log.add("kill:quantize", signal=sig, delay_s=kill.delay_s, hit=kill.hit,
-                  returncode=kill.returncode)  # fmt: skip
+                  returncode=kill.returncode, attempts=kill.attempts)  # fmt: skip
     manifest = after_signal(kill, root)
     for gguf in (root / "quant").rglob("*.gguf") if (root / "quant").is_dir() else []:
         if not any(part.startswith(".mr-tmp-") for part in gguf.parts):
@@ -95,6 +103,19 @@ def test_quantize_gguf(tmp_path: Path, llama, sig: str, rng, fault_log) -> None:
     files = [f for q in manifest["steps"]["quantize"]["quants"] for f in q["files"]]
     assert any(f.endswith("Q8_0.gguf") for f in files)
     assert not temp_leftovers(root)
+
+
+def _undo_publish(root: Path, endpoint: str, token: str) -> None:
+    """Back to 'not published' after a run the signal missed: its repos and its record go."""
+    from huggingface_hub import HfApi
+
+    path = root / "manifest.json"
+    manifest = json.loads(path.read_text())
+    record = manifest["steps"].pop("publish", None) or {}
+    api = HfApi(endpoint=endpoint, token=token)
+    for repo in record.get("repos", []):
+        api.delete_repo(repo["repo"], missing_ok=True)
+    path.write_text(json.dumps(manifest, indent=2))
 
 
 @pytest.mark.parametrize("sig", SIGS)
@@ -114,10 +135,16 @@ def test_publish(tmp_path: Path, llama, sig: str, rng, fault_log, monkeypatch) -
     args = cli("publish", release.recipe, "--workdir", release.workdir, "--endpoint", hub.url)
     try:
         kill = kill_at_random_point(
-            args, sig=sig, rng=rng, started=lambda: True, window_s=6.0, env=env
+            args,
+            sig=sig,
+            rng=rng,
+            started=lambda: True,
+            window_s=3.0,
+            env=env,
+            reset=lambda: _undo_publish(release.root, hub.url, pub.TOKEN),
         )
         fault_log.add("kill:publish", signal=sig, delay_s=kill.delay_s, hit=kill.hit,
-                      returncode=kill.returncode)  # fmt: skip
+                      returncode=kill.returncode, attempts=kill.attempts)  # fmt: skip
         after_signal(kill, release.root)
         again = run(args, env=env)
         assert again.returncode == 0, again.stderr[-2000:]
