@@ -13,7 +13,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         workdir: Path = typer.Option(
-            Path("build/demo"), "--workdir", "-w", help="where the demo writes everything"
+            Path("build/demo"),
+            "--workdir",
+            "-w",
+            metavar="DIR",
+            help="where the demo writes everything",
         ),
         as_json: bool = JsonOpt,
     ) -> None:

@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
         from_step: str = typer.Option(
             None, "--from", help="re-run from this step on (merge, gate, quantize, card, publish)"
         ),
-        only: list[str] = typer.Option([], "--only", help="run just this step (repeatable)"),
+        only: list[str] = typer.Option(
+            [], "--only", metavar="STEP", help="run just this step (repeatable)"
+        ),
         no_publish: bool = typer.Option(False, "--no-publish", help="stop before publishing"),
         dry_run: bool = typer.Option(False, "--dry-run", help="publish step prints its plan only"),
         endpoint: str = typer.Option(
