@@ -89,26 +89,11 @@ def test_quantize_on_full_disk(tmp_path, llama, capsys, plenty_of_space, fault_l
         code = run_cli("quantize", recipe, "--workdir", disk)
         err = capsys.readouterr().err
         root = disk / "tiny-release"
-        assert code != 0, err
+        assert code == 7, err  # an environment problem, not a bad input
         assert "fix:" in err and "Traceback" not in err
         assert not (root / "quant" / "gguf").exists()
         assert not temp_leftovers(root)
         assert check_consistent(root) is None
-
-
-@pytest.mark.slow
-def test_quantize_on_full_disk_is_an_environment_error(tmp_path, llama, capsys, plenty_of_space):
-    model = llama["base"]
-    need_kib = model_bytes(model) // 1024
-    with tiny_tmpfs(tmp_path / "disk", need_kib + 1024) as disk:
-        shutil.copytree(model, disk / "tiny-release" / "merged")
-        recipe = write_recipe(
-            tmp_path / "r.yaml", {"base": model},
-            {"merge_method": "linear", "models": [{"model": "base",
-                                                   "parameters": {"weight": 1.0}}]},
-            quantize={"gguf": {"types": ["Q8_0"], "intermediate": "f32"}},
-        )  # fmt: skip
-        assert run_cli("quantize", recipe, "--workdir", disk) == 7
 
 
 def test_atomic_writer_on_full_disk(tmp_path, fault_log):
