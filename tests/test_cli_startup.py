@@ -9,7 +9,7 @@ import sys
 def test_import_cli_does_not_import_torch():
     code = (
         "import sys, medrelease.cli\n"
-        "heavy = [m for m in ('torch', 'transformers', 'mergekit', 'lm_eval', 'llama_cpp') "
+        "heavy = [m for m in ('torch', 'transformers', 'mergekit', 'lm_eval', 'llama_cpp', 'ray') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

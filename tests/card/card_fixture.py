@@ -32,7 +32,8 @@ REPORT: dict[str, Any] = {
         },
         "grpo": {"kind": "stage", "source": "./grpo", "revision": None, "content_hash": "3" * 64},
     },
-    "harness": {"lm_eval": "0.4.13", "backend": "hf", "batch_size": 8, "device": "cpu"},
+    "harness": {"lm_eval": "0.4.13", "backend": "hf", "batch_size": 8, "device": "cpu",
+                "dtype": {"dtype": "float32", "reason": "no fast bf16 on this CPU"}},
     "tasks": {
         "mmlu_medical": {
             "preset": "mmlu_medical",
@@ -130,10 +131,13 @@ MERGE_RECORD: dict[str, Any] = {
     },
     "output_settings": {
         "chat_template": "recipe",
-        "generation_config": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 512},
+        # as written from a real generation_config.json: bookkeeping keys beside the settings
+        "generation_config": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 512,
+                              "_from_model_config": True, "transformers_version": "5.17.0",
+                              "output_attentions": False, "eos_token_id": 2},
     },
     "tools": {"mergekit": "0.1.5"},
-    "outputs": {},
+    "outputs": {"merged/chat_template.jinja": {"sha256": "8" * 64, "size": 64}},
 }  # fmt: skip
 
 

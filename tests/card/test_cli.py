@@ -29,6 +29,12 @@ def test_card_json_summary_and_manifest(tmp_path, capsys):
         "card/gguf/README.md",
         "card/awq/README.md",
         "card/metrics.png",
+        # the task files the gates ran, published as eval/ (mmlu_medical's group, the safety task)
+        "card/eval/mmlu_medical/mmlu_medical.yaml",
+        "card/eval/medical_safety/medical_safety.yaml",
+        "card/eval/medical_safety/_medical_safety_yaml",
+        "card/eval/medical_safety/utils.py",
+        "card/eval/medical_safety/prompts.jsonl",
     }
     from medrelease.core.hashing import sha256_file_uncached
 

@@ -38,8 +38,11 @@ def test_quant_cards_point_at_the_main_repo(rendered, card, library):
     assert "model-index" not in data
 
 
-def test_every_card_passes_validation(rendered):
-    results = md.eval_results(REPORT)
+def test_every_card_passes_validation(release, rendered):
+    from medrelease.card.datasets import task_datasets
+
+    # dataset ids come from the task definitions the gate ran (lm-eval's YAMLs)
+    results = md.eval_results(REPORT, task_datasets(load(release[0]), REPORT))
     meta = md.validate_card(rendered["model"], expected_results=results, where="x")
     assert meta["license"] == "apache-2.0"
     for card in ("gguf", "awq"):

@@ -69,7 +69,7 @@ def check_consistent(root: Path) -> dict[str, Any] | None:
 
 def check_safetensors_complete(folder: Path) -> None:
     """Every safetensors file in place is whole (a half-written one fails the header check)."""
-    from medrelease.merge.safetensors_check import check_file
+    from medrelease.stages.safetensors_check import check_file
 
     for f in folder.glob("*.safetensors"):
         check_file(f)

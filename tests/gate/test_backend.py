@@ -49,3 +49,53 @@ def test_hf_is_registered() -> None:
     from lm_eval.api.registry import get_model
 
     assert get_model("hf").__name__ == "HFLM"
+
+
+# ---------- evaluation dtype (issue 11: float32 on a CPU without fast bf16, if it fits) ----------
+
+
+def _bf16_checkpoint(folder: Path, n: int) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"w": torch.zeros(n, dtype=torch.bfloat16)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_eval_dtype_float32_when_all_models_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from medrelease.core import compute_dtype
+
+    monkeypatch.setattr(compute_dtype, "cpu_fast_half", lambda dtype, flags=None: False)
+    monkeypatch.setattr(compute_dtype, "mem_available", lambda: 1000)
+    small = [_bf16_checkpoint(tmp_path / n, 50) for n in ("merged", "base")]  # 2 x 200 B f32
+    choice = runner.eval_dtype("hf", "cpu", {}, small)
+    assert choice["dtype"] == "float32" and "bfloat16 weights" in choice["reason"]
+    # every model the gate holds counts: a third one tips it over half of MemAvailable
+    more = [*small, _bf16_checkpoint(tmp_path / "grpo", 50)]
+    assert runner.eval_dtype("hf", "cpu", {}, more)["dtype"] == "bfloat16"
+    # the recipe wins; other backends and accelerators choose for themselves
+    assert runner.eval_dtype("hf", "cpu", {"dtype": "bfloat16"}, small) == {
+        "dtype": "bfloat16",
+        "reason": "gates.model_args.dtype",
+    }
+    assert runner.eval_dtype("vllm", "cuda", {}, small)["dtype"] == "auto"
+    assert runner.eval_dtype("hf", "cuda", {}, small)["dtype"] == "bfloat16"
+
+
+def test_make_lm_passes_float32_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lm_eval.api.registry as registry
+
+    monkeypatch.setattr(registry, "get_model", lambda name: _Recorder)
+    f32 = {"dtype": "float32", "reason": "r"}
+    runner.make_lm("hf", Path("/m"), {"trust_remote_code": True}, 1, "cpu", f32)
+    assert _Recorder.made[-1][0] == {
+        "pretrained": "/m",
+        "trust_remote_code": True,
+        "dtype": "float32",
+    }
+    # the checkpoint's own dtype is lm-eval's default (auto): nothing added, nothing downcast
+    runner.make_lm("hf", Path("/m"), {}, 1, "cpu", {"dtype": "bfloat16", "reason": "r"})
+    assert _Recorder.made[-1][0] == {"pretrained": "/m"}
+    runner.make_lm("hf", Path("/m"), {"dtype": "float16"}, 1, "cpu", f32)  # the recipe wins
+    assert _Recorder.made[-1][0] == {"pretrained": "/m", "dtype": "float16"}

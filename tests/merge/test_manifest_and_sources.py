@@ -12,9 +12,9 @@ import pytest
 from helpers import run_cli, write_recipe
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
-from medrelease.merge.sources import locate_stage
 from medrelease.merge.step import merge_release
 from medrelease.recipe.load import load_recipe
+from medrelease.stages.sources import locate_stage
 
 TIES = {
     "merge_method": "ties",

@@ -123,10 +123,11 @@ def _stage(llama, tmp_path: Path, name: str = "grpo") -> Path:
 def _check(stage_dir: Path, cache_path: Path | None):
     from medrelease.core.hashing import HashCache
     from medrelease.merge import preflight
-    from medrelease.merge.sources import ResolvedStage
+    from medrelease.stages import checks as stage_checks
+    from medrelease.stages.sources import ResolvedStage
 
     stage = ResolvedStage(name="grpo", kind="local", source=str(stage_dir), path=stage_dir)
-    facts = preflight.check_weights(stage)
+    facts = stage_checks.check_weights(stage)
     hashes = HashCache(cache_path)
     preflight.check_finite_and_hash({"grpo": (stage, facts)}, hashes).wait()
     hashes.save()
@@ -161,7 +162,7 @@ def test_warm_check_reads_nothing_and_changed_file_is_rescanned(
     # same size, mtime put back: ctime still moves, so the NaN is found
     st = weights.stat()
     data = bytearray(weights.read_bytes())
-    from medrelease.merge.safetensors_check import read_header
+    from medrelease.stages.safetensors_check import read_header
 
     header, start = read_header(weights)
     name = next(k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32")

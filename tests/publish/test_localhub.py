@@ -188,8 +188,8 @@ def test_recipe_hub_stage_resolves_through_the_local_hub(
     from helpers import write_recipe
     from medrelease.core.paths import ReleasePaths
     from medrelease.localhub.client import use_local_hub
-    from medrelease.merge.stage_folders import stage_folder
     from medrelease.recipe.load import load_recipe
+    from medrelease.stages.folders import stage_folder
 
     api = HfApi(endpoint=hub.url, token=TOKEN)
     api.create_repo("alice/tiny-base")

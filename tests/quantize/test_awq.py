@@ -42,6 +42,13 @@ def test_awq_quantizes_loads_and_is_checked(tmp_path: Path, tiny_llama: Path, ca
     assert "lm_head" in qcfg["ignore"]
     (group,) = qcfg["config_groups"].values()
     assert group["weights"]["num_bits"] == 4 and group["weights"]["symmetric"] is False
+    assert group["weights"]["group_size"] == 128  # auto: 128 divides hidden 256 and ffn 512
+    # every targeted Linear (2 layers x 7) is stored packed, and transformers loads it so
+    assert q["checks"]["contents"]["ok"] and q["checks"]["contents"]["quantized_layers"] == 14
+    assert q["checks"]["load"] == {
+        "ok": True,
+        "detail": "loads in transformers with 14 quantized layers",
+    }
 
     # independent of our checks: transformers loads the folder; logits close to the merged's
     merged = tmp_path / RELEASE / "merged"
@@ -61,3 +68,54 @@ def test_awq_quantizes_loads_and_is_checked(tmp_path: Path, tiny_llama: Path, ca
     for rel, rec in q["files"].items():
         assert rec["sha256"] == sha256_file_uncached(tmp_path / RELEASE / rel)
     assert {f"quant/awq/{p.name}" for p in folder.iterdir()} == set(q["files"])
+
+
+def test_skipped_layer_rejects_the_quant_naming_it(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """llm-compressor leaving a layer unquantized (built on purpose) is a rejection."""
+    from test_awq_contents import LAYER, store_unquantized
+
+    from medrelease.quantize import awq
+
+    real = awq.quantize_awq
+
+    def skipping(merged: Path, out: Path, *args: object, **kwargs: object) -> None:
+        real(merged, out, *args, **kwargs)  # type: ignore[arg-type]
+        store_unquantized(out, LAYER)
+
+    monkeypatch.setattr(awq, "quantize_awq", skipping)
+    recipe = make_release(
+        tmp_path, tiny_llama, {"awq": {"num_samples": 4, "max_seq_length": 32, "n_grid": 3}}
+    )
+    capsys.readouterr()
+    assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 5
+    (q,) = json.loads(capsys.readouterr().out)["quants"]
+    assert q["accepted"] is False
+    assert q["reason"] == (
+        "contents: 1 of 14 targeted layers stored unquantized (plain `weight`, no "
+        f"weight_packed/weight_scale/weight_shape/weight_zero_point): {LAYER}"
+    )
+    assert not (tmp_path / RELEASE / "quant" / "awq").exists()  # never published
+    assert (tmp_path / RELEASE / "quant" / "rejected" / "awq" / "config.json").is_file()
+
+
+def test_shape_problem_stops_quantize_before_any_quant_work(
+    tmp_path: Path, tiny_llama: Path, capsys
+):
+    """A merged model shaped like SmolLM2-135M (hidden 576): GGUF would run first, so the AWQ
+    rule must be checked before it; only config.json is needed to know."""
+    from test_awq_preflight import SMOL
+
+    recipe = make_release(
+        tmp_path,
+        tiny_llama,
+        {"gguf": {"types": ["Q8_0"]}, "awq": {"group_size": 128}},
+    )
+    merged = tmp_path / RELEASE / "merged"
+    (merged / "config.json").write_text(json.dumps(SMOL))
+    assert run_cli("quantize", recipe, "-w", tmp_path) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "(quantize.awq.group_size): AWQ group_size 128 does not divide the input features" in err
+    assert "set `quantize.awq.group_size: 64`" in err
+    assert not (tmp_path / RELEASE / "quant").exists()  # no GGUF (or any) work was started

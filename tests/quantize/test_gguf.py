@@ -84,7 +84,10 @@ def test_float_ggufs_match_transformers(run):
     assert diff16 < 2e-2, diff16
     for t in ("F32", "F16"):
         assert run["quants"][t]["accepted"], run["quants"][t]["reason"]
-        assert run["quants"][t]["checks"]["logits"]["measures"]["top1_agreement"] == 1.0
+        # over the >= 2,048 held-out tokens the checks now score, float noise may flip a
+        # near-tie or two (was 1.0 over 128 tokens)
+        measures = run["quants"][t]["checks"]["logits"]["measures"]
+        assert measures["top1_agreement"] >= 0.999 and measures["tokens"] >= 2048, measures
 
 
 def test_quantized_types_within_thresholds(run):

@@ -133,9 +133,9 @@ def f16_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path
 
 def test_imatrix_flags_match_what_llama_cpp_refuses(f16_gguf, tmp_path):
     """Every type through the bindings without an imatrix: exactly the flagged ones fail."""
-    from medrelease.core.errors import VerificationError
     from medrelease.quantize.gguf import quantize
     from medrelease.quantize.gguf_types import TYPES as ALL_TYPES
+    from medrelease.quantize.llama_child import LlamaChildError
 
     refused = []
     for t in ALL_TYPES.values():
@@ -143,9 +143,10 @@ def test_imatrix_flags_match_what_llama_cpp_refuses(f16_gguf, tmp_path):
             continue
         try:
             quantize([f16_gguf], tmp_path, t.name, t, 2)
-        except VerificationError as exc:
-            assert "requires an imatrix" in str(exc), exc
+        except LlamaChildError as exc:  # a refusal of this type: the quant is rejected
+            assert exc.signal is None and "requires an imatrix" in exc.reason, exc.reason
             refused.append(t.name)
+            assert not list(tmp_path.glob(f"{t.name}*.gguf"))  # nothing half-written kept
     assert refused == [t.name for t in ALL_TYPES.values() if t.imatrix]
 
 

@@ -61,3 +61,39 @@ def test_tool_path_names_the_fix(tmp_path, monkeypatch):
     with pytest.raises(EnvironmentProblem, match="`llama-quantize` is not installed") as info:
         llama_tools.tool_path("llama-quantize")
     assert "run `medrelease setup`" in (info.value.hint or "")
+
+
+def test_tools_built_with_the_bindings_are_preferred(tmp_path, monkeypatch):
+    wheel, own = tmp_path / "wheel", tmp_path / "own"
+    monkeypatch.setattr(llama_tools, "wheel_tools_dir", lambda: wheel)
+    monkeypatch.setattr(llama_tools, "built_tools_dir", lambda: own)
+    assert llama_tools.tools_dir() == own  # nothing in the wheel: setup's own build
+    _fake_tools(wheel, "llama-cpp-python==0.3.36 vendor/llama.cpp (same build as the bindings)")
+    assert llama_tools.tools_dir() == wheel
+    assert llama_tools.tool_path("llama-imatrix") == wheel / "llama-imatrix"
+    monkeypatch.setattr(llama_tools, "wheel_tools_dir", lambda: None)  # llama_cpp not installed
+    assert llama_tools.tools_dir() == own
+
+
+def test_setup_builds_only_where_the_bindings_came_without_tools(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    wheel, own = tmp_path / "wheel", tmp_path / "own"
+    monkeypatch.setattr(llama_tools, "wheel_tools_dir", lambda: wheel)
+    monkeypatch.setattr(llama_tools, "built_tools_dir", lambda: own)
+    built: list[Path] = []
+    monkeypatch.setattr(llama_tools, "build_tools", lambda v, target: built.append(target) or 1.0)
+    llama_tools.provide_llama_tools()
+    assert built == [own]  # never into the installed llama_cpp package
+    _fake_tools(wheel, f"llama-cpp-python=={version('llama-cpp-python')} vendor/llama.cpp")
+    assert f"present in {wheel}" in llama_tools.provide_llama_tools() and built == [own]
+
+
+def test_wheel_tools_dir_is_found_without_importing_llama_cpp():
+    import sys
+
+    had = "llama_cpp" in sys.modules
+    folder = llama_tools.wheel_tools_dir()
+    assert folder is not None and folder.parent.name == "lib"
+    assert (folder.parent.parent / "__init__.py").is_file()  # the llama_cpp package itself
+    assert had or "llama_cpp" not in sys.modules

@@ -14,6 +14,9 @@
       stage_repos: {sft: org/model-sft}     # Hub ids of local stages (for base_model)
       license_override: {reason: "Base model authors granted a written exception."}
       decimals: 4                           # digits shown for metric values
+      eval_data: true                       # ship custom tasks' data files in eval/ (false when
+                                            # their license does not allow redistribution)
+      hub_benchmarks: {org/bench: task_id}  # more Hub-registered benchmarks for .eval_results/
 
 Every path is relative to the recipe file. Text fields are Jinja (rendered in the same sandbox
 as the templates), so they may use `{{ release.name }}` and the other card variables.
@@ -68,3 +71,23 @@ class CardConfig(Section):
     license_override: LicenseOverride | None = None
     chart: bool = True
     decimals: int = Field(default=4, ge=1, le=8)
+    eval_data: bool = Field(
+        default=True,
+        description="ship the data files of custom gate tasks in the model repo's eval/ folder",
+    )
+    hub_benchmarks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hub benchmark dataset id -> task id of its eval.yaml, for .eval_results/",
+    )
+
+    @field_validator("hub_benchmarks")
+    @classmethod
+    def _benchmark_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        from medrelease.recipe.stages import HUB_ID_RE
+
+        for dataset, task in v.items():
+            if not HUB_ID_RE.match(dataset):
+                raise ValueError(f"{dataset!r} is not a Hub dataset id owner/name")
+            if not str(task).strip():
+                raise ValueError(f"{dataset}: the task id of its eval.yaml is empty")
+        return v

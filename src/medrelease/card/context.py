@@ -7,12 +7,12 @@ Everything is plain dicts, lists, strings and numbers: the sandbox needs nothing
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from medrelease.card.datasets import TaskData
+from medrelease.card.eval_bundle import EvalBundle
 from medrelease.card.evidence import Evidence
 from medrelease.card.licenses import ParentLicense
 from medrelease.recipe.load import LoadedRecipe
@@ -147,54 +147,46 @@ def evaluation(report: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "subjects": subjects,
         "rules": report["rules"],
-        "reproduce": report.get("reproduce") or [],
         "by_metric": {r["metric"]: r for r in rows},
         "gated_metrics": list(dict.fromkeys(r["metric"] for r in report["rules"] if "metric" in r)),
     }
 
 
-HUB_CACHE_RE = re.compile(r"models--([^/]+)--([^/]+)/snapshots/([0-9a-f]{40})")
-PRETRAINED_RE = re.compile(r"pretrained=([^, ]+)")
-INCLUDE_RE = re.compile(r"--include_path (\S+)")
+def evaluation_provenance(
+    loaded: LoadedRecipe,
+    report: dict[str, Any],
+    datasets: dict[str, TaskData],
+    bundle: EvalBundle,
+) -> dict[str, Any]:
+    """What a reader needs to rerun the gates: datasets, dtype, subset notes, commands."""
+    from medrelease.card.metadata import subset_note
+    from medrelease.card.reproduce import dtype_reason, eval_dtype, reproduce
 
-
-def portable_reproduce(
-    commands: list[str], report: dict[str, Any], repo: str, recipe_dir: Path
-) -> list[str]:
-    """The report's lm_eval commands as a reader can run them: no local folders of ours.
-
-    The candidate becomes the published repo id, a Hub stage its id and commit, a local
-    stage `<name>` (its checkpoint folder), and task folders become recipe-relative paths
-    (or `<medrelease>/...` for tasks shipped with medrelease).
-    """
-    import medrelease
-
-    package_dir = str(Path(medrelease.__file__).resolve().parent)
-    local = {
-        str(m.get("source")): f"<{name}>"
-        for name, m in report.get("models", {}).items()
-        if m.get("kind") in ("stage", "reference") and str(m.get("source", "")).startswith("/")
+    cand = report["candidate"]
+    rerun = reproduce(loaded, report, bundle)
+    dtypes = {m: d for m in report["models"] if (d := eval_dtype(report, m))}
+    datasets_by_task = {}
+    for label, settings in report["tasks"].items():
+        data = datasets.get(label)
+        datasets_by_task[label] = {
+            "id": data.hub_id if data else None,
+            "split": data.split if data else None,
+            "local_copy": bool(data and data.local_copy),
+            "in_eval_dir": bundle.tasks[label].include if label in bundle.tasks else False,
+            "subset": subset_note(settings.get("limit")),
+        }
+    return {
+        "dtype": dtypes.get(cand) or eval_dtype(report),
+        "dtype_reason": dtype_reason(report),
+        "dtypes": dtypes,
+        "datasets": datasets_by_task,
+        "subset": any(d["subset"] for d in datasets_by_task.values()),
+        "eval_files": sorted(bundle.files),
+        "notes": list(dict.fromkeys(bundle.notes)),
+        # command lines (what templates written for earlier versions show) and their details
+        "reproduce": [c["command"] for c in rerun["commands"]],
+        "rerun": rerun,
     }
-
-    def model(match: re.Match[str]) -> str:
-        path = match.group(1)
-        hub = HUB_CACHE_RE.search(path)
-        if hub:
-            return f"pretrained={hub.group(1)}/{hub.group(2)},revision={hub.group(3)}"
-        if path.rstrip("/").endswith("/merged"):
-            return f"pretrained={repo}"
-        return f"pretrained={local.get(path, path)}"
-
-    def include(match: re.Match[str]) -> str:
-        path = match.group(1)
-        if path.startswith(package_dir):
-            return f"--include_path <medrelease>{path[len(package_dir) :]}"
-        try:
-            return f"--include_path {Path(path).resolve().relative_to(recipe_dir.resolve())}"
-        except ValueError:
-            return match.group(0)
-
-    return [INCLUDE_RE.sub(include, PRETRAINED_RE.sub(model, c)) for c in commands]
 
 
 def _is_number(v: Any) -> bool:
@@ -225,14 +217,43 @@ def quant_rows(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# What a user sets when generating (transformers GenerationConfig options). Everything else in
+# generation_config.json is bookkeeping (`_from_model_config`, `transformers_version`), output
+# switches (`output_attentions`) or token ids the tokenizer and config already carry.
+USER_DECODING_KEYS = frozenset(
+    {
+        "do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p",
+        "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens", "min_new_tokens",
+        "num_beams", "length_penalty", "epsilon_cutoff", "eta_cutoff", "penalty_alpha",
+        "encoder_repetition_penalty",
+    }
+)  # fmt: skip
+
+
+def user_decoding(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k in USER_DECODING_KEYS and v is not None}
+
+
+def chat_template_file(evidence: Evidence) -> str | None:
+    """Where the merged model's chat template ships; None when it has none."""
+    if evidence.chat_template_in != "unknown":
+        return evidence.chat_template_in
+    # merged/ is not on disk: the merge's recorded file list is all there is
+    outputs = evidence.merge.get("outputs") or {}
+    if any(str(p).rsplit("/", 1)[-1] == "chat_template.jinja" for p in outputs):
+        return "chat_template.jinja"
+    return "tokenizer_config.json"
+
+
 def usage(loaded: LoadedRecipe, evidence: Evidence) -> dict[str, Any]:
     settings = evidence.merge.get("output_settings") or {}
     tmpl = chat_template_text(loaded.recipe, loaded.base_dir)
     source = settings.get("chat_template") or ("recipe" if tmpl else "inherited")
     return {
-        "generation_config": settings.get("generation_config") or {},
+        "generation_config": user_decoding(settings.get("generation_config") or {}),
         "chat_template": tmpl,
         "chat_template_source": source,
+        "chat_template_file": chat_template_file(evidence),
         "tokenizer_from": loaded.recipe.output.tokenizer_from,
     }
 
@@ -260,6 +281,8 @@ def build_context(
     license_override: str | None,
     base_models: list[str],
     chart: str | None,
+    datasets: dict[str, TaskData],
+    bundle: EvalBundle,
 ) -> dict[str, Any]:
     rel = loaded.recipe.release
     repos = quant_repos(loaded)
@@ -286,12 +309,7 @@ def build_context(
         },
         "evaluation": {
             **evaluation(evidence.report),
-            "reproduce": portable_reproduce(
-                evidence.report.get("reproduce") or [],
-                evidence.report,
-                loaded.recipe.release.repo,
-                loaded.base_dir,
-            ),
+            **evaluation_provenance(loaded, evidence.report, datasets, bundle),
         },
         "quants": quants,
         "quant_metrics": {

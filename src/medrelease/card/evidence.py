@@ -26,6 +26,9 @@ class Evidence:
     report: dict[str, Any]
     report_sha256: str
     quantize: dict[str, Any] | None
+    # where the merged model's chat template ships: a file name, None when it has none, or
+    # "unknown" when merged/ is not on disk (only the manifest's file list can tell then)
+    chat_template_in: str | None = "unknown"
 
     @property
     def quants(self) -> list[dict[str, Any]]:
@@ -62,7 +65,22 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         report=report,
         report_sha256=sha256_file_uncached(report_path),
         quantize=quantize,
+        chat_template_in=chat_template_location(paths.merged),
     )
+
+
+def chat_template_location(merged: Path) -> str | None:
+    """The file of the merged model that carries its chat template (transformers 5 writes
+    `chat_template.jinja`; older tokenizers keep it in tokenizer_config.json), or None."""
+    if not merged.is_dir():
+        return "unknown"
+    if (merged / "chat_template.jinja").is_file():
+        return "chat_template.jinja"
+    try:
+        config = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return "tokenizer_config.json" if config.get("chat_template") else None
 
 
 def check_report(report: Any, where: Path) -> None:

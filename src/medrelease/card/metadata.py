@@ -14,17 +14,34 @@ import re
 from typing import Any
 
 from medrelease.card.config import BASE_MODEL_RELATIONS
+from medrelease.card.datasets import TaskData
 from medrelease.core.errors import VerificationError
 from medrelease.recipe.stages import HUB_ID_RE
 
 LANGUAGE_RE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]+)?|code|multilingual)$")
 
 
-def eval_results(report: dict[str, Any]) -> list[Any]:
+def subset_note(limit: Any) -> str | None:
+    """How a `limit` is stated wherever a number is shown: the scores are on a subset."""
+    if limit is None:
+        return None
+    if isinstance(limit, float) and limit < 1:
+        return f"subset: limit {limit:g} of each task's examples"
+    return f"subset: first {limit} examples per task"
+
+
+def eval_results(report: dict[str, Any], datasets: dict[str, TaskData] | None = None) -> list[Any]:
+    """One EvalResult per scored metric of the candidate, with the dataset the task read.
+
+    `dataset.type` is the Hub dataset id from the task definition (lm-eval's `dataset_path`),
+    or the task name for data that exists only in the task's files; the split is the one
+    lm-eval scored; a `limit` is stated in the dataset name and args.
+    """
     from huggingface_hub import EvalResult
 
     cand = report["candidate"]
     tasks = report["tasks"]
+    datasets = datasets or {}
     out = []
     for m in report["metrics"]:
         value = m["values"].get(cand)
@@ -32,17 +49,28 @@ def eval_results(report: dict[str, Any]) -> list[Any]:
             continue  # no score: no model-index entry
         task = m.get("task") or m["metric"].split("/")[0]
         settings = tasks.get(task) or {}
+        data = datasets.get(task)
         sub = m.get("subtask")
         shots = settings.get("num_fewshot")
+        limit = settings.get("limit")
+        name = f"{task} ({sub})" if sub else task
+        if (note := subset_note(limit)) is not None:
+            name = f"{name}, {note}"
+        args: dict[str, Any] = {}
+        if shots is not None:
+            args["num_few_shot"] = shots
+        if limit is not None:
+            args["limit"] = limit
+        config = (data.configs.get(sub) if sub else data.config) if data else None
         out.append(
             EvalResult(
                 task_type="text-generation",
                 task_name="Text Generation",
-                dataset_type=str(settings.get("preset") or task),
-                dataset_name=f"{task} ({sub})" if sub else task,
-                dataset_config=sub,
-                dataset_split="test",
-                dataset_args={"num_few_shot": shots} if shots is not None else None,
+                dataset_type=(data.hub_id if data else None) or task,
+                dataset_name=name,
+                dataset_config=config,
+                dataset_split=(data.split if data else None) or "test",
+                dataset_args=args or None,
                 metric_type=m.get("name") or m["metric"].rsplit("/", 1)[-1],
                 metric_name=m["metric"],
                 metric_value=value,
@@ -133,5 +161,14 @@ def _as_list(v: Any) -> list[Any]:
 
 
 def _key(r: Any) -> tuple[str, ...]:
-    fields = (r.dataset_type, r.dataset_config, r.metric_type, r.metric_name, r.metric_value)
+    fields = (
+        r.dataset_type,
+        r.dataset_name,
+        r.dataset_config,
+        r.dataset_split,
+        r.dataset_args,
+        r.metric_type,
+        r.metric_name,
+        r.metric_value,
+    )
     return tuple(repr(x) for x in fields)

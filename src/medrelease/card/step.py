@@ -17,21 +17,23 @@ import jinja2
 
 from medrelease.card.config import CardConfig, FileRef
 from medrelease.card.evidence import Evidence, load_evidence
+from medrelease.card.inputs import INPUTS, TOOLS
 from medrelease.card.markdown import tidy_markdown
 from medrelease.card.required import check_required, required_sections
 from medrelease.card.templates import SHIPPED, CardRenderer, chain_block_overrides, make_renderer
 from medrelease.core.atomic import staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
-from medrelease.core.hashing import digest_of, folder_records, sha256_bytes
+from medrelease.core.hashing import HashCache, folder_records, sha256_bytes
+from medrelease.core.inputs import record_inputs
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.secrets import assert_no_secrets
 from medrelease.core.step import StepResult
-from medrelease.recipe.load import LoadedRecipe, did_you_mean
+from medrelease.core.suggest import did_you_mean
+from medrelease.recipe.load import LoadedRecipe
 
-TOOLS = ("jinja2", "huggingface_hub", "matplotlib")
 CHART_NAME = "metrics.png"
 TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 # card name -> path inside the card folder (CONTRACTS.md)
@@ -48,6 +50,8 @@ class RenderedCards:
     chart_series: tuple[list[str], dict[str, dict[str, float]]] | None
     template_digests: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    # published beside the main card: eval/ (task files) and eval_results/ (.eval_results/)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def card_release(
@@ -78,13 +82,17 @@ def card_release(
                 from medrelease.card.chart import render_chart
 
                 render_chart(tmp / CHART_NAME, *rendered.chart_series)
+            for rel, data in rendered.files.items():
+                # task files are published too: the same check as the cards
+                assert_no_secrets(data.decode("utf-8", errors="replace"), what=f"card/{rel}")
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
         timer.lap("write")
         for w in rendered.warnings:
             reporter.warn(w)
         outputs = {f"card/{k}": v for k, v in folder_records(paths.card).items()}
         record: dict[str, Any] = {
             "status": "done",
-            "inputs_hash": card_inputs_hash(loaded, evidence, rendered.template_digests),
             "cards": {name: f"card/{CARD_FILES[name]}" for name in rendered.texts},
             "chart": f"card/{CHART_NAME}" if rendered.chart_series is not None else None,
             "metadata": rendered.metadata,
@@ -96,35 +104,11 @@ def card_release(
         }
         record["timings"] = timer.summary()
         manifest = Manifest.load(paths.root)
+        record_inputs(record, INPUTS.compute(loaded, paths, manifest, HashCache(paths.hash_cache)))
         manifest.record_step("card", record)
         for name in rendered.texts:
             reporter.info(f"wrote {paths.card / CARD_FILES[name]}")
         return StepResult("card", record, paths.manifest, warnings=rendered.warnings)
-
-
-def card_inputs_hash(
-    loaded: LoadedRecipe, evidence: Evidence, template_digests: dict[str, str]
-) -> str:
-    r = loaded.recipe
-    return digest_of(
-        {
-            "release": r.release.model_dump(mode="json"),
-            "card": (r.card or CardConfig()).model_dump(mode="json"),
-            "output": r.output.model_dump(mode="json"),
-            "merge": {
-                k: evidence.merge.get(k)
-                for k in ("method", "seed", "mergekit_config", "output_settings")
-            },
-            "stages": {
-                k: (v or {}).get("revision")
-                for k, v in (evidence.merge.get("stages") or {}).items()
-            },
-            "quants": evidence.quants,
-            "report_sha256": evidence.report_sha256,
-            "templates": template_digests,
-            "tools": tool_versions(*TOOLS),
-        }
-    )
 
 
 @dataclass
@@ -134,15 +118,19 @@ class CardInputs:
     base_models: list[str]
     series: tuple[list[str], dict[str, dict[str, float]]] | None
     warnings: list[str]
+    datasets: dict[str, Any]  # task label -> card.datasets.TaskData
+    bundle: Any  # card.eval_bundle.EvalBundle
 
 
 def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     """Every variable the templates see, with the license check done."""
     from medrelease.card.chart import chart_series
     from medrelease.card.context import build_context, stage_hub_id
+    from medrelease.card.datasets import task_datasets
+    from medrelease.card.eval_bundle import build_bundle
     from medrelease.card.filters import card_filters
     from medrelease.card.licenses import check_licenses, parent_stages
-    from medrelease.merge.config_check import merge_stage_names
+    from medrelease.recipe.merge_refs import merge_stage_names
 
     recipe = loaded.recipe
     cfg = recipe.card or CardConfig()
@@ -159,6 +147,8 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     licenses, override = check_licenses(loaded, parents, evidence.merge.get("stages") or {})
     base_models = list(dict.fromkeys(h for p in parents if (h := stage_hub_id(loaded, p))))
     unverified = [v.stage for v in licenses if not v.verified]
+    datasets = task_datasets(loaded, evidence.report)
+    bundle = build_bundle(loaded, evidence.report, datasets, ship_data=cfg.eval_data)
 
     context = build_context(
         loaded,
@@ -168,6 +158,8 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
         license_override=override,
         base_models=base_models,
         chart=None,
+        datasets=datasets,
+        bundle=bundle,
     )
     warnings: list[str] = []
     if unverified:
@@ -195,12 +187,13 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     context["sections"] = required_sections(
         texts["intended_use"], texts["out_of_scope"], texts["safety_notes"]
     )
-    return CardInputs(context, merge_inputs, base_models, series, warnings)
+    return CardInputs(context, merge_inputs, base_models, series, warnings, datasets, bundle)
 
 
 def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
     """Render every card in memory (nothing is written): used by the step and by --diff."""
     from medrelease.card import metadata as md
+    from medrelease.card.extras import card_extras
     from medrelease.card.filters import card_filters
 
     recipe = loaded.recipe
@@ -211,7 +204,7 @@ def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
     filters = card_filters(cfg.decimals)
     rel = recipe.release
     relation = cfg.base_model_relation or ("merge" if len(merge_inputs) > 1 else "finetune")
-    results = md.eval_results(evidence.report)
+    results = md.eval_results(evidence.report, inputs.datasets)
     common: dict[str, Any] = {
         "license": rel.license,
         "license_name": rel.license_name,
@@ -286,6 +279,10 @@ def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
         digests[name] = _template_digest(renderer, entry)
     if evidence.quantize is None:
         warnings.append("no quantize step in the manifest: only the main card was rendered")
+    files, skipped = card_extras(
+        evidence.report, inputs.datasets, inputs.bundle, cfg.hub_benchmarks
+    )
+    warnings += skipped
     return RenderedCards(
         texts=out_texts,
         metadata=out_meta,
@@ -293,6 +290,7 @@ def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
         chart_series=series,
         template_digests=digests,
         warnings=warnings,
+        files=files,
     )
 
 

@@ -3,9 +3,10 @@
 Templates are looked up in this order:
 
 1. the folder of the recipe's own template (so it can `{% include %}` its siblings),
-2. the shipped templates, packaged in `medrelease/data/cards/` (a pip install has no repo
-   checkout); they are also reachable as `builtin/<name>`, so a recipe template called
-   `model.md.j2` can still `{% extends "builtin/model.md.j2" %}`.
+2. the shipped templates, `cards/` at the top of the repository (`medrelease/data/cards` is a
+   link to it, which the wheel turns into a copy of the files); they are also reachable as
+   `builtin/<name>`, so a recipe template called `model.md.j2` can still
+   `{% extends "builtin/model.md.j2" %}`.
 
 Block overrides from the recipe (`card.blocks`) become a chain of one-block child templates,
 each named after its recipe key, so an error in one points at that key and a line in it.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,15 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from medrelease.card.errors import CardTemplateError
+from medrelease.core.data import packaged
 
 # name of each card -> shipped template
 SHIPPED = {"model": "model.md.j2", "gguf": "gguf.md.j2", "awq": "awq.md.j2"}
 
 
 def shipped_dir() -> Path:
-    """The packaged copy of `cards/` (see medrelease.card.sync_templates)."""
-    return Path(str(resources.files("medrelease") / "data" / "cards"))
+    """The shipped templates: `cards/`, via the package's `data/cards` link (copied in a wheel)."""
+    return packaged("cards")
 
 
 class _NamedLoader(jinja2.BaseLoader):
@@ -186,7 +187,7 @@ def chain_block_overrides(
     parent = main
     for block, (recipe_where, text) in blocks.items():
         if block not in known:
-            from medrelease.recipe.load import did_you_mean
+            from medrelease.core.suggest import did_you_mean
 
             raise CardTemplateError(
                 f"card.blocks.{block}: template {main} has no block {block!r}"

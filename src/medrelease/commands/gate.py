@@ -23,6 +23,19 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = typer.Option(
             False, "--no-cache", help="re-evaluate everything (the cache is still refreshed)"
         ),
+        executor: str = typer.Option(
+            None,
+            "--executor",
+            metavar="local|ray",
+            help="where evaluation units run: local (default, or the recipe's gates.executor) "
+            "or ray (a Ray cluster)",
+        ),
+        ray_address: str = typer.Option(
+            None,
+            "--ray-address",
+            metavar="HOST:PORT",
+            help="Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray instance)",
+        ),
         as_json: bool = JsonOpt,
     ) -> None:
         """Run lm-evaluation-harness on merged/ and the baselines; apply the gate rules."""
@@ -43,6 +56,8 @@ def register(app: typer.Typer) -> None:
                 reporter=Reporter(quiet=as_json),
                 use_cache=not no_cache,
                 limit=lim,
+                executor=executor,
+                ray_address=ray_address,
             )
         except GateFailed as err:
             failed = getattr(err, "result", None)

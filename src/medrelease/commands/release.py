@@ -30,6 +30,19 @@ def register(app: typer.Typer) -> None:
         ),
         target: str = typer.Option(None, "--target", help="publish target, e.g. dir://PATH"),
         review: bool = typer.Option(False, "--review", help="publish as pull requests"),
+        executor: str = typer.Option(
+            None,
+            "--executor",
+            metavar="local|ray",
+            help="where evaluation units run: local (default, or the recipe's gates.executor) "
+            "or ray (a Ray cluster)",
+        ),
+        ray_address: str = typer.Option(
+            None,
+            "--ray-address",
+            metavar="HOST:PORT",
+            help="Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray instance)",
+        ),
         as_json: bool = JsonOpt,
     ) -> None:
         """Run the whole release; steps whose inputs are unchanged are skipped."""
@@ -51,6 +64,9 @@ def register(app: typer.Typer) -> None:
                 "target": target,
                 "dry_run": dry_run,
                 "review": review,
+                # the gate step's options travel in the same dict (pipeline/steps.py `_gate`)
+                "executor": executor,
+                "ray_address": ray_address,
             },
         )
         if as_json:

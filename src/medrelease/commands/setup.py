@@ -8,7 +8,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def setup(quiet: bool = typer.Option(False, "--quiet", help="print only problems")) -> None:
-        """Install offline data and tools (IFEval NLTK data, llama.cpp tools) once."""
+        """Install offline data and tools once: IFEval's NLTK data, and llama.cpp's imatrix and
+        quantize tools unless llama-cpp-python was built with them (as `make install` does)."""
         from medrelease.setup_offline import prepare_offline_data
 
         for line in prepare_offline_data():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
                     err_console.print(f"[red]error:[/red] {line}", soft_wrap=True)
             raise
         r = loaded.recipe
-        summary = {
+        summary: dict[str, Any] = {
             "recipe": str(loaded.path),
             "sha256": loaded.sha256,
             "valid": True,
@@ -43,6 +44,11 @@ def register(app: typer.Typer) -> None:
             "stages": {k: v.model_dump(mode="json") for k, v in r.stages.items()},
             "merge_method": r.merge.get("merge_method"),
         }
+        if r.quantize is not None and r.quantize.awq is not None:
+            # AWQ shapes vs scheme from a stage's config.json: fails here, in seconds
+            from medrelease.quantize.awq_preflight import recipe_preflight
+
+            summary["awq"] = recipe_preflight(loaded)
         if as_json:
             print_json(summary)
         else:
@@ -50,3 +56,13 @@ def register(app: typer.Typer) -> None:
                 f"[green]ok[/green] {recipe}: release {r.release.name} {r.release.version}, "
                 f"{len(r.stages)} stages, merge_method {r.merge.get('merge_method')}"
             )
+            awq = summary.get("awq")
+            if awq and awq.get("checked"):
+                out_console.print(
+                    f"AWQ: group size {awq['group_size']}, {awq['layers']} layers "
+                    f"(shapes of stage {awq['stage']!r})"
+                )
+                for note in awq["notes"]:
+                    out_console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+            elif awq:
+                out_console.print(f"AWQ: {awq['detail']}", soft_wrap=True)

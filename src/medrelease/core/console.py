@@ -50,7 +50,10 @@ class Reporter:
             err_console.print(redact(message))
 
     def warn(self, message: str) -> None:
-        err_console.print(f"[yellow]warning:[/yellow] {redact(message)}")
+        # warnings carry data (reasons, tool logs): brackets in them are text, not markup
+        from rich.markup import escape
+
+        err_console.print(f"[yellow]warning:[/yellow] {escape(redact(message))}")
 
     @contextlib.contextmanager
     def progress(self, *, in_bytes: bool = False) -> Iterator[Progress]:

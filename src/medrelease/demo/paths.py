@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from medrelease.core.data import packaged
 
-DEMO_DATA = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO_DATA = packaged("demo")
 TASKS_DIR = DEMO_DATA / "tasks"
 RECIPE_TEMPLATE = DEMO_DATA / "recipe.yaml"
 HELDOUT_TEXT = DEMO_DATA / "heldout.txt"

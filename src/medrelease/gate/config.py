@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.base import Section
 
 PRESET_NAMES = (
@@ -32,13 +33,6 @@ PRESET_NAMES = (
     "pubmedqa",
     "medical_safety",
 )
-
-
-def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class GateTask(Section):
@@ -68,7 +62,7 @@ class GateTask(Section):
             raise ValueError("give exactly one of `preset` or `task_yaml`")
         if self.preset is not None and self.preset not in PRESET_NAMES:
             raise ValueError(
-                f"unknown preset {self.preset!r}{_did_you_mean(self.preset, PRESET_NAMES)} "
+                f"unknown preset {self.preset!r}{did_you_mean(self.preset, PRESET_NAMES)} "
                 f"(presets: {', '.join(PRESET_NAMES)}; or use task_yaml for a custom task)"
             )
         if self.name is not None and "/" in self.name:
@@ -153,6 +147,14 @@ class GatesConfig(Section):
     rules: list[GateRule] = Field(default_factory=list)
     bootstrap_iters: int = Field(default=2000, ge=100, description="paired-bootstrap resamples")
     seed: int = Field(default=1234, description="seed of the paired bootstrap")
+    # Where the units run does not change a number of the report, so it is left out of
+    # model_dump (exclude=True): the gate's inputs digest, and so staleness, ignore it.
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        exclude=True,
+        description="where evaluation units run: local (this process) | ray (a Ray cluster; "
+        "--executor overrides)",
+    )
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -180,7 +182,7 @@ class GatesConfig(Section):
             if rule.task not in labels:
                 raise ValueError(
                     f"rule on {rule.metric!r}: no task named {rule.task!r} in gates.tasks"
-                    f"{_did_you_mean(rule.task, labels)}"
+                    f"{did_you_mean(rule.task, labels)}"
                 )
             if rule.vs is not None and rule.vs not in self.baselines:
                 raise ValueError(

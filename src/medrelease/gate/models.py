@@ -11,7 +11,8 @@ from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError, RecipeError
 from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe, did_you_mean
+from medrelease.core.suggest import did_you_mean
+from medrelease.recipe.load import LoadedRecipe
 
 CANDIDATE = "merged"
 
@@ -44,7 +45,7 @@ def candidate_model(paths: ReleasePaths, hashes: HashCache) -> GateModel:
 def baseline_models(
     loaded: LoadedRecipe, paths: ReleasePaths, hashes: HashCache, reporter: Reporter
 ) -> list[GateModel]:
-    from medrelease.merge.stage_folders import stage_folder
+    from medrelease.stages.folders import stage_folder
 
     gates = loaded.recipe.gates
     assert gates is not None

@@ -14,9 +14,9 @@ files, so prompts, metrics and versions stay lm-eval's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from medrelease.core.data import packaged
 from medrelease.core.errors import InputError
 
 MMLU_MEDICAL_SUBJECTS = (
@@ -100,7 +100,7 @@ def lm_eval_tasks_dir() -> Path:
 
 def shipped_tasks_dir() -> Path:
     """medrelease's own task files (safety task, MCQ utilities, preset groups)."""
-    return Path(str(resources.files("medrelease") / "data" / "tasks"))
+    return packaged("tasks")
 
 
 def _data_file(folder: Path, split: str) -> Path | None:

@@ -199,10 +199,46 @@ def metric_values(outcome: dict[str, Any]) -> dict[str, float]:
     return {name: m["value"] for name, m in outcome["metrics"].items()}
 
 
+def eval_dtype(
+    backend: str, device: str, model_args: dict[str, Any], folders: list[Path]
+) -> dict[str, str]:
+    """The dtype the gate evaluates in, and why (recorded as `harness.dtype` in the report).
+
+    `gates.model_args.dtype` wins. Otherwise, for lm-eval's `hf` backend, the rule shared with
+    the quant checks (core/compute_dtype.py): on a CPU without fast bf16, float32 when the
+    float32 copies of every model the gate holds at once fit comfortably in memory; else the
+    checkpoint's own dtype (lm-eval's `auto`). Other backends choose for themselves."""
+    if "dtype" in model_args:
+        return {"dtype": str(model_args["dtype"]), "reason": "gates.model_args.dtype"}
+    if backend != "hf":
+        return {"dtype": "auto", "reason": f"chosen by lm-eval's {backend} backend"}
+    from medrelease.core.compute_dtype import choose_for_folders
+
+    return choose_for_folders(folders, device=device).record()
+
+
+def model_args_with_dtype(
+    model_args: dict[str, Any], dtype: dict[str, str] | None
+) -> dict[str, Any]:
+    """The recipe's model_args plus float32 when that was chosen (unless the recipe set a
+    dtype). Any other choice is each checkpoint's own dtype: lm-eval's default, `auto`."""
+    if dtype is None or "dtype" in model_args or dtype["dtype"] != "float32":
+        return dict(model_args)
+    return {**model_args, "dtype": dtype["dtype"]}
+
+
 def make_lm(
-    backend: str, pretrained: Path, model_args: dict[str, Any], batch_size: Any, device: str
+    backend: str,
+    pretrained: Path,
+    model_args: dict[str, Any],
+    batch_size: Any,
+    device: str,
+    dtype: dict[str, str] | None = None,
 ) -> Any:
-    """Build the lm-eval model (any registered backend; `hf` by default) for one folder."""
+    """Build the lm-eval model (any registered backend; `hf` by default) for one folder.
+
+    `dtype`: the gate-wide choice from `eval_dtype` (one dtype for the candidate and every
+    baseline, so their differences are not dtype noise)."""
     from lm_eval.api.registry import get_model
 
     try:
@@ -212,7 +248,7 @@ def make_lm(
             f"lm-eval has no model backend {backend!r}",
             hint="gates.backend is an lm-eval model type: hf, vllm, ...",
         ) from exc
-    args = {"pretrained": str(pretrained), **model_args}
+    args = {"pretrained": str(pretrained), **model_args_with_dtype(model_args, dtype)}
     return cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
 
 

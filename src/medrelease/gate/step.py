@@ -14,24 +14,27 @@ from typing import Any
 
 from medrelease.core.atomic import atomic_write_json, sweep_stale_temps
 from medrelease.core.console import Reporter
-from medrelease.core.errors import GateFailed, RecipeError
-from medrelease.core.hashing import HashCache, digest_of, file_record
+from medrelease.core.errors import EnvironmentProblem, GateFailed, RecipeError
+from medrelease.core.hashing import HashCache, file_record
+from medrelease.core.inputs import record_inputs
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
+from medrelease.executors import Executor, Resources, Unit, make_executor, resolve_executor_name
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
+from medrelease.gate.inputs import INPUTS, TOOLS
 from medrelease.gate.models import CANDIDATE, GateModel, baseline_models, candidate_model
 from medrelease.gate.rules import evaluate_rule
 from medrelease.gate.runner import (
     extract_outcome,
     make_lm,
-    resolve_device,
     run_lm_eval,
     silence_progress_bars,
 )
 from medrelease.gate.tasks import ResolvedTask, resolve_all
+from medrelease.gate.units import EvalUnit, unit_resources
 from medrelease.recipe.load import LoadedRecipe
 
 
@@ -40,7 +43,6 @@ class GateResult(StepResult):
     report: dict[str, Any] = field(default_factory=dict)
 
 
-TOOLS = ("lm_eval", "transformers", "torch", "datasets", "nltk")
 REPORT_SCHEMA_VERSION = 1
 
 
@@ -65,7 +67,11 @@ def gate_release(
     reporter: Reporter | None = None,
     use_cache: bool = True,
     limit: int | float | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> GateResult:
+    """`executor`: `local` | `ray` (default: the recipe's `gates.executor`, else local);
+    `ray_address`: the Ray cluster (default: $RAY_ADDRESS, else a local Ray instance)."""
     from medrelease.core.quiet import quiet_libraries
 
     silence_progress_bars()
@@ -73,22 +79,60 @@ def gate_release(
     reporter = reporter or Reporter()
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     gates = gates_of(loaded, limit)
+    executor = resolve_executor_name(executor, gates.executor)  # a typo fails first
     with release_lock(paths.root):
         sweep_stale_temps(paths.root)
         sweep_stale_temps(paths.gates)
-        return _gate_locked(loaded, gates, paths, reporter, use_cache)
+        return _gate_locked(loaded, gates, paths, reporter, use_cache, executor, ray_address)
+
+
+def evaluate_unit(unit: EvalUnit, state: dict[str, Any]) -> dict[str, Any]:
+    """One unit, where the executor runs it (this process or a Ray worker): build the lm-eval
+    model (once per process and run: `state` keeps it for the local executor) and evaluate."""
+    if not unit.model_path.is_dir():  # only on a cluster: the driver found it
+        import socket
+
+        raise EnvironmentProblem(
+            f"{socket.gethostname()} cannot see the model folder {unit.model_path}",
+            hint="every Ray node must see the workdir and the stage folders at the driver's "
+            "paths (a shared filesystem), or run with --executor local",
+        )
+    lms: dict[tuple[str, str], Any] = state.setdefault("lms", {})
+    lm_key = (unit.model_name, str(unit.batch_size))
+    if lm_key not in lms:
+        lms[lm_key] = make_lm(
+            unit.backend,
+            unit.model_path,
+            unit.model_args,
+            unit.batch_size,
+            unit.device,
+            dtype=unit.dtype,
+        )
+    raw = run_lm_eval(lms[lm_key], unit.task)
+    return extract_outcome(raw, unit.task)
 
 
 class _Evaluator:
-    """Evaluates (model, task) pairs, building each lm-eval model at most once."""
+    """Splits the gate into units (one model x one task x settings): cached ones are served
+    from the cache, the rest go to the executor, and each result is cached as it arrives, so
+    an interrupted run resumes with only what is missing. Outcomes are assembled in task,
+    then model order whatever order the units finish in: the report does not depend on the
+    executor."""
 
-    def __init__(self, gates: GatesConfig, cache: EvalCache, use_cache: bool, reporter: Reporter):
+    def __init__(
+        self,
+        gates: GatesConfig,
+        cache: EvalCache,
+        use_cache: bool,
+        reporter: Reporter,
+        executor: Executor,
+    ):
         self.gates = gates
         self.cache = cache
         self.use_cache = use_cache
         self.reporter = reporter
-        self.device = resolve_device(gates.device)
-        self._lms: dict[tuple[str, str], Any] = {}
+        self.executor = executor
+        self.device = executor.resolve_device(gates.device)
         self.evaluated = 0
         self.cached = 0
 
@@ -100,32 +144,55 @@ class _Evaluator:
             "device": self.device,
         }
 
-    def outcome(self, model: GateModel, task: ResolvedTask, fingerprint: str) -> dict[str, Any]:
-        settings = self.settings(task)
-        key = cache_key(model.content_hash, fingerprint, settings)
-        if self.use_cache and (hit := self.cache.get(key)) is not None:
-            self.cached += 1
-            self.reporter.info(f"{model.name} / {task.label}: cached")
-            return hit
-        lm_key = (model.name, str(settings["batch_size"]))
-        if lm_key not in self._lms:
-            self._lms[lm_key] = make_lm(
-                self.gates.backend,
-                model.path,
-                self.gates.model_args,
-                settings["batch_size"],
-                self.device,
-            )
-        with self.reporter.phase(f"{model.name} / {task.label}: lm-eval", total=None):
-            raw = run_lm_eval(self._lms[lm_key], task)
-        self.evaluated += 1
-        out = extract_outcome(raw, task)
-        material = {"model": model.content_hash, "task": fingerprint, "settings": settings}
-        self.cache.put(key, out, material)
-        return out
+    def _unit(
+        self, model: GateModel, task: ResolvedTask, key: str, settings: dict[str, Any]
+    ) -> Unit:
+        payload = EvalUnit(
+            model_name=model.name,
+            model_path=model.path,
+            task=task,
+            backend=self.gates.backend,
+            model_args=self.gates.model_args,
+            batch_size=settings["batch_size"],
+            device=self.device,
+        )
+        resources = (
+            unit_resources(self.gates.backend, self.device, self.gates.model_args, model.path)
+            if self.executor.name != "local"
+            else Resources()
+        )
+        label = f"{model.name} / {task.label}: lm-eval"
+        return Unit(key=key, label=label, fn=evaluate_unit, payload=payload, resources=resources)
+
+    def evaluate_all(
+        self, models: list[GateModel], tasks: list[ResolvedTask], fingerprints: dict[str, str]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """task label -> model name -> outcome, for every task and model."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        todo: list[Unit] = []
+        todo_meta: list[tuple[str, str, dict[str, Any]]] = []
+        for task in tasks:
+            settings = self.settings(task)
+            fp = fingerprints[task.label]
+            for model in models:
+                key = cache_key(model.content_hash, fp, settings)
+                if self.use_cache and (hit := self.cache.get(key)) is not None:
+                    self.cached += 1
+                    self.reporter.info(f"{model.name} / {task.label}: cached")
+                    found[(task.label, model.name)] = hit
+                    continue
+                material = {"model": model.content_hash, "task": fp, "settings": settings}
+                todo.append(self._unit(model, task, key, settings))
+                todo_meta.append((task.label, model.name, material))
+        for i, out in self.executor.run(todo, self.reporter):
+            label, name, material = todo_meta[i]
+            self.cache.put(todo[i].key, out, material)  # at once: a crash later keeps it
+            self.evaluated += 1
+            found[(label, name)] = out
+        return {t.label: {m.name: found[(t.label, m.name)] for m in models} for t in tasks}
 
     def close(self) -> None:
-        self._lms.clear()
+        self.executor.close()
 
 
 def _reproduce(task: ResolvedTask, model: GateModel, gates: GatesConfig, device: str) -> str:
@@ -227,7 +294,7 @@ def _check_rule_metrics(
     loaded: LoadedRecipe, gates: GatesConfig, outcomes: dict[str, dict[str, dict[str, Any]]]
 ) -> None:
     """A rule on a metric no task produced is a typo in the recipe (exit 2), not a failed gate."""
-    from medrelease.recipe.load import did_you_mean
+    from medrelease.core.suggest import did_you_mean
 
     produced = {name for per in outcomes.values() for name in per[CANDIDATE]["metrics"]}
     for i, rule in enumerate(gates.rules):
@@ -247,6 +314,8 @@ def _gate_locked(
     paths: ReleasePaths,
     reporter: Reporter,
     use_cache: bool,
+    executor_name: str | None = None,
+    ray_address: str | None = None,
 ) -> GateResult:
     timer = StepTimer()
     hashes = HashCache(paths.hash_cache)
@@ -260,13 +329,11 @@ def _gate_locked(
     fingerprints = {t.label: t.fingerprint() for t in tasks}
     timer.lap("tasks")
 
-    ev = _Evaluator(gates, EvalCache(cache_dir), use_cache, reporter)
-    outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+    executor = make_executor(executor_name or "local", address=ray_address)
+    ev = _Evaluator(gates, EvalCache(cache_dir), use_cache, reporter, executor)
     try:
-        for task in tasks:
-            outcomes[task.label] = {
-                m.name: ev.outcome(m, task, fingerprints[task.label]) for m in models
-            }
+        outcomes = ev.evaluate_all(models, tasks, fingerprints)
+        executor_record = executor.describe()
     finally:
         ev.close()
     timer.lap("evaluate")
@@ -280,14 +347,6 @@ def _gate_locked(
     record: dict[str, Any] = {
         "status": "done" if report["passed"] else "failed",
         "passed": report["passed"],
-        "inputs_hash": digest_of(
-            {
-                "gates": gates.model_dump(mode="json"),
-                "models": {m.name: m.content_hash for m in models},
-                "tasks": fingerprints,
-                "tools": tool_versions(*TOOLS),
-            }
-        ),
         "report": report_rec,
         "models": {m.name: m.content_hash for m in models},
         "rules": {
@@ -295,11 +354,13 @@ def _gate_locked(
             "failed": sum(not r["passed"] for r in report["rules"]),
         },
         "evaluations": {"run": ev.evaluated, "cached": ev.cached},
+        "executor": executor_record,
         "outputs": dict(report_rec),
         "tools": tool_versions(*TOOLS),
     }
     record["timings"] = timer.summary()
     manifest = Manifest.load(paths.root)
+    record_inputs(record, INPUTS.compute(loaded, paths, manifest, hashes))
     manifest.record_step("gate", record)
     result = GateResult("gate", record, paths.manifest, report=report)
     if not report["passed"]:

@@ -15,11 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from medrelease.core.errors import RecipeError
-from medrelease.recipe.load import LoadedRecipe, did_you_mean
+from medrelease.core.suggest import did_you_mean
+from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.merge_refs import model_refs
 from medrelease.recipe.yamlsource import Loc
-
-# Keys of mergekit's config whose values name a model.
-TOKENIZER_KEYWORDS = ("union", "base")
 
 
 def _model_classes(annotation: Any) -> list[type[BaseModel]]:
@@ -67,55 +66,6 @@ def _unknown_keys(model: type[BaseModel], value: Any, loc: Loc, out: list[tuple[
                 _unknown_keys(classes[0], item, (*loc, key, k), out)
         elif isinstance(sub, dict):
             _unknown_keys(classes[0], sub, (*loc, key), out)
-
-
-def model_refs(merge: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Every place in a mergekit config that names a model, with its location."""
-    refs: list[tuple[Loc, str]] = []
-
-    def ref(loc: Loc, value: Any) -> None:
-        if isinstance(value, str):
-            refs.append((loc, value))
-        elif isinstance(value, dict) and isinstance(value.get("model"), str):
-            refs.append(((*loc, "model"), value["model"]))
-
-    def models_and_slices(block: dict[str, Any], loc: Loc) -> None:
-        for i, m in enumerate(block.get("models") or []):
-            if isinstance(m, dict):
-                ref((*loc, "models", i, "model"), m.get("model"))
-        for i, s in enumerate(block.get("slices") or []):
-            if not isinstance(s, dict):
-                continue
-            if s.get("base_model") is not None:
-                ref((*loc, "slices", i, "base_model"), s["base_model"])
-            for j, src in enumerate(s.get("sources") or []):
-                if isinstance(src, dict):
-                    ref((*loc, "slices", i, "sources", j, "model"), src.get("model"))
-
-    if merge.get("base_model") is not None:
-        ref(("base_model",), merge["base_model"])
-    models_and_slices(merge, ())
-    for name, module in (merge.get("modules") or {}).items():
-        if isinstance(module, dict):
-            models_and_slices(module, ("modules", name))
-    ts = merge.get("tokenizer_source")
-    if isinstance(ts, str) and ts not in TOKENIZER_KEYWORDS:
-        ref(("tokenizer_source",), ts)
-    tok = merge.get("tokenizer")
-    if isinstance(tok, dict):
-        src = tok.get("source")
-        if isinstance(src, str) and src not in TOKENIZER_KEYWORDS:
-            ref(("tokenizer", "source"), src)
-    return refs
-
-
-def merge_stage_names(merge: dict[str, Any]) -> list[str]:
-    """Stage names the merge uses, in first-use order."""
-    seen: list[str] = []
-    for _, name in model_refs(merge):
-        if name not in seen:
-            seen.append(name)
-    return seen
 
 
 def resolve_merge_config(merge: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
@@ -209,6 +159,10 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
             )
 
     _check_required_parameters(method, merge, fail)
+
+    from medrelease.merge.ambiguity import check_unambiguous
+
+    check_unambiguous(loaded)  # keywords that collide with stage names; base-less choices
 
     try:
         MergeConfiguration.model_validate(merge)

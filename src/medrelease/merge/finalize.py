@@ -4,7 +4,9 @@ recommended decoding, and special token ids that agree everywhere.
 mergekit copies the base model's tokenizer but not its generation_config, and a merge of an
 instruct model and a base model easily ends up with the base's EOS: generation then never
 stops. We set the ids from the tokenizer the release ships, in config.json and
-generation_config.json alike.
+generation_config.json alike, and keep every EOS token any merged stage declares (a
+multi-token list such as [<|endoftext|>, <|im_end|>] survives whichever stage mergekit took
+generation_config.json from); verify.py's "stops" check holds the output to that.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import RecipeError
-from medrelease.merge.adapters import TOKENIZER_EXTRA
-from medrelease.merge.preflight import TOKENIZER_FILES
+from medrelease.stages.adapters import TOKENIZER_EXTRA
+from medrelease.stages.checks import TOKENIZER_FILES
 
 MERGEKIT_README = "README.md"
 
@@ -43,8 +45,15 @@ def finalize_output(
     generation: dict[str, Any] | None,
     generation_base: Path | None,
     tokenizer_source: Path | None,
+    eos_from: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Apply the recipe's output settings in place; return what was set (for the manifest)."""
+    """Apply the recipe's output settings in place; return what was set (for the manifest).
+
+    `eos_from` (stage name -> folder, the merged stages): every EOS token their
+    generation_configs declare is kept in the output's list (matched by token text, so a
+    tokenizer with other ids still gets the right ones), whichever stage mergekit copied
+    generation_config.json from.
+    """
     from transformers import AutoTokenizer, GenerationConfig
 
     if tokenizer_source is not None:
@@ -76,6 +85,12 @@ def finalize_output(
     eos_ids = _as_list(gen.eos_token_id)
     if tok.eos_token_id is not None and tok.eos_token_id not in eos_ids:
         eos_ids = [tok.eos_token_id, *eos_ids]
+    # an eos_token_id the recipe sets is the release's explicit choice: nothing is added
+    explicit = bool(generation and "eos_token_id" in generation)
+    kept = {} if explicit else _stage_eos_ids(tok, eos_from or {}, eos_ids)
+    if kept:
+        eos_ids = [*eos_ids, *kept]
+        applied["eos_kept_from_stages"] = {str(i): src for i, src in kept.items()}
     gen.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
     if tok.bos_token_id is not None:
         gen.bos_token_id = tok.bos_token_id
@@ -111,6 +126,18 @@ def finalize_output(
     # mergekit writes its own model card; ours is rendered by `medrelease card`
     (out / MERGEKIT_README).unlink(missing_ok=True)
     return applied
+
+
+def _stage_eos_ids(tok: Any, folders: dict[str, Path], have: list[int]) -> dict[int, str]:
+    """EOS ids the stages declare that `have` lacks, in the output tokenizer's ids."""
+    from medrelease.checks.stops import declared_eos_tokens, token_id
+
+    extra: dict[int, str] = {}
+    for d in declared_eos_tokens(folders):
+        new_id = token_id(tok, d.text)
+        if new_id is not None and new_id not in have and new_id not in extra:
+            extra[new_id] = d.source
+    return extra
 
 
 def _is_generation_key(key: str) -> bool:

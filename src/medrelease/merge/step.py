@@ -16,19 +16,21 @@ from medrelease.core.atomic import staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.disk import human_bytes
 from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
-from medrelease.core.hashing import HashCache, digest_of, folder_records
+from medrelease.core.hashing import HashCache, folder_records
+from medrelease.core.inputs import record_inputs
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
 from medrelease.merge import preflight
-from medrelease.merge.config_check import merge_stage_names, resolve_merge_config
-from medrelease.merge.sources import ResolvedStage, locate_stage
+from medrelease.merge.config_check import resolve_merge_config
+from medrelease.merge.inputs import INPUTS, TOOLS, needed_stages
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage
-
-TOOLS = ("mergekit", "transformers", "torch", "peft", "safetensors", "huggingface_hub")
+from medrelease.stages import checks as stage_checks
+from medrelease.stages.sources import ResolvedStage, locate_stage
 
 
 @dataclass
@@ -48,40 +50,6 @@ class MergeResult(StepResult):
             "duration_s": self.record.get("timings", {}).get("duration_s"),
             "warnings": self.warnings,
         }
-
-
-def needed_stages(loaded: LoadedRecipe) -> list[str]:
-    """Stages the merge reads: those it names, their adapter bases, the tokenizer source."""
-    recipe = loaded.recipe
-    names = merge_stage_names(recipe.merge)
-    if recipe.output.tokenizer_from:
-        names.append(recipe.output.tokenizer_from)
-    out: list[str] = []
-
-    def add(name: str) -> None:
-        spec = recipe.stages[name]
-        if isinstance(spec, AdapterStage):
-            add(spec.base)
-        if name not in out:
-            out.append(name)
-
-    for n in names:
-        add(n)
-    return out
-
-
-def merge_inputs_hash(loaded: LoadedRecipe, stage_records: dict[str, Any]) -> str:
-    """What determines the merge output: used for skip-if-unchanged in `release`."""
-    r = loaded.recipe
-    return digest_of(
-        {
-            "merge": r.merge,
-            "output": r.output.model_dump(mode="json"),
-            "seed": r.seed,
-            "stages": {k: v.get("files") for k, v in stage_records.items()},
-            "tools": tool_versions(*TOOLS),
-        }
-    )
 
 
 def merge_release(
@@ -124,12 +92,15 @@ def _merge_locked(
     timer.lap("preflight")
 
     # 2. fetch Hub weights, materialize adapters
-    from medrelease.merge.stage_folders import ensure_ready
+    from medrelease.stages.folders import ensure_ready
 
     merge_paths: dict[str, str] = {}
     for name, stage in stages.items():  # `stages` is in dependency order (bases first)
         ensure_ready(loaded, stage, paths, hashes=hashes, reporter=reporter, seen=stages)
         merge_paths[name] = str(stage.path)
+    from medrelease.merge.ambiguity import check_auto_chat_template
+
+    check_auto_chat_template(loaded, {n: s.path for n, s in stages.items()})
     timer.lap("fetch")
 
     # 3. every weight finite (NaN in one stage would poison the merge silently)
@@ -146,7 +117,12 @@ def _merge_locked(
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
     from medrelease.merge.finalize import finalize_output
-    from medrelease.merge.verify import WeightsScan, raise_on_failure, verify_model_folder
+    from medrelease.merge.verify import (
+        WeightsScan,
+        raise_on_failure,
+        verification_inputs,
+        verify_model_folder,
+    )
 
     with staging_dir(paths.merged, replace=force) as tmp:
         run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
@@ -178,15 +154,29 @@ def _merge_locked(
         weights_scan = WeightsScan(tmp, hashes)
         base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
         tok_from = recipe.output.tokenizer_from
+        references, eos_from = verification_inputs(
+            recipe.merge,
+            recipe.output.generation_config,
+            tok_from,
+            {n: s.path for n, s in stages.items()},
+        )
         applied = finalize_output(
             tmp,
             chat_template=chat_template_text(recipe, loaded.base_dir),
             generation=recipe.output.generation_config,
             generation_base=stages[base_stage].path if base_stage in stages else None,
             tokenizer_source=stages[tok_from].path if tok_from else None,
+            eos_from=eos_from,
         )
         _write_portable_config(tmp, recipe.merge, stage_records)
-        checks = verify_model_folder(tmp, weights_scan=weights_scan)
+        checks = verify_model_folder(
+            tmp,
+            weights_scan=weights_scan,
+            references=references,
+            merge=recipe.merge,
+            eos_from=eos_from,
+            stop_check=recipe.output.stop_check_settings(),
+        )
         raise_on_failure(checks)
         timer.lap("finalize_verify")
     hashes.moved(tmp, paths.merged)  # the scan's digests, now under merged/
@@ -194,7 +184,6 @@ def _merge_locked(
     hashes.save()
     record: dict[str, Any] = {
         "status": "done",
-        "inputs_hash": merge_inputs_hash(loaded, stage_records),
         "method": recipe.merge.get("merge_method"),
         "seed": seed,
         "mergekit_config": recipe.merge,
@@ -207,6 +196,7 @@ def _merge_locked(
     }
     record["timings"] = timer.summary()
     manifest = Manifest.load(paths.root)
+    record_inputs(record, INPUTS.compute(loaded, paths, manifest, hashes))  # hashes are warm
     manifest.set_header(
         release=recipe.release.model_dump(mode="json"),
         recipe={
@@ -226,17 +216,17 @@ def _preflight(
     paths: ReleasePaths,
     warnings: list[str],
     reporter: Reporter,
-) -> dict[str, preflight.StageFacts]:
+) -> dict[str, stage_checks.StageFacts]:
     recipe = loaded.recipe
-    facts: dict[str, preflight.StageFacts] = {}
+    facts: dict[str, stage_checks.StageFacts] = {}
     for name, stage in stages.items():
         if stage.kind == "adapter":
-            preflight.check_adapter(stage)
+            stage_checks.check_adapter(stage)
             continue
-        f = preflight.check_weights(stage)
-        f.config = preflight.read_config(stage)
+        f = stage_checks.check_weights(stage)
+        f.config = stage_checks.read_config(stage)
         facts[name] = f
-        preflight.check_tokenizer_fits(stage, f)
+        stage_checks.check_tokenizer_fits(stage, f)
         if f.pickle:
             warnings.append(f"stage {name!r} uses pickle weights (allowed by the recipe)")
     for name, stage in stages.items():  # adapters inherit their base's architecture
@@ -287,7 +277,6 @@ def _dtype_scale(merge: dict[str, Any], cfg: dict[str, Any]) -> float:
 
 def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Reporter) -> None:
     """Run mergekit's library API exactly as `mergekit-yaml CONFIG OUT --random-seed SEED`."""
-    from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
@@ -295,7 +284,9 @@ def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Repo
 
     options = MergeOptions(random_seed=seed, copy_tokenizer=True, quiet=False)
     options.apply_global_options()
-    cfg = MergeConfiguration.model_validate(config)
+    from medrelease.merge.determinism import ordered_merge_configuration
+
+    cfg = ordered_merge_configuration(config)  # no choice left to set order (hash seed)
     source = yaml.safe_dump(config, sort_keys=False)
     try:
         with mergekit_progress(reporter):

@@ -79,26 +79,58 @@ def verify_model_folder(
     *,
     require_chat_template: bool = False,
     weights_scan: WeightsScan | None = None,
+    references: dict[str, Path] | None = None,
+    merge: dict[str, Any] | None = None,
+    eos_from: dict[str, Path] | None = None,
+    stop_check: Any = None,
 ) -> dict[str, Any]:
     """Load the folder as a user would and check it; `weights_scan` (if started) answers the
-    finite-weights check from the files' bits instead of a second pass over the parameters."""
+    finite-weights check from the files' bits instead of a second pass over the parameters.
+
+    `references` (stage name -> folder): the stages whose tensor set the output must equal
+    (the merge's base_model, or every model of a merge without one; none for `slices:`).
+    `merge`: the recipe's mergekit block (expected dtype, likely causes). `eos_from`: the
+    merged stages, whose declared EOS tokens the output must still declare (pass none when the
+    recipe sets output.generation_config.eos_token_id: its list is then the release's choice)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    from medrelease.merge.completeness import header_problems, loading_problems, read_config
+
     checks: dict[str, dict[str, Any]] = {}
 
-    def check(name: str, ok: bool, detail: str) -> None:
+    def check(name: str, ok: bool, detail: str, hint: str | None = None) -> None:
         checks[name] = {"ok": bool(ok), "detail": detail}
+        if hint and not ok:
+            checks[name]["hint"] = hint
 
+    merge = merge or {}
+    # headers only (no tensor data): cheap, and it runs before the model is loaded
+    gaps = header_problems(folder, references or {}, merge)
     try:
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:
         raise VerificationError(f"merged tokenizer does not load: {exc}") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype="auto", output_loading_info=True
+        )
+        model, info = loaded
     except Exception as exc:
         raise VerificationError(f"merged model does not load in transformers: {exc}") from None
     check("loads", True, f"{type(model).__name__}, {model.num_parameters():,} parameters")
+    # transformers fills MISSING tensors at random and only logs it: its report is a check
+    gaps += loading_problems(info, read_config(folder), merge, gaps)
+    holes = [g for g in gaps if not g.warning]
+    notes = [f"note: {g.detail} ({g.cause})" for g in gaps if g.warning]
+    check(
+        "completeness",
+        not holes,
+        "; ".join(g.detail for g in holes)
+        if holes
+        else "; ".join(["every tensor present, with the expected shape and dtype", *notes]),
+        holes[0].cause if holes else None,
+    )
 
     with torch.no_grad():
         enc = tok(ROUND_TRIP_TEXTS[0], return_tensors="pt")
@@ -171,15 +203,91 @@ def verify_model_folder(
         not problems,
         "EOS/BOS/pad agree" if not problems else "; ".join(problems),
     )
+
+    from medrelease.checks.stops import declared_eos_tokens, stop_problems
+
+    stops = stop_problems(
+        tok, gen_eos, vocab_size=vocab or None, required=declared_eos_tokens(eos_from or {})
+    )
+    check(
+        "stops",
+        not stops,
+        "; ".join(stops)
+        if stops
+        else f"EOS {gen_eos} declared, special, and ending the chat template's assistant turn",
+        "keep every end-of-turn token in generation_config.eos_token_id (stages' "
+        "generation_config.json, or output.generation_config.eos_token_id in the recipe)",
+    )
+    if stop_check is not None:  # opt-in (output.stop_check): it costs a generation
+        ok, detail = _generation_stops(model, tok, gen_eos, stop_check)
+        check(
+            "stops_when_generating",
+            ok,
+            detail,
+            "the model does not end its answer: check the stages' chat training and EOS "
+            "tokens, or drop output.stop_check for models that are not chat models",
+        )
     return checks
+
+
+def _generation_stops(model: Any, tok: Any, eos: list[int], settings: Any) -> tuple[bool, str]:
+    """Greedy-decode an answer to settings.prompt with the chat template; it must end."""
+    from medrelease.checks.stops import generation_stops, transformers_generate
+
+    messages = [{"role": "user", "content": settings.prompt}]
+    if getattr(tok, "chat_template", None):
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    else:
+        ids = tok(settings.prompt)["input_ids"]
+    ok, new = generation_stops(
+        transformers_generate(model, eos), list(ids), eos, max_new_tokens=settings.max_new_tokens
+    )
+    if ok:
+        return True, f"greedy answer ended with EOS {new[-1]} after {len(new)} token(s)"
+    tail = str(tok.decode(new[-12:]))
+    return False, (
+        f"greedy decoding of {settings.prompt!r} with the chat template gave "
+        f"{settings.max_new_tokens} tokens without an EOS of {eos} (ends {tail!r})"
+    )
 
 
 def raise_on_failure(checks: dict[str, Any]) -> None:
     failed = {k: v for k, v in checks.items() if not v["ok"]}
     if failed:
         name, info = next(iter(failed.items()))
+        hint = "nothing was moved into merged/; fix the recipe or inputs and re-run"
         raise VerificationError(
             f"merged model failed check {name!r}: {info['detail']}"
             + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
-            hint="nothing was moved into merged/; fix the recipe or inputs and re-run",
+            hint=f"{info['hint']}; {hint}" if info.get("hint") else hint,
         )
+
+
+def verification_inputs(
+    merge: dict[str, Any],
+    output_generation: dict[str, Any] | None,
+    tokenizer_from: str | None,
+    folders: dict[str, Path],
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(references, eos_from) for `verify_model_folder` and `finalize_output`.
+
+    references: the base_model's folder, or with no base_model every model's (their tensor
+    sets must all equal the output's). eos_from: every stage the merge reads, plus the
+    tokenizer's stage; none when the recipe sets its own eos_token_id list."""
+    from medrelease.recipe.merge_refs import merge_stage_names
+
+    base = merge.get("base_model")
+    if isinstance(base, str):
+        names = [base]
+    else:
+        names = [str(m["model"]) for m in merge.get("models") or [] if isinstance(m, dict)]
+        for s in merge.get("slices") or []:
+            for src in (s.get("sources") or []) if isinstance(s, dict) else []:
+                if isinstance(src, dict) and str(src.get("model")) not in names:
+                    names.append(str(src.get("model")))
+    references = {n: folders[n] for n in names if n in folders}
+    if output_generation and "eos_token_id" in output_generation:
+        return references, {}
+    eos_names = merge_stage_names(merge) + ([tokenizer_from] if tokenizer_from else [])
+    return references, {n: folders[n] for n in eos_names if n in folders}

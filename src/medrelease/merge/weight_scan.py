@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.merge.safetensors_check import read_header
+from medrelease.stages.safetensors_check import read_header
 
 CHUNK = 16 * 1024 * 1024  # a multiple of every element width
 SCAN_VERSION = 1  # bump when the scan's meaning changes: cached verdicts are then ignored

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
+from medrelease.core.data import packaged
 from medrelease.pipeline.run import ReleaseRun, run_release
 from medrelease.recipe.load import LoadedRecipe, load_recipe
 
-DEMO_RECIPE = Path(__file__).resolve().parent.parent / "data" / "demo" / "recipe.yaml"
+DEMO_RECIPE = packaged("demo", "recipe.yaml")
 # Accepted only by the demo's own loopback server; not a credential anywhere else.
 DEMO_TOKEN = "hf_medreleaseDemoTokenForLocalHubOnly"
 

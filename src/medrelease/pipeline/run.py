@@ -1,8 +1,9 @@
 """Run the release steps in order; skip a step whose inputs are unchanged since it last ran.
 
-The record of what ran lives in manifest.json under `pipeline.<step>`: the fingerprint
-components at the time of the last successful run. A killed run leaves the finished steps
-recorded, so the next run resumes at the first step that did not finish.
+Each step records the input components it ran with in its own manifest record
+(`steps.<step>.components`, core/inputs.py); a step is current when those equal its inputs
+now and its outputs are intact. A killed run leaves the finished steps recorded, so the next
+run resumes at the first step that did not finish.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError, UsageError
 from medrelease.core.hashing import HashCache
+from medrelease.core.inputs import why_stale
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
-from medrelease.pipeline.fingerprint import changed_components, fingerprint
 from medrelease.pipeline.steps import STEP_NAMES, STEPS, StepDef
 from medrelease.recipe.load import LoadedRecipe
 
@@ -46,35 +47,20 @@ class ReleaseRun:
         }
 
 
-def outputs_intact(record: dict[str, Any] | None, paths: ReleasePaths, cache: HashCache) -> bool:
-    """True when every file the step recorded is still on disk with the recorded sha256."""
-    if not record:
-        return False
-    from medrelease.core.hashing import sha256_file
-
-    for rel, info in (record.get("outputs") or {}).items():
-        p = paths.root / rel
-        if not p.is_file() or p.stat().st_size != info.get("size"):
-            return False
-        if sha256_file(p, cache) != info.get("sha256"):
-            return False
-    return True
-
-
 def step_state(
     step: StepDef, loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
-) -> tuple[StepState, dict[str, Any] | None]:
+) -> StepState:
+    """Current or not, judged from the step's own record (whoever ran it: release or the
+    standalone command, with or without --set/--overlay)."""
     if not step.configured(loaded):
-        return StepState(step.name, "not configured"), None
-    current = fingerprint(step.name, loaded, paths, manifest, cache)
-    recorded = (manifest.data.get("pipeline") or {}).get(step.name) or {}
+        return StepState(step.name, "not configured")
     record = manifest.step(step.name)
-    why = changed_components(recorded.get("components"), current)
-    if not why and not outputs_intact(record, paths, cache) and step.name != "publish":
-        why = ["outputs changed or missing on disk"]
+    components = step.inputs.compute(loaded, paths, manifest, cache)
+    # publish's outputs live on the Hub, not on disk; the plan compares them with the remote
+    why = why_stale(record, components, paths, cache, check_outputs=step.name != "publish")
     state = "current" if not why else ("pending" if why == ["never run"] else "stale")
-    outputs = (record or {}).get("outputs") or {}
-    return StepState(step.name, state, why, recorded.get("finished_at"), outputs), current
+    finished = ((record or {}).get("timings") or {}).get("finished_at")
+    return StepState(step.name, state, why, finished, (record or {}).get("outputs") or {})
 
 
 def _select(from_step: str | None, only: list[str] | None) -> tuple[set[str], set[str]]:
@@ -113,6 +99,11 @@ def run_release(
             where=str(loaded.path),
             hint="add a gates: section (see README), or run `--only merge` / `--only quantize`",
         )
+    if "quantize" in consider and loaded.recipe.quantize is not None:
+        # AWQ shape problems show in seconds from a stage's config, not after merge and gate
+        from medrelease.quantize.awq_preflight import recipe_preflight
+
+        recipe_preflight(loaded)
     with release_lock(paths.root):  # one release process per folder, for the whole run
         return _run_locked(loaded, workdir, paths, reporter, consider, forced, opts)
 
@@ -132,7 +123,7 @@ def _run_locked(
         if step.name not in consider:
             continue
         manifest = Manifest.load(paths.root)
-        state, current = step_state(step, loaded, paths, manifest, cache)
+        state = step_state(step, loaded, paths, manifest, cache)
         cache.save()
         if state.state == "not configured":
             states.append(state)
@@ -144,13 +135,11 @@ def _run_locked(
             continue
         reason = "forced" if step.name in forced else ", ".join(state.why)
         reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
-        step.run(loaded, workdir, reporter, opts)
-        manifest = Manifest.load(paths.root)
-        # recompute: this step's own outputs are part of later steps' fingerprints only
-        current = fingerprint(step.name, loaded, paths, manifest, cache)
+        step.run(loaded, workdir, reporter, opts)  # the step records its own components
         if not (step.name == "publish" and opts.get("dry_run")):
-            pipeline = manifest.data.setdefault("pipeline", {})
-            pipeline[step.name] = {"components": current, "finished_at": now_iso()}
+            # a log of what `release` ran; currency is decided from the step records only
+            manifest = Manifest.load(paths.root)
+            manifest.data.setdefault("pipeline", {})[step.name] = {"finished_at": now_iso()}
             manifest.save()
         cache.save()
         states.append(StepState(step.name, "ran", state.why, now_iso()))
@@ -169,7 +158,7 @@ def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> 
     states = []
     stale_upstream = False
     for step in STEPS:
-        state, _ = step_state(step, loaded, paths, manifest, cache)
+        state = step_state(step, loaded, paths, manifest, cache)
         if stale_upstream and state.state == "current":
             state.state = "stale"
             state.why = ["an earlier step is stale"]

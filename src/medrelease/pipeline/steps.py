@@ -11,8 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrelease.card.inputs import INPUTS as CARD_INPUTS
 from medrelease.core.console import Reporter
+from medrelease.core.inputs import StepInputs
 from medrelease.core.step import StepResult
+from medrelease.gate.inputs import INPUTS as GATE_INPUTS
+from medrelease.merge.inputs import INPUTS as MERGE_INPUTS
+from medrelease.publish.inputs import INPUTS as PUBLISH_INPUTS
+from medrelease.quantize.inputs import INPUTS as QUANTIZE_INPUTS
 from medrelease.recipe.load import LoadedRecipe
 
 RunFn = Callable[[LoadedRecipe, Path, Reporter, dict[str, Any]], StepResult]
@@ -24,6 +30,7 @@ class StepDef:
     configured: Callable[[LoadedRecipe], bool]
     run: RunFn
     what: str
+    inputs: StepInputs  # what its outputs depend on (declared once, in <step>/inputs.py)
 
 
 def _merge(
@@ -41,7 +48,13 @@ def _gate(
 ) -> StepResult:
     from medrelease.gate.step import gate_release
 
-    return gate_release(loaded, workdir=workdir, reporter=reporter)
+    return gate_release(
+        loaded,
+        workdir=workdir,
+        reporter=reporter,
+        executor=opts.get("executor"),
+        ray_address=opts.get("ray_address"),
+    )
 
 
 def _quantize(
@@ -77,12 +90,22 @@ def _publish(
 
 
 STEPS: tuple[StepDef, ...] = (
-    StepDef("merge", lambda r: True, _merge, "merge the stages with mergekit"),
-    StepDef("gate", lambda r: r.recipe.gates is not None, _gate, "evaluate and check gate rules"),
+    StepDef("merge", lambda r: True, _merge, "merge the stages with mergekit", MERGE_INPUTS),
     StepDef(
-        "quantize", lambda r: r.recipe.quantize is not None, _quantize, "quantize and check quants"
+        "gate",
+        lambda r: r.recipe.gates is not None,
+        _gate,
+        "evaluate and check gate rules",
+        GATE_INPUTS,
     ),
-    StepDef("card", lambda r: True, _card, "render the model cards"),
-    StepDef("publish", lambda r: True, _publish, "publish to the Hub"),
+    StepDef(
+        "quantize",
+        lambda r: r.recipe.quantize is not None,
+        _quantize,
+        "quantize and check quants",
+        QUANTIZE_INPUTS,
+    ),
+    StepDef("card", lambda r: True, _card, "render the model cards", CARD_INPUTS),
+    StepDef("publish", lambda r: True, _publish, "publish to the Hub", PUBLISH_INPUTS),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)

@@ -5,8 +5,10 @@ files, git blob sha1 for small ones); if nothing differs, make no commit (only a
 tag); otherwise upload large files first (`preupload_lfs_files`: the server says which it
 already has, so an interrupted run resumes without re-sending them), then one
 `create_commit` with `parent_commit` = the state we compared against, so a concurrent push
-fails (412) instead of being overwritten; then tag. In review mode the commit becomes a
-pull request and no tag is made (a human merges, then tags).
+fails (412) instead of being overwritten; then list the repo at the new commit and compare
+every file with the manifest (publish/verify_remote.py: a difference is exit 6, no tag); then
+tag. In review mode the commit becomes a pull request and no tag is made (a human merges, then
+tags).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from medrelease.core.console import Reporter
 from medrelease.core.errors import PublishError
 from medrelease.publish.hub_errors import hub_error, is_transient
 from medrelease.publish.plan import PlannedFile, RepoPlan
+from medrelease.publish.verify_remote import verify_remote
 
 REGULAR_MAX = 10 * 1024 * 1024  # above this a file is always LFS on the Hub
 
@@ -218,6 +221,9 @@ class HubPublisher:
             create_pr=self.review,
         )
         outcome.update(status="pull-request" if self.review else "committed", commit=commit.oid)
+        # the Hub's listing at the new commit must equal the manifest before anything is tagged
+        tagging = not self.review and not outcome.get("docs_only")
+        outcome["verified_files"] = verify_remote(api, plan, commit.oid, tagging=tagging)
         if self.review:
             outcome["pr_url"] = commit.pr_url
             outcome["pr_num"] = commit.pr_num

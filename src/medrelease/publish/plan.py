@@ -1,6 +1,7 @@
 """The publishing plan: which repos get which files, read from the release folder + manifest.
 
-    release.repo   merged/*, README.md (= card/README.md), metrics.png, manifest.json
+    release.repo   merged/*, README.md (= card/README.md), metrics.png, manifest.json,
+                   eval/** (= card/eval/**), .eval_results/* (= card/eval_results/*)
     <repo>-GGUF    accepted quant/gguf/*.gguf, README.md (= card/gguf/README.md), manifest.json
     <repo>-AWQ     accepted quant/awq/*, README.md (= card/awq/README.md), manifest.json
 
@@ -192,6 +193,12 @@ def build_plan(
     main_files = [(rel, rel.removeprefix("merged/")) for rel in merged_files]
     if (paths.card / "metrics.png").is_file():
         main_files.append(("card/metrics.png", "metrics.png"))
+    # the gates' task files (eval/) and the Hub's eval results travel with the main card
+    for rel in sorted(card.get("outputs") or {}):
+        if rel.startswith("card/eval/"):
+            main_files.append((rel, rel.removeprefix("card/")))
+        elif rel.startswith("card/eval_results/"):
+            main_files.append((rel, ".eval_results/" + rel.removeprefix("card/eval_results/")))
     layout.append(("main", rel_info.repo, main_files, "card/README.md"))
     if quants.get("gguf"):
         files = [(rel, Path(rel).name) for rel in quants["gguf"]]

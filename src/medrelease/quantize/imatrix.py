@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.errors import EnvironmentProblem, InputError, VerificationError
+from medrelease.core.errors import EnvironmentProblem, InputError
 from medrelease.quantize.gguf_types import GgufType
+from medrelease.quantize.llama_child import (
+    LlamaChildError,
+    child_env,
+    describe_exit,
+    gguf_count_tokens,
+    log_tail,
+)
 from medrelease.quantize.llama_tools import build_info, tool_path
 
 # tokens per chunk: small, so the short shipped calibration text still gives several chunks
@@ -42,8 +49,22 @@ class Imatrix:
         }
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    """Run a llama.cpp tool without ggml's gdb backtrace; a signal raises LlamaChildError."""
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode < 0:
+        if proc.returncode == -2:  # Ctrl-C reached the tool too: an interruption, not a crash
+            raise KeyboardInterrupt
+        log = proc.stderr + proc.stdout
+        raise LlamaChildError(describe_exit(proc.returncode), log_tail(log), what=what)
+    return proc
 
 
 def _last_lines(log: str, n: int = 8) -> str:
@@ -51,14 +72,8 @@ def _last_lines(log: str, n: int = 8) -> str:
 
 
 def count_tokens(model: Path, text: str) -> int:
-    """Tokens llama.cpp makes of `text` with `model`'s vocabulary (loads the vocabulary only)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(model), vocab_only=True, verbose=False)
-    try:
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=True))
-    finally:
-        llm.close()
+    """Tokens llama.cpp makes of `text` with `model`'s vocabulary (in a child process)."""
+    return gguf_count_tokens(model, text)
 
 
 def _too_short(calibration: str, n_tokens: int | None = None) -> InputError:
@@ -88,7 +103,7 @@ def compute_imatrix(
     cmd = [str(tool_path("llama-imatrix")), "-m", str(model), "-f", str(text_file)]
     cmd += ["-o", str(out), "-c", str(CONTEXT), "-b", str(CONTEXT), "-ub", str(CONTEXT)]
     cmd += ["-t", str(threads), "--no-ppl"]
-    proc = _run(cmd)
+    proc = _run(cmd, "llama-imatrix")
     log = proc.stderr + proc.stdout
     if "you need at least" in log:
         raise _too_short(calibration)
@@ -124,16 +139,25 @@ def quantize_with_imatrix(
     if split:
         cmd.append("--keep-split")
     cmd += [str(source[0]), str(target), qtype.name, str(threads)]
-    proc = _run(cmd)
+    try:
+        proc = _run(cmd, f"llama-quantize ({qtype.name})")
+    except LlamaChildError:
+        for f in gguf_files(out_dir, stem):  # a half-written quant is of no use
+            f.unlink(missing_ok=True)
+        raise
     files = gguf_files(out_dir, stem)
     if proc.returncode != 0 or not files:
+        for f in files:
+            f.unlink(missing_ok=True)
         log = proc.stderr + proc.stdout
         if "No space left" in log:
             raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}")
         errors = [ln.strip() for ln in log.splitlines() if "error" in ln.lower()]
-        raise VerificationError(
-            f"llama-quantize could not make {qtype.name} with the importance matrix: "
-            + (errors[-1] if errors else f"exit {proc.returncode}: {_last_lines(log, 3)}"),
-            hint="re-run with --debug for llama.cpp's log",
+        # a refusal for this type (the release goes on with the others), not a crash
+        raise LlamaChildError(
+            proc.returncode,
+            log_tail(log),
+            what=f"llama-quantize ({qtype.name}, with the importance matrix)",
+            message=errors[-1] if errors else f"exit {proc.returncode}: {_last_lines(log, 3)}",
         )
     return files

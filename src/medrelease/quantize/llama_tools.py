@@ -1,15 +1,25 @@
-"""llama.cpp's `llama-imatrix` and `llama-quantize`, built by `medrelease setup`.
+"""llama.cpp's `llama-imatrix` and `llama-quantize`, for importance-matrix quants.
 
 llama-cpp-python exposes `llama_model_quantize`, but its `imatrix` parameter is a C++ map
 pointer Python cannot fill, and it has no API to compute an importance matrix at all. So
-importance-matrix quants run llama.cpp's own command-line tools. They are built from the
-llama.cpp source that the installed llama-cpp-python's sdist vendors, so the tools and the
-bindings speak the same GGUF version. The binaries go to `<venv>/lib/medrelease-llama-tools/`
-(nothing in the repository, nothing downloaded at run time).
+importance-matrix quants run llama.cpp's own command-line tools, from one of two places:
+
+* built with the bindings: `make install` hands pip `data/llama/tools_in_wheel.cmake`, which
+  adds the two tools to llama-cpp-python's own cmake build. They link the libllama/libggml the
+  bindings load and land in the wheel at `llama_cpp/lib/medrelease-llama-tools/`. llama.cpp is
+  compiled once, and pip's wheel cache keeps the tools for the next install.
+* built by `medrelease setup` when the installed llama-cpp-python has no tools (installed
+  without `make`): from the llama.cpp source that the same version's sdist vendors, into
+  `<venv>/lib/medrelease-llama-tools/`.
+
+Either way the tools and the bindings come from the same llama.cpp source, so they speak the
+same GGUF version, and a BUILD_INFO stamp says which version that was. Nothing is in the
+repository and nothing is downloaded at run time.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,8 +35,26 @@ TOOLS = ("llama-imatrix", "llama-quantize")
 SETUP_HINT = "run `medrelease setup` (it builds llama.cpp's tools; needs cmake and a C++ compiler)"
 
 
-def tools_dir() -> Path:
+def wheel_tools_dir() -> Path | None:
+    """Where tools built with the bindings live (found without importing llama_cpp, which
+    would load its shared libraries)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "lib" / "medrelease-llama-tools"
+
+
+def built_tools_dir() -> Path:
+    """Where `medrelease setup` builds the tools when the bindings came without them."""
     return Path(sys.prefix) / "lib" / "medrelease-llama-tools"
+
+
+def tools_dir() -> Path:
+    """The tools in use: those built with the bindings if present, else setup's own build."""
+    wheel = wheel_tools_dir()
+    if wheel is not None and tools_present(wheel):
+        return wheel
+    return built_tools_dir()
 
 
 def tools_present(folder: Path | None = None) -> bool:
@@ -151,9 +179,14 @@ def provide_llama_tools() -> str:
     from importlib.metadata import version
 
     installed = version("llama-cpp-python")
-    target = tools_dir()
+    found = tools_dir()
     # tools from another llama-cpp-python version may write GGUFs the bindings cannot read
-    if tools_present(target) and f"llama-cpp-python=={installed} " in build_info(target):
-        return f"llama.cpp tools present in {target}"
+    if tools_present(found) and f"llama-cpp-python=={installed} " in build_info(found):
+        return f"llama.cpp tools present in {found} ({build_info(found)})"
+    target = built_tools_dir()
+    _progress(
+        f"no llama.cpp tools for llama-cpp-python=={installed} here (`make install` builds "
+        "them with the bindings); building them from its sdist"
+    )
     seconds = build_tools(installed, target)
     return f"llama.cpp tools built into {target} in {seconds:.0f} s ({build_info(target)})"

@@ -1,11 +1,14 @@
 """The merged model's reference for every quant check, computed alongside the conversion.
 
-Every quant is compared with the merged model's float32 logits on held-out text. Computing
-them (import torch/transformers, load the model, one forward pass) needs nothing from
-llama.cpp, and llama.cpp's converter (a subprocess, mostly one core of numpy and I/O) needs
-nothing from them: so the reference runs in a thread while the conversion and the first
-quantization run, and the checks wait for it. Same model, same dtype, same token ids as a
-sequential run; only the order of independent work changes.
+Every quant is compared with the merged model's logits on held-out text, cut into chunks as
+llama-perplexity does (quantize/checks.py). Computing them (import torch/transformers, load the
+model, one forward pass per chunk) needs nothing from llama.cpp, and llama.cpp's converter (a
+subprocess, mostly one core of numpy and I/O) needs nothing from them: so the reference runs in
+a thread while the conversion and the first quantization run, and the checks wait for it.
+
+Memory at real size: the forward pass runs in float32 only when a float32 copy fits comfortably
+and the CPU has no fast bf16 (core/compute_dtype.py, the same rule as the gate); a 7B bf16 model
+is scored in bf16, never copied to 28 GB of float32. Only the scored rows' logits are kept, once.
 """
 
 from __future__ import annotations
@@ -17,16 +20,25 @@ from pathlib import Path
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
 from medrelease.quantize.base import QuantContext
+from medrelease.quantize.checks import DEFAULT_CONTEXT
 from medrelease.quantize.texts import TextSource
 
 
 class ReferenceJob:
     """Fills `ctx.tokenizer`, `ctx.heldout_ids` and `ctx.reference_logits` in a thread."""
 
-    def __init__(self, ctx: QuantContext, heldout: TextSource, max_tokens: int, reporter: Reporter):
+    def __init__(
+        self,
+        ctx: QuantContext,
+        heldout: TextSource,
+        max_tokens: int,
+        reporter: Reporter,
+        context: int = DEFAULT_CONTEXT,
+    ):
         self.ctx = ctx
         self.heldout = heldout
         self.max_tokens = max_tokens
+        self.context = context
         self.reporter = reporter
         self.seconds: float | None = None  # how long the reference itself took
         self._error: BaseException | None = None
@@ -44,7 +56,7 @@ class ReferenceJob:
         t0 = time.perf_counter()
         try:
             quiet_libraries()  # first use of transformers in this step: silence it here
-            compute_reference(self.ctx, self.heldout, self.max_tokens)
+            compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         self.seconds = round(time.perf_counter() - t0, 3)
@@ -57,24 +69,49 @@ class ReferenceJob:
         return self.ctx
 
 
-def compute_reference(ctx: QuantContext, heldout: TextSource, max_tokens: int) -> None:
-    """The merged model's tokenizer and its float32 logits on the held-out text."""
+def compute_reference(
+    ctx: QuantContext, heldout: TextSource, max_tokens: int, context: int = DEFAULT_CONTEXT
+) -> None:
+    """The merged model's tokenizer, the held-out chunks and the merged model's logits on them."""
+    import gc
+    import json
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medrelease.quantize.checks import held_out_ids, hf_logits
+    from medrelease.core.compute_dtype import choose_compute_dtype, weights_info
+    from medrelease.quantize.checks import (
+        bos_added,
+        chunk_context,
+        held_out_chunks,
+        held_out_ids,
+        hf_logits,
+        reference_from_logits,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))
+    config = json.loads((ctx.merged / "config.json").read_text())
     try:
-        ids = held_out_ids(tokenizer, heldout.text, max_tokens)
+        ids = held_out_ids(tokenizer, heldout.text)
+        chunks = held_out_chunks(
+            ids, chunk_context(config, context), max_tokens, bos_added(tokenizer, ids)
+        )
     except ValueError as exc:
         raise InputError(
             f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
         ) from None
-    model = AutoModelForCausalLM.from_pretrained(str(ctx.merged), dtype=torch.float32)
-    reference = hf_logits(model, ids)
+    info = weights_info(ctx.merged)
+    choice = choose_compute_dtype(info.dtype, info.n_params)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(ctx.merged), dtype=getattr(torch, choice.dtype)
+    )
+    model.eval()
+    logits = hf_logits(model, chunks)
     del model
-    ctx.tokenizer, ctx.heldout_ids, ctx.reference_logits = tokenizer, ids, reference
+    gc.collect()  # the weights go before the checks load a quant next to the reference
+    reference = reference_from_logits(chunks, logits, choice.dtype, choice.reason)
+    del logits
+    ctx.tokenizer, ctx.heldout_ids, ctx.reference_logits = tokenizer, chunks, reference
 
 
 def start_reference(
@@ -86,6 +123,7 @@ def start_reference(
     threads: int,
     seed: int,
     reporter: Reporter,
+    context: int = DEFAULT_CONTEXT,
 ) -> tuple[QuantContext, ReferenceJob]:
     """A context whose path fields are usable now and whose reference fields `wait()` fills."""
     ctx = QuantContext(
@@ -98,4 +136,4 @@ def start_reference(
         threads=threads,
         seed=seed,
     )
-    return ctx, ReferenceJob(ctx, heldout, max_tokens, reporter).start()
+    return ctx, ReferenceJob(ctx, heldout, max_tokens, reporter, context).start()

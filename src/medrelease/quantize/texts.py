@@ -8,9 +8,9 @@ calibration, so a quant cannot look good by having been tuned on what it is scor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from medrelease.core.data import packaged
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_bytes
 
@@ -47,7 +47,7 @@ class TextSource:
 def load_text(kind: str, name: str, base_dir: Path) -> TextSource:
     """`kind` is calibration | heldout; `name` is "default" or a recipe-relative file."""
     if name == DEFAULT:
-        ref = resources.files("medrelease").joinpath("data", "calibration", _DEFAULT_FILES[kind])
+        ref = packaged("calibration", _DEFAULT_FILES[kind])
         return TextSource(name, ref.read_text(encoding="utf-8"))
     path = (base_dir / name).expanduser()
     try:

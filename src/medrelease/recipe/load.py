@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from medrelease.core.errors import RecipeError
 from medrelease.core.hashing import sha256_bytes
+from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.schema import Recipe
 from medrelease.recipe.stages import normalize_stage
 from medrelease.recipe.yamlsource import Loc, YamlSource, load_yaml
@@ -33,11 +33,6 @@ class LoadedRecipe:
 
     def where(self, loc: Loc) -> str:
         return self.source.where(loc)
-
-
-def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:

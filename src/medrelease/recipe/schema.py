@@ -61,6 +61,18 @@ class ChatTemplateFile(Section):
     file: str
 
 
+class StopCheck(Section):
+    """Behavioural "it stops" check of the merged model (see medrelease.checks.stops)."""
+
+    prompt: str = Field(
+        default="Which organ makes insulin? Answer in one sentence.",
+        description="user message; answered with the chat template and greedy decoding",
+    )
+    max_new_tokens: int = Field(
+        default=64, ge=1, le=4096, description="the answer must end with an EOS within this"
+    )
+
+
 class OutputConfig(Section):
     chat_template: str | ChatTemplateFile | None = Field(
         default=None, description="Jinja chat template (inline) or {file: path}"
@@ -71,6 +83,17 @@ class OutputConfig(Section):
     tokenizer_from: str | None = Field(
         default=None, description="stage whose tokenizer files the output keeps"
     )
+    stop_check: bool | StopCheck = Field(
+        default=False,
+        description="greedy-decode a short chat answer after the merge and require it to end "
+        "with a declared EOS token (true, or {prompt, max_new_tokens}); off by default: it "
+        "costs a generation, and random-weight stand-ins never stop",
+    )
+
+    def stop_check_settings(self) -> StopCheck | None:
+        if isinstance(self.stop_check, StopCheck):
+            return self.stop_check
+        return StopCheck() if self.stop_check else None
 
 
 class Recipe(Section):

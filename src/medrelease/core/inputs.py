@@ -1,0 +1,132 @@
+"""What a step's outputs depend on, and whether its recorded run is still current.
+
+Each step declares its inputs once, in `<step>/inputs.py`, as named components (recipe
+section, referenced files, upstream outputs, stage identities, tool versions). The step
+records the components it ran with in its own manifest record (`steps.<name>.components`);
+`release`, `status` and the standalone command all decide currency from that one record, so
+a standalone run with `--set`/`--overlay` is judged like any other run.
+
+Computing components must stay cheap (a cached re-run of a whole release takes seconds):
+file digests come from the stat-keyed hash cache, tool versions from package metadata, and
+nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.hashing import HashCache, digest_of, folder_records, sha256_file
+from medrelease.core.manifest import Manifest, tool_versions
+from medrelease.core.paths import ReleasePaths
+
+# (loaded recipe, release paths, manifest, hash cache) -> {component name: digest or value}
+ComponentsFn = Callable[[Any, ReleasePaths, Manifest, HashCache], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """One step's declaration of what its outputs depend on."""
+
+    step: str
+    tools: tuple[str, ...]  # distributions whose version can change the outputs
+    components: ComponentsFn  # everything else, named so `status` can say why
+
+    def compute(
+        self, loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+    ) -> dict[str, Any]:
+        comp = {"tools": digest_of(tool_versions(*self.tools))}
+        comp.update(self.components(loaded, paths, manifest, cache))
+        return comp
+
+    def tool_versions(self) -> dict[str, str | None]:
+        return tool_versions(*self.tools)
+
+
+def record_inputs(record: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """Put the components a step ran with into its manifest record (and their digest)."""
+    record["components"] = components
+    record["inputs_hash"] = digest_of(components)
+    return record
+
+
+def why_stale(
+    record: dict[str, Any] | None,
+    components: dict[str, Any],
+    paths: ReleasePaths,
+    cache: HashCache,
+    *,
+    check_outputs: bool = True,
+) -> list[str]:
+    """Why the step's recorded run no longer matches its inputs; [] when it is current."""
+    if not record or "components" not in record:
+        return ["never run"]
+    if record.get("status") != "done":
+        return [f"last run {record.get('status') or 'did not finish'}"]
+    old = record["components"]
+    why = sorted(k for k in set(old) | set(components) if old.get(k) != components.get(k))
+    if not why and check_outputs and not outputs_intact(record, paths, cache):
+        why = ["outputs changed or missing on disk"]
+    return why
+
+
+def outputs_intact(record: dict[str, Any] | None, paths: ReleasePaths, cache: HashCache) -> bool:
+    """True when every file the step recorded is on disk with the recorded size and sha256.
+
+    The sha256 comes through the stat-keyed hash cache, so an untouched file costs a stat.
+    """
+    if not record:
+        return False
+    for rel, info in (record.get("outputs") or {}).items():
+        p = paths.root / rel
+        if not p.is_file() or p.stat().st_size != info.get("size"):
+            return False
+        if sha256_file(p, cache) != info.get("sha256"):
+            return False
+    return True
+
+
+def outputs_digest(manifest: Manifest, step: str) -> str | None:
+    """An upstream step's outputs as one digest (None before it ran)."""
+    rec = manifest.step(step)
+    return digest_of(rec.get("outputs")) if rec else None
+
+
+def referenced_files(section: Any, base_dir: Path, cache: HashCache) -> dict[str, str]:
+    """sha256 of every file a recipe section names (templates, task YAMLs, calibration text).
+
+    For a task YAML, its whole folder counts (it usually sits beside its data files).
+    """
+    found: dict[str, str] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and len(v) < 500 and "\n" not in v:
+            p = (base_dir / v).expanduser()
+            try:
+                if p.is_file():
+                    found[v] = sha256_file(p, cache)
+                    if p.suffix in (".yaml", ".yml"):
+                        for sib in sorted(p.parent.iterdir()):
+                            if sib.is_file() and sib != p:
+                                found[f"{v}::{sib.name}"] = sha256_file(sib, cache)
+                elif p.is_dir():
+                    found[v] = digest_of(folder_records(p, cache))
+            except OSError:
+                pass
+
+    walk(section)
+    return found
+
+
+def section(loaded: Any, name: str) -> Any:
+    """A recipe section as JSON-able data (None when the recipe has none)."""
+    value = getattr(loaded.recipe, name)
+    return value.model_dump(mode="json") if value is not None else None

@@ -1,0 +1,35 @@
+"""The default executor: every unit in this process, in order, exactly as a plain loop would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from medrelease.core.console import Reporter
+from medrelease.executors import Unit
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self) -> None:
+        self._state: dict[str, Any] = {}  # shared by the units: models are built once per run
+
+    def resolve_device(self, device: str) -> str:
+        if device != "auto":
+            return device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def run(self, units: Sequence[Unit], reporter: Reporter) -> Iterator[tuple[int, Any]]:
+        for i, unit in enumerate(units):
+            with reporter.phase(unit.label, total=None):
+                result = unit.fn(unit.payload, self._state)
+            yield i, result
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def close(self) -> None:
+        self._state.clear()

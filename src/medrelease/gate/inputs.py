@@ -1,0 +1,30 @@
+"""What the gate depends on: the single definition used by the step, `release` and `status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
+from medrelease.core.manifest import Manifest
+from medrelease.core.paths import ReleasePaths
+from medrelease.recipe.load import LoadedRecipe
+from medrelease.stages.identity import stage_identities
+
+TOOLS = ("lm_eval", "transformers", "torch", "datasets", "nltk")
+
+
+def _components(
+    loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+) -> dict[str, Any]:
+    gates = section(loaded, "gates") or {}
+    baselines = [b for b in gates.get("baselines", []) if b in loaded.recipe.stages]
+    return {
+        "recipe": digest_of(gates),
+        "files": digest_of(referenced_files(gates, loaded.base_dir, cache)),
+        "candidate": outputs_digest(manifest, "merge"),
+        "baselines": digest_of(stage_identities(loaded, baselines, cache)),
+    }
+
+
+INPUTS = StepInputs("gate", TOOLS, _components)

@@ -1,0 +1,465 @@
+"""What a GGUF must contain, read from its bytes before llama.cpp ever runs on it.
+
+A GGUF that loads can still be wrong: llama.cpp's converter reads a byte-level BPE
+`tokenizer.json` that says `byte_fallback: true` as a SentencePiece vocabulary and writes it
+without byte tokens (llama.cpp then aborts in `byte_to_token` on the first unknown byte); a
+tensor can be missing or stored coarser than its type promises; the context length or rope
+settings can differ from the merged model's. These checks read the GGUF with the `gguf`
+module that ships with llama.cpp's converter (pure Python, safe in this process) and compare
+with the merged folder:
+
+* vocabulary: llama.cpp's tokenizer model (`tokenizer.ggml.model`) fits the HF tokenizer's
+  kind (byte-level BPE -> `gpt2`, SentencePiece -> `llama`, WordPiece -> `bert`); byte tokens
+  are where the HF vocabulary has them; BOS/EOS (and every end-of-sequence id of
+  generation_config.json) have the same ids and texts.
+* contents: every weight of the merged model is in the GGUF under the converter's name
+  (`gguf.get_tensor_name_map`, the table the converter itself uses), with the same shape
+  (GGUF stores dimensions innermost first) and a tensor type at least as precise as the quant
+  type's floor; the context length, rope base and rope scaling equal the merged config's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_SHOWN = 5
+
+# The least precise tensor type llama.cpp's quantizer may choose for each medrelease type:
+# llama_ftype_get_default_type() in llama.cpp's src/llama-quant.cpp, lowered where
+# llama_tensor_get_type_impl() picks a smaller type for some tensors (IQ3_XS: IQ3_XXS for
+# attn_q/attn_k and the middle ffn_gate/ffn_up; IQ3_XXS: IQ2_S for attn_q/attn_k). Every other
+# deviation llama.cpp makes is towards more bits (output/token_embd at Q6_K or Q8_0, attn_v
+# and ffn_down bumped, k-quant rows not divisible by 256 falling back to Q5_0/Q5_1/Q8_0/
+# IQ4_NL, 1-D tensors kept in F32), so "at least as many bits per weight as the floor" admits
+# exactly llama.cpp's documented choices and rejects a weight stored coarser than promised.
+FLOOR_TYPE = {
+    "F32": "F32",
+    "F16": "F16",
+    "BF16": "BF16",
+    "Q8_0": "Q8_0",
+    "Q6_K": "Q6_K",
+    "Q5_K_M": "Q5_K",
+    "Q5_K_S": "Q5_K",
+    "Q5_1": "Q5_1",
+    "Q5_0": "Q5_0",
+    "Q4_K_M": "Q4_K",
+    "Q4_K_S": "Q4_K",
+    "Q4_1": "Q4_1",
+    "Q4_0": "Q4_0",
+    "IQ4_XS": "IQ4_XS",
+    "IQ4_NL": "IQ4_NL",
+    "Q3_K_L": "Q3_K",
+    "Q3_K_M": "Q3_K",
+    "Q3_K_S": "Q3_K",
+    "IQ3_M": "IQ3_S",
+    "IQ3_S": "IQ3_S",
+    "IQ3_XS": "IQ3_XXS",
+    "IQ3_XXS": "IQ2_S",
+    "Q2_K": "Q2_K",
+    "Q2_K_S": "Q2_K",
+    "IQ2_M": "IQ2_S",
+    "IQ2_S": "IQ2_XS",
+    "IQ2_XS": "IQ2_XS",
+    "IQ2_XXS": "IQ2_XXS",
+    "IQ1_M": "IQ1_M",
+    "IQ1_S": "IQ1_S",
+}
+
+# llama.cpp's tokenizer models (tokenizer.ggml.model) and the HF tokenizer kinds they implement
+KIND_TO_GGUF = {
+    "byte-level BPE": ("gpt2",),
+    "SentencePiece BPE": ("llama",),
+    "SentencePiece Unigram": ("llama", "t5"),
+    "WordPiece": ("bert",),
+}
+TOKEN_TYPE_BYTE = 6  # gguf.TokenType.BYTE
+UTF8_BYTES = [b for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5]
+
+
+@dataclass
+class GgufView:
+    """The parts of a (possibly split) GGUF the checks read."""
+
+    fields: dict[str, Any]
+    tensors: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape in HF order, type name)
+    tokens: list[str] = field(default_factory=list)
+    token_types: list[int] = field(default_factory=list)
+
+    @property
+    def arch(self) -> str:
+        return str(self.fields.get("general.architecture", ""))
+
+    def arch_key(self, key: str) -> Any:
+        return self.fields.get(key.format(arch=self.arch))
+
+
+def _value(f: Any) -> Any:
+    """A field's value; strings decoded leniently (a vocabulary may hold odd bytes)."""
+    from gguf import GGUFValueType
+
+    if not f.types:
+        return None
+    if f.types[0] == GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode("utf-8", errors="replace")
+    if f.types[0] == GGUFValueType.ARRAY and f.types[-1] == GGUFValueType.STRING:
+        return [bytes(f.parts[i]).decode("utf-8", errors="replace") for i in f.data]
+    return f.contents()
+
+
+def read_gguf(files: list[Path]) -> GgufView:
+    """Metadata of the first shard, tensors of every shard (llama.cpp's split format)."""
+    from gguf import GGUFReader
+
+    fields: dict[str, Any] = {}
+    tensors: dict[str, tuple[tuple[int, ...], str]] = {}
+    tokens: list[str] = []
+    types: list[int] = []
+    for i, path in enumerate(files):
+        reader = GGUFReader(path)
+        if i == 0:
+            for name, f in reader.fields.items():
+                if name == "tokenizer.ggml.tokens":
+                    tokens = _value(f)
+                elif name == "tokenizer.ggml.token_type":
+                    types = [int(t) for t in f.contents()]
+                elif not name.startswith("GGUF.") and name != "tokenizer.ggml.merges":
+                    fields[name] = _value(f)
+        for t in reader.tensors:
+            shape = tuple(int(d) for d in reversed(list(t.shape)))  # ggml: innermost first
+            tensors[t.name] = (shape, t.tensor_type.name)
+    return GgufView(fields, tensors, tokens, types)
+
+
+def _result(problems: list[str], ok_detail: str, **extra: Any) -> dict[str, Any]:
+    if not problems:
+        return {"ok": True, "detail": ok_detail, **extra}
+    return {"ok": False, "detail": "; ".join(problems), "problems": problems, **extra}
+
+
+def _shown(items: list[str]) -> str:
+    more = f" and {len(items) - MAX_SHOWN} more" if len(items) > MAX_SHOWN else ""
+    return ", ".join(items[:MAX_SHOWN]) + more
+
+
+# ---------- vocabulary ----------
+
+
+def tokenizer_spec(merged: Path, tokenizer: Any = None) -> dict[str, Any] | None:
+    """The merged folder's tokenizer.json (or the loaded fast tokenizer's), parsed."""
+    path = merged / "tokenizer.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return dict(json.loads(backend.to_str())) if backend is not None else None
+
+
+def _has_type(node: Any, kind: str) -> bool:
+    """Whether a tokenizers component (possibly a Sequence) contains a `kind` step."""
+    if isinstance(node, dict):
+        if node.get("type") == kind:
+            return True
+        return any(_has_type(v, kind) for v in node.values() if isinstance(v, dict | list))
+    if isinstance(node, list):
+        return any(_has_type(v, kind) for v in node)
+    return False
+
+
+def tokenizer_kind(spec: dict[str, Any] | None, merged: Path) -> str | None:
+    """'byte-level BPE', 'SentencePiece BPE', ... or None when no rule applies."""
+    if spec is None:
+        return "SentencePiece Unigram" if (merged / "tokenizer.model").is_file() else None
+    model = spec.get("model") or {}
+    kind = model.get("type")
+    if kind == "BPE":
+        if _has_type(spec.get("pre_tokenizer"), "ByteLevel") or _has_type(
+            spec.get("decoder"), "ByteLevel"
+        ):
+            return "byte-level BPE"
+        if model.get("byte_fallback"):
+            return "SentencePiece BPE"
+        return None
+    if kind == "Unigram":
+        return "SentencePiece Unigram"
+    if kind == "WordPiece":
+        return "WordPiece"
+    return None
+
+
+def _hf_vocab(spec: dict[str, Any] | None, tokenizer: Any) -> dict[str, int]:
+    if tokenizer is not None:
+        return dict(tokenizer.get_vocab())
+    vocab = dict((spec or {}).get("model", {}).get("vocab") or {})
+    for added in (spec or {}).get("added_tokens") or []:
+        vocab[added["content"]] = int(added["id"])
+    return vocab
+
+
+def _eos_ids(merged: Path) -> list[int]:
+    """Every end-of-sequence id generation_config.json (else config.json) declares."""
+    for name in ("generation_config.json", "config.json"):
+        p = merged / name
+        if p.is_file():
+            value = json.loads(p.read_text(encoding="utf-8")).get("eos_token_id")
+            if value is not None:
+                return [int(v) for v in (value if isinstance(value, list) else [value])]
+    return []
+
+
+def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dict[str, Any]:
+    """llama.cpp's vocabulary in the GGUF against the merged HF tokenizer (see module doc)."""
+    spec = tokenizer_spec(merged, tokenizer)
+    kind = tokenizer_kind(spec, merged)
+    model = str(view.fields.get("tokenizer.ggml.model"))
+    problems: list[str] = []
+    hints: list[str] = []
+    expected = KIND_TO_GGUF.get(kind or "")
+    if expected and model not in expected:
+        problems.append(
+            f"the GGUF's tokenizer model is {model!r} but the merged tokenizer is a {kind} "
+            f"(llama.cpp needs {' or '.join(map(repr, expected))})"
+        )
+        byte_fallback = bool(((spec or {}).get("model") or {}).get("byte_fallback"))
+        if kind == "byte-level BPE" and byte_fallback:
+            problems[-1] += (
+                ": tokenizer.json's BPE model says byte_fallback: true (as transformers writes "
+                "when it converts a GGUF tokenizer), so llama.cpp's converter read it as a "
+                "SentencePiece vocabulary"
+            )
+            hints.append(
+                "write a clean tokenizer.json: set model.byte_fallback to false in the "
+                "merged tokenizer (byte-level BPE never falls back to <0x..> tokens), or take "
+                "the tokenizer from a stage whose tokenizer.json is the original (recipe "
+                "output.tokenizer_from); if the converter then cannot identify the "
+                "pre-tokenizer, name it with quantize.gguf.pre_tokenizer"
+            )
+        else:
+            hints.append(
+                "check which tokenizer file the converter used (tokenizer.model is preferred "
+                "over tokenizer.json) and ship one consistent tokenizer in merged/"
+            )
+    vocab = _hf_vocab(spec, tokenizer)
+    tokens, types = view.tokens, view.token_types
+
+    def gguf_text(i: int) -> str | None:
+        return tokens[i] if 0 <= i < len(tokens) else None
+
+    # byte tokens: <0xXX> (SentencePiece byte fallback) and the 256 byte-level characters
+    byte_names = {f"<0x{b:02X}>": True for b in range(256)}
+    hf_bytes = {t: i for t, i in vocab.items() if t in byte_names}
+    missing = [t for t, i in sorted(hf_bytes.items(), key=lambda x: x[1]) if gguf_text(i) != t]
+    untyped = [
+        t
+        for t, i in hf_bytes.items()
+        if gguf_text(i) == t and i < len(types) and types[i] != TOKEN_TYPE_BYTE
+    ]
+    # llama.cpp's SentencePiece tokenizer falls back to one token per byte for text its pieces
+    # do not cover and aborts (std::out_of_range in byte_to_token, src/llama-vocab.cpp) when
+    # that byte has no <0xXX> token (nor, for ASCII, a one-character one). Only bytes UTF-8 text
+    # can contain count (not 0xC0, 0xC1, 0xF5-0xFF). llama.cpp's BPE tokenizer drops a byte it
+    # has no token for instead, as the merged tokenizer does: compared by id below.
+    if model == "llama":
+        token_set = set(tokens)
+        covered = sum(
+            1
+            for b in UTF8_BYTES
+            if f"<0x{b:02X}>" in token_set or (b < 128 and chr(b) in token_set)
+        )
+        if covered < len(UTF8_BYTES):
+            problems.append(
+                f"the GGUF's SentencePiece vocabulary has a token for {covered} of the "
+                f"{len(UTF8_BYTES)} bytes UTF-8 text can contain: llama.cpp aborts "
+                "(std::out_of_range in byte_to_token) on text with the others"
+            )
+    if kind == "byte-level BPE":
+        from tokenizers.pre_tokenizers import ByteLevel
+
+        alphabet = set(ByteLevel.alphabet())
+        missing += [
+            t
+            for t, i in sorted(vocab.items(), key=lambda x: x[1])
+            if t in alphabet and gguf_text(i) != t
+        ]
+    if missing:
+        problems.append(
+            f"{len(missing)} byte token(s) of the merged vocabulary are not in the "
+            f"GGUF at their ids: {_shown(missing)}"
+        )
+    if untyped:
+        problems.append(
+            f"{len(untyped)} byte token(s) are not marked as byte tokens in the GGUF: "
+            f"{_shown(sorted(untyped))}"
+        )
+
+    # special tokens: same ids, same texts
+    id_to_token = {i: t for t, i in vocab.items()}
+    specials: dict[str, int | None] = {}
+    if tokenizer is not None:
+        specials = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id}
+    for name, hf_id in specials.items():
+        gguf_id = view.fields.get(f"tokenizer.ggml.{name}_token_id")
+        if hf_id is not None and gguf_id is not None and int(gguf_id) != int(hf_id):
+            problems.append(f"{name.upper()} id differs: merged {hf_id}, GGUF {gguf_id}")
+    checked = {i for i in specials.values() if i is not None} | set(_eos_ids(merged))
+    wrong = []
+    for i in sorted(checked):
+        want = id_to_token.get(i)
+        if want is not None and gguf_text(i) != want:
+            wrong.append(f"{i} {want!r} vs {gguf_text(i)!r}")
+    if wrong:
+        problems.append(f"special token texts differ (id merged vs GGUF): {_shown(wrong)}")
+
+    if hf_bytes:
+        byte_note = f"{len(hf_bytes)} <0x..> byte tokens"
+    elif kind == "byte-level BPE":
+        byte_note = "the byte-level alphabet"
+    else:
+        byte_note = "no byte tokens to compare"
+    detail = (
+        f"tokenizer model {model!r} fits the merged {kind or 'tokenizer'}; {byte_note} in "
+        "place; BOS/EOS ids and texts agree"
+    )
+    result = _result(problems, detail, gguf_model=model, hf_kind=kind)
+    if hints:
+        result["hint"] = " ".join(hints)
+        result["detail"] += f" (fix: {result['hint']})"
+    return result
+
+
+# ---------- tensors and metadata ----------
+
+
+def merged_tensors(merged: Path) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor in the merged safetensors (headers only)."""
+    from safetensors import safe_open
+
+    out: dict[str, tuple[int, ...]] = {}
+    for f in sorted(merged.glob("*.safetensors")):
+        with safe_open(str(f), framework="np") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                out[name] = tuple(int(d) for d in st.get_slice(name).get_shape())
+    return out
+
+
+def bits_per_weight(type_name: str) -> float:
+    """From ggml's block layout (gguf.GGML_QUANT_SIZES: elements per block, bytes per block)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
+    return 8.0 * size / block
+
+
+def _tensor_map(view: GgufView) -> Any:
+    from gguf import MODEL_ARCH_NAMES, get_tensor_name_map
+
+    arch = next((a for a, n in MODEL_ARCH_NAMES.items() if n == view.arch), None)
+    if arch is None:
+        return None
+    return get_tensor_name_map(arch, int(view.arch_key("{arch}.block_count") or 0))
+
+
+def check_tensors(
+    view: GgufView, merged: Path, quant_type: str, config: dict[str, Any]
+) -> list[str]:
+    """Problems with the GGUF's weights: missing, reshaped, or coarser than the type allows."""
+    tmap = _tensor_map(view)
+    if tmap is None:
+        return [f"gguf does not know the architecture {view.arch!r}: cannot map tensor names"]
+    floor = FLOOR_TYPE.get(quant_type)
+    floor_bpw = bits_per_weight(floor) if floor else 0.0
+    tied = bool(config.get("tie_word_embeddings", False))
+    missing, reshaped, coarse = [], [], []
+    for name, shape in sorted(merged_tensors(merged).items()):
+        gname = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        if gname is None:
+            continue  # the converter refuses tensors it cannot map, so it dropped these itself
+        if gname not in view.tensors:
+            if gname == "output.weight" and tied and "token_embd.weight" in view.tensors:
+                continue  # tied: llama.cpp uses the token embedding as the output layer
+            missing.append(f"{gname} ({name})")
+            continue
+        gshape, gtype = view.tensors[gname]
+        if _squeeze(gshape) != _squeeze(shape):
+            reshaped.append(f"{gname} {list(gshape)} vs {list(shape)}")
+        if floor and bits_per_weight(gtype) < floor_bpw:
+            coarse.append(f"{gname} {gtype}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) of the merged model missing: {_shown(missing)}")
+    if reshaped:
+        problems.append(f"{len(reshaped)} weight(s) with another shape: {_shown(reshaped)}")
+    if coarse:
+        problems.append(
+            f"{len(coarse)} weight(s) stored less precisely than {quant_type} allows "
+            f"(floor {floor}): {_shown(coarse)}"
+        )
+    return problems
+
+
+def _squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def _rope(config: dict[str, Any]) -> dict[str, Any]:
+    """Rope settings as transformers 5 (rope_parameters) or 4 (rope_theta, rope_scaling) say."""
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params = dict(params.get("full_attention", params))
+    if "rope_theta" not in params and config.get("rope_theta") is not None:
+        params["rope_theta"] = config["rope_theta"]
+    params.setdefault("rope_type", params.get("type"))
+    return params
+
+
+def check_metadata(view: GgufView, config: dict[str, Any]) -> list[str]:
+    """Context length, rope base and rope scaling: GGUF vs the merged config."""
+    problems = []
+    n_ctx = config.get("max_position_embeddings")
+    got = view.arch_key("{arch}.context_length")
+    if n_ctx is not None and (got is None or int(got) != int(n_ctx)):
+        problems.append(f"context length {got} differs from the merged config's {n_ctx}")
+    rope = _rope(config)
+    theta = rope.get("rope_theta")
+    base = view.arch_key("{arch}.rope.freq_base")
+    if theta is not None and base is not None and not math.isclose(base, theta, rel_tol=1e-6):
+        problems.append(f"rope freq base {base:g} differs from the merged config's {theta:g}")
+    if theta is not None and base is None and not math.isclose(theta, 10000.0):
+        problems.append(f"rope freq base missing (llama.cpp assumes 10000, merged: {theta:g})")
+    rope_type, factor = rope.get("rope_type"), rope.get("factor")
+    scaling = view.arch_key("{arch}.rope.scaling.type")
+    gfactor = view.arch_key("{arch}.rope.scaling.factor")
+    if rope_type in ("linear", "yarn") and factor is not None:
+        if scaling != rope_type or gfactor is None or not math.isclose(gfactor, factor):
+            problems.append(
+                f"rope scaling {scaling} x{gfactor} differs from the merged config's "
+                f"{rope_type} x{factor}"
+            )
+    elif rope_type in (None, "default") and scaling not in (None, "none"):
+        problems.append(f"rope scaling {scaling} x{gfactor}, the merged config has none")
+    return problems
+
+
+def check_contents(view: GgufView, merged: Path, quant_type: str) -> dict[str, Any]:
+    """Tensors and metadata of the GGUF against the merged model."""
+    config = json.loads((merged / "config.json").read_text(encoding="utf-8"))
+    config = {**(config.get("text_config") or {}), **config}
+    problems = check_tensors(view, merged, quant_type, config) + check_metadata(view, config)
+    kinds = sorted({t for _, t in view.tensors.values()})
+    detail = (
+        f"{len(view.tensors)} tensors ({', '.join(kinds)}) cover every merged weight; "
+        "context length and rope agree"
+    )
+    return _result(problems, detail)
+
+
+def check_gguf_files(
+    files: list[Path], merged: Path, quant_type: str, tokenizer: Any = None
+) -> dict[str, dict[str, Any]]:
+    """{"vocabulary": ..., "contents": ...} check records for one GGUF quant."""
+    view = read_gguf(files)
+    return {
+        "vocabulary": check_vocabulary(view, merged, tokenizer),
+        "contents": check_contents(view, merged, quant_type),
+    }

@@ -1,0 +1,408 @@
+"""llama.cpp in a child process: an abort in native code becomes a reason, not a dead release.
+
+llama.cpp aborts (SIGABRT) on states it considers impossible: a vocabulary without byte tokens
+meeting text outside it (`std::out_of_range` in `byte_to_token`), a failed GGML_ASSERT, an
+allocation that fails. In the process that holds the release lock and the manifest that kills
+the whole step and leaves its temporaries behind. So every llama.cpp call of the quantize step
+(tokenization, logits, quantization, token counts, gate tasks on a quant) runs here, in a
+`python -m medrelease.quantize.llama_child JOBDIR` process:
+
+* the parent writes `JOBDIR/job.json` (task name and arguments), starts the child with
+  `GGML_NO_BACKTRACE=1` (ggml's abort hook would otherwise fork gdb to print ~180 lines of
+  backtrace: ggml/src/ggml.c `ggml_print_backtrace`, and the std::terminate hook in
+  ggml/src/ggml.cpp is not even installed when the variable is set at library load), and sends
+  the child's stdout+stderr (llama.cpp's log included) to `JOBDIR/log.txt`;
+* the child writes `JOBDIR/result.json`, plus `.npy` files for arrays (logits come back as
+  files, not through a pipe), or `JOBDIR/error.json` for a Python exception (exit code 3);
+* a child killed by a signal or exiting non-zero becomes `LlamaChildError`, whose `reason`
+  names the signal and the last lines of llama.cpp's log. JOBDIR is a temporary folder removed
+  in every case, and a child still running when the parent is interrupted is killed.
+
+Only the standard library is imported at module level: the child starts fast and the parent
+imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Test hook: `MEDRELEASE_TEST_ABORT_LLAMA_CHILD=<task>[:<substring of the GGUF path>]` makes the
+# child call os.abort() before running that task (for that file only), standing in for a native
+# crash. Only the tests set it; it is named so nobody sets it by accident.
+TEST_ABORT_ENV = "MEDRELEASE_TEST_ABORT_LLAMA_CHILD"
+ERROR_EXIT = 3  # a Python exception in the child, described in error.json
+LOG_TAIL_LINES = 12
+
+
+class LlamaChildError(Exception):
+    """A llama.cpp child that died of a signal or exited non-zero.
+
+    `signal_or_code` is the signal name ("SIGABRT") or the exit code; `log_tail` the last
+    lines of its log; `reason` one line for a rejected quant's record."""
+
+    def __init__(
+        self,
+        signal_or_code: str | int,
+        log_tail: str,
+        *,
+        what: str = "llama.cpp",
+        message: str | None = None,
+    ):
+        self.signal_or_code = signal_or_code
+        self.log_tail = log_tail
+        self.what = what
+        self.message = message  # the child's Python exception, when that is what failed
+        super().__init__(self.reason)
+
+    @property
+    def signal(self) -> str | None:
+        return self.signal_or_code if isinstance(self.signal_or_code, str) else None
+
+    @property
+    def reason(self) -> str:
+        if self.signal:
+            head = f"{self.what} was killed by {self.signal}"
+            if self.signal == "SIGABRT":
+                head += " (llama.cpp aborted)"
+            elif self.signal == "SIGKILL":
+                head += " (out of memory?)"
+        elif self.message:
+            head = f"{self.what} failed: {self.message}"
+        else:
+            head = f"{self.what} failed (exit {self.signal_or_code})"
+        lines = [ln for ln in self.log_tail.splitlines() if ln.strip()]
+        if self.message or not lines:
+            return head
+        return f"{head}; last log lines: " + " | ".join(ln.strip()[:200] for ln in lines[-3:])
+
+    def record(self) -> dict[str, Any]:
+        """The check entry of a quant this failure rejects."""
+        out: dict[str, Any] = {"ok": False, "detail": self.reason}
+        if self.signal:
+            out["signal"] = self.signal
+        else:
+            out["exit_code"] = self.signal_or_code
+        out["log_tail"] = [ln for ln in self.log_tail.splitlines() if ln.strip()]
+        return out
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every llama.cpp child (converter, tools, this module)."""
+    env = {**os.environ, "GGML_NO_BACKTRACE": "1", "TQDM_DISABLE": "1"}
+    env.update(extra or {})
+    return env
+
+
+def describe_exit(code: int) -> str | int:
+    """'SIGABRT' for a child killed by signal 6 (subprocess reports -6), else the code."""
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return code
+
+
+def log_tail(text: str, n: int = LOG_TAIL_LINES) -> str:
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+def run_process(cmd: list[str], log: Path, *, cwd: Path | None = None) -> int:
+    """Run `cmd` with the child environment, stdout+stderr to `log`; return its exit code.
+
+    If the parent is interrupted meanwhile, the child is killed (and reaped) before the
+    interruption propagates: nothing keeps writing into folders the parent is removing."""
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+            cwd=cwd,
+        )
+        try:
+            return proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _job_root(near: Path | None) -> str | None:
+    """Where the job folder goes: next to the GGUF (logits of a large vocabulary are big, and
+    the release's disk was checked for room; a `.mr-tmp-` name is swept if we are killed),
+    else the system's temporary folder."""
+    if near is not None and near.parent.is_dir() and os.access(near.parent, os.W_OK):
+        return str(near.parent)
+    return None
+
+
+@contextlib.contextmanager
+def _job(
+    task: str, args: dict[str, Any], what: str, near: Path | None = None
+) -> Iterator[tuple[dict[str, Any], Path]]:
+    """Run one task in a child; yield (result, job folder) while the folder still exists."""
+    with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(near)) as tmp:
+        job = Path(tmp)
+        spec = {"task": task, "args": args, "parent": os.getpid()}
+        (job / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+        cmd = [sys.executable, "-m", "medrelease.quantize.llama_child", str(job)]
+        code = run_process(cmd, job / "log.txt")
+        log = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
+        if code == -signal.SIGINT:  # Ctrl-C reached the child too: an interruption, not a crash
+            raise KeyboardInterrupt
+        if code != 0:
+            message = None
+            err = job / "error.json"
+            if code == ERROR_EXIT and err.is_file():
+                message = json.loads(err.read_text(encoding="utf-8"))["message"]
+            raise LlamaChildError(describe_exit(code), log_tail(log), what=what, message=message)
+        result = json.loads((job / "result.json").read_text(encoding="utf-8"))
+        result["log"] = log
+        yield result, job
+
+
+# ---------- the parent's API ----------
+
+
+def gguf_chunk_logits(path: Path, chunks: list[list[int]], threads: int) -> list[Any]:
+    """float32 logits [len(chunk), n_vocab] of each chunk, each from a fresh KV state.
+
+    Raises LlamaChildError if llama.cpp aborts or cannot load the file."""
+    import numpy as np
+
+    args = {"path": str(path), "chunks": [list(map(int, c)) for c in chunks], "threads": threads}
+    with _job("logits", args, f"llama.cpp logits on {path.name}", path) as (result, job):
+        return [np.load(job / name) for name in result["files"]]
+
+
+def gguf_tokenize_probes(path: Path, probes: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+    """llama.cpp's tokenization of each probe (text, add BOS/special?), in a child.
+
+    Returns {"ids": {probe: [ids]}, "bos": id|None, "eos": id|None, "n_vocab": n,
+    "metadata": {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"}}."""
+    args = {"path": str(path), "probes": {k: [t, bool(s)] for k, (t, s) in probes.items()}}
+    with _job("tokenize", args, f"llama.cpp tokenizer of {path.name}", path) as (result, _):
+        result.pop("log", None)
+        return result
+
+
+def gguf_count_tokens(path: Path, text: str) -> int:
+    """Tokens llama.cpp makes of `text` (with BOS), loading the vocabulary only."""
+    args = {"path": str(path), "text": text}
+    with _job("count_tokens", args, f"llama.cpp tokenizer of {path.name}", path) as (result, _):
+        return int(result["n_tokens"])
+
+
+def gguf_quantize(
+    source: Path, target: Path, ftype: int, threads: int, keep_split: bool
+) -> tuple[int, str]:
+    """llama_model_quantize(source -> target) in a child: (llama.cpp's return code, its log)."""
+    args = {
+        "source": str(source),
+        "target": str(target),
+        "ftype": ftype,
+        "threads": threads,
+        "keep_split": keep_split,
+    }
+    with _job("quantize", args, f"llama.cpp quantizer ({target.name})", target) as (result, _):
+        return int(result["rc"]), str(result["log"])
+
+
+def gguf_evaluate(path: Path, merged: Path, plan: Any, n_ctx: int, threads: int) -> dict[str, Any]:
+    """`plan.run(LlamaCppLM(...))` (the gate tasks on the quant) in a child."""
+    with tempfile.TemporaryDirectory(prefix="medrelease-llama-plan-") as tmp:
+        plan_file = Path(tmp) / "plan.pickle"
+        # our own object, to our own child: pickle is the simple, faithful way across
+        plan_file.write_bytes(pickle.dumps(plan))
+        args = {
+            "path": str(path),
+            "merged": str(merged),
+            "plan": str(plan_file),
+            "n_ctx": n_ctx,
+            "threads": threads,
+        }
+        with _job("evaluate", args, f"gate tasks on {path.name} (llama.cpp)", path) as (result, _):
+            return dict(result["result"])
+
+
+# ---------- the child's side ----------
+
+
+def open_llama(path: str, n_ctx: int, threads: int, **extra: Any) -> Any:
+    """A llama_cpp.Llama with logits for every position (verbose: its log is the child's)."""
+    from llama_cpp import Llama
+
+    n = max(n_ctx, 64)
+    return Llama(
+        model_path=path,
+        n_ctx=n,
+        n_batch=n,
+        n_ubatch=n,
+        logits_all=True,
+        n_gpu_layers=0,
+        n_threads=threads,
+        verbose=True,
+        **extra,
+    )
+
+
+def tokenize_with(
+    llm: Any, probes: dict[str, tuple[str, bool]], *, trace: bool = False
+) -> dict[str, Any]:
+    """What a loaded llama.cpp model makes of the probes (shared by child and in-process use).
+
+    `trace` logs each probe first, so a crash's log tail says which text llama.cpp died on."""
+    ids: dict[str, list[int]] = {}
+    for name, (text, add_special) in probes.items():
+        if trace:
+            print(f"medrelease: tokenizing probe {name}", file=sys.stderr, flush=True)
+        ids[name] = [
+            int(i) for i in llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+        ]
+    meta = llm.metadata
+    keys = ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template")
+
+    def token_id(value: int) -> int | None:
+        return int(value) if value is not None and int(value) >= 0 else None
+
+    return {
+        "ids": ids,
+        "bos": token_id(llm.token_bos()),
+        "eos": token_id(llm.token_eos()),
+        "n_vocab": int(llm.n_vocab()),
+        "metadata": {k: meta.get(k) for k in keys},
+    }
+
+
+def _task_tokenize(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=args["path"], vocab_only=True, verbose=True)
+    try:
+        probes = {k: (t, s) for k, (t, s) in args["probes"].items()}
+        return tokenize_with(llm, probes, trace=True)
+    finally:
+        llm.close()
+
+
+def _task_count_tokens(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=args["path"], vocab_only=True, verbose=True)
+    try:
+        return {"n_tokens": len(llm.tokenize(args["text"].encode("utf-8"), add_bos=True))}
+    finally:
+        llm.close()
+
+
+def _task_logits(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    import numpy as np
+
+    chunks: list[list[int]] = args["chunks"]
+    llm = open_llama(args["path"], max((len(c) for c in chunks), default=1), args["threads"])
+    files = []
+    try:
+        for i, ids in enumerate(chunks):
+            print(f"medrelease: logits of chunk {i} ({len(ids)} tokens)", file=sys.stderr)
+            llm.reset()  # a fresh KV state for every chunk
+            llm.eval(ids)
+            name = f"logits-{i:05d}.npy"
+            np.save(job / name, np.asarray(llm.scores[: len(ids), :], dtype=np.float32))
+            files.append(name)
+    finally:
+        llm.close()
+    return {"files": files}
+
+
+def _task_quantize(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(args["ftype"])
+    params.nthread = int(args["threads"])
+    params.keep_split = bool(args["keep_split"])
+    rc = llama_cpp.llama_model_quantize(
+        args["source"].encode(), args["target"].encode(), ctypes.byref(params)
+    )
+    return {"rc": int(rc)}
+
+
+def _task_evaluate(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from medrelease.quantize.gguf_lm import LlamaCppLM
+
+    plan = pickle.loads(Path(args["plan"]).read_bytes())  # written by our parent (above)
+    tokenizer = AutoTokenizer.from_pretrained(args["merged"])
+    llm = open_llama(args["path"], int(args["n_ctx"]), int(args["threads"]))
+    try:
+        return {"result": plan.run(LlamaCppLM(llm, Path(args["path"]), tokenizer))}
+    finally:
+        llm.close()
+
+
+TASKS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+    "tokenize": _task_tokenize,
+    "count_tokens": _task_count_tokens,
+    "logits": _task_logits,
+    "quantize": _task_quantize,
+    "evaluate": _task_evaluate,
+}
+
+
+def _test_abort(task: str, args: dict[str, Any]) -> None:
+    spec = os.environ.get(TEST_ABORT_ENV)
+    if not spec:
+        return
+    want, _, match = spec.partition(":")
+    target = str(args.get("path") or args.get("target") or "")
+    if want == task and match in target:
+        print(f"medrelease: {TEST_ABORT_ENV}: aborting in {task}", file=sys.stderr, flush=True)
+        os.abort()
+
+
+def _die_with_parent(parent: int) -> None:
+    """If the parent is killed (SIGKILL, SIGTERM: no chance to kill us), do not run on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def child_main(job: Path) -> int:
+    spec = json.loads((job / "job.json").read_text(encoding="utf-8"))
+    _die_with_parent(int(spec["parent"]))
+    task, args = spec["task"], spec["args"]
+    _test_abort(task, args)
+    try:
+        result = TASKS[task](args, job)
+    except Exception as exc:  # reported to the parent, which decides what it means
+        message = f"{type(exc).__name__}: {exc}".strip()
+        (job / "error.json").write_text(json.dumps({"message": message}), encoding="utf-8")
+        print(f"medrelease: {message}", file=sys.stderr, flush=True)
+        return ERROR_EXIT
+    (job / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.stdout = sys.stderr  # one ordered log; results travel through files
+    raise SystemExit(child_main(Path(sys.argv[1])))
