@@ -190,12 +190,26 @@ def calibrate(
     return rows
 
 
+def row_order(r: dict[str, Any]) -> tuple[str, int, str]:
+    """Model, then HF reference first, types in FLOATS + DEFAULT_TYPES order, wrong model last."""
+    order = list(dict.fromkeys((*FLOATS, *DEFAULT_TYPES)))
+    qtype = r["type"].split(" ")[0]
+    rank = -1 if r["type"].startswith("HF ") else len(order) + 1
+    if " of " not in r["type"] and qtype in order:
+        rank = order.index(qtype)
+    return (r["model"], rank, r["type"])
+
+
 def rejudge(r: dict[str, Any]) -> bool | None:
     """The verdict of today's default limits on a measured row (None: not a GGUF)."""
     qtype = r["type"].split(" ")[0]
     if r["type"].startswith("HF "):
         return None
     return judge(qtype, r)
+
+
+def _num(x: float) -> str:
+    return f"{x:.1e}" if 0 < x < 1e-3 else f"{x:.4f}" if x < 10 else f"{x:.1f}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -205,7 +219,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         verdict = {True: "pass", False: "**fail**", None: "–"}[rejudge(r)]
         lines.append(
-            f"| {r['model']} | {r['type']} | {r['kld_mean']:.5f} | {r['kld_p99']:.4f} | "
+            f"| {r['model']} | {r['type']} | {_num(r['kld_mean'])} | {_num(r['kld_p99'])} | "
             f"{r['top1_agreement']:.3f} | {r['ppl_ratio']:.4f} | {r['max_abs_logit_diff']:.3f} | "
             f"{verdict} |"
         )
@@ -239,7 +253,7 @@ def main() -> int:
     args = p.parse_args()
     if args.table_from:
         done = [r for f in args.table_from for r in json.loads(f.read_text())]
-        print(table(done))
+        print(table(sorted(done, key=row_order)))
         return 0
     from medrelease.core.quiet import quiet_libraries
 

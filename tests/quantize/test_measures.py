@@ -192,6 +192,9 @@ def test_judge_names_kld_first_and_reports_every_failure():
     assert (verdict["metric"], verdict["value"], verdict["threshold"]) == ("kld_mean", 0.3, 0.1)
     ok = judge_logits(measures, Thresholds(max_kld_mean=0.5, max_kld_p99=3.0))
     assert ok["ok"] and ok["metric"] == "kld_mean" and "KLD mean 0.3" in ok["detail"]
+    # a pass is headlined by the PPL ratio when it is limited (the manifest contract, cards)
+    ok = judge_logits(measures, Thresholds(max_kld_mean=0.5, max_ppl_ratio=1.1))
+    assert (ok["metric"], ok["value"], ok["threshold"]) == ("ppl_ratio", 1.05, 1.1)
     both = judge_logits(measures, Thresholds(max_kld_p99=1.0, min_top1_agreement=0.95))
     assert "kld_p99 2 not <= 1" in both["detail"] and "top1_agreement 0.9" in both["detail"]
 

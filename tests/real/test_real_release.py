@@ -28,6 +28,9 @@ import yaml
 
 from helpers import assert_bitwise_equal, load_tensors, run_cli, write_recipe
 
+# the seed recipes' end-to-end checks of quants, cards and Hub, and the Hub token they use
+from recipes.test_seed_end_to_end import TOKEN, _check_hub, _check_quants, _expected_cards
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -38,7 +41,6 @@ pytestmark = [
 
 MODEL = "smollm2-135m"
 NAME = "smollm2-med"
-TOKEN = "hf_realModelTierToken0123456789abcdef"
 SEED = 20240611
 MMLU = Path(__file__).resolve().parent / "data" / "mmlu"
 STEPS = ["merge", "gate", "quantize", "card", "publish"]
@@ -266,7 +268,6 @@ def test_gate_numbers_equal_lm_eval_run_directly(release: RealRelease) -> None:
 
 def test_q8_0_and_q4_k_m_accepted_by_the_defaults(release: RealRelease) -> None:
     from medrelease.recipe.load import load_recipe
-    from recipes.test_seed_end_to_end import _check_quants
 
     quants = release.manifest["steps"]["quantize"]["quants"]
     for q in quants:
@@ -287,7 +288,6 @@ def test_q8_0_and_q4_k_m_accepted_by_the_defaults(release: RealRelease) -> None:
 
 def test_cards_and_hub(release: RealRelease) -> None:
     from medrelease.recipe.load import load_recipe
-    from recipes.test_seed_end_to_end import _check_hub, _expected_cards
 
     for card in _expected_cards(release.manifest):
         assert (release.root / card).is_file(), card
@@ -303,7 +303,10 @@ def test_cards_and_hub(release: RealRelease) -> None:
     shown = {r.metric_name: r.metric_value for r in card.data.eval_results or []}
     assert shown and all(values[k] == v for k, v in shown.items()), (shown, values)
     assert "mmlu_medical/acc" in shown
-    _check_hub(release.hub, release.manifest, load_recipe(release.recipe).recipe.release)
+    from medrelease.localhub.client import use_local_hub
+
+    with use_local_hub(release.hub.url):  # the session is offline (tests/conftest.py)
+        _check_hub(release.hub, release.manifest, load_recipe(release.recipe).recipe.release)
 
 
 def test_byte_fallback_variant_is_read_as_sentencepiece(tmp_path: Path) -> None:

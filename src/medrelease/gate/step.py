@@ -28,8 +28,10 @@ from medrelease.gate.inputs import INPUTS, TOOLS
 from medrelease.gate.models import CANDIDATE, GateModel, baseline_models, candidate_model
 from medrelease.gate.rules import evaluate_rule
 from medrelease.gate.runner import (
+    eval_dtype,
     extract_outcome,
     make_lm,
+    model_args_with_dtype,
     run_lm_eval,
     silence_progress_bars,
 )
@@ -133,6 +135,7 @@ class _Evaluator:
         self.reporter = reporter
         self.executor = executor
         self.device = executor.resolve_device(gates.device)
+        self.dtype: dict[str, str] | None = None  # chosen in evaluate_all, for every model
         self.evaluated = 0
         self.cached = 0
 
@@ -142,6 +145,8 @@ class _Evaluator:
             "backend": self.gates.backend,
             "model_args": self.gates.model_args,
             "device": self.device,
+            # float32 vs the checkpoint's dtype changes the numbers: part of the cache key
+            "dtype": (self.dtype or {}).get("dtype"),
         }
 
     def _unit(
@@ -155,6 +160,7 @@ class _Evaluator:
             model_args=self.gates.model_args,
             batch_size=settings["batch_size"],
             device=self.device,
+            dtype=self.dtype,
         )
         resources = (
             unit_resources(self.gates.backend, self.device, self.gates.model_args, model.path)
@@ -168,6 +174,10 @@ class _Evaluator:
         self, models: list[GateModel], tasks: list[ResolvedTask], fingerprints: dict[str, str]
     ) -> dict[str, dict[str, dict[str, Any]]]:
         """task label -> model name -> outcome, for every task and model."""
+        # one dtype for the candidate and every baseline: their differences are not dtype noise
+        self.dtype = eval_dtype(
+            self.gates.backend, self.device, self.gates.model_args, [m.path for m in models]
+        )
         found: dict[tuple[str, str], dict[str, Any]] = {}
         todo: list[Unit] = []
         todo_meta: list[tuple[str, str, dict[str, Any]]] = []
@@ -195,11 +205,16 @@ class _Evaluator:
         self.executor.close()
 
 
-def _reproduce(task: ResolvedTask, model: GateModel, gates: GatesConfig, device: str) -> str:
+def _reproduce(
+    task: ResolvedTask,
+    model: GateModel,
+    gates: GatesConfig,
+    device: str,
+    dtype: dict[str, str] | None,
+) -> str:
     s = task.settings
-    margs = ",".join(
-        [f"pretrained={model.path}", *(f"{k}={v}" for k, v in gates.model_args.items())]
-    )
+    args = model_args_with_dtype(gates.model_args, dtype)
+    margs = ",".join([f"pretrained={model.path}", *(f"{k}={v}" for k, v in args.items())])
     parts = ["lm_eval", "--model", gates.backend, "--model_args", margs, "--tasks", task.lm_task]
     for p in task.include_paths:
         parts += ["--include_path", str(p)]
@@ -221,6 +236,7 @@ def build_report(
     tasks: list[ResolvedTask],
     outcomes: dict[str, dict[str, dict[str, Any]]],  # task label -> model name -> outcome
     device: str,
+    dtype: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     names = [m.name for m in models]
     metrics: list[dict[str, Any]] = []
@@ -281,12 +297,14 @@ def build_report(
             "model_args": gates.model_args,
             "batch_size": gates.batch_size,
             "device": device,
+            "dtype": (dtype or {}).get("dtype"),
+            "dtype_reason": (dtype or {}).get("reason"),
             "bootstrap_iters": gates.bootstrap_iters,
         },
         "tasks": task_info,
         "metrics": metrics,
         "rules": rules,
-        "reproduce": [_reproduce(t, m, gates, device) for t in tasks for m in models],
+        "reproduce": [_reproduce(t, m, gates, device, dtype) for t in tasks for m in models],
     }
 
 
@@ -339,7 +357,7 @@ def _gate_locked(
     timer.lap("evaluate")
 
     _check_rule_metrics(loaded, gates, outcomes)
-    report = build_report(gates, models, tasks, outcomes, ev.device)
+    report = build_report(gates, models, tasks, outcomes, ev.device, ev.dtype)
     atomic_write_json(paths.gate_report, report)
     timer.lap("rules_report")
 

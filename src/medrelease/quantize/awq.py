@@ -250,7 +250,10 @@ def quiet_llmcompressor() -> Iterator[None]:
             logger.enable(name)
 
 
+# Same measures as the GGUF checks (docs/quant-checks.md). Not calibrated on real models here
+# (llm-compressor on CPU): set at the GGUF types of comparable bits per weight, W4A16_ASYM
+# (~4.2 bpw with zero points, activation-aware scales) at Q4_K_M's, symmetric W4A16 at Q4_0's.
 DEFAULT_LIMITS = {
-    "W4A16_ASYM": Thresholds(max_ppl_ratio=1.10),
-    "W4A16": Thresholds(max_ppl_ratio=1.12),
+    "W4A16_ASYM": Thresholds(max_kld_mean=0.2, max_kld_p99=1.5, max_ppl_ratio=1.2),
+    "W4A16": Thresholds(max_kld_mean=0.3, max_kld_p99=2.0, max_ppl_ratio=1.3),
 }

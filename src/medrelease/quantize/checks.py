@@ -402,10 +402,11 @@ def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dic
         "chunks": len(held.chunks),
         "context": len(held.chunks[0]),
         "reference_dtype": reference.dtype,
+        "reference_dtype_reason": reference.dtype_reason,
     }
 
 
-# limit key -> (measure, comparison); the first is the headline of the record
+# limit key -> (measure, comparison), in the order failures are reported
 LIMITS = (
     ("max_kld_mean", "kld_mean", "<="),
     ("max_kld_p99", "kld_p99", "<="),
@@ -416,8 +417,7 @@ LIMITS = (
 
 
 def judge_logits(measures: dict[str, Any], limits: Thresholds) -> dict[str, Any]:
-    """Compare measures with limits; the record names the first failed limit, or the first
-    limit applied (mean KLD for the shipped defaults)."""
+    """Compare measures with every limit set; the record names the first failed one."""
     applied = {k: v for k, v in limits.model_dump().items() if v is not None}
     failed = []
     checked = []
@@ -429,12 +429,15 @@ def judge_logits(measures: dict[str, Any], limits: Thresholds) -> dict[str, Any]
         checked.append((metric, value, bound, op))
         if not ok:
             failed.append((metric, value, bound, op))
+    # the headline: the first failed limit; for a pass, the PPL ratio (what the manifest
+    # contract and the cards show), or the first limit applied if the PPL ratio has none
+    ppl = [c for c in checked if c[0] == "ppl_ratio"]
     if failed:
         head = failed[0]
-    elif checked:
-        head = checked[0]
+    elif ppl or not checked:
+        head = ("ppl_ratio", measures.get("ppl_ratio"), applied.get("max_ppl_ratio"), "<=")
     else:
-        head = ("ppl_ratio", measures.get("ppl_ratio"), None, "<=")
+        head = checked[0]
     if failed:
         detail = "; ".join(f"{m} {v:.4g} not {op} {b:.4g}" for m, v, b, op in failed)
     else:

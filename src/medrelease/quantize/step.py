@@ -25,7 +25,7 @@ from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
-from medrelease.quantize.config import QuantizeConfig, Thresholds
+from medrelease.quantize.config import QuantizeConfig
 from medrelease.quantize.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS, TOOLS
 from medrelease.quantize.texts import TextSource, load_text
@@ -166,6 +166,7 @@ def _quantize_locked(
         threads,
         loaded.recipe.seed,
         reporter,
+        context=cfg.checks.context,
     )
     ctx.eval = eval_plan
     warnings: list[str] = []
@@ -278,12 +279,8 @@ def _run_gguf(
                 art = builder.build(name)
                 reference_ready()  # the checks compare with the merged model's logits
                 qtype = gguf_type(name)
-                defaults = Thresholds(
-                    max_ppl_ratio=qtype.max_ppl_ratio,
-                    max_abs_logit_diff=qtype.max_abs_logit_diff,
-                    min_top1_agreement=qtype.min_top1_agreement,
-                )
-                check_gguf(art, ctx, merged_limits(defaults, cfg.gguf.thresholds.get(qtype.name)))
+                limits = merged_limits(qtype.thresholds(), cfg.gguf.thresholds.get(qtype.name))
+                check_gguf(art, ctx, limits)
                 out.append(art)
                 advance()
         return out, imatrix
