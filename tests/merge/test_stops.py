@@ -230,3 +230,28 @@ def test_behavioural_check_passes_a_model_that_stops(qwen, tmp_path):
         "detail": "greedy answer ended with EOS 0 after 1 token(s)",
     }
     assert merged.is_dir()
+
+
+def test_a_quant_that_drops_an_eos_id_is_named(llama, tmp_path):
+    """Through AWQ (or any HF-format quant) every EOS id of the merged model must be kept."""
+    import json
+    import shutil
+
+    from medrelease.checks.stops import eos_kept, token_texts
+
+    merged, quant = tmp_path / "merged", tmp_path / "quant"
+    shutil.copytree(llama["base"], merged)
+    shutil.copytree(llama["base"], quant)
+    gen = json.loads((merged / "generation_config.json").read_text())
+    first = gen["eos_token_id"] if isinstance(gen["eos_token_id"], int) else gen["eos_token_id"][0]
+    second = next(i for i in sorted(token_texts(merged)) if i != first)
+    gen["eos_token_id"] = [first, second]
+    (merged / "generation_config.json").write_text(json.dumps(gen))
+    assert eos_kept(merged, merged) == []
+    gen["eos_token_id"] = [first]
+    (quant / "generation_config.json").write_text(json.dumps(gen))
+    text = token_texts(merged)[second]
+    assert eos_kept(merged, quant) == [
+        f"EOS id {second} ({text!r}) of the merged model is not in the quant's "
+        f"generation_config.eos_token_id [{first}]: generation would not stop there"
+    ]

@@ -250,3 +250,23 @@ def transformers_generate(
         return [int(i) for i in out[0][len(prompt_ids) :]]
 
     return run
+
+
+def eos_kept(reference: Path, folder: Path) -> list[str]:
+    """Every EOS id the reference model folder declares is still declared by `folder` (a
+    quant), for the same token text; [] when all are kept."""
+    want, got = generation_eos_ids(reference), generation_eos_ids(folder)
+    ref_texts, texts = token_texts(reference), token_texts(folder)
+    problems = []
+    for i in want:
+        if i not in got:
+            problems.append(
+                f"EOS id {i} ({ref_texts.get(i)!r}) of the merged model is not in the quant's "
+                f"generation_config.eos_token_id {got}: generation would not stop there"
+            )
+        elif ref_texts.get(i) != texts.get(i):
+            problems.append(
+                f"EOS id {i} is {texts.get(i)!r} in the quant but {ref_texts.get(i)!r} in the "
+                "merged model"
+            )
+    return problems

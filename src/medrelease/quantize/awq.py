@@ -177,6 +177,7 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds, cfg: Aw
     if not art.checks["load"]["ok"]:
         return
     art.checks["tokenization"] = check_tokenization_hf(ctx.tokenizer, quant_tok)
+    art.checks["stops"] = _stops_check(ctx.merged, art.entry)
     measures = logit_measures(
         ctx.reference_logits, hf_logits(model, ctx.heldout_ids), ctx.heldout_ids
     )
@@ -185,6 +186,16 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds, cfg: Aw
         from lm_eval.models.huggingface import HFLM
 
         art.checks["eval"] = ctx.eval.run(HFLM(pretrained=model, tokenizer=quant_tok, device="cpu"))
+
+
+def _stops_check(merged: Path, folder: Path) -> dict[str, Any]:
+    """Every EOS id of the merged model is kept by the quant (a multi-token list included)."""
+    from medrelease.checks.stops import eos_kept, generation_eos_ids
+
+    problems = eos_kept(merged, folder)
+    if problems:
+        return {"ok": False, "detail": problems[0], "problems": problems}
+    return {"ok": True, "detail": f"EOS ids {generation_eos_ids(merged)} kept"}
 
 
 def load_check(model: Any, info: dict[str, Any], names: list[str]) -> dict[str, Any]:
