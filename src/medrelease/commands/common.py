@@ -23,6 +23,19 @@ WorkdirOpt = typer.Option(
     help="where release folders are written",
     show_default=True,
 )
+ExecutorOpt = typer.Option(
+    None,
+    "--executor",
+    metavar="local|ray",
+    help="where evaluation units run: local (default, or the recipe's gates.executor) "
+    "or ray (a Ray cluster)",
+)
+RayAddressOpt = typer.Option(
+    None,
+    "--ray-address",
+    metavar="HOST:PORT",
+    help="Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray instance)",
+)
 JsonOpt = typer.Option(False, "--json", help="print a machine-readable JSON summary on stdout")
 StageOpt = typer.Option(
     [],

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    ExecutorOpt,
+    JsonOpt,
+    OverlayOpt,
+    RayAddressOpt,
+    RecipeArg,
+    SetOpt,
+    StageOpt,
+    WorkdirOpt,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,19 +32,8 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = typer.Option(
             False, "--no-cache", help="re-evaluate everything (the cache is still refreshed)"
         ),
-        executor: str = typer.Option(
-            None,
-            "--executor",
-            metavar="local|ray",
-            help="where evaluation units run: local (default, or the recipe's gates.executor) "
-            "or ray (a Ray cluster)",
-        ),
-        ray_address: str = typer.Option(
-            None,
-            "--ray-address",
-            metavar="HOST:PORT",
-            help="Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray instance)",
-        ),
+        executor: str = ExecutorOpt,
+        ray_address: str = RayAddressOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Run lm-evaluation-harness on merged/ and the baselines; apply the gate rules."""

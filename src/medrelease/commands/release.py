@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    ExecutorOpt,
+    JsonOpt,
+    OverlayOpt,
+    RayAddressOpt,
+    RecipeArg,
+    SetOpt,
+    StageOpt,
+    WorkdirOpt,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,19 +39,8 @@ def register(app: typer.Typer) -> None:
         ),
         target: str = typer.Option(None, "--target", help="publish target, e.g. dir://PATH"),
         review: bool = typer.Option(False, "--review", help="publish as pull requests"),
-        executor: str = typer.Option(
-            None,
-            "--executor",
-            metavar="local|ray",
-            help="where evaluation units run: local (default, or the recipe's gates.executor) "
-            "or ray (a Ray cluster)",
-        ),
-        ray_address: str = typer.Option(
-            None,
-            "--ray-address",
-            metavar="HOST:PORT",
-            help="Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray instance)",
-        ),
+        executor: str = ExecutorOpt,
+        ray_address: str = RayAddressOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Run the whole release; steps whose inputs are unchanged are skipped."""
