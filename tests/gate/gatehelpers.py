@@ -100,6 +100,21 @@ def fake_merge(workdir: Path, source: Path) -> Path:
     return merged
 
 
+def gate_tiny_release(root: Path, llama: dict[str, Path], gates: dict[str, Any]) -> Any:
+    """Tasks, offline MMLU rows, a recipe and a candidate clearly different from the base (so
+    deltas are not all zero), gated once: returns (recipe, workdir, gate result)."""
+    from medrelease.gate import step
+    from medrelease.recipe.load import load_recipe
+    from medrelease.testing.tiny import derive_stage
+
+    write_demo_task(root / "tasks")
+    write_mmlu_medical_data(root / "eval-data")
+    recipe = write_gate_recipe(root, llama, gates)
+    workdir = root / "build"
+    fake_merge(workdir, derive_stage(llama["base"], root / "cand", seed=7, scale=0.5))
+    return recipe, workdir, step.gate_release(load_recipe(recipe), workdir=workdir)
+
+
 MMLU_ROWS = [
     ("Which structure carries air to the lungs?", ["trachea", "esophagus", "aorta", "ureter"], 0),
     ("Which organ stores bile?", ["spleen", "gallbladder", "kidney", "bladder"], 1),

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from gatehelpers import fake_merge, write_demo_task, write_gate_recipe, write_mmlu_medical_data
+from gatehelpers import (
+    gate_tiny_release,
+    write_gate_recipe,
+)
 
 from helpers import run_cli
 from medrelease.core.errors import GateFailed, RecipeError
@@ -65,16 +68,8 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> Release:
-    from medrelease.testing.tiny import derive_stage
-
     root = tmp_path_factory.mktemp("gate-e2e")
-    write_demo_task(root / "tasks")
-    write_mmlu_medical_data(root / "eval-data")
-    recipe = write_gate_recipe(root, llama, gates_block())
-    workdir = root / "build"
-    # a candidate clearly different from the base, so deltas are not all zero
-    fake_merge(workdir, derive_stage(llama["base"], root / "cand", seed=7, scale=0.5))
-    result = step.gate_release(load_recipe(recipe), workdir=workdir)
+    recipe, workdir, result = gate_tiny_release(root, llama, gates_block())
     return Release(root, workdir, recipe, llama, result.report, result.record)
 
 

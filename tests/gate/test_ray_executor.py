@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatehelpers import fake_merge, write_demo_task, write_gate_recipe, write_mmlu_medical_data
+from gatehelpers import (
+    gate_tiny_release,
+)
 
 from helpers import run_cli
 from medrelease.core.errors import EnvironmentProblem
@@ -65,15 +67,8 @@ class Local:
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> Local:
     """The tiny release gated by the local executor: the reference every Ray run must equal."""
-    from medrelease.testing.tiny import derive_stage
-
     root = tmp_path_factory.mktemp("ray-gate")
-    write_demo_task(root / "tasks")
-    write_mmlu_medical_data(root / "eval-data")
-    recipe = write_gate_recipe(root, llama, _gates())
-    workdir = root / "build"
-    fake_merge(workdir, derive_stage(llama["base"], root / "cand", seed=7, scale=0.5))
-    result = step.gate_release(load_recipe(recipe), workdir=workdir)
+    recipe, workdir, result = gate_tiny_release(root, llama, _gates())
     assert result.record["executor"] == {"name": "local"}
     return Local(recipe, workdir, result.report)
 
