@@ -25,6 +25,7 @@ class Run:
     wall_s: float
     max_rss_mib: float
     returncode: int
+    tree_rss_mib: float = 0.0  # peak of the summed RSS over the process tree (child_stats.py)
 
 
 @dataclass
@@ -62,7 +63,12 @@ def run_measured(
         raise RuntimeError(
             f"{' '.join(cmd)} exited {stats['returncode']}:\n{stats.get('stderr_tail', '')}"
         )
-    return Run(stats["wall_s"], stats["max_rss_kib"] / 1024, stats["returncode"])
+    return Run(
+        stats["wall_s"],
+        stats["max_rss_kib"] / 1024,
+        stats["returncode"],
+        stats.get("tree_rss_kib", 0) / 1024,
+    )
 
 
 def side_by_side(

@@ -107,7 +107,7 @@ def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
     from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
 
     from medrelease.gate.step import gate_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
 
     base = build_tiny_model(work / "base", TinySpec(seed=1))

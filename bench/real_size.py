@@ -166,7 +166,8 @@ def folder_bytes(folder: Path) -> int:
 def measured(label: str, cmd: list[str]) -> Run:
     print(f"  {label} ...", flush=True)
     run = run_measured(cmd, env=OFFLINE)
-    print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB", flush=True)
+    print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB "
+          f"(process tree {run.tree_rss_mib:.0f} MiB)", flush=True)  # fmt: skip
     return run
 
 
@@ -224,6 +225,8 @@ def main() -> int:
         "mergekit-yaml", [str(VENV_BIN / "mergekit-yaml"), str(mk_cfg), str(raw / "merged")]
     )
     shutil.rmtree(raw / "merged")  # the raw quantize route starts from medrelease's merge
+    if not args.keep:  # quantize reads only the merged model: free the stages' disk now
+        shutil.rmtree(work / "stages", ignore_errors=True)
 
     print("quantize", flush=True)
     merged = wd / "real-size" / "merged"
@@ -241,6 +244,7 @@ def main() -> int:
         for q in step["quants"]
     ]  # fmt: skip
     fig["quantize_timings"] = step.get("timings")
+    fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
     f16 = raw / "model-f16.gguf"
     conv = measured(
         "converter f16",
@@ -263,6 +267,7 @@ def main() -> int:
         conv.wall_s + sum(r.wall_s for r in raw_q),
         max([conv.max_rss_mib, *(r.max_rss_mib for r in raw_q)]),
         0,
+        max([conv.tree_rss_mib, *(r.tree_rss_mib for r in raw_q)]),
     )
     rows = [
         ("merge (2 stages, linear, bf16)", ours_merge, theirs_merge),
@@ -270,19 +275,24 @@ def main() -> int:
     ]
     fig["rows"] = [
         {"step": name, "ours_wall_s": a.wall_s, "theirs_wall_s": b.wall_s,
-         "ours_rss_mib": a.max_rss_mib, "theirs_rss_mib": b.max_rss_mib}
+         "ours_rss_mib": a.max_rss_mib, "theirs_rss_mib": b.max_rss_mib,
+         "ours_tree_rss_mib": a.tree_rss_mib, "theirs_tree_rss_mib": b.tree_rss_mib}
         for name, a, b in rows
     ]  # fmt: skip
     print()
-    print("| step | medrelease | raw tools | time ratio | peak RSS: medrelease | raw | RSS ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| step | medrelease | raw tools | time ratio | peak RSS: medrelease | raw | RSS ratio "
+          "| process tree: medrelease | raw | ratio |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, a, b in rows:
         print(f"| {name} | {a.wall_s:.1f} s | {b.wall_s:.1f} s | {a.wall_s / b.wall_s:.2f}x | "
               f"{a.max_rss_mib:.0f} MiB | {b.max_rss_mib:.0f} MiB | "
-              f"{a.max_rss_mib / b.max_rss_mib:.2f}x |")  # fmt: skip
+              f"{a.max_rss_mib / b.max_rss_mib:.2f}x | {a.tree_rss_mib:.0f} MiB | "
+              f"{b.tree_rss_mib:.0f} MiB | "
+              f"{a.tree_rss_mib / max(b.tree_rss_mib, 1):.2f}x |")  # fmt: skip
     for q in fig["quants"]:
         print(f"  {q['type']}: accepted={q['accepted']} {q['logits']}")
     print(f"  quantize timings: {fig['quantize_timings']}")
+    print(f"  merge timings: {fig['merge_timings']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(fig, indent=1) + "\n")

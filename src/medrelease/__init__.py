@@ -2,7 +2,7 @@
 
 The library API mirrors the CLI; each step lives in its own subpackage:
 
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.merge.step import merge_release
 
 Importing this package is cheap: heavy libraries (torch, transformers, mergekit) are imported

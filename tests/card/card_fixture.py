@@ -231,7 +231,7 @@ def make_release(
 
 
 def load(path: Path) -> Any:
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     # the merge block is checked by the merge tests; skipping it keeps mergekit out of these
     return load_recipe(path, check_merge=False)

@@ -19,7 +19,7 @@ def test_card_reads_the_real_merge_record(tmp_path, llama):
     from medrelease.card.step import card_release
     from medrelease.core.console import Reporter
     from medrelease.merge.step import merge_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     recipe = write_recipe(
         tmp_path / "recipe.yaml",

@@ -88,7 +88,7 @@ def test_policy(parent, release, ok):
 
 
 def test_stand_in_stages_use_the_recipe_checkpoint_license(tmp_path):
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     recipe, workdir = make_release(tmp_path, card={"stage_licenses": {}})
     standin = tmp_path / "standin"

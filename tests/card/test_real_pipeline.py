@@ -24,7 +24,7 @@ def test_card_numbers_equal_the_real_gate_report(tmp_path, llama):
     from medrelease.core.console import Reporter
     from medrelease.gate.step import gate_release
     from medrelease.merge.step import merge_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     write_demo_task(tmp_path / "tasks", relative=True)  # the gate tests' tiny MCQ task
     recipe = write_recipe(

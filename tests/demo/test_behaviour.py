@@ -25,7 +25,7 @@ def scores(demo_stages, tmp_path_factory) -> dict[str, dict[str, float]]:
     from medrelease.core.console import Reporter
     from medrelease.demo.evaluate import evaluate_folders
     from medrelease.merge.step import merge_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     workdir = tmp_path_factory.mktemp("demo-release")
     overrides = {name: str(path) for name, path in demo_stages.items()}

@@ -84,7 +84,7 @@ def test_lm_eval_loads_the_tasks_offline():
 
 
 def test_recipe_template_is_consistent(tmp_path: Path):
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     data = yaml.safe_load(RECIPE_TEMPLATE.read_text())
     stages = set(data["stages"])

@@ -104,7 +104,7 @@ def gate_tiny_release(root: Path, llama: dict[str, Path], gates: dict[str, Any])
     """Tasks, offline MMLU rows, a recipe and a candidate clearly different from the base (so
     deltas are not all zero), gated once: returns (recipe, workdir, gate result)."""
     from medrelease.gate import step
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.testing.tiny import derive_stage
 
     write_demo_task(root / "tasks")

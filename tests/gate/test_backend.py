@@ -73,7 +73,12 @@ def test_eval_dtype_float32_when_all_models_fit(tmp_path: Path, monkeypatch: pyt
     assert choice["dtype"] == "float32" and "bfloat16 weights" in choice["reason"]
     # every model the gate holds counts: a third one tips it over half of MemAvailable
     more = [*small, _bf16_checkpoint(tmp_path / "grpo", 50)]
-    assert runner.eval_dtype("hf", "cpu", {}, more)["dtype"] == "bfloat16"
+    streamed = runner.eval_dtype("hf", "cpu", {}, more)
+    # ... then float32 is computed layer by layer over the bf16 weights (core/upcast.py) ...
+    assert streamed["dtype"] == "float32" and streamed["per_layer"] is True
+    # ... until the bf16 weights themselves leave too little room: their own dtype
+    most = [*more, *(_bf16_checkpoint(tmp_path / f"m{i}", 100) for i in range(3))]
+    assert runner.eval_dtype("hf", "cpu", {}, most)["dtype"] == "bfloat16"
     # the recipe wins; other backends and accelerators choose for themselves
     assert runner.eval_dtype("hf", "cpu", {"dtype": "bfloat16"}, small) == {
         "dtype": "bfloat16",
@@ -99,3 +104,27 @@ def test_make_lm_passes_float32_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _Recorder.made[-1][0] == {"pretrained": "/m"}
     runner.make_lm("hf", Path("/m"), {"dtype": "float16"}, 1, "cpu", f32)  # the recipe wins
     assert _Recorder.made[-1][0] == {"pretrained": "/m", "dtype": "float16"}
+
+
+def test_make_lm_per_layer_loads_the_half_weights_and_upcasts_each_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lm_eval.api.registry as registry
+    import torch
+
+    class _HF:
+        @classmethod
+        def create_from_arg_obj(cls, args: dict[str, Any], extra: dict[str, Any]) -> Any:
+            lm = cls()
+            lm.args = args
+            lm.model = torch.nn.Sequential(torch.nn.Embedding(8, 4), torch.nn.Linear(4, 8))
+            lm.model.to(torch.bfloat16)
+            return lm
+
+    monkeypatch.setattr(registry, "get_model", lambda name: _HF)
+    choice = {"dtype": "float32", "reason": "r", "per_layer": True}
+    lm = runner.make_lm("hf", Path("/m"), {}, 1, "cpu", choice)
+    assert lm.args == {"pretrained": "/m"}  # loaded in its own dtype, not as a float32 copy
+    out = lm.model(torch.tensor([[1, 2, 3]]))
+    assert out.dtype == torch.float32  # computed in float32 ...
+    assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}  # ... stored as bf16

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from medrelease.core.errors import RecipeError
 from medrelease.gate.config import GatesConfig, GateTask
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 FAKE = {"base": Path("/nonexistent/base"), "sft": Path("/x/sft"), "dpo": Path("/x/dpo")}
 

@@ -20,7 +20,7 @@ from medrelease.core.errors import GateFailed, RecipeError
 from medrelease.core.hashing import sha256_file
 from medrelease.gate import runner, step
 from medrelease.gate.presets import lm_eval_tasks_dir, shipped_tasks_dir
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from gatehelpers import fake_merge, write_gate_recipe
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.gate import step
 from medrelease.gate.nltk_data import install_punkt_tab, punkt_tab_available
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 from medrelease.testing.standins import IFEVAL_ROWS  # IFEval-format prompts written for us
 
 

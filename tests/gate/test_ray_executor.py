@@ -28,7 +28,7 @@ from medrelease.executors import Resources, Unit, make_executor
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.gate import step
 from medrelease.gate.units import unit_resources
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 OBJECT_STORE = 100 * 2**20  # Ray's minimum is ~75 MB; results are small JSON
 

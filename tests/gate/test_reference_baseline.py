@@ -12,7 +12,7 @@ from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
 
 from helpers import run_cli
 from medrelease.gate import step
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 GATES: dict[str, Any] = {
     "baselines": ["base", "peer"],

@@ -77,7 +77,7 @@ def test_mcq_multi_template_runs_in_lm_eval(tmp_path, llama) -> None:
     from gatehelpers import fake_merge, write_gate_recipe
 
     from medrelease.gate.step import gate_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()

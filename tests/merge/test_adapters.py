@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_bitwise_equal, load_tensors, write_recipe
 from medrelease.core.console import Reporter
 from medrelease.merge.step import merge_release
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 from medrelease.testing.tiny import make_adapter
 
 

@@ -20,7 +20,7 @@ from medrelease.core.errors import VerificationError
 from medrelease.merge.completeness import header_problems, likely_cause
 from medrelease.merge.step import merge_release
 from medrelease.merge.verify import raise_on_failure, verify_model_folder
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 CUT = ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.")
 CAUSE = (

@@ -60,7 +60,7 @@ def noisy_copy(src: Path, dst: Path, seed: int) -> Path:
 def real(tmp_path_factory) -> dict[str, Path]:
     from medrelease.core.console import Reporter
     from medrelease.merge.step import merge_release
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.testing.realmodels import real_model
 
     base = real_model("smollm2-135m")

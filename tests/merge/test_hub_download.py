@@ -10,7 +10,7 @@ import pytest
 
 from helpers import write_recipe
 from medrelease.core.console import Reporter
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 from medrelease.stages.sources import fetch_weights, locate_stage
 
 TOKEN = "hf_HubDownloadTestToken0123456789abc"

@@ -13,7 +13,7 @@ from helpers import run_cli, write_recipe
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
 from medrelease.merge.step import merge_release
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 from medrelease.stages.sources import locate_stage
 
 TIES = {

@@ -17,7 +17,7 @@ import yaml
 from helpers import assert_bitwise_equal, load_tensors, write_recipe
 from medrelease.core.console import Reporter
 from medrelease.merge.step import merge_release
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 SEED = 1234
 

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import run_cli, write_recipe
 from medrelease.core.errors import RecipeError
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 GOOD = """\
 release:

@@ -25,7 +25,7 @@ from medrelease.checks.stops import (
 )
 from medrelease.core.console import Reporter
 from medrelease.merge.step import merge_release
-from medrelease.recipe.load import load_recipe
+from medrelease.pipeline.recipes import load_recipe
 
 EOT_MISSING = (
     "the chat template ends an assistant turn with '<|im_end|>' (id 2), which "

@@ -40,7 +40,7 @@ class Release:
         (self.root / "manifest.json").write_text(json.dumps(data, indent=2))
 
     def load(self) -> Any:
-        from medrelease.recipe.load import load_recipe
+        from medrelease.pipeline.recipes import load_recipe
 
         return load_recipe(self.recipe)
 

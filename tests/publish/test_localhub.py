@@ -188,7 +188,7 @@ def test_recipe_hub_stage_resolves_through_the_local_hub(
     from helpers import write_recipe
     from medrelease.core.paths import ReleasePaths
     from medrelease.localhub.client import use_local_hub
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.stages.folders import stage_folder
 
     api = HfApi(endpoint=hub.url, token=TOKEN)

@@ -28,8 +28,8 @@ def test_imatrix_without_built_tools_is_refused_before_any_work(
 
 
 def test_types_that_require_an_imatrix_need_the_imatrix_setting(tmp_path, tiny_llama):
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["IQ2_XXS"]}})
     with pytest.raises(RecipeError, match=r"types \['IQ2_XXS'\] need an importance") as info:
@@ -44,8 +44,8 @@ def test_missing_merged_model_and_missing_section(tmp_path, tiny_llama, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["error"] == "input" and "medrelease merge" in out["hint"]
 
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     text = recipe.read_text().split("quantize:")[0]
     recipe.write_text(text)
@@ -54,9 +54,9 @@ def test_missing_merged_model_and_missing_section(tmp_path, tiny_llama, capsys):
 
 
 def test_not_enough_disk(tmp_path, tiny_llama, monkeypatch):
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize import gguf
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]})
     real = shutil.disk_usage

@@ -95,8 +95,8 @@ def test_eval_check_accepts_and_rejects_by_recovery(tmp_path, tiny_llama):
 
     from medrelease.core.console import Reporter
     from medrelease.gate.evaluate import evaluate_lm
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     recipe = _recipe(tmp_path, tiny_llama, {"eval": True, "min_recovery": 0.5})
     loaded = load_recipe(recipe)
@@ -131,8 +131,8 @@ def test_recovery_rule_rejects_a_collapsed_metric():
 
 def test_eval_needs_a_gate_report(tmp_path, tiny_llama):
     from medrelease.core.errors import InputError
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     recipe = _recipe(tmp_path, tiny_llama, {"eval": True})
     with pytest.raises(InputError, match=r"gates/report\.json, which does not exist") as info:

@@ -23,8 +23,8 @@ TYPES = ["F32", "F16", "Q8_0", "Q4_K_M", "Q4_0"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Any]:
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     workdir = tmp_path_factory.mktemp("gguf")
     quantize = {

@@ -31,8 +31,8 @@ IQ_TYPES = ["IQ3_XXS", "IQ2_XS"]
 
 def _quantize(workdir: Path, model: Path, gguf: dict[str, Any]) -> dict[str, Any]:
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     recipe = make_release(workdir, model, {"gguf": gguf})
     result = quantize_release(load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True))

@@ -175,8 +175,8 @@ def test_quantize_rejects_the_byte_fallback_quant_with_the_fix(
 
 def _run_with_abort(tmp_path: Path, model: Path, spec: str, monkeypatch: Any) -> dict[str, Any]:
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     monkeypatch.setenv(TEST_ABORT_ENV, spec)
     recipe = make_release(tmp_path, model, {"gguf": ["Q8_0", "Q4_K_M"]})
@@ -242,9 +242,9 @@ def test_a_killed_converter_rejects_every_gguf_quant_once(
     """The converter killed (as the OOM killer would): each type is rejected with that reason,
     the conversion is not retried for every type, and nothing is left behind."""
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize import gguf
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     runs = tmp_path / "runs.txt"
     killer = f"open({str(runs)!r}, 'a').write('x'); import os; os.kill(os.getpid(), 9)"
@@ -268,9 +268,9 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
     """llama-imatrix dying of SIGABRT (a stand-in tool that aborts): every quant of the
     recipe needs the matrix, so each is rejected naming the signal; the step completes."""
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize import llama_tools
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     tools = tmp_path / "tools"
     tools.mkdir()

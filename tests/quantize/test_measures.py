@@ -247,6 +247,22 @@ def test_own_dtype_when_float32_would_not_fit():
     assert big.dtype == "bfloat16" and "would not fit" in big.reason
 
 
+def test_float32_layer_by_layer_when_only_the_half_weights_fit():
+    """A 7B bf16 model on this 24 GiB machine: float32 numbers at bf16 memory, when the caller
+    can upcast module by module; the bf16 weights themselves must still fit."""
+    big = cd.choose_compute_dtype(
+        "bfloat16", 7_600_000_000, available=22 * GIB, fast_half=False, per_layer=True
+    )
+    assert big.dtype == "float32" and big.per_layer and "layer by layer" in big.reason
+    assert big.record()["per_layer"] is True
+    huge = cd.choose_compute_dtype(
+        "bfloat16", 14_000_000_000, available=22 * GIB, fast_half=False, per_layer=True
+    )
+    assert huge.dtype == "bfloat16" and not huge.per_layer and "per_layer" not in huge.record()
+    fits = cd.choose_compute_dtype("bfloat16", 10**8, available=22 * GIB, fast_half=False)
+    assert not fits.per_layer  # a whole float32 copy fits: no hooks needed
+
+
 def test_own_dtype_on_fast_cpus_accelerators_and_float32_models():
     assert cd.choose_compute_dtype("bfloat16", 1000, available=GIB, fast_half=True).dtype == (
         "bfloat16"

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 def test_large_outputs_are_split(tmp_path: Path, tiny_llama: Path):
     from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
-    from medrelease.recipe.load import load_recipe
 
     # the tiny model's F16 is ~2.9 MB and Q8_0 ~1.5 MB: both exceed 1M
     recipe = make_release(

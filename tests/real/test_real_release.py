@@ -130,6 +130,8 @@ def release(tmp_path_factory: pytest.TempPathFactory, real_stages: dict[str, Pat
             "rules": [{"metric": "mmlu_medical/acc", "vs": "base", "max_drop": 0.25}],
         },
         quantize={"gguf": {"types": ["Q8_0", "Q4_K_M"]}},  # default checks and limits
+        # it stops: the merged model and each quant end a greedy chat answer with <|im_end|>
+        output={"stop_check": True},
         card={
             "stage_licenses": dict.fromkeys(stages, "apache-2.0"),
             "stage_repos": {"base": "HuggingFaceTB/SmolLM2-135M-Instruct"},
@@ -267,7 +269,7 @@ def test_gate_numbers_equal_lm_eval_run_directly(release: RealRelease) -> None:
 
 
 def test_q8_0_and_q4_k_m_accepted_by_the_defaults(release: RealRelease) -> None:
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     quants = release.manifest["steps"]["quantize"]["quants"]
     for q in quants:
@@ -275,6 +277,11 @@ def test_q8_0_and_q4_k_m_accepted_by_the_defaults(release: RealRelease) -> None:
         print(json.dumps(q["checks"], indent=1, default=str)[:3000])
     _check_quants(release.root, release.manifest, load_recipe(release.recipe))
     assert [q["type"] for q in quants] == ["Q8_0", "Q4_K_M"]
+    merged_stop = release.manifest["steps"]["merge"]["verification"]["stops_when_generating"]
+    assert merged_stop["detail"].startswith("greedy answer ended with EOS 2"), merged_stop
+    for q in quants:  # through llama.cpp, in a child process
+        stop = q["checks"]["stops_when_generating"]
+        assert stop["ok"] and stop["detail"].startswith("greedy answer ended with EOS 2"), stop
     # the GGUF holds the repaired tokenizer: byte-level BPE as llama.cpp's "gpt2" with the
     # "smollm" pre-tokenizer (not a SentencePiece vocabulary without byte tokens)
     from gguf import GGUFReader
@@ -287,7 +294,7 @@ def test_q8_0_and_q4_k_m_accepted_by_the_defaults(release: RealRelease) -> None:
 
 
 def test_cards_and_hub(release: RealRelease) -> None:
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     for card in _expected_cards(release.manifest):
         assert (release.root / card).is_file(), card
@@ -363,3 +370,30 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
 
     with release_lock(workdir / "variant"):  # the .lock file stays by design, unheld
         pass
+
+
+def test_gate_on_ray_gives_the_same_numbers(release: RealRelease) -> None:
+    """Issue 13 on a real model: the gate's units (merged and base x real MMLU items) run as
+    Ray tasks on a local Ray instance, each in its own worker process, and the report equals
+    the local executor's (run by the release above) number for number. Runs last: it
+    rewrites gates/report.json, with the same content."""
+    from gate.test_ray_executor import _assert_same_report
+    from medrelease.gate import step
+    from medrelease.pipeline.recipes import load_recipe
+
+    report_path = release.root / "gates" / "report.json"
+    local = json.loads(report_path.read_text())
+    result = step.gate_release(
+        load_recipe(release.recipe),
+        workdir=release.root.parent,
+        use_cache=False,  # every unit runs on Ray
+        executor="ray",
+    )
+    assert result.record["evaluations"] == {"run": 2, "cached": 0}
+    assert result.record["executor"]["name"] == "ray"
+    # the dtype is the same; its reason quotes the memory available at each run's start
+    got, want = json.loads(json.dumps(result.report)), json.loads(json.dumps(local))
+    assert got["harness"]["dtype"] == want["harness"]["dtype"] == "float32"
+    for report in (got, want):
+        report["harness"].pop("dtype_reason")
+    _assert_same_report(got, want)

@@ -103,7 +103,7 @@ def release_on_standins(
     capsys: pytest.CaptureFixture[str],
     sets: list[str] | None = None,
 ) -> None:
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
     from medrelease.recipe.stages import AdapterStage
 
     sets = sets or []

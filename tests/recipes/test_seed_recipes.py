@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medrelease.recipe.load import LoadedRecipe, load_recipe
+from medrelease.pipeline.recipes import load_recipe
+from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage
 from medrelease.testing.tiny import ARCHS
 

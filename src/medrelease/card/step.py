@@ -17,18 +17,16 @@ import jinja2
 
 from medrelease.card.config import CardConfig, FileRef
 from medrelease.card.evidence import Evidence, load_evidence
-from medrelease.card.inputs import INPUTS, TOOLS
+from medrelease.card.inputs import INPUTS
 from medrelease.card.markdown import tidy_markdown
 from medrelease.card.required import check_required, required_sections
 from medrelease.card.templates import SHIPPED, CardRenderer, chain_block_overrides, make_renderer
-from medrelease.core.atomic import staging_dir, sweep_stale_temps
+from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
-from medrelease.core.hashing import HashCache, folder_records, sha256_bytes
-from medrelease.core.inputs import record_inputs
-from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.hashing import folder_records, sha256_bytes
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.runner import step_run
 from medrelease.core.secrets import assert_no_secrets
 from medrelease.core.step import StepResult
 from medrelease.core.suggest import did_you_mean
@@ -60,37 +58,15 @@ def card_release(
     workdir: Path = DEFAULT_WORKDIR,
     reporter: Reporter | None = None,
 ) -> StepResult:
-    from medrelease.core.quiet import quiet_libraries
-
-    quiet_libraries()
-    reporter = reporter or Reporter()
-    paths = ReleasePaths(workdir, loaded.recipe.release.name)
-    with release_lock(paths.root):
-        sweep_stale_temps(paths.root)
-        timer = StepTimer()
+    with step_run(INPUTS, loaded, workdir, reporter) as run:
+        paths = run.paths
         evidence = load_evidence(paths)
         rendered = render_cards(loaded, evidence)
-        timer.lap("render")
-        with staging_dir(paths.card, replace=True) as tmp:
-            for name, text in rendered.texts.items():
-                # a token pasted into a recipe text field must never reach a public card
-                assert_no_secrets(text, what=f"card/{CARD_FILES[name]}")
-                target = tmp / CARD_FILES[name]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-            if rendered.chart_series is not None:
-                from medrelease.card.chart import render_chart
-
-                render_chart(tmp / CHART_NAME, *rendered.chart_series)
-            for rel, data in rendered.files.items():
-                # task files are published too: the same check as the cards
-                assert_no_secrets(data.decode("utf-8", errors="replace"), what=f"card/{rel}")
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
-        timer.lap("write")
+        run.timer.lap("render")
+        _write_cards(paths.card, rendered)
+        run.timer.lap("write")
         for w in rendered.warnings:
-            reporter.warn(w)
-        outputs = {f"card/{k}": v for k, v in folder_records(paths.card).items()}
+            run.reporter.warn(w)
         record: dict[str, Any] = {
             "status": "done",
             "cards": {name: f"card/{CARD_FILES[name]}" for name in rendered.texts},
@@ -98,17 +74,33 @@ def card_release(
             "metadata": rendered.metadata,
             "licenses": rendered.context["license"],
             "report_sha256": evidence.report_sha256,
-            "outputs": outputs,
-            "tools": tool_versions(*TOOLS),
+            "outputs": {f"card/{k}": v for k, v in folder_records(paths.card).items()},
             "warnings": rendered.warnings,
         }
-        record["timings"] = timer.summary()
-        manifest = Manifest.load(paths.root)
-        record_inputs(record, INPUTS.compute(loaded, paths, manifest, HashCache(paths.hash_cache)))
-        manifest.record_step("card", record)
+        run.record(record)
         for name in rendered.texts:
-            reporter.info(f"wrote {paths.card / CARD_FILES[name]}")
+            run.reporter.info(f"wrote {paths.card / CARD_FILES[name]}")
         return StepResult("card", record, paths.manifest, warnings=rendered.warnings)
+
+
+def _write_cards(folder: Path, rendered: RenderedCards) -> None:
+    """The cards, the chart and the shipped task files, into `folder` at once (staged)."""
+    with staging_dir(folder, replace=True) as tmp:
+        for name, text in rendered.texts.items():
+            # a token pasted into a recipe text field must never reach a public card
+            assert_no_secrets(text, what=f"card/{CARD_FILES[name]}")
+            target = tmp / CARD_FILES[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        if rendered.chart_series is not None:
+            from medrelease.card.chart import render_chart
+
+            render_chart(tmp / CHART_NAME, *rendered.chart_series)
+        for rel, data in rendered.files.items():
+            # task files are published too: the same check as the cards
+            assert_no_secrets(data.decode("utf-8", errors="replace"), what=f"card/{rel}")
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
 
 
 @dataclass
@@ -190,20 +182,52 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     return CardInputs(context, merge_inputs, base_models, series, warnings, datasets, bundle)
 
 
+# card name -> (template option, Hub metadata, model-index results the card must carry)
+CardPlan = dict[str, tuple[str | None, Any, list[Any] | None]]
+
+
 def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
     """Render every card in memory (nothing is written): used by the step and by --diff."""
-    from medrelease.card import metadata as md
     from medrelease.card.extras import card_extras
     from medrelease.card.filters import card_filters
 
-    recipe = loaded.recipe
-    cfg = recipe.card or CardConfig()
+    cfg = loaded.recipe.card or CardConfig()
     inputs = card_inputs(loaded, evidence)
-    context, merge_inputs, base_models = inputs.context, inputs.merge_inputs, inputs.base_models
-    series, warnings = inputs.series, inputs.warnings
+    warnings = inputs.warnings
     filters = card_filters(cfg.decimals)
-    rel = recipe.release
-    relation = cfg.base_model_relation or ("merge" if len(merge_inputs) > 1 else "finetune")
+    out_texts: dict[str, str] = {}
+    out_meta: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str] = {}
+    for name, (template_opt, data, expected) in _card_plan(loaded, cfg, inputs, evidence).items():
+        out_texts[name], out_meta[name], digests[name] = _render_card(
+            loaded, cfg, name, template_opt, data, expected, inputs.context, filters
+        )
+    if evidence.quantize is None:
+        warnings.append("no quantize step in the manifest: only the main card was rendered")
+    files, skipped = card_extras(
+        evidence.report, inputs.datasets, inputs.bundle, cfg.hub_benchmarks
+    )
+    warnings += skipped
+    return RenderedCards(
+        texts=out_texts,
+        metadata=out_meta,
+        context=inputs.context,
+        chart_series=inputs.series,
+        template_digests=digests,
+        warnings=warnings,
+        files=files,
+    )
+
+
+def _card_plan(
+    loaded: LoadedRecipe, cfg: CardConfig, inputs: CardInputs, evidence: Evidence
+) -> CardPlan:
+    """Which cards to render (the main one; a GGUF and an AWQ card when those quants exist),
+    each with its Hub metadata."""
+    from medrelease.card import metadata as md
+
+    rel = loaded.recipe.release
+    relation = cfg.base_model_relation or ("merge" if len(inputs.merge_inputs) > 1 else "finetune")
     results = md.eval_results(evidence.report, inputs.datasets)
     common: dict[str, Any] = {
         "license": rel.license,
@@ -212,11 +236,11 @@ def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
         "datasets": rel.datasets,
         "pipeline_tag": cfg.pipeline_tag,
     }
-    plan: dict[str, tuple[str | None, Any, list[Any] | None]] = {
+    plan: CardPlan = {
         "model": (
             cfg.template,
             md.card_data(
-                base_model=base_models,
+                base_model=inputs.base_models,
                 relation=relation,
                 tags=[*rel.tags, "medical", "merge", "medrelease"],
                 library_name=cfg.library_name,
@@ -227,71 +251,57 @@ def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
             results,
         )
     }
-    if context["quants"].get("gguf"):
-        plan["gguf"] = (
-            cfg.gguf_template,
-            md.card_data(
-                base_model=[rel.repo],
-                relation="quantized",
-                tags=[*rel.tags, "medical", "gguf", "medrelease"],
-                library_name="gguf",
-                **common,
-            ),
-            None,
-        )
-    if context["quants"].get("awq"):
-        plan["awq"] = (
-            cfg.awq_template,
-            md.card_data(
-                base_model=[rel.repo],
-                relation="quantized",
-                tags=[*rel.tags, "medical", "awq", "compressed-tensors", "medrelease"],
-                library_name=cfg.library_name,
-                **common,
-            ),
-            None,
-        )
+    quant_cards = {
+        "gguf": (cfg.gguf_template, ["gguf"], "gguf"),
+        "awq": (cfg.awq_template, ["awq", "compressed-tensors"], cfg.library_name),
+    }
+    for family, (template, tags, library) in quant_cards.items():
+        if inputs.context["quants"].get(family):
+            plan[family] = (
+                template,
+                md.card_data(
+                    base_model=[rel.repo],
+                    relation="quantized",
+                    tags=[*rel.tags, "medical", *tags, "medrelease"],
+                    library_name=library,
+                    **common,
+                ),
+                None,
+            )
+    return plan
 
-    out_texts: dict[str, str] = {}
-    out_meta: dict[str, dict[str, Any]] = {}
-    digests: dict[str, str] = {}
-    for name, (template_opt, data, expected) in plan.items():
-        user_template = _template_path(loaded, template_opt, name)
-        renderer = make_renderer(user_template=user_template, filters=filters)
-        entry = user_template.name if user_template else SHIPPED[name]
-        if name == "model" and cfg.blocks:
-            blocks = {
-                block: (
-                    loaded.where(("card", "blocks", block)),
-                    _text_of(loaded, ("card", "blocks", block), value),
-                )
-                for block, value in cfg.blocks.items()
-            }
-            entry = chain_block_overrides(renderer, entry, blocks)
-        body = tidy_markdown(renderer.render(entry, context))
-        shown = str(user_template) if user_template else f"builtin/{SHIPPED[name]}"
-        check_required(body, context["sections"], shown)
-        text = md.compose(data, body)
-        out_meta[name] = md.validate_card(
-            text, expected_results=expected, where=f"card/{CARD_FILES[name]}"
-        )
-        out_texts[name] = text
-        digests[name] = _template_digest(renderer, entry)
-    if evidence.quantize is None:
-        warnings.append("no quantize step in the manifest: only the main card was rendered")
-    files, skipped = card_extras(
-        evidence.report, inputs.datasets, inputs.bundle, cfg.hub_benchmarks
-    )
-    warnings += skipped
-    return RenderedCards(
-        texts=out_texts,
-        metadata=out_meta,
-        context=context,
-        chart_series=series,
-        template_digests=digests,
-        warnings=warnings,
-        files=files,
-    )
+
+def _render_card(
+    loaded: LoadedRecipe,
+    cfg: CardConfig,
+    name: str,
+    template_opt: str | None,
+    data: Any,
+    expected: list[Any] | None,
+    context: dict[str, Any],
+    filters: dict[str, Any],
+) -> tuple[str, dict[str, Any], str]:
+    """One card: (its text, its validated Hub metadata, its template's digest)."""
+    from medrelease.card import metadata as md
+
+    user_template = _template_path(loaded, template_opt, name)
+    renderer = make_renderer(user_template=user_template, filters=filters)
+    entry = user_template.name if user_template else SHIPPED[name]
+    if name == "model" and cfg.blocks:
+        blocks = {
+            block: (
+                loaded.where(("card", "blocks", block)),
+                _text_of(loaded, ("card", "blocks", block), value),
+            )
+            for block, value in cfg.blocks.items()
+        }
+        entry = chain_block_overrides(renderer, entry, blocks)
+    body = tidy_markdown(renderer.render(entry, context))
+    shown = str(user_template) if user_template else f"builtin/{SHIPPED[name]}"
+    check_required(body, context["sections"], shown)
+    text = md.compose(data, body)
+    meta = md.validate_card(text, expected_results=expected, where=f"card/{CARD_FILES[name]}")
+    return text, meta, _template_digest(renderer, entry)
 
 
 def _template_path(loaded: LoadedRecipe, value: str | None, card: str) -> Path | None:

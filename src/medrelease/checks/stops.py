@@ -12,10 +12,11 @@ max_new_tokens. What can be checked without trusting the weights (declarative):
 3. every EOS id the inputs declared (the merged stages' generation_configs, matched by token
    text) is still declared: a multi-token list survives merge, finalize and quantization.
 
-What needs the weights (behavioural, `generation_stops`): with the chat template and greedy
-decoding, a short answer ends with a declared EOS id. Random-weight stand-ins never stop, and
-a 7B model costs tens of seconds on a CPU, so this runs only when the recipe asks for it
-(`output.stop_check`), where a failure is a verification failure like any other.
+What needs the weights (behavioural, `stops_when_generating`): with the chat template and
+greedy decoding, a short answer ends with a declared EOS id. Random-weight stand-ins never
+stop, and a 7B model costs tens of seconds on a CPU, so this runs only when the recipe asks for
+it (`output.stop_check`): on the merged model (a verification failure) and on every quant (a
+rejection), each through its own runtime (transformers, llama.cpp in a child process).
 
 Reuse (quantize's GGUF and AWQ checks): call `stop_problems(tokenizer, eos_ids, ...)` with
 the quant's declared EOS list (GGUF: `tokenizer.ggml.eos_token_id` plus
@@ -34,6 +35,10 @@ from typing import Any
 
 # an answer the template must put between the assistant's turn markers
 ANSWER = "The pancreas makes insulin."
+STOP_HINT = (
+    "the model does not end its answer: check the stages' chat training and EOS tokens, or "
+    "drop output.stop_check for models that are not chat models"
+)
 TWO_TURNS = [
     {"role": "user", "content": "Which organ makes insulin?"},
     {"role": "assistant", "content": ANSWER},
@@ -57,6 +62,18 @@ def generation_eos_ids(folder: Path) -> list[int]:
     try:
         return as_ids(json.loads(path.read_text()).get("eos_token_id"))
     except (ValueError, TypeError, AttributeError):
+        return []
+
+
+def release_eos_ids(folder: Path) -> list[int]:
+    """The EOS ids a model folder declares for generation: generation_config.json's list,
+    else config.json's eos_token_id."""
+    ids = generation_eos_ids(folder)
+    if ids:
+        return ids
+    try:
+        return as_ids(json.loads((folder / "config.json").read_text()).get("eos_token_id"))
+    except (OSError, ValueError, TypeError, AttributeError):
         return []
 
 
@@ -229,6 +246,44 @@ def generation_stops(
     new = [int(i) for i in generate(prompt_ids, max_new_tokens)]
     stop = set(int(i) for i in eos_ids)
     return any(i in stop for i in new), new
+
+
+def chat_prompt_ids(tok: Any, prompt: str) -> list[int]:
+    """The user's `prompt` as the chat template renders it, ready for the assistant's answer."""
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return [int(i) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    return [int(i) for i in tok(prompt)["input_ids"]]
+
+
+def stops_when_generating(
+    generate: Callable[[list[int], int], list[int]],
+    tok: Any,
+    eos_ids: Sequence[int],
+    settings: Any,
+) -> dict[str, Any]:
+    """The behavioural check as a check entry ({"ok", "detail"}), for any runtime's `generate`;
+    `settings` is the recipe's StopCheck (prompt, max_new_tokens)."""
+    eos = [int(i) for i in eos_ids]
+    ok, new = generation_stops(
+        generate,
+        chat_prompt_ids(tok, settings.prompt),
+        eos,
+        max_new_tokens=settings.max_new_tokens,
+    )
+    if ok:
+        return {
+            "ok": True,
+            "detail": f"greedy answer ended with EOS {new[-1]} after {len(new)} token(s)",
+        }
+    tail = str(tok.decode(new[-12:]))
+    return {
+        "ok": False,
+        "detail": f"greedy decoding of {settings.prompt!r} with the chat template gave "
+        f"{settings.max_new_tokens} tokens without an EOS of {eos} (ends {tail!r})",
+    }
 
 
 def transformers_generate(

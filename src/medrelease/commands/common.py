@@ -83,7 +83,7 @@ def load(
 ) -> LoadedRecipe:
     """Load for a step command. Only `merge` (and `validate`) need the mergekit block checked,
     which imports mergekit and torch; the other steps skip that cost."""
-    from medrelease.recipe.load import load_recipe
+    from medrelease.pipeline.recipes import load_recipe
 
     return load_recipe(
         recipe,

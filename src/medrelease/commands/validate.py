@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         from medrelease.commands.common import parse_overrides
         from medrelease.core.console import err_console, out_console, print_json
         from medrelease.core.errors import RecipeError
-        from medrelease.recipe.load import all_problems, load_recipe
+        from medrelease.pipeline.recipes import load_recipe
+        from medrelease.recipe.load import all_problems
 
         try:
             loaded = load_recipe(

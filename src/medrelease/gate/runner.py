@@ -201,28 +201,31 @@ def metric_values(outcome: dict[str, Any]) -> dict[str, float]:
 
 def eval_dtype(
     backend: str, device: str, model_args: dict[str, Any], folders: list[Path]
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """The dtype the gate evaluates in, and why (recorded as `harness.dtype` in the report).
 
     `gates.model_args.dtype` wins. Otherwise, for lm-eval's `hf` backend, the rule shared with
     the quant checks (core/compute_dtype.py): on a CPU without fast bf16, float32 when the
     float32 copies of every model the gate holds at once fit comfortably in memory; else the
-    checkpoint's own dtype (lm-eval's `auto`). Other backends choose for themselves."""
+    checkpoint's own dtype (lm-eval's `auto`), computed in float32 layer by layer when only the
+    half weights fit (core/upcast.py). Other backends choose for themselves."""
     if "dtype" in model_args:
         return {"dtype": str(model_args["dtype"]), "reason": "gates.model_args.dtype"}
     if backend != "hf":
         return {"dtype": "auto", "reason": f"chosen by lm-eval's {backend} backend"}
     from medrelease.core.compute_dtype import choose_for_folders
 
-    return choose_for_folders(folders, device=device).record()
+    return choose_for_folders(folders, device=device, per_layer=True).record()
 
 
 def model_args_with_dtype(
-    model_args: dict[str, Any], dtype: dict[str, str] | None
+    model_args: dict[str, Any], dtype: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The recipe's model_args plus float32 when that was chosen (unless the recipe set a
     dtype). Any other choice is each checkpoint's own dtype: lm-eval's default, `auto`."""
     if dtype is None or "dtype" in model_args or dtype["dtype"] != "float32":
+        return dict(model_args)
+    if dtype.get("per_layer"):  # loaded in its own dtype; make_lm upcasts module by module
         return dict(model_args)
     return {**model_args, "dtype": dtype["dtype"]}
 
@@ -233,7 +236,7 @@ def make_lm(
     model_args: dict[str, Any],
     batch_size: Any,
     device: str,
-    dtype: dict[str, str] | None = None,
+    dtype: dict[str, Any] | None = None,
 ) -> Any:
     """Build the lm-eval model (any registered backend; `hf` by default) for one folder.
 
@@ -249,7 +252,12 @@ def make_lm(
             hint="gates.backend is an lm-eval model type: hf, vllm, ...",
         ) from exc
     args = {"pretrained": str(pretrained), **model_args_with_dtype(model_args, dtype)}
-    return cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    if dtype and dtype.get("per_layer") and "dtype" not in model_args:
+        from medrelease.core.upcast import upcast_per_module
+
+        upcast_per_module(lm.model)  # lm-eval's HFLM keeps the transformers model as .model
+    return lm
 
 
 def resolve_device(device: str) -> str:

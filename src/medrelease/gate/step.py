@@ -12,19 +12,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.atomic import atomic_write_json, sweep_stale_temps
+from medrelease.core.atomic import atomic_write_json
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, GateFailed, RecipeError
-from medrelease.core.hashing import HashCache, file_record
-from medrelease.core.inputs import record_inputs
-from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer, tool_versions
-from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.hashing import file_record
+from medrelease.core.paths import DEFAULT_WORKDIR
+from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
 from medrelease.executors import Executor, Resources, Unit, make_executor, resolve_executor_name
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
-from medrelease.gate.inputs import INPUTS, TOOLS
+from medrelease.gate.inputs import INPUTS
 from medrelease.gate.models import CANDIDATE, GateModel, baseline_models, candidate_model
 from medrelease.gate.rules import evaluate_rule
 from medrelease.gate.runner import (
@@ -74,18 +72,11 @@ def gate_release(
 ) -> GateResult:
     """`executor`: `local` | `ray` (default: the recipe's `gates.executor`, else local);
     `ray_address`: the Ray cluster (default: $RAY_ADDRESS, else a local Ray instance)."""
-    from medrelease.core.quiet import quiet_libraries
-
     silence_progress_bars()
-    quiet_libraries()
-    reporter = reporter or Reporter()
-    paths = ReleasePaths(workdir, loaded.recipe.release.name)
     gates = gates_of(loaded, limit)
     executor = resolve_executor_name(executor, gates.executor)  # a typo fails first
-    with release_lock(paths.root):
-        sweep_stale_temps(paths.root)
-        sweep_stale_temps(paths.gates)
-        return _gate_locked(loaded, gates, paths, reporter, use_cache, executor, ray_address)
+    with step_run(INPUTS, loaded, workdir, reporter, sweep=[lambda p: p.gates]) as run:
+        return _gate_locked(run, gates, use_cache, executor, ray_address)
 
 
 def evaluate_unit(unit: EvalUnit, state: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +126,7 @@ class _Evaluator:
         self.reporter = reporter
         self.executor = executor
         self.device = executor.resolve_device(gates.device)
-        self.dtype: dict[str, str] | None = None  # chosen in evaluate_all, for every model
+        self.dtype: dict[str, Any] | None = None  # chosen in evaluate_all, for every model
         self.evaluated = 0
         self.cached = 0
 
@@ -210,7 +201,7 @@ def _reproduce(
     model: GateModel,
     gates: GatesConfig,
     device: str,
-    dtype: dict[str, str] | None,
+    dtype: dict[str, Any] | None,
 ) -> str:
     s = task.settings
     args = model_args_with_dtype(gates.model_args, dtype)
@@ -236,7 +227,7 @@ def build_report(
     tasks: list[ResolvedTask],
     outcomes: dict[str, dict[str, dict[str, Any]]],  # task label -> model name -> outcome
     device: str,
-    dtype: dict[str, str] | None = None,
+    dtype: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     names = [m.name for m in models]
     metrics: list[dict[str, Any]] = []
@@ -327,16 +318,19 @@ def _check_rule_metrics(
 
 
 def _gate_locked(
-    loaded: LoadedRecipe,
+    run: StepRun,
     gates: GatesConfig,
-    paths: ReleasePaths,
-    reporter: Reporter,
     use_cache: bool,
     executor_name: str | None = None,
     ray_address: str | None = None,
 ) -> GateResult:
-    timer = StepTimer()
-    hashes = HashCache(paths.hash_cache)
+    loaded, paths, reporter, timer, hashes = (
+        run.loaded,
+        run.paths,
+        run.reporter,
+        run.timer,
+        run.hashes,
+    )
     cand = candidate_model(paths, hashes)
     models = [cand, *baseline_models(loaded, paths, hashes, reporter)]
     hashes.save()
@@ -374,12 +368,8 @@ def _gate_locked(
         "evaluations": {"run": ev.evaluated, "cached": ev.cached},
         "executor": executor_record,
         "outputs": dict(report_rec),
-        "tools": tool_versions(*TOOLS),
     }
-    record["timings"] = timer.summary()
-    manifest = Manifest.load(paths.root)
-    record_inputs(record, INPUTS.compute(loaded, paths, manifest, hashes))
-    manifest.record_step("gate", record)
+    run.record(record)
     result = GateResult("gate", record, paths.manifest, report=report)
     if not report["passed"]:
         failed = [r["text"] for r in report["rules"] if not r["passed"]]

@@ -28,7 +28,7 @@ class EvalUnit:
     model_args: dict[str, Any]
     batch_size: Any
     device: str
-    dtype: dict[str, str] | None = None  # the gate-wide eval dtype choice, when there is one
+    dtype: dict[str, Any] | None = None  # the gate-wide eval dtype choice, when there is one
 
 
 def _weights_bytes(folder: Path) -> int:

@@ -6,6 +6,7 @@ format, then structural integrity, then cross-stage compatibility, then disk spa
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,14 @@ def check_finite_and_hash(
     stages: dict[str, tuple[ResolvedStage, StageFacts]],
     hashes: HashCache,
     advance: Any = None,
-) -> BackgroundHashes:
-    """Every weight is a finite number: a NaN in one stage would poison the whole merge.
-
-    The scan reads each weight file's raw bits (two files at a time) and must finish before
-    mergekit starts. Hashing the same files is bookkeeping, not a check, and costs several
-    times the scan (sha256 vs a bit mask): it runs in a thread while mergekit works and is
-    collected with `.wait()` after it. Verdicts and digests are remembered per user with the
-    file's identity, so a checkpoint reused by the next merge is not read at all.
-    """
+) -> InputChecks:
+    """Start checking that every weight is a finite number (a NaN in one stage would poison
+    the whole merge) and hashing the weight files: one read per file, in a thread, while
+    mergekit reads the same files (measured at Qwen2.5-7B size: the scan before mergekit
+    cost 18 s of a 105 s merge). `.wait()` after mergekit gives the verdict; the merge runs
+    into a staging folder, so a NaN found then still leaves nothing behind. Verdicts and
+    digests are remembered per user with the file's identity, so a checkpoint reused by the
+    next merge is not read at all."""
     shared = hashes.shared
     to_scan: list[tuple[str, ResolvedStage, Path, dict[str, int]]] = []
     to_hash: list[tuple[Path, dict[str, int]]] = []
@@ -56,30 +56,70 @@ def check_finite_and_hash(
             if shared is not None and shared.get(path, FINITE_FACT) == SCAN_VERSION:
                 if advance is not None:
                     advance(ident["size"])
+                if hashes.cached(path) is None:
+                    to_hash.append((path, ident))
             else:
                 to_scan.append((name, stage, path, ident))
-            if hashes.cached(path) is None:
-                to_hash.append((path, ident))
-    results = scan_files([p for _, _, p, _ in to_scan], advance, digest=False)
-    for name, stage, path, ident in to_scan:  # report in stage order, whatever finished first
-        result = results[path]
-        if isinstance(result, BaseException):
-            raise InputError(
-                f"stage {name!r}: {path.name} could not be read ({result})",
-                hint="re-download or re-save this checkpoint",
-            ) from None
-        if result.nonfinite is not None:
-            tensor, bad = result.nonfinite
-            raise _nonfinite_error(name, tensor, path.name, bad)
-        if result.unscanned:  # float formats without a bit-level rule: ask torch
-            check_finite_torch(stage, path, result.unscanned)
-        if shared is not None:
-            shared.put(path, FINITE_FACT, SCAN_VERSION, ident)
-    return BackgroundHashes(to_hash, hashes)
+    return InputChecks(to_scan, to_hash, hashes, advance)
 
 
-def wait_for_input_hashes(pending: BackgroundHashes) -> None:
-    """The digests of the inputs, which must still be the files that were checked."""
+class InputChecks:
+    """The scan (with each file's sha256 from the same read) in a thread; see above."""
+
+    def __init__(
+        self,
+        to_scan: list[tuple[str, ResolvedStage, Path, dict[str, int]]],
+        to_hash: list[tuple[Path, dict[str, int]]],
+        hashes: HashCache,
+        advance: Any = None,
+    ):
+        self.to_scan = to_scan
+        self.hashes = hashes
+        self._results: dict[Path, Any] = {}
+        self._error: BaseException | None = None
+        self._digests = BackgroundHashes(to_hash, hashes)  # files whose verdict is known
+        self._thread = threading.Thread(
+            target=self._run, args=(advance,), name="mr-input-scan", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, advance: Any) -> None:
+        try:
+            self._results = scan_files([p for _, _, p, _ in self.to_scan], advance, digest=True)
+        except BaseException as exc:  # handed to the caller by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Raise the first problem in stage order (InputError, or FileChanged if a file
+        changed while it was read); otherwise record every verdict and digest."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        shared = self.hashes.shared
+        for name, stage, path, ident in self.to_scan:
+            result = self._results[path]
+            if isinstance(result, BaseException):
+                raise InputError(
+                    f"stage {name!r}: {path.name} could not be read ({result})",
+                    hint="re-download or re-save this checkpoint",
+                ) from None
+            if result.nonfinite is not None:
+                tensor, bad = result.nonfinite
+                raise _nonfinite_error(name, tensor, path.name, bad)
+            if result.unscanned:  # float formats without a bit-level rule: ask torch
+                check_finite_torch(stage, path, result.unscanned)
+            if file_identity(path)[1] != ident:
+                raise FileChanged(path)
+            assert result.sha256 is not None  # asked for, and the file was read to its end
+            self.hashes.remember(path, result.sha256, ident)
+            if shared is not None:
+                shared.put(path, FINITE_FACT, SCAN_VERSION, ident)
+        self._digests.wait()
+
+
+def wait_for_input_hashes(pending: InputChecks) -> None:
+    """The verdicts and digests of the inputs, which must still be the files that were
+    checked (a NaN/Inf is an InputError naming the stage, tensor and file)."""
     try:
         pending.wait()
     except FileChanged as exc:

@@ -12,19 +12,17 @@ from typing import Any
 
 import yaml
 
-from medrelease.core.atomic import staging_dir, sweep_stale_temps
+from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.disk import human_bytes
 from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
 from medrelease.core.hashing import HashCache, folder_records
-from medrelease.core.inputs import record_inputs
-from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
 from medrelease.merge import preflight
 from medrelease.merge.config_check import resolve_merge_config
-from medrelease.merge.inputs import INPUTS, TOOLS, needed_stages
+from medrelease.merge.inputs import INPUTS, needed_stages
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.schema import chat_template_text
@@ -59,28 +57,24 @@ def merge_release(
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> MergeResult:
-    from medrelease.core.quiet import quiet_libraries
-
-    quiet_libraries()
-    reporter = reporter or Reporter()
-    recipe = loaded.recipe
-    paths = ReleasePaths(workdir, recipe.release.name)
-    with release_lock(paths.root):
-        sweep_stale_temps(paths.root)
-        if paths.merged.exists() and not force:
+    with step_run(INPUTS, loaded, workdir, reporter) as run:
+        if run.paths.merged.exists() and not force:
             raise UsageError(
-                f"output folder {paths.merged} already exists",
+                f"output folder {run.paths.merged} already exists",
                 hint="pass --force to replace it, or choose another --workdir",
             )
-        return _merge_locked(loaded, paths, force, reporter)
+        return _merge_locked(run, force)
 
 
-def _merge_locked(
-    loaded: LoadedRecipe, paths: ReleasePaths, force: bool, reporter: Reporter
-) -> MergeResult:
+def _merge_locked(run: StepRun, force: bool) -> MergeResult:
+    loaded, paths, reporter, timer, hashes = (
+        run.loaded,
+        run.paths,
+        run.reporter,
+        run.timer,
+        run.hashes,
+    )
     recipe = loaded.recipe
-    timer = StepTimer()
-    hashes = HashCache(paths.hash_cache)
     warnings: list[str] = []
 
     # 1. locate every stage (metadata only) and preflight before any weights move
@@ -103,80 +97,34 @@ def _merge_locked(
     check_auto_chat_template(loaded, {n: s.path for n, s in stages.items()})
     timer.lap("fetch")
 
-    # 3. every weight finite (NaN in one stage would poison the merge silently)
+    # 3. every weight finite (NaN in one stage would poison the merge silently) and hashed:
+    # one read per file in a thread, while mergekit reads them too; judged after the merge
     plain = {n: s for n, s in stages.items() if s.kind != "adapter" and n in facts}
-    total = sum(facts[n].weight_bytes for n in plain)
-    with reporter.phase("checking weights are finite", total=total) as advance:
-        # the scan must pass before mergekit starts; hashing them overlaps the merge
-        input_hashes = preflight.check_finite_and_hash(
-            {n: (s, facts[n]) for n, s in plain.items()}, hashes, advance
-        )
+    input_checks = preflight.check_finite_and_hash(
+        {n: (s, facts[n]) for n, s in plain.items()}, hashes
+    )
     timer.lap("check_finite")
 
     # 5. run mergekit into a staging folder, finalize, verify, then move into place
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
-    from medrelease.merge.finalize import finalize_output
-    from medrelease.merge.verify import (
-        WeightsScan,
-        raise_on_failure,
-        verification_inputs,
-        verify_model_folder,
-    )
+    from medrelease.merge.verify import raise_on_failure
 
     with staging_dir(paths.merged, replace=force) as tmp:
-        run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
+        try:
+            run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
+        except Exception:
+            # a NaN stage can make mergekit fail too: the input's verdict is the better message
+            preflight.wait_for_input_hashes(input_checks)
+            raise
         timer.lap("merge")
-        # 4. hash every input file (weights: hashed in the background during the merge)
-        preflight.wait_for_input_hashes(input_hashes)
-        stage_records: dict[str, Any] = {}
-        for name, stage in stages.items():
-            rec = stage.record()
-            src = stage.adapter.path if stage.adapter is not None else stage.path
-            rec["files"] = folder_records(src, hashes)
-            if stage.adapter is not None:
-                rec["materialized_files"] = folder_records(stage.path, hashes)
-            rec["config"] = {
-                k: facts[name].config.get(k)
-                for k in (
-                    "architectures",
-                    "model_type",
-                    "hidden_size",
-                    "num_hidden_layers",
-                    "vocab_size",
-                )
-                if name in facts
-            }
-            stage_records[name] = rec
+        # 4. the inputs' verdicts (NaN/Inf) and digests, read while mergekit ran
+        preflight.wait_for_input_hashes(input_checks)
+        timer.lap("check_finite_wait")
+        stage_records = _stage_records(stages, facts, hashes)
         hashes.save()
         timer.lap("hash_inputs")
-        # hash + scan the new weights in the background while finalize and verify run
-        weights_scan = WeightsScan(tmp, hashes)
-        base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
-        tok_from = recipe.output.tokenizer_from
-        references, eos_from = verification_inputs(
-            recipe.merge,
-            recipe.output.generation_config,
-            tok_from,
-            {n: s.path for n, s in stages.items()},
-        )
-        applied = finalize_output(
-            tmp,
-            chat_template=chat_template_text(recipe, loaded.base_dir),
-            generation=recipe.output.generation_config,
-            generation_base=stages[base_stage].path if base_stage in stages else None,
-            tokenizer_source=stages[tok_from].path if tok_from else None,
-            eos_from=eos_from,
-        )
-        _write_portable_config(tmp, recipe.merge, stage_records)
-        checks = verify_model_folder(
-            tmp,
-            weights_scan=weights_scan,
-            references=references,
-            merge=recipe.merge,
-            eos_from=eos_from,
-            stop_check=recipe.output.stop_check_settings(),
-        )
+        applied, checks = _finalize_and_verify(loaded, stages, stage_records, tmp, hashes)
         raise_on_failure(checks)
         timer.lap("finalize_verify")
     hashes.moved(tmp, paths.merged)  # the scan's digests, now under merged/
@@ -191,23 +139,93 @@ def _merge_locked(
         "output_settings": applied,
         "verification": checks,
         "outputs": outputs,
-        "tools": tool_versions(*TOOLS),
         "warnings": warnings,
     }
-    record["timings"] = timer.summary()
-    manifest = Manifest.load(paths.root)
-    record_inputs(record, INPUTS.compute(loaded, paths, manifest, hashes))  # hashes are warm
-    manifest.set_header(
-        release=recipe.release.model_dump(mode="json"),
-        recipe={
+    run.record(record, header=_header(loaded))  # components computed now: hashes are warm
+    return MergeResult("merge", record, paths.manifest, warnings=warnings, merged=paths.merged)
+
+
+def _header(loaded: LoadedRecipe) -> dict[str, Any]:
+    """The manifest header the merge (which starts a release) writes: what, from which recipe."""
+    return {
+        "release": loaded.recipe.release.model_dump(mode="json"),
+        "recipe": {
             "path": str(loaded.path),
             "sha256": loaded.sha256,
             "overrides": loaded.overrides,
             "changes": list(loaded.changes),
         },
+    }
+
+
+STAGE_CONFIG_KEYS = (
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "vocab_size",
+)
+
+
+def _stage_records(
+    stages: dict[str, ResolvedStage],
+    facts: dict[str, stage_checks.StageFacts],
+    hashes: HashCache,
+) -> dict[str, Any]:
+    """What the manifest says of each stage: where from, every file's digest, its shape."""
+    records: dict[str, Any] = {}
+    for name, stage in stages.items():
+        rec = stage.record()
+        src = stage.adapter.path if stage.adapter is not None else stage.path
+        rec["files"] = folder_records(src, hashes)
+        if stage.adapter is not None:
+            rec["materialized_files"] = folder_records(stage.path, hashes)
+        rec["config"] = {k: facts[name].config.get(k) for k in STAGE_CONFIG_KEYS if name in facts}
+        records[name] = rec
+    return records
+
+
+def _finalize_and_verify(
+    loaded: LoadedRecipe,
+    stages: dict[str, ResolvedStage],
+    stage_records: dict[str, Any],
+    tmp: Path,
+    hashes: HashCache,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Output settings applied to mergekit's folder, then every check of the merged model:
+    (the settings applied, the verification checks)."""
+    from medrelease.merge.finalize import finalize_output
+    from medrelease.merge.verify import WeightsScan, verification_inputs, verify_model_folder
+
+    recipe = loaded.recipe
+    # hash + scan the new weights in the background while finalize and verify run
+    weights_scan = WeightsScan(tmp, hashes)
+    base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
+    tok_from = recipe.output.tokenizer_from
+    references, eos_from = verification_inputs(
+        recipe.merge,
+        recipe.output.generation_config,
+        tok_from,
+        {n: s.path for n, s in stages.items()},
     )
-    manifest.record_step("merge", record)
-    return MergeResult("merge", record, paths.manifest, warnings=warnings, merged=paths.merged)
+    applied = finalize_output(
+        tmp,
+        chat_template=chat_template_text(recipe, loaded.base_dir),
+        generation=recipe.output.generation_config,
+        generation_base=stages[base_stage].path if base_stage in stages else None,
+        tokenizer_source=stages[tok_from].path if tok_from else None,
+        eos_from=eos_from,
+    )
+    _write_portable_config(tmp, recipe.merge, stage_records)
+    checks = verify_model_folder(
+        tmp,
+        weights_scan=weights_scan,
+        references=references,
+        merge=recipe.merge,
+        eos_from=eos_from,
+        stop_check=recipe.output.stop_check_settings(),
+    )
+    return applied, checks
 
 
 def _preflight(

@@ -219,37 +219,13 @@ def verify_model_folder(
         "generation_config.json, or output.generation_config.eos_token_id in the recipe)",
     )
     if stop_check is not None:  # opt-in (output.stop_check): it costs a generation
-        ok, detail = _generation_stops(model, tok, gen_eos, stop_check)
-        check(
-            "stops_when_generating",
-            ok,
-            detail,
-            "the model does not end its answer: check the stages' chat training and EOS "
-            "tokens, or drop output.stop_check for models that are not chat models",
+        from medrelease.checks.stops import STOP_HINT, stops_when_generating, transformers_generate
+
+        entry = stops_when_generating(
+            transformers_generate(model, gen_eos), tok, gen_eos, stop_check
         )
+        check("stops_when_generating", entry["ok"], entry["detail"], STOP_HINT)
     return checks
-
-
-def _generation_stops(model: Any, tok: Any, eos: list[int], settings: Any) -> tuple[bool, str]:
-    """Greedy-decode an answer to settings.prompt with the chat template; it must end."""
-    from medrelease.checks.stops import generation_stops, transformers_generate
-
-    messages = [{"role": "user", "content": settings.prompt}]
-    if getattr(tok, "chat_template", None):
-        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    else:
-        ids = tok(settings.prompt)["input_ids"]
-    ok, new = generation_stops(
-        transformers_generate(model, eos), list(ids), eos, max_new_tokens=settings.max_new_tokens
-    )
-    if ok:
-        return True, f"greedy answer ended with EOS {new[-1]} after {len(new)} token(s)"
-    tail = str(tok.decode(new[-12:]))
-    return False, (
-        f"greedy decoding of {settings.prompt!r} with the chat template gave "
-        f"{settings.max_new_tokens} tokens without an EOS of {eos} (ends {tail!r})"
-    )
 
 
 def raise_on_failure(checks: dict[str, Any]) -> None:

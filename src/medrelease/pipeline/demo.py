@@ -17,8 +17,9 @@ from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.data import packaged
+from medrelease.pipeline.recipes import load_recipe
 from medrelease.pipeline.run import ReleaseRun, run_release
-from medrelease.recipe.load import LoadedRecipe, load_recipe
+from medrelease.recipe.load import LoadedRecipe
 
 DEMO_RECIPE = packaged("demo", "recipe.yaml")
 # Accepted only by the demo's own loopback server; not a credential anywhere else.

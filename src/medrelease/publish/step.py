@@ -12,17 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.atomic import sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, MedreleaseError, PublishError, UsageError
-from medrelease.core.hashing import HashCache
-from medrelease.core.inputs import record_inputs
-from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer, tool_versions
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.runner import step_run
 from medrelease.core.step import StepResult
 from medrelease.publish.export import export_repo, parse_dir_target
-from medrelease.publish.inputs import INPUTS, TOOLS
+from medrelease.publish.inputs import INPUTS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
 from medrelease.recipe.load import LoadedRecipe
 
@@ -71,21 +67,15 @@ def publish_release(
     retries: int = 3,
     backoff_s: float = 2.0,
 ) -> StepResult:
-    from medrelease.core.quiet import quiet_libraries
-
-    quiet_libraries()
     _quiet_hub()
-    reporter = reporter or Reporter()
-    paths = ReleasePaths(workdir, loaded.recipe.release.name)
     export_root = parse_dir_target(target) if target else None
     hub_endpoint = None if export_root is not None else resolve_endpoint(target, endpoint)
     if export_root is not None and review:
         raise UsageError("--review needs a Hub target (a folder export has no pull requests)")
-    with release_lock(paths.root):
-        sweep_stale_temps(paths.root)
-        timer = StepTimer()
+    with step_run(INPUTS, loaded, workdir, reporter) as run:
+        paths, reporter = run.paths, run.reporter
         plan = build_plan(loaded, paths, allow_failed_gates=allow_failed_gates)
-        timer.lap("plan")
+        run.timer.lap("plan")
         for w in plan.warnings:
             reporter.warn(w)
         if dry_run:
@@ -105,7 +95,6 @@ def publish_release(
             "overrides": plan.overrides,
             "repos": [],
             "outputs": {},
-            "tools": tool_versions(*TOOLS),
         }
         try:
             for repo_plan in plan.repos:
@@ -113,26 +102,18 @@ def publish_release(
                     repo_plan, export_root, hub_endpoint, reporter, review, plan, retries, backoff_s
                 )
                 record["repos"].append(outcome)
-            timer.lap("publish")
+            run.timer.lap("publish")
         except (MedreleaseError, KeyboardInterrupt) as err:
             record["status"] = "failed"
             record["error"] = str(err) if isinstance(err, MedreleaseError) else "interrupted"
-            record["timings"] = timer.summary()
-            _record(loaded, paths, record)
+            run.record(record)
             raise
         changed = [r for r in record["repos"] if r["status"] != "unchanged"]
         record["changed_repos"] = len(changed)
-        record["timings"] = timer.summary()
-        _record(loaded, paths, record)
+        run.record(record)
         if not changed:
             reporter.info("nothing changed since the last publish: no commit was made")
         return StepResult("publish", record, paths.manifest, skipped=not changed)
-
-
-def _record(loaded: LoadedRecipe, paths: ReleasePaths, record: dict[str, Any]) -> None:
-    manifest = Manifest.load(paths.root)
-    record_inputs(record, INPUTS.compute(loaded, paths, manifest, HashCache(paths.hash_cache)))
-    manifest.record_step("publish", record)
 
 
 def _quiet_hub() -> None:

@@ -178,6 +178,12 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds, cfg: Aw
         return
     art.checks["tokenization"] = check_tokenization_hf(ctx.tokenizer, quant_tok)
     art.checks["stops"] = _stops_check(ctx.merged, art.entry)
+    if ctx.stop_check is not None:  # output.stop_check: a greedy chat answer must end
+        from medrelease.checks.stops import stops_when_generating, transformers_generate
+
+        art.checks["stops_when_generating"] = stops_when_generating(
+            transformers_generate(model, ctx.eos_ids), quant_tok, ctx.eos_ids, ctx.stop_check
+        )
     measures = logit_measures(
         ctx.reference_logits, hf_logits(model, ctx.heldout_ids), ctx.heldout_ids
     )

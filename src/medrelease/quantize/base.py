@@ -17,6 +17,8 @@ class QuantArtifact:
     checks: dict[str, Any] = field(default_factory=dict)
     accepted: bool = False
     reason: str | None = None
+    # wall seconds of making it ("build") and of its checks ("check"), for the step's timings
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def judge(self) -> None:
         """Accept only if every check ran and passed; the reason names each failed check."""
@@ -42,6 +44,10 @@ class QuantContext:
     threads: int
     seed: int
     eval: EvalPlan | None = None
+    # output.stop_check (a StopCheck) and the EOS ids the release declares: when set, every
+    # quant must end a greedy chat answer with one of them (checks/stops.py)
+    stop_check: Any = None
+    eos_ids: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -413,8 +413,25 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
         if exc.message and "Failed to load model" in exc.message:
             art.checks[name]["detail"] = f"llama.cpp cannot load {art.entry.name} ({exc.message})"
         return
+    if ctx.stop_check is not None and all(c.get("ok") for c in art.checks.values()):
+        art.checks["stops_when_generating"] = gguf_stops(art.entry, ctx)
     if ctx.eval is not None and all(c.get("ok") for c in art.checks.values()):
         art.checks["eval"] = evaluate_gguf(art.entry, ctx)
+
+
+def gguf_stops(path: Path, ctx: QuantContext) -> dict[str, Any]:
+    """output.stop_check on the GGUF: a greedy chat answer through llama.cpp (in a child)
+    must end with an EOS id the release declares."""
+    from medrelease.checks.stops import stops_when_generating
+    from medrelease.quantize.llama_child import gguf_greedy
+
+    def generate(prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        return gguf_greedy(path, prompt_ids, ctx.eos_ids, max_new_tokens, ctx.threads)
+
+    try:
+        return stops_when_generating(generate, ctx.tokenizer, ctx.eos_ids, ctx.stop_check)
+    except LlamaChildError as exc:
+        return exc.record()
 
 
 EVAL_CONTEXT = 2048

@@ -36,8 +36,12 @@ def _components(
 ) -> dict[str, Any]:
     q = section(loaded, "quantize") or {}
     evaluates = bool((q.get("checks") or {}).get("eval"))
+    recipe: dict[str, Any] = {"quantize": q, "seed": loaded.recipe.seed}
+    stop_check = (section(loaded, "output") or {}).get("stop_check")
+    if stop_check:  # every quant is then generated from: an input (absent: digests unchanged)
+        recipe["stop_check"] = stop_check
     return {
-        "recipe": digest_of({"quantize": q, "seed": loaded.recipe.seed}),
+        "recipe": digest_of(recipe),
         "files": digest_of(referenced_files(q, loaded.base_dir, cache)),
         "candidate": outputs_digest(manifest, "merge"),
         # quant evals are judged against the gate report, so only then is it an input

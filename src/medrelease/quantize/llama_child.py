@@ -221,6 +221,22 @@ def gguf_quantize(
         return int(result["rc"]), str(result["log"])
 
 
+def gguf_greedy(
+    path: Path, prompt_ids: list[int], eos_ids: list[int], max_new_tokens: int, threads: int
+) -> list[int]:
+    """Greedy decoding (argmax of llama.cpp's logits) from `prompt_ids`, in a child: the new
+    ids, ending at the first of `eos_ids` or after `max_new_tokens`."""
+    args = {
+        "path": str(path),
+        "prompt": [int(i) for i in prompt_ids],
+        "eos": [int(i) for i in eos_ids],
+        "max_new_tokens": int(max_new_tokens),
+        "threads": threads,
+    }
+    with _job("generate", args, f"llama.cpp generation on {path.name}", path) as (result, _):
+        return [int(i) for i in result["new"]]
+
+
 def gguf_evaluate(path: Path, merged: Path, plan: Any, n_ctx: int, threads: int) -> dict[str, Any]:
     """`plan.run(LlamaCppLM(...))` (the gate tasks on the quant) in a child."""
     with tempfile.TemporaryDirectory(prefix="medrelease-llama-plan-") as tmp:
@@ -327,6 +343,27 @@ def _task_logits(args: dict[str, Any], job: Path) -> dict[str, Any]:
     return {"files": files}
 
 
+def _task_generate(args: dict[str, Any], job: Path) -> dict[str, Any]:
+    import numpy as np
+
+    prompt: list[int] = args["prompt"]
+    eos, budget = set(args["eos"]), int(args["max_new_tokens"])
+    llm = open_llama(args["path"], len(prompt) + budget, args["threads"])
+    new: list[int] = []
+    try:
+        llm.eval(prompt)
+        while len(new) < budget:
+            # plain argmax (no sampler chain, no repetition penalty): greedy as transformers does
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            new.append(token)
+            if token in eos:
+                break
+            llm.eval([token])
+    finally:
+        llm.close()
+    return {"new": new}
+
+
 def _task_quantize(args: dict[str, Any], job: Path) -> dict[str, Any]:
     import ctypes
 
@@ -360,6 +397,7 @@ TASKS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "tokenize": _task_tokenize,
     "count_tokens": _task_count_tokens,
     "logits": _task_logits,
+    "generate": _task_generate,
     "quantize": _task_quantize,
     "evaluate": _task_evaluate,
 }

@@ -6,9 +6,12 @@ model, one forward pass per chunk) needs nothing from llama.cpp, and llama.cpp's
 subprocess, mostly one core of numpy and I/O) needs nothing from them: so the reference runs in
 a thread while the conversion and the first quantization run, and the checks wait for it.
 
-Memory at real size: the forward pass runs in float32 only when a float32 copy fits comfortably
-and the CPU has no fast bf16 (core/compute_dtype.py, the same rule as the gate); a 7B bf16 model
-is scored in bf16, never copied to 28 GB of float32. Only the scored rows' logits are kept, once.
+Memory at real size: on a CPU without fast bf16 the forward pass runs in float32 (core/
+compute_dtype.py, the same rule as the gate). When a float32 copy would not fit (a 7B bf16 model
+is 28 GB of float32), the model is not loaded at all: each module reads its weights from the
+safetensors files as it runs, as float32 (core/upcast.py `streamed_from_disk`). The numbers
+are a float32 model's; memory is one module (measured at Qwen2.5-7B shape: docs/benchmarks.md).
+Only the scored rows' logits are kept.
 """
 
 from __future__ import annotations
@@ -101,11 +104,22 @@ def compute_reference(
             f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
         ) from None
     info = weights_info(ctx.merged)
-    choice = choose_compute_dtype(info.dtype, info.n_params)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(ctx.merged), dtype=getattr(torch, choice.dtype)
-    )
-    model.eval()
+    choice = choose_compute_dtype(info.dtype, info.n_params, per_layer=True, streamed=True)
+    model = None
+    if choice.streamed:  # a model too big for a float32 copy is never loaded at all
+        from medrelease.core.upcast import streamed_from_disk
+
+        model = streamed_from_disk(ctx.merged)
+    if model is None:
+        load_dtype = info.dtype if choice.per_layer else choice.dtype
+        model = AutoModelForCausalLM.from_pretrained(
+            str(ctx.merged), dtype=getattr(torch, load_dtype)
+        )
+        model.eval()
+        if choice.per_layer:
+            from medrelease.core.upcast import upcast_per_module
+
+            upcast_per_module(model)
     logits = hf_logits(model, chunks)
     del model
     gc.collect()  # the weights go before the checks load a quant next to the reference

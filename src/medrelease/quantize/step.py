@@ -11,23 +11,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.atomic import TMP_PREFIX, staging_dir, sweep_stale_temps
+from medrelease.checks.stops import release_eos_ids
+from medrelease.core.atomic import TMP_PREFIX, staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError, RecipeError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, file_record, folder_records
-from medrelease.core.inputs import record_inputs, why_stale
-from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer, tool_versions
+from medrelease.core.inputs import why_stale
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig
 from medrelease.quantize.imatrix import Imatrix
-from medrelease.quantize.inputs import INPUTS, TOOLS
+from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.recipe.load import LoadedRecipe
 
@@ -75,7 +76,6 @@ def quantize_release(
     # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
     # thread, before any library is used: the converter, which needs none of them, starts
     # sooner (quantize/reference.py)
-    reporter = reporter or Reporter()
     cfg = _config(loaded)
     _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
@@ -83,12 +83,9 @@ def quantize_release(
         from medrelease.quantize.awq_preflight import preflight_merged
 
         preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
-    with release_lock(paths.root):
-        sweep_stale_temps(paths.root)
-        sweep_stale_temps(paths.quant)
-        return _quantize_locked(
-            loaded, cfg, paths, reporter, force, threads or min(2, os.cpu_count() or 1)
-        )
+    sweep = [lambda p: p.quant]
+    with step_run(INPUTS, loaded, workdir, reporter, sweep=sweep, quiet=False) as run:
+        return _quantize_locked(run, cfg, force, threads or min(2, os.cpu_count() or 1))
 
 
 def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
@@ -126,16 +123,14 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
     return EvalPlan(loaded, parent, cfg.checks.min_recovery)
 
 
-def _quantize_locked(
-    loaded: LoadedRecipe,
-    cfg: QuantizeConfig,
-    paths: ReleasePaths,
-    reporter: Reporter,
-    force: bool,
-    threads: int,
-) -> StepResult:
-    timer = StepTimer()
-    hashes = HashCache(paths.hash_cache)
+def _quantize_locked(run: StepRun, cfg: QuantizeConfig, force: bool, threads: int) -> StepResult:
+    loaded, paths, reporter, timer, hashes = (
+        run.loaded,
+        run.paths,
+        run.reporter,
+        run.timer,
+        run.hashes,
+    )
     if not (paths.merged / "config.json").is_file():
         raise InputError(
             f"no merged model at {paths.merged}",
@@ -146,8 +141,8 @@ def _quantize_locked(
     eval_plan = _eval_plan(loaded, cfg, paths)
     # one definition of what quantization depends on (quantize/inputs.py), also used by
     # `release` and `status`: a run with --set/--overlay is recorded as what it was
-    components = INPUTS.compute(loaded, paths, Manifest.load(paths.root), hashes)
-    previous = Manifest.load(paths.root).step("quantize")
+    components = run.components()
+    previous = run.previous()
     if not force and not why_stale(previous, components, paths, hashes):
         reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
         assert previous is not None
@@ -169,7 +164,41 @@ def _quantize_locked(
         context=cfg.checks.context,
     )
     ctx.eval = eval_plan
+    ctx.stop_check = loaded.recipe.output.stop_check_settings()
+    ctx.eos_ids = release_eos_ids(paths.merged)
     warnings: list[str] = []
+    artifacts, imatrix = _make_and_judge(ctx, cfg, paths, texts, run, reference, warnings)
+    record = _record(paths, cfg, artifacts, texts, merged_files, hashes, warnings)
+    if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
+        rec = file_record(imatrix.path, hashes)
+        record["imatrix"] = imatrix.record(paths.rel(imatrix.path), rec["sha256"])
+        record["outputs"] = dict(
+            sorted({**record["outputs"], paths.rel(imatrix.path): rec}.items())
+        )
+    hashes.save()
+    record["timings"] = timer.summary()
+    # computed alongside the gguf phase, so not a phase of its own: shown for profiling
+    record["timings"]["background_s"] = {"reference": reference.seconds}
+    # where the gguf/awq phases went, per quant: making it vs checking it
+    record["timings"]["quants_s"] = {f"{a.family} {a.type}": a.seconds for a in artifacts}
+    run.record(record, components)
+    for w in warnings:
+        reporter.warn(w)
+    return StepResult("quantize", record, paths.manifest, warnings=warnings)
+
+
+def _make_and_judge(
+    ctx: QuantContext,
+    cfg: QuantizeConfig,
+    paths: ReleasePaths,
+    texts: dict[str, TextSource],
+    run: StepRun,
+    reference: Any,
+    warnings: list[str],
+) -> tuple[list[QuantArtifact], Imatrix | None]:
+    """Every quant the recipe asks for, made and checked in staging folders, judged, the
+    rejected ones moved aside; then the folders renamed into place at once."""
+    reporter, timer = run.reporter, run.timer
     artifacts: list[QuantArtifact] = []
     imatrix: Imatrix | None = None
     with (
@@ -213,23 +242,7 @@ def _quantize_locked(
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
-    record = _record(paths, cfg, artifacts, texts, merged_files, hashes, warnings)
-    record_inputs(record, components)
-    if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
-        rec = file_record(imatrix.path, hashes)
-        record["imatrix"] = imatrix.record(paths.rel(imatrix.path), rec["sha256"])
-        record["outputs"] = dict(
-            sorted({**record["outputs"], paths.rel(imatrix.path): rec}.items())
-        )
-    hashes.save()
-    record["timings"] = timer.summary()
-    # computed alongside the gguf phase, so not a phase of its own: shown for profiling
-    record["timings"]["background_s"] = {"reference": reference.seconds}
-    manifest = Manifest.load(paths.root)
-    manifest.record_step("quantize", record)
-    for w in warnings:
-        reporter.warn(w)
-    return StepResult("quantize", record, paths.manifest, warnings=warnings)
+    return artifacts, imatrix
 
 
 def _relocate(f: Path, staged: dict[str, Path], final: dict[str, Path]) -> Path:
@@ -276,11 +289,19 @@ def _run_gguf(
         out: list[QuantArtifact] = []
         with reporter.phase("GGUF quantize + check", total=len(cfg.gguf.types)) as advance:
             for name in cfg.gguf.types:
+                t0 = time.perf_counter()
                 art = builder.build(name)
+                t1 = time.perf_counter()
                 reference_ready()  # the checks compare with the merged model's logits
+                t2 = time.perf_counter()
                 qtype = gguf_type(name)
                 limits = merged_limits(qtype.thresholds(), cfg.gguf.thresholds.get(qtype.name))
                 check_gguf(art, ctx, limits)
+                art.seconds = {
+                    "build": round(t1 - t0, 3),  # the first one includes the conversion
+                    "wait_reference": round(t2 - t1, 3),
+                    "check": round(time.perf_counter() - t2, 3),
+                }
                 out.append(art)
                 advance()
         return out, imatrix
@@ -304,11 +325,14 @@ def _run_awq(
     notes = (
         [] if templated else ["calibrated on plain text: the merged tokenizer has no chat template"]
     )
+    t0 = time.perf_counter()
     quantize_awq(ctx.merged, out_dir, cfg.awq, texts, seed=ctx.seed, reporter=reporter)
     files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     art = QuantArtifact("awq", cfg.awq.scheme, files, out_dir, notes=notes)
+    t1 = time.perf_counter()
     defaults = DEFAULT_LIMITS[cfg.awq.scheme]
     check_awq(art, ctx, merged_limits(defaults, cfg.awq.thresholds), cfg.awq)
+    art.seconds = {"build": round(t1 - t0, 3), "check": round(time.perf_counter() - t1, 3)}
     return art
 
 
@@ -346,6 +370,5 @@ def _record(
         "texts": {k: {"name": v.name, "sha256": v.sha256} for k, v in texts.items()},
         "settings": cfg.model_dump(mode="json"),
         "outputs": dict(sorted(outputs.items())),
-        "tools": tool_versions(*TOOLS),
         "warnings": warnings,
     }

@@ -132,10 +132,11 @@ def load_recipe(
     path: str | os.PathLike[str],
     *,
     overrides: dict[str, str] | None = None,
-    check_merge: bool = True,
     overlays: list[Path] | None = None,
     sets: list[str] | None = None,
 ) -> LoadedRecipe:
+    """Read and validate the recipe against its schema. The merge block's mergekit check (it
+    imports mergekit and the merge step) is added one layer up: medrelease.pipeline.recipes."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -182,11 +183,6 @@ def load_recipe(
         overrides=dict(overrides or {}),
         changes=tuple(changes),
     )
-    if check_merge:
-        from medrelease.merge.config_check import check_merge_block, check_output_block
-
-        check_merge_block(loaded)
-        check_output_block(loaded)
     return loaded
 
 

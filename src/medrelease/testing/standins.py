@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recipe_path, out = Path(args[0]), Path(args[1]).resolve()
     try:
-        recipe = load_recipe(recipe_path, check_merge=False).recipe
+        recipe = load_recipe(recipe_path).recipe
         arch = standin_arch(recipe_path)
     except (MedreleaseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
