@@ -267,10 +267,12 @@ def quiet_llmcompressor() -> Iterator[None]:
             logger.enable(name)
 
 
-# Same measures as the GGUF checks (docs/quant-checks.md). Not calibrated on real models here
-# (llm-compressor on CPU): set at the GGUF types of comparable bits per weight, W4A16_ASYM
-# (~4.2 bpw with zero points, activation-aware scales) at Q4_K_M's, symmetric W4A16 at Q4_0's.
+# Same measures as the GGUF checks, calibrated on real models (docs/quant-checks.md, "AWQ";
+# bench/awq_calibration.py). SmolLM2-135M: W4A16_ASYM KLD 0.154 (p99 0.86, PPL 1.225),
+# between its Q4_K_M (0.052) and Q4_0 (0.27), so at Q4_1's limits; W4A16 (symmetric) 0.266
+# (p99 1.34, PPL 1.354), its Q4_0's envelope, so at Q4_0's KLD limits with PPL room above
+# the measured 1.354 (the earlier guesses, 0.2/1.5/1.2 and 0.3/2.0/1.3, rejected both).
 DEFAULT_LIMITS = {
-    "W4A16_ASYM": Thresholds(max_kld_mean=0.2, max_kld_p99=1.5, max_ppl_ratio=1.2),
-    "W4A16": Thresholds(max_kld_mean=0.3, max_kld_p99=2.0, max_ppl_ratio=1.3),
+    "W4A16_ASYM": Thresholds(max_kld_mean=0.45, max_kld_p99=2.8, max_ppl_ratio=1.35),
+    "W4A16": Thresholds(max_kld_mean=0.5, max_kld_p99=3.0, max_ppl_ratio=1.5),
 }
