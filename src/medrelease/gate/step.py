@@ -324,38 +324,31 @@ def _gate_locked(
     executor_name: str | None = None,
     ray_address: str | None = None,
 ) -> GateResult:
-    loaded, paths, reporter, timer, hashes = (
-        run.loaded,
-        run.paths,
-        run.reporter,
-        run.timer,
-        run.hashes,
-    )
-    cand = candidate_model(paths, hashes)
-    models = [cand, *baseline_models(loaded, paths, hashes, reporter)]
-    hashes.save()
-    timer.lap("models")
+    cand = candidate_model(run.paths, run.hashes)
+    models = [cand, *baseline_models(run.loaded, run.paths, run.hashes, run.reporter)]
+    run.hashes.save()
+    run.timer.lap("models")
 
-    cache_dir = paths.cache / "gates"
-    tasks = resolve_all(gates, loaded.base_dir, cache_dir / "tasks", where=loaded.where)
+    cache_dir = run.paths.cache / "gates"
+    tasks = resolve_all(gates, run.loaded.base_dir, cache_dir / "tasks", where=run.loaded.where)
     fingerprints = {t.label: t.fingerprint() for t in tasks}
-    timer.lap("tasks")
+    run.timer.lap("tasks")
 
     executor = make_executor(executor_name or "local", address=ray_address)
-    ev = _Evaluator(gates, EvalCache(cache_dir), use_cache, reporter, executor)
+    ev = _Evaluator(gates, EvalCache(cache_dir), use_cache, run.reporter, executor)
     try:
         outcomes = ev.evaluate_all(models, tasks, fingerprints)
         executor_record = executor.describe()
     finally:
         ev.close()
-    timer.lap("evaluate")
+    run.timer.lap("evaluate")
 
-    _check_rule_metrics(loaded, gates, outcomes)
+    _check_rule_metrics(run.loaded, gates, outcomes)
     report = build_report(gates, models, tasks, outcomes, ev.device, ev.dtype)
-    atomic_write_json(paths.gate_report, report)
-    timer.lap("rules_report")
+    atomic_write_json(run.paths.gate_report, report)
+    run.timer.lap("rules_report")
 
-    report_rec = {paths.rel(paths.gate_report): file_record(paths.gate_report)}
+    report_rec = {run.paths.rel(run.paths.gate_report): file_record(run.paths.gate_report)}
     record: dict[str, Any] = {
         "status": "done" if report["passed"] else "failed",
         "passed": report["passed"],
@@ -370,12 +363,12 @@ def _gate_locked(
         "outputs": dict(report_rec),
     }
     run.record(record)
-    result = GateResult("gate", record, paths.manifest, report=report)
+    result = GateResult("gate", record, run.paths.manifest, report=report)
     if not report["passed"]:
         failed = [r["text"] for r in report["rules"] if not r["passed"]]
         err = GateFailed(
             f"{len(failed)} gate rule(s) failed: " + "; ".join(failed),
-            hint=f"see {paths.gate_report}; the candidate must not be released as is",
+            hint=f"see {run.paths.gate_report}; the candidate must not be released as is",
         )
         err.result = result  # type: ignore[attr-defined]
         raise err

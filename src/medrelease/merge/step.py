@@ -67,69 +67,64 @@ def merge_release(
 
 
 def _merge_locked(run: StepRun, force: bool) -> MergeResult:
-    loaded, paths, reporter, timer, hashes = (
-        run.loaded,
-        run.paths,
-        run.reporter,
-        run.timer,
-        run.hashes,
-    )
-    recipe = loaded.recipe
+    recipe = run.loaded.recipe
     warnings: list[str] = []
 
     # 1. locate every stage (metadata only) and preflight before any weights move
-    names = needed_stages(loaded)
+    names = needed_stages(run.loaded)
     stages: dict[str, ResolvedStage] = {}
     for name in names:
-        stages[name] = locate_stage(loaded, name)
-    facts = _preflight(loaded, stages, paths, warnings, reporter)
-    timer.lap("preflight")
+        stages[name] = locate_stage(run.loaded, name)
+    facts = _preflight(run.loaded, stages, run.paths, warnings, run.reporter)
+    run.timer.lap("preflight")
 
     # 2. fetch Hub weights, materialize adapters
     from medrelease.stages.folders import ensure_ready
 
     merge_paths: dict[str, str] = {}
     for name, stage in stages.items():  # `stages` is in dependency order (bases first)
-        ensure_ready(loaded, stage, paths, hashes=hashes, reporter=reporter, seen=stages)
+        ensure_ready(
+            run.loaded, stage, run.paths, hashes=run.hashes, reporter=run.reporter, seen=stages
+        )
         merge_paths[name] = str(stage.path)
     from medrelease.merge.ambiguity import check_auto_chat_template
 
-    check_auto_chat_template(loaded, {n: s.path for n, s in stages.items()})
-    timer.lap("fetch")
+    check_auto_chat_template(run.loaded, {n: s.path for n, s in stages.items()})
+    run.timer.lap("fetch")
 
     # 3. every weight finite (NaN in one stage would poison the merge silently) and hashed:
     # one read per file in a thread, while mergekit reads them too; judged after the merge
     plain = {n: s for n, s in stages.items() if s.kind != "adapter" and n in facts}
     input_checks = preflight.check_finite_and_hash(
-        {n: (s, facts[n]) for n, s in plain.items()}, hashes
+        {n: (s, facts[n]) for n, s in plain.items()}, run.hashes
     )
-    timer.lap("check_finite")
+    run.timer.lap("check_finite")
 
     # 5. run mergekit into a staging folder, finalize, verify, then move into place
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
     from medrelease.merge.verify import raise_on_failure
 
-    with staging_dir(paths.merged, replace=force) as tmp:
+    with staging_dir(run.paths.merged, replace=force) as tmp:
         try:
-            run_mergekit(resolved, tmp, seed=seed, reporter=reporter)
+            run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
         except Exception:
             # a NaN stage can make mergekit fail too: the input's verdict is the better message
             preflight.wait_for_input_hashes(input_checks)
             raise
-        timer.lap("merge")
+        run.timer.lap("merge")
         # 4. the inputs' verdicts (NaN/Inf) and digests, read while mergekit ran
         preflight.wait_for_input_hashes(input_checks)
-        timer.lap("check_finite_wait")
-        stage_records = _stage_records(stages, facts, hashes)
-        hashes.save()
-        timer.lap("hash_inputs")
-        applied, checks = _finalize_and_verify(loaded, stages, stage_records, tmp, hashes)
+        run.timer.lap("check_finite_wait")
+        stage_records = _stage_records(stages, facts, run.hashes)
+        run.hashes.save()
+        run.timer.lap("hash_inputs")
+        applied, checks = _finalize_and_verify(run.loaded, stages, stage_records, tmp, run.hashes)
         raise_on_failure(checks)
-        timer.lap("finalize_verify")
-    hashes.moved(tmp, paths.merged)  # the scan's digests, now under merged/
-    outputs = {f"merged/{k}": v for k, v in folder_records(paths.merged, hashes).items()}
-    hashes.save()
+        run.timer.lap("finalize_verify")
+    run.hashes.moved(tmp, run.paths.merged)  # the scan's digests, now under merged/
+    outputs = {f"merged/{k}": v for k, v in folder_records(run.paths.merged, run.hashes).items()}
+    run.hashes.save()
     record: dict[str, Any] = {
         "status": "done",
         "method": recipe.merge.get("merge_method"),
@@ -141,8 +136,10 @@ def _merge_locked(run: StepRun, force: bool) -> MergeResult:
         "outputs": outputs,
         "warnings": warnings,
     }
-    run.record(record, header=_header(loaded))  # components computed now: hashes are warm
-    return MergeResult("merge", record, paths.manifest, warnings=warnings, merged=paths.merged)
+    run.record(record, header=_header(run.loaded))  # components computed now: the hashes are warm
+    return MergeResult(
+        "merge", record, run.paths.manifest, warnings=warnings, merged=run.paths.merged
+    )
 
 
 def _header(loaded: LoadedRecipe) -> dict[str, Any]:

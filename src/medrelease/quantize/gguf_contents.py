@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrelease.checks.stops import release_eos_ids
+
 MAX_SHOWN = 5
 
 # The least precise tensor type llama.cpp's quantizer may choose for each medrelease type:
@@ -198,17 +200,6 @@ def _hf_vocab(spec: dict[str, Any] | None, tokenizer: Any) -> dict[str, int]:
     return vocab
 
 
-def _eos_ids(merged: Path) -> list[int]:
-    """Every end-of-sequence id generation_config.json (else config.json) declares."""
-    for name in ("generation_config.json", "config.json"):
-        p = merged / name
-        if p.is_file():
-            value = json.loads(p.read_text(encoding="utf-8")).get("eos_token_id")
-            if value is not None:
-                return [int(v) for v in (value if isinstance(value, list) else [value])]
-    return []
-
-
 def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dict[str, Any]:
     """llama.cpp's vocabulary in the GGUF against the merged HF tokenizer (see module doc)."""
     spec = tokenizer_spec(merged, tokenizer)
@@ -303,7 +294,7 @@ def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dic
         gguf_id = view.fields.get(f"tokenizer.ggml.{name}_token_id")
         if hf_id is not None and gguf_id is not None and int(gguf_id) != int(hf_id):
             problems.append(f"{name.upper()} id differs: merged {hf_id}, GGUF {gguf_id}")
-    checked = {i for i in specials.values() if i is not None} | set(_eos_ids(merged))
+    checked = {i for i in specials.values() if i is not None} | set(release_eos_ids(merged))
     wrong = []
     for i in sorted(checked):
         want = id_to_token.get(i)

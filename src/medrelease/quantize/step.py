@@ -124,67 +124,60 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
 
 
 def _quantize_locked(run: StepRun, cfg: QuantizeConfig, force: bool, threads: int) -> StepResult:
-    loaded, paths, reporter, timer, hashes = (
-        run.loaded,
-        run.paths,
-        run.reporter,
-        run.timer,
-        run.hashes,
-    )
-    if not (paths.merged / "config.json").is_file():
+    if not (run.paths.merged / "config.json").is_file():
         raise InputError(
-            f"no merged model at {paths.merged}",
+            f"no merged model at {run.paths.merged}",
             hint="run `medrelease merge RECIPE` first (same --workdir)",
         )
-    merged_files = folder_records(paths.merged, hashes)
-    texts = _texts(loaded, cfg)
-    eval_plan = _eval_plan(loaded, cfg, paths)
+    merged_files = folder_records(run.paths.merged, run.hashes)
+    texts = _texts(run.loaded, cfg)
+    eval_plan = _eval_plan(run.loaded, cfg, run.paths)
     # one definition of what quantization depends on (quantize/inputs.py), also used by
     # `release` and `status`: a run with --set/--overlay is recorded as what it was
     components = run.components()
     previous = run.previous()
-    if not force and not why_stale(previous, components, paths, hashes):
-        reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
+    if not force and not why_stale(previous, components, run.paths, run.hashes):
+        run.reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
         assert previous is not None
-        return StepResult("quantize", previous, paths.manifest, skipped=True)
-    timer.lap("inputs")
+        return StepResult("quantize", previous, run.paths.manifest, skipped=True)
+    run.timer.lap("inputs")
 
     # the transformers reference runs in a thread while llama.cpp converts (quantize/reference.py)
     from medrelease.quantize.reference import start_reference
 
     ctx, reference = start_reference(
-        paths.merged,
-        loaded.recipe.release.name,
-        loaded.base_dir,
+        run.paths.merged,
+        run.loaded.recipe.release.name,
+        run.loaded.base_dir,
         texts["heldout"],
         cfg.checks.max_tokens,
         threads,
-        loaded.recipe.seed,
-        reporter,
+        run.loaded.recipe.seed,
+        run.reporter,
         context=cfg.checks.context,
     )
     ctx.eval = eval_plan
-    ctx.stop_check = loaded.recipe.output.stop_check_settings()
-    ctx.eos_ids = release_eos_ids(paths.merged)
+    ctx.stop_check = run.loaded.recipe.output.stop_check_settings()
+    ctx.eos_ids = release_eos_ids(run.paths.merged)
     warnings: list[str] = []
-    artifacts, imatrix = _make_and_judge(ctx, cfg, paths, texts, run, reference, warnings)
-    record = _record(paths, cfg, artifacts, texts, merged_files, hashes, warnings)
+    artifacts, imatrix = _make_and_judge(ctx, cfg, run.paths, texts, run, reference, warnings)
+    record = _record(run.paths, cfg, artifacts, texts, merged_files, run.hashes, warnings)
     if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
-        rec = file_record(imatrix.path, hashes)
-        record["imatrix"] = imatrix.record(paths.rel(imatrix.path), rec["sha256"])
+        rec = file_record(imatrix.path, run.hashes)
+        record["imatrix"] = imatrix.record(run.paths.rel(imatrix.path), rec["sha256"])
         record["outputs"] = dict(
-            sorted({**record["outputs"], paths.rel(imatrix.path): rec}.items())
+            sorted({**record["outputs"], run.paths.rel(imatrix.path): rec}.items())
         )
-    hashes.save()
-    record["timings"] = timer.summary()
+    run.hashes.save()
+    record["timings"] = run.timer.summary()
     # computed alongside the gguf phase, so not a phase of its own: shown for profiling
     record["timings"]["background_s"] = {"reference": reference.seconds}
     # where the gguf/awq phases went, per quant: making it vs checking it
     record["timings"]["quants_s"] = {f"{a.family} {a.type}": a.seconds for a in artifacts}
     run.record(record, components)
     for w in warnings:
-        reporter.warn(w)
-    return StepResult("quantize", record, paths.manifest, warnings=warnings)
+        run.reporter.warn(w)
+    return StepResult("quantize", record, run.paths.manifest, warnings=warnings)
 
 
 def _make_and_judge(
