@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # The CPU build of torch (a plain `torch` pin may pull a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0+cpu
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: one pytest process kept one of the two cores busy. Test files that
+# share a Ray instance or the demo's trained stand-ins are grouped (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 # llama-cpp-python compiles llama.cpp from its sdist. This CMake hook adds llama-imatrix and
 # llama-quantize to that same build, into the wheel (pip caches it, tools included), so
 # `medrelease setup` finds them instead of compiling llama.cpp a second time.
@@ -44,7 +47,7 @@ test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff format --check src tests bench .github/scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -3,6 +3,7 @@ executor, and Ray's overhead per unit.
 
     .venv/bin/python bench/ray_units.py                 # synthetic units + real gate units
     .venv/bin/python bench/ray_units.py --only synthetic --units 8
+    .venv/bin/python bench/ray_units.py --only quantize --quant-types Q8_0,Q4_K_M --quant-awq
 
 The cluster is ray.cluster_utils.Cluster: two nodes of one CPU each on this machine (small
 object stores, no dashboard), what the tests use. Three figures:
@@ -12,7 +13,10 @@ object stores, no dashboard), what the tests use. Three figures:
 * overhead: N no-op units through Ray (warm workers) vs in process: Ray's cost per unit;
 * gate: the real gate (lm-eval on tiny llama models, one unit per model x task) with
   `--executor local` vs `--executor ray`, `--no-cache` both: each Ray worker imports torch and
-  lm-eval and loads its model itself, where the local executor does that once per model.
+  lm-eval and loads its model itself, where the local executor does that once per model;
+* quantize: the real quantize step (llama.cpp on a tiny llama, one unit per GGUF type after
+  one conversion) with `--executor local` vs `--executor ray`, `--threads 1` (one CPU per unit,
+  what one node of this cluster has), `--force` both; the quant records must be identical.
 
 Run on a shared machine the figures move with the load; the load average is printed with them.
 """
@@ -31,6 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "gate"))
+sys.path.insert(0, str(ROOT / "tests" / "quantize"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def busy(seconds: float, state: dict[str, Any]) -> int:
@@ -138,14 +144,64 @@ def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
     return out
 
 
+def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str, Any]:
+    from quanthelpers import make_release
+
+    from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
+    from medrelease.quantize.step import quantize_release
+    from medrelease.testing.tiny import TinySpec, build_tiny_model
+
+    base = build_tiny_model(work / "base", TinySpec(seed=1))
+    workdir = work / "build"
+    section: dict[str, Any] = {"gguf": {"types": types}}
+    if awq:  # a short calibration: the unit is still the real llm-compressor run and checks
+        section["awq"] = {"num_samples": 8, "max_seq_length": 64}
+    loaded = load_recipe(make_release(workdir, base, section))
+
+    def run(executor: str) -> dict[str, Any]:
+        return quantize_release(
+            loaded,
+            workdir=workdir,
+            force=True,
+            threads=1,
+            executor=executor,
+            ray_address=address,
+            reporter=Reporter(quiet=True),
+        ).record
+
+    run("local")  # warm: imports, OS caches
+    out: dict[str, Any] = {"units": len(types) + awq, "types": types, "awq": awq}
+    records = {}
+    for name in ("local", "ray"):
+        start = time.perf_counter()
+        records[name] = run(name)
+        out[f"{name}_s"] = round(time.perf_counter() - start, 2)
+        out[f"{name}_phases_s"] = records[name]["timings"]["phases_s"]
+    out["speedup"] = round(out["local_s"] / out["ray_s"], 2)
+    # each unit's own work (quantize + checks), without the worker's start and imports
+    for name in ("local", "ray"):
+        quants = records[name]["timings"]["quants_s"]
+        out[f"{name}_units_s"] = {
+            k: round(v.get("build", 0) + v.get("check", 0), 2) for k, v in quants.items()
+        }
+    out["same_quants"] = json.dumps(records["local"]["quants"]) == json.dumps(
+        records["ray"]["quants"]
+    )
+    out["accepted"] = [q["type"] for q in records["ray"]["quants"] if q["accepted"]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="synthetic,gate", help="synthetic,gate")
+    ap.add_argument("--only", default="synthetic,gate,quantize", help="synthetic,gate,quantize")
     ap.add_argument("--units", type=int, default=8, help="synthetic CPU-bound units")
     ap.add_argument("--unit-s", type=float, default=2.0, help="CPU seconds per synthetic unit")
     ap.add_argument("--noop-units", type=int, default=50)
     ap.add_argument("--gate-tasks", type=int, default=3, help="tasks per model (2 models)")
     ap.add_argument("--gate-limit", type=int, default=12)
+    ap.add_argument("--quant-types", default="Q8_0,Q4_0,Q4_K_M,Q5_K_M", help="GGUF types")
+    ap.add_argument("--quant-awq", action="store_true", help="add an AWQ unit (llm-compressor)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # before anything imports tqdm
@@ -178,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         if "gate" in only:
             with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
                 results["gate"] = gate(cluster.address, args.gate_tasks, args.gate_limit, Path(tmp))
+        if "quantize" in only:
+            types = args.quant_types.split(",")
+            with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
+                results["quantize"] = quantize(cluster.address, types, args.quant_awq, Path(tmp))
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -177,6 +177,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mr-bench-real-size"))
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the built stages for a re-run")
+    ap.add_argument("--merge-only", action="store_true", help="measure the merge step alone")
     args = ap.parse_args()
     s = shape(args.scale)
     work = args.work
@@ -225,6 +226,11 @@ def main() -> int:
         "mergekit-yaml", [str(VENV_BIN / "mergekit-yaml"), str(mk_cfg), str(raw / "merged")]
     )
     shutil.rmtree(raw / "merged")  # the raw quantize route starts from medrelease's merge
+    if args.merge_only:
+        manifest = json.loads((wd / "real-size" / "manifest.json").read_text())
+        fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
+        fig["merge_checks"] = manifest["steps"]["merge"].get("checks")
+        return _finish(fig, [("merge (2 stages, linear, bf16)", ours_merge, theirs_merge)], args)
     if not args.keep:  # quantize reads only the merged model: free the stages' disk now
         shutil.rmtree(work / "stages", ignore_errors=True)
 
@@ -273,6 +279,11 @@ def main() -> int:
         ("merge (2 stages, linear, bf16)", ours_merge, theirs_merge),
         ("quantize Q8_0 + Q4_K_M (medrelease: with checks)", ours_q, theirs_q),
     ]
+    return _finish(fig, rows, args)
+
+
+def _finish(fig: dict[str, Any], rows: list[tuple[str, Run, Run]], args: argparse.Namespace) -> int:
+    """Print the table (and the quant measures, when quantize ran), write --out, clean up."""
     fig["rows"] = [
         {"step": name, "ours_wall_s": a.wall_s, "theirs_wall_s": b.wall_s,
          "ours_rss_mib": a.max_rss_mib, "theirs_rss_mib": b.max_rss_mib,
@@ -289,17 +300,18 @@ def main() -> int:
               f"{a.max_rss_mib / b.max_rss_mib:.2f}x | {a.tree_rss_mib:.0f} MiB | "
               f"{b.tree_rss_mib:.0f} MiB | "
               f"{a.tree_rss_mib / max(b.tree_rss_mib, 1):.2f}x |")  # fmt: skip
-    for q in fig["quants"]:
+    for q in fig.get("quants", []):
         print(f"  {q['type']}: accepted={q['accepted']} {q['logits']}")
-    print(f"  quantize timings: {fig['quantize_timings']}")
+    if "quantize_timings" in fig:
+        print(f"  quantize timings: {fig['quantize_timings']}")
     print(f"  merge timings: {fig['merge_timings']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(fig, indent=1) + "\n")
-    shutil.rmtree(raw, ignore_errors=True)
-    shutil.rmtree(wd, ignore_errors=True)
+    shutil.rmtree(args.work / "raw", ignore_errors=True)
+    shutil.rmtree(args.work / "wd", ignore_errors=True)
     if not args.keep:
-        shutil.rmtree(work / "stages", ignore_errors=True)
+        shutil.rmtree(args.work / "stages", ignore_errors=True)
     return 0
 
 

@@ -56,3 +56,28 @@ def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
     return home
+
+
+# `make test` runs on two pytest-xdist workers with `--dist loadgroup`. Each test file is one
+# group (its module fixtures are built once, on one worker), and files that share something a
+# second worker would duplicate or collide on are one group together:
+#  - Ray: each of these starts a local Ray instance or simulated cluster (ports, /tmp/ray);
+#  - the demo's stand-ins are trained once per session (tests/demo/conftest.py).
+def _xdist_group(relpath: str) -> str:
+    name = relpath.rsplit("/", 1)[-1]
+    if (name.startswith("test_") and "_ray" in name) or relpath.startswith("tests/real/"):
+        return "ray"
+    if relpath.startswith("tests/demo/"):
+        return "demo"
+    return relpath
+
+
+# tryfirst: xdist's own hook turns the marks into node-id suffixes, so ours must run before it
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    root = Path(str(config.rootpath))
+    for item in items:
+        rel = Path(str(item.path)).relative_to(root).as_posix()
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(rel)))

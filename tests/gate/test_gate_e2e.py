@@ -113,6 +113,13 @@ def test_report_and_manifest(release: Release) -> None:
     assert gate["models"]["merged"] == rep["models"]["merged"]["content_hash"]
     assert gate["evaluations"] == {"run": 6, "cached": 0}
     assert gate["inputs_hash"] and gate["tools"]["lm_eval"] and gate["timings"]["duration_s"] > 0
+    # what the gate writes is what its readers accept: both conform to their typed records
+    from medrelease.records.gate_report import GateReport
+    from medrelease.records.manifest import GateRecord
+    from medrelease.records.validate import record_problems
+
+    assert record_problems(GateReport, json.loads(report_path.read_text())) == []
+    assert record_problems(GateRecord, gate) == []
 
 
 def _override(folder: Path, task: str, include: Path, files: dict[str, Path]) -> None:

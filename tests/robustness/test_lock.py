@@ -19,7 +19,7 @@ with release_lock(Path(sys.argv[1])):
 """
 
 
-def test_second_process_is_refused(tmp_path: Path, capsys):
+def test_second_process_is_refused(tmp_path: Path, capfd):
     release = tmp_path / "w" / "tiny-release"
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(release)], stdout=subprocess.PIPE, text=True
@@ -35,7 +35,9 @@ def test_second_process_is_refused(tmp_path: Path, capsys):
         t0 = time.time()
         assert run_cli("merge", recipe, "--workdir", tmp_path / "w") == 7
         assert time.time() - t0 < 30, "the second process must not wait for the first"
-        err = capsys.readouterr().err
+        # capfd, not capsys: a console made by an earlier test in this process may hold the
+        # stderr it saw then; the message must reach fd 2 either way
+        err = capfd.readouterr().err
         assert f"in use by medrelease pid {holder.pid}" in err
         assert "another --workdir" in err
     finally:

@@ -7,7 +7,7 @@ Everything is plain dicts, lists, strings and numbers: the sandbox needs nothing
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -18,6 +18,7 @@ from medrelease.card.licenses import ParentLicense
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
+from medrelease.records.gate_report import GateReport
 
 
 def quant_repos(loaded: LoadedRecipe) -> dict[str, str]:
@@ -103,7 +104,7 @@ def lineage_lines(
     return lines
 
 
-def evaluation(report: dict[str, Any]) -> dict[str, Any]:
+def evaluation(report: GateReport) -> dict[str, Any]:
     cand = report["candidate"]
     models = report["models"]
     baselines = [m for m in models if m != cand]
@@ -154,7 +155,7 @@ def evaluation(report: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_provenance(
     loaded: LoadedRecipe,
-    report: dict[str, Any],
+    report: GateReport,
     datasets: dict[str, TaskData],
     bundle: EvalBundle,
 ) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def evaluation_provenance(
     }
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
 
 
@@ -197,23 +198,24 @@ def quant_rows(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
     """Accepted quants per family, with files, checks and their eval metrics."""
     out: dict[str, list[dict[str, Any]]] = {"gguf": [], "awq": []}
     for q in evidence.quants:
-        if not q.get("accepted"):
+        if not q["accepted"]:
             continue
-        files = [
-            {"path": path, "name": path.rsplit("/", 1)[-1], **(meta or {})}
-            for path, meta in (q.get("files") or {}).items()
+        files: list[dict[str, Any]] = [
+            {"path": path, "name": path.rsplit("/", 1)[-1], **meta}
+            for path, meta in q["files"].items()
         ]
-        checks = [{"name": name, **(c or {})} for name, c in (q.get("checks") or {}).items()]
-        metrics = ((q.get("checks") or {}).get("eval") or {}).get("metrics") or {}
+        checks = [{"name": name, **c} for name, c in q["checks"].items()]
+        evaluated = q["checks"].get("eval")
+        metrics = (evaluated.get("metrics") if evaluated else None) or {}
         row = {
-            "family": q.get("family"),
-            "type": q.get("type"),
+            "family": q["family"],
+            "type": q["type"],
             "files": files,
             "size": sum(int(f.get("size") or 0) for f in files),
             "checks": checks,
             "metrics": metrics,
         }
-        out.setdefault(str(q.get("family")), []).append(row)
+        out.setdefault(q["family"], []).append(row)
     return out
 
 
@@ -316,7 +318,7 @@ def build_context(
             fam: list(dict.fromkeys(name for q in rows for name in q["metrics"]))
             for fam, rows in quants.items()
         },
-        "imatrix": (evidence.quantize or {}).get("imatrix"),
+        "imatrix": evidence.quantize.get("imatrix") if evidence.quantize else None,
         "usage": usage(loaded, evidence),
         "license": {
             "release": rel.license,

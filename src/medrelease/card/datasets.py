@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.gate_report import GateReport
 
 HUB_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -102,7 +103,7 @@ def _custom_data(loaded: LoadedRecipe, label: str, task_yaml: str) -> TaskData:
     )
 
 
-def task_datasets(loaded: LoadedRecipe, report: dict[str, Any]) -> dict[str, TaskData]:
+def task_datasets(loaded: LoadedRecipe, report: GateReport) -> dict[str, TaskData]:
     """label -> TaskData for every task in the gate report."""
     specs = _gate_tasks(loaded)
     out: dict[str, TaskData] = {}

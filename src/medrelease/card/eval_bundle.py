@@ -25,6 +25,7 @@ import yaml
 
 from medrelease.card.datasets import TaskData
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.gate_report import GateReport, TaskInfo
 
 EVAL_DIR = "eval"
 # what the gate also counts as part of a custom task's folder (gate/tasks.py)
@@ -185,9 +186,7 @@ def _medical_safety(bundle: EvalBundle, label: str, data: TaskData) -> BundleTas
     return task
 
 
-def _preset_task(
-    bundle: EvalBundle, label: str, info: dict[str, Any], data: TaskData
-) -> BundleTask:
+def _preset_task(bundle: EvalBundle, label: str, info: TaskInfo, data: TaskData) -> BundleTask:
     preset = str(info.get("preset"))
     if preset == "medical_safety":
         return _medical_safety(bundle, label, data)
@@ -211,7 +210,7 @@ def _preset_task(
 
 def build_bundle(
     loaded: LoadedRecipe,
-    report: dict[str, Any],
+    report: GateReport,
     datasets: dict[str, TaskData],
     *,
     ship_data: bool = True,

@@ -6,16 +6,15 @@ Paths are relative to `<release>/card/`; the publish step ships `card/eval/**` a
 
 from __future__ import annotations
 
-from typing import Any
-
 from medrelease.card.datasets import TaskData
 from medrelease.card.eval_bundle import EVAL_DIR, EvalBundle
 from medrelease.card.hub_results import FOLDER, check_eval_result_files, eval_result_files
 from medrelease.core.errors import VerificationError
+from medrelease.records.gate_report import GateReport
 
 
 def card_extras(
-    report: dict[str, Any],
+    report: GateReport,
     datasets: dict[str, TaskData],
     bundle: EvalBundle,
     hub_benchmarks: dict[str, str],

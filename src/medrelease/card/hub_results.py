@@ -13,25 +13,24 @@ presets read (used for preset tasks only), and `card.hub_benchmarks` adds others
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
 from medrelease.card.datasets import TaskData
+from medrelease.records.gate_report import GateReport, MetricEntry, TaskInfo
 
 # dataset id -> task id of its eval.yaml (https://huggingface.co/docs/hub/eval-results)
 HUB_BENCHMARKS = {"TIGER-Lab/MMLU-Pro": "mmlu_pro"}
 FOLDER = "eval_results"  # in card/; published as `.eval_results/`
 
 
-def _headline_metric(report: dict[str, Any], label: str) -> dict[str, Any] | None:
+def _headline_metric(report: GateReport, label: str) -> MetricEntry | None:
     """The task's first whole-task metric, the one its leaderboard ranks by."""
     return next(
         (m for m in report["metrics"] if m.get("task") == label and not m.get("subtask")), None
     )
 
 
-def _notes(report: dict[str, Any], settings: dict[str, Any], metric: str) -> str:
+def _notes(report: GateReport, settings: TaskInfo, metric: str) -> str:
     harness = report.get("harness") or {}
     parts = [f"lm-evaluation-harness {harness.get('lm_eval', '?')}", f"metric {metric}"]
     if settings.get("num_fewshot") is not None:
@@ -42,7 +41,7 @@ def _notes(report: dict[str, Any], settings: dict[str, Any], metric: str) -> str
 
 
 def eval_result_files(
-    report: dict[str, Any],
+    report: GateReport,
     datasets: dict[str, TaskData],
     extra_benchmarks: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
@@ -70,7 +69,7 @@ def eval_result_files(
             skipped.append(f"{label}: not written to .eval_results/ (scored on a local copy)")
             continue
         metric = _headline_metric(report, label)
-        value = (metric or {}).get("values", {}).get(cand)
+        value = metric["values"].get(cand) if metric else None
         if metric is None or not isinstance(value, int | float) or isinstance(value, bool):
             continue
         assert data.hub_id is not None

@@ -17,6 +17,7 @@ from medrelease.card.config import BASE_MODEL_RELATIONS
 from medrelease.card.datasets import TaskData
 from medrelease.core.errors import VerificationError
 from medrelease.recipe.stages import HUB_ID_RE
+from medrelease.records.gate_report import GateReport
 
 LANGUAGE_RE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]+)?|code|multilingual)$")
 
@@ -30,7 +31,7 @@ def subset_note(limit: Any) -> str | None:
     return f"subset: first {limit} examples per task"
 
 
-def eval_results(report: dict[str, Any], datasets: dict[str, TaskData] | None = None) -> list[Any]:
+def eval_results(report: GateReport, datasets: dict[str, TaskData] | None = None) -> list[Any]:
     """One EvalResult per scored metric of the candidate, with the dataset the task read.
 
     `dataset.type` is the Hub dataset id from the task definition (lm-eval's `dataset_path`),

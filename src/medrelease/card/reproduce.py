@@ -4,16 +4,20 @@ Built from the gate report's structured fields (models, tasks, harness), not by 
 gate's own command lines: the candidate is the published repo at the release tag, a Hub stage
 is its id at the recorded commit, a local stage is its published repo (`card.stage_repos`) or
 a named placeholder, and task files come from the repo's `eval/` folder (eval_bundle.py).
+The flags are spelled once, in records/lm_eval_command.py, for these and the gate's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from medrelease.card.eval_bundle import EVAL_DIR, EvalBundle
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.stages import HubStage
+from medrelease.records.gate_report import GateReport
+from medrelease.records.lm_eval_command import lm_eval_command
 
 
 @dataclass
@@ -30,7 +34,7 @@ def release_tag(loaded: LoadedRecipe) -> str:
     return pattern.format(repo=rel.repo, name=rel.name, version=rel.version)
 
 
-def model_refs(loaded: LoadedRecipe, report: dict[str, Any]) -> list[ModelRef]:
+def model_refs(loaded: LoadedRecipe, report: GateReport) -> list[ModelRef]:
     """Every model the gate evaluated, candidate first, as a reader can load it."""
     from medrelease.card.context import stage_hub_id
 
@@ -56,12 +60,12 @@ def _dtype_of(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def eval_dtype(report: dict[str, Any], model: str | None = None) -> str | None:
+def eval_dtype(report: Mapping[str, Any], model: str | None = None) -> str | None:
     """The dtype the gate evaluated in, when the report records one (absent in older reports).
 
     Looked up per model (`models.<name>.dtype`), then for the run (`harness.dtype`, which the
     gate writes as `{dtype, reason}`, or `settings.dtype`), then in the recipe's model_args.
-    `auto` means each checkpoint's own dtype.
+    `auto` means each checkpoint's own dtype. (Any report shape: older ones differ here.)
     """
     rec = (report.get("models") or {}).get(model) or {} if model else {}
     harness = report.get("harness") or {}
@@ -72,49 +76,39 @@ def eval_dtype(report: dict[str, Any], model: str | None = None) -> str | None:
     return _dtype_of(margs.get("dtype")) if isinstance(margs, dict) else None
 
 
-def dtype_reason(report: dict[str, Any]) -> str | None:
+def dtype_reason(report: Mapping[str, Any]) -> str | None:
     value = (report.get("harness") or {}).get("dtype")
     return str(value["reason"]) if isinstance(value, dict) and value.get("reason") else None
 
 
-def _model_args(ref: ModelRef, report: dict[str, Any]) -> str:
+def _model_args(ref: ModelRef, report: GateReport) -> list[tuple[str, Any]]:
     harness = report.get("harness") or {}
     extra = dict(harness.get("model_args") or {})
     dtype = eval_dtype(report, ref.name)
     if dtype and dtype != "auto":  # auto is lm-eval's default: each checkpoint's own dtype
         extra["dtype"] = dtype
-    parts = [f"pretrained={ref.pretrained}"]
+    pairs: list[tuple[str, Any]] = [("pretrained", ref.pretrained)]
     if ref.revision:
-        parts.append(f"revision={ref.revision}")
-    parts += [f"{k}={v}" for k, v in extra.items() if k not in ("pretrained", "revision")]
-    return ",".join(parts)
+        pairs.append(("revision", ref.revision))
+    return pairs + [(k, v) for k, v in extra.items() if k not in ("pretrained", "revision")]
 
 
-def command(ref: ModelRef, label: str, report: dict[str, Any], bundle: EvalBundle) -> str:
+def command(ref: ModelRef, label: str, report: GateReport, bundle: EvalBundle) -> str:
     harness = report.get("harness") or {}
-    s = report["tasks"][label]
+    settings = report["tasks"][label]
     task = bundle.tasks[label]
-    parts = ["lm_eval", "--model", str(harness.get("backend") or "hf")]
-    parts += ["--model_args", _model_args(ref, report), "--tasks", task.lm_task]
-    if task.include:
-        parts += ["--include_path", f"{EVAL_DIR}/"]
-    if s.get("num_fewshot") is not None:
-        parts += ["--num_fewshot", str(s["num_fewshot"])]
-    if s.get("limit") is not None:
-        parts += ["--limit", str(s["limit"])]
-    if s.get("apply_chat_template"):
-        parts.append("--apply_chat_template")
-    if s.get("gen_kwargs"):
-        parts += ["--gen_kwargs", ",".join(f"{k}={v}" for k, v in s["gen_kwargs"].items())]
-    batch = s.get("batch_size") or harness.get("batch_size")
-    if batch is not None:
-        parts += ["--batch_size", str(batch)]
-    if harness.get("device"):
-        parts += ["--device", str(harness["device"])]
-    return " ".join(parts)
+    return lm_eval_command(
+        backend=str(harness.get("backend") or "hf"),
+        model_args=_model_args(ref, report),
+        task=task.lm_task,
+        settings=settings,
+        include_paths=[f"{EVAL_DIR}/"] if task.include else [],
+        batch_size=settings.get("batch_size") or harness.get("batch_size"),
+        device=str(harness["device"]) if harness.get("device") else None,
+    )
 
 
-def reproduce(loaded: LoadedRecipe, report: dict[str, Any], bundle: EvalBundle) -> dict[str, Any]:
+def reproduce(loaded: LoadedRecipe, report: GateReport, bundle: EvalBundle) -> dict[str, Any]:
     """Commands per model and task, and what a reader must know to run them."""
     refs = model_refs(loaded, report)
     commands = [

@@ -31,6 +31,7 @@ from medrelease.core.secrets import assert_no_secrets
 from medrelease.core.step import StepResult
 from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import CardRecord
 
 CHART_NAME = "metrics.png"
 TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
@@ -67,7 +68,7 @@ def card_release(
         run.timer.lap("write")
         for w in rendered.warnings:
             run.reporter.warn(w)
-        record: dict[str, Any] = {
+        record: CardRecord = {
             "status": "done",
             "cards": {name: f"card/{CARD_FILES[name]}" for name in rendered.texts},
             "chart": f"card/{CHART_NAME}" if rendered.chart_series is not None else None,

@@ -27,8 +27,8 @@ ExecutorOpt = typer.Option(
     None,
     "--executor",
     metavar="local|ray",
-    help="where evaluation units run: local (default, or the recipe's gates.executor) "
-    "or ray (a Ray cluster)",
+    help="where units of work run (gate: evaluations; quantize: one per quant): local "
+    "(default, or the recipe's gates.executor / quantize.executor) or ray (a Ray cluster)",
 )
 RayAddressOpt = typer.Option(
     None,

@@ -22,12 +22,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Run a complete offline release of tiny stand-in models into a local Hub server."""
-        import json
-
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.gate.table import gate_table
         from medrelease.pipeline.demo import run_demo
         from medrelease.pipeline.report import release_table
+        from medrelease.records.gate_report import read_gate_report
 
         result = run_demo(workdir, reporter=Reporter(quiet=as_json))
         if as_json:
@@ -37,7 +36,7 @@ def register(app: typer.Typer) -> None:
         out_console.print(release_table(result.run, title="demo release"))
         report = root / "gates" / "report.json"
         if report.is_file():
-            out_console.print(gate_table(json.loads(report.read_text())))
+            out_console.print(gate_table(read_gate_report(report)))
         out_console.print(
             "\n[bold]Where everything is[/bold]\n"
             f"  merged model   {root / 'merged'}\n"

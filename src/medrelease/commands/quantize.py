@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    ExecutorOpt,
+    JsonOpt,
+    OverlayOpt,
+    RayAddressOpt,
+    RecipeArg,
+    SetOpt,
+    StageOpt,
+    WorkdirOpt,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +30,8 @@ def register(app: typer.Typer) -> None:
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,
+        executor: str = ExecutorOpt,
+        ray_address: str = RayAddressOpt,
         as_json: bool = JsonOpt,
     ) -> int:
         """Quantize merged/ to the recipe's GGUF types and AWQ; accept only quants that pass
@@ -36,6 +47,8 @@ def register(app: typer.Typer) -> None:
             force=force,
             threads=threads or None,
             reporter=Reporter(quiet=as_json),
+            executor=executor,
+            ray_address=ray_address,
         )
         if as_json:
             summary = result.summary()

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
                 "target": target,
                 "dry_run": dry_run,
                 "review": review,
-                # the gate step's options travel in the same dict (pipeline/steps.py `_gate`)
+                # the gate's and quantize's options travel in the same dict (pipeline/steps.py)
                 "executor": executor,
                 "ray_address": ray_address,
             },

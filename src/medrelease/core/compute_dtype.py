@@ -23,28 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrelease.core.safetensors_header import DTYPE_BYTES, safetensors_headers
+
 FLOAT32 = "float32"
 HALF_DTYPES = {"bfloat16", "float16"}
-# bytes per element of the safetensors dtypes a checkpoint can hold
-ST_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-}
 ST_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 # share of MemAvailable a float32 copy may take: the rest is for activations, logits, tokenizer,
 # llama.cpp running alongside, and the OS page cache that keeps reading the weights cheap
@@ -79,16 +65,6 @@ class WeightsInfo:
     dtype: str  # the checkpoint's floating-point dtype (most weight bytes)
 
 
-def safetensors_headers(folder: Path) -> dict[Path, dict[str, Any]]:
-    """Each safetensors file's header (tensor name -> dtype, shape, offsets); no tensor read."""
-    out: dict[Path, dict[str, Any]] = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            out[f] = json.loads(fh.read(size))
-    return out
-
-
 def weights_info(folder: Path) -> WeightsInfo:
     """Parameter count and dtype from the safetensors headers (no tensor is read)."""
     counts: dict[str, int] = {}
@@ -103,7 +79,7 @@ def weights_info(folder: Path) -> WeightsInfo:
     if not counts:
         return WeightsInfo(0, _config_dtype(folder) or FLOAT32)
     floats = {k: v for k, v in counts.items() if k in ST_DTYPES}
-    main = max(floats or counts, key=lambda k: (floats or counts)[k] * ST_BYTES.get(k, 1))
+    main = max(floats or counts, key=lambda k: (floats or counts)[k] * DTYPE_BYTES.get(k, 1))
     return WeightsInfo(sum(counts.values()), ST_DTYPES.get(main, _config_dtype(folder) or FLOAT32))
 
 

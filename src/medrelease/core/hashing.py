@@ -16,10 +16,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
+
 from medrelease.core.atomic import atomic_write_json
 from medrelease.core.filecache import FileFacts, file_identity
 
 CHUNK = 8 * 1024 * 1024
+
+
+class FileRecord(TypedDict):
+    """One file a step wrote: `{"<path relative to the release folder>": FileRecord}`.
+
+    Defined here, where it is made (`file_record`); core/manifest.py and `medrelease.records`
+    re-export it for the step records."""
+
+    sha256: str
+    size: int
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -195,15 +207,15 @@ def sha256_file(path: Path, cache: HashCache | None = None) -> str:
     return (cache or _default).sha256(path)
 
 
-def file_record(path: Path, cache: HashCache | None = None) -> dict[str, Any]:
+def file_record(path: Path, cache: HashCache | None = None) -> FileRecord:
     return {"sha256": sha256_file(path, cache), "size": path.stat().st_size}
 
 
 def folder_records(
     folder: Path, cache: HashCache | None = None, *, skip_hidden: bool = True
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, FileRecord]:
     """sha256 and size of every file below `folder`, keyed by POSIX relative path (sorted)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, FileRecord] = {}
     for root, dirs, files in os.walk(folder):
         if skip_hidden:
             dirs[:] = [d for d in dirs if not d.startswith(".")]

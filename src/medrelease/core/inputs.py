@@ -13,13 +13,13 @@ nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medrelease.core.hashing import HashCache, digest_of, folder_records, sha256_file
-from medrelease.core.manifest import Manifest, tool_versions
+from medrelease.core.manifest import Manifest, StepRecord, tool_versions
 from medrelease.core.paths import ReleasePaths
 
 # (loaded recipe, release paths, manifest, hash cache) -> {component name: digest or value}
@@ -45,15 +45,17 @@ class StepInputs:
         return tool_versions(*self.tools)
 
 
-def record_inputs(record: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-    """Put the components a step ran with into its manifest record (and their digest)."""
+def record_inputs(record: StepRecord, components: dict[str, Any]) -> None:
+    """Put the components a step ran with into its manifest record (and their digest).
+
+    `record`: any step's typed record (each extends StepRecord, medrelease.records); a
+    TypedDict is not a MutableMapping to mypy, so StepRecord is the type that takes them all."""
     record["components"] = components
     record["inputs_hash"] = digest_of(components)
-    return record
 
 
 def why_stale(
-    record: dict[str, Any] | None,
+    record: Mapping[str, Any] | None,
     components: dict[str, Any],
     paths: ReleasePaths,
     cache: HashCache,
@@ -72,7 +74,7 @@ def why_stale(
     return why
 
 
-def outputs_intact(record: dict[str, Any] | None, paths: ReleasePaths, cache: HashCache) -> bool:
+def outputs_intact(record: Mapping[str, Any] | None, paths: ReleasePaths, cache: HashCache) -> bool:
     """True when every file the step recorded is on disk with the recorded size and sha256.
 
     The sha256 comes through the stat-keyed hash cache, so an untouched file costs a stat.

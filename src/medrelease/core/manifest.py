@@ -10,17 +10,78 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypeVar, cast
+
+from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
 
 from medrelease.core.atomic import atomic_write_json
 from medrelease.core.errors import InputError
+from medrelease.core.hashing import FileRecord
 from medrelease.core.secrets import assert_no_secrets
+from medrelease.core.validate import check_record
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+
+# {"<path relative to the release folder>": FileRecord} (FileRecord: core/hashing.py)
+Files = dict[str, FileRecord]
+
+
+class Timings(TypedDict, total=False):
+    """`StepTimer.summary()`; quantize adds `background_s` and per-quant `quants_s`."""
+
+    started_at: Required[str]
+    finished_at: Required[str]
+    duration_s: Required[float]
+    phases_s: Required[dict[str, float]]
+    background_s: dict[str, float | None]  # None: that work never finished
+    quants_s: dict[str, dict[str, float]]
+
+
+class StepRecord(TypedDict, total=False):
+    """What every `steps.<name>` record carries, besides the step's own keys.
+
+    The step writes `status` and `outputs`; the runner (core/runner.py) adds `tools`,
+    `timings`, `components` and `inputs_hash`. Each step's full record extends this one
+    (`medrelease.records`). Keys are optional where a record written by an earlier version,
+    or by hand, may lack them: readers validate what they read (`records.manifest.read_step`).
+    """
+
+    status: Required[str]  # done | failed
+    outputs: Files
+    tools: dict[str, str | None]
+    timings: Timings
+    components: dict[str, Any]
+    inputs_hash: str
+    warnings: list[str]
+
+
+R = TypeVar("R")
+
+
+def read_step(manifest: Manifest, name: str, kind: type[R], *, hint: str | None = None) -> R | None:
+    """`steps.<name>` checked against `kind`, its TypedDict (None when the step never ran).
+
+    Readers pass the step's type from `medrelease.records` (records.manifest.STEP_RECORDS):
+    a record edited by hand, or truncated, is one InputError naming the key and what to do."""
+    rec = manifest.data["steps"].get(name)
+    if rec is None:
+        return None
+    check_record(
+        kind,
+        rec,
+        what=f"the {name} step's record",
+        where=str(manifest.path),
+        hint=hint
+        or f"re-run `medrelease {name} RECIPE` to record it again (the record's format: "
+        "medrelease/records/)",
+        prefix=f"steps.{name}",
+    )
+    return cast(R, rec)  # checked just above: `rec` is a `kind`
 
 
 def now_iso() -> str:
@@ -56,7 +117,14 @@ class Manifest:
                 ) from None
         else:
             data = {"schema_version": SCHEMA_VERSION, "steps": {}}
-        data.setdefault("steps", {})
+        if isinstance(data, dict):
+            data.setdefault("steps", {})
+        if not isinstance(data, dict) or not isinstance(data["steps"], dict):
+            raise InputError(
+                f"{path} is malformed: "
+                + ("'steps' is not an object" if isinstance(data, dict) else "not an object"),
+                hint="restore it from a backup or delete the release folder and re-run",
+            )
         return cls(path, data)
 
     @property
@@ -74,7 +142,7 @@ class Manifest:
         self.data["recipe"] = recipe
         self.data["updated_at"] = now_iso()
 
-    def record_step(self, name: str, record: dict[str, Any]) -> None:
+    def record_step(self, name: str, record: Mapping[str, Any]) -> None:
         self.data["steps"][name] = record
         self.data["updated_at"] = now_iso()
         self.save()
@@ -102,7 +170,7 @@ class StepTimer:
         self.phases[phase] = round(t - self._last, 3)
         self._last = t
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Timings:
         return {
             "started_at": self.started_at,
             "finished_at": now_iso(),

@@ -21,15 +21,17 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medrelease.core.atomic import sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import StepInputs, record_inputs
 from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepTimer
+from medrelease.core.manifest import Manifest, StepRecord, StepTimer, read_step
 from medrelease.core.paths import ReleasePaths
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -48,13 +50,21 @@ class StepRun:
         manifest = Manifest.load(self.paths.root) if manifest is None else manifest
         return self.inputs.compute(self.loaded, self.paths, manifest, self.hashes)
 
-    def previous(self) -> dict[str, Any] | None:
-        """The step's recorded run, if any."""
-        return Manifest.load(self.paths.root).step(self.inputs.step)
+    def previous(self, kind: type[R]) -> R | None:
+        """The step's recorded run, if any, checked against `kind`: its record type, which the
+        step passes in (`medrelease.records` is a layer above core). A malformed record is an
+        InputError; `--force` runs the step without reading it, and records it again."""
+        return read_step(
+            Manifest.load(self.paths.root),
+            self.inputs.step,
+            kind,
+            hint=f"run `medrelease {self.inputs.step} RECIPE --force` to record it again "
+            "(the record's format: medrelease/records/)",
+        )
 
     def record(
         self,
-        record: dict[str, Any],
+        record: StepRecord,
         components: dict[str, Any] | None = None,
         *,
         header: dict[str, Any] | None = None,
@@ -63,7 +73,9 @@ class StepRun:
 
         `components`: the ones computed before the work (a step that decided to run from
         them records exactly those); by default they are computed now, over the outputs
-        just written. `header`: manifest header fields to set in the same write."""
+        just written. `header`: manifest header fields to set in the same write.
+        `record`: the step's typed record (a `core.manifest.StepRecord` extended in
+        `medrelease.records`), completed in place."""
         record.setdefault("tools", self.inputs.tool_versions())
         record.setdefault("timings", self.timer.summary())
         manifest = Manifest.load(self.paths.root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 @dataclass
 class StepResult:
     step: str  # merge | gate | quantize | card | publish
-    record: dict[str, Any]  # what was written to manifest.json under steps.<step>
+    # what was written to manifest.json under steps.<step>: the step's typed record
+    # (medrelease.records), read-only here
+    record: Mapping[str, Any]
     manifest: Path
     skipped: bool = False  # nothing to do: inputs unchanged since the recorded run
     warnings: list[str] = field(default_factory=list)

@@ -93,7 +93,7 @@ def streamed_from_disk(folder: Path, dtype: Any = None) -> Any | None:
 
 def _tensor_files(folder: Path) -> dict[str, Path]:
     """tensor name -> the safetensors file holding it (headers only)."""
-    from medrelease.core.compute_dtype import safetensors_headers
+    from medrelease.core.safetensors_header import safetensors_headers
 
     out: dict[str, Path] = {}
     for f, header in safetensors_headers(folder).items():

@@ -1,10 +1,11 @@
 """Where units of work run: in this process (`local`, the default) or on a Ray cluster (`ray`).
 
-A unit is one independent, cacheable piece of a step (for the gate: one model x one task x
-settings). The step decides what the units are, looks each one up in its own cache, and hands
-the missing ones to an executor; the executor runs them and yields each result as it arrives,
-so the step can cache it at once (a re-run after a crash evaluates only what is missing). The
-step assembles its outputs in its own order, so the executor never changes a report.
+A unit is one independent piece of a step: for the gate, one model x one task x settings
+(cached); for quantize, one GGUF type or the AWQ scheme. The step decides what the units are,
+looks each one up in its own cache where it has one, and hands the missing ones to an
+executor; the executor runs them and yields each result as it arrives, so the step can cache
+it at once (a re-run after a crash evaluates only what is missing). The step assembles its
+outputs in its own order, so the executor never changes a report.
 
 This module imports nothing heavy: the local executor must not import ray (start-up stays fast);
 `medrelease.executors.raycluster` is imported only when `ray` is asked for.
@@ -62,6 +63,11 @@ class Executor(Protocol):
 
     def resolve_device(self, device: str) -> str:
         """`auto` -> `cuda` or `cpu`, judged where the units will run."""
+        ...
+
+    def check_resources(self, units: Sequence[Unit]) -> None:
+        """Fail now (exit 7, with the fix) if some unit cannot run, e.g. no node can hold it:
+        a step calls this before its expensive shared work. `run` checks again."""
         ...
 
     def run(self, units: Sequence[Unit], reporter: Reporter) -> Iterator[tuple[int, Any]]:

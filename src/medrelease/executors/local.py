@@ -22,6 +22,9 @@ class LocalExecutor:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def check_resources(self, units: Sequence[Unit]) -> None:
+        return None  # this machine runs them one at a time, as it always has
+
     def run(self, units: Sequence[Unit], reporter: Reporter) -> Iterator[tuple[int, Any]]:
         for i, unit in enumerate(units):
             with reporter.phase(unit.label, total=None):

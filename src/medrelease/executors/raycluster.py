@@ -10,7 +10,9 @@ task finishes. Faults:
 * an address nobody answers on, or a unit asking for resources no node has, is an
   EnvironmentProblem (exit 7) before anything is submitted, instead of a hang.
 
-Every node must see the model folders and task files at the driver's paths (a shared filesystem).
+Every node must see the model folders and task files, and the release's build folder (where
+quant units write their quants and read the shared reference), at the driver's paths (a
+shared filesystem).
 """
 
 from __future__ import annotations
@@ -193,11 +195,15 @@ class RayExecutor:
                 for k in ("CPU", "GPU", "memory")
             }
             biggest = f"{most['CPU']:g} CPU, {most['GPU']:g} GPU, {most['memory'] / 2**30:.1f} GiB"
-            fix = (
-                "add a node with GPUs to the cluster, or set gates.device: cpu"
-                if unit.resources.num_gpus > most["GPU"]
-                else "add a bigger node to the cluster, or run with --executor local"
-            )
+            if unit.resources.num_gpus > most["GPU"]:
+                fix = "add a node with GPUs to the cluster, or set gates.device: cpu"
+            elif unit.resources.num_cpus > most["CPU"]:  # a quant unit asks for --threads CPUs
+                fix = (
+                    f"add a node with {unit.resources.num_cpus:g} CPUs to the cluster, or give "
+                    f"each unit fewer threads (quantize --threads {max(int(most['CPU']), 1)})"
+                )
+            else:
+                fix = "add a bigger node to the cluster, or run with --executor local"
             raise EnvironmentProblem(
                 f"{unit.label} needs {unit.resources.describe()} on one node, but no node of "
                 f"the Ray cluster has that (largest: {biggest}; {len(nodes)} node(s))",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError, RecipeError
@@ -13,6 +12,7 @@ from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.paths import ReleasePaths
 from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.gate_report import ModelEntry
 
 CANDIDATE = "merged"
 
@@ -22,7 +22,7 @@ class GateModel:
     name: str
     path: Path
     content_hash: str
-    record: dict[str, Any]
+    record: ModelEntry  # its `models.<name>` entry in the report
 
 
 def model_content_hash(folder: Path, hashes: HashCache) -> str:
@@ -65,7 +65,7 @@ def baseline_models(
         stage = stage_folder(loaded, name, paths, hashes=hashes, reporter=reporter)
         h = model_content_hash(stage.path, hashes)
         kind = "reference" if loaded.recipe.stages[name].reference else "stage"
-        rec: dict[str, Any] = {"kind": kind, "source": stage.source, "content_hash": h}
+        rec: ModelEntry = {"kind": kind, "source": stage.source, "content_hash": h}
         if stage.revision:
             rec["revision"] = stage.revision
         out.append(GateModel(name, stage.path, h, rec))

@@ -11,9 +11,10 @@ confidence interval of delta; with `significant: true` a comparison is decided o
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from medrelease.gate.config import GateRule
+from medrelease.records.gate_report import MetricEntry, RuleEntry
 
 
 def paired_bootstrap_ci(
@@ -68,19 +69,39 @@ def rule_text(rule: GateRule, hib: bool) -> str:
 
 def evaluate_rule(
     rule: GateRule,
-    metric: dict[str, Any] | None,
-    values: dict[str, float],
+    metric: MetricEntry | None,
+    values: Mapping[str, float | None],
     samples: dict[str, dict[str, list[float]]],
     *,
     candidate: str,
     iters: int,
     seed: int,
-) -> dict[str, Any]:
+) -> RuleEntry:
     """One entry of report.json's `rules` (values/samples are keyed by model name)."""
     hib = rule.higher_is_better
     if hib is None:
         hib = bool(metric["higher_is_better"]) if metric else True
-    out: dict[str, Any] = {
+    out = _entry(rule, hib, values, candidate)
+    cand = out["candidate"]
+    if metric is None or cand is None:
+        out["reason"] = f"metric {rule.metric} was not produced by the task"
+    elif rule.min is not None or rule.max is not None:
+        _judge_bound(rule, cand, out)
+    else:
+        baseline = out["baseline"]
+        if baseline is None:
+            out["reason"] = f"baseline {rule.vs} has no value for {rule.metric}"
+        else:
+            ci = _delta_ci(rule, samples, candidate=candidate, iters=iters, seed=seed)
+            _judge_comparison(rule, hib, cand - baseline, ci, out)
+    return out
+
+
+def _entry(
+    rule: GateRule, hib: bool, values: Mapping[str, float | None], candidate: str
+) -> RuleEntry:
+    """The rule's entry before it is judged: failed, with every key in its place."""
+    return {
         "text": rule_text(rule, hib),
         "metric": rule.metric,
         "kind": rule.kind,
@@ -97,37 +118,47 @@ def evaluate_rule(
         "passed": False,
         "reason": "",
     }
-    cand = out["candidate"]
-    if metric is None or cand is None:
-        out["reason"] = f"metric {rule.metric} was not produced by the task"
-        return out
+
+
+def _judge_bound(rule: GateRule, cand: float, out: RuleEntry) -> None:
+    """An absolute floor (`min`) or ceiling (`max`) on the candidate's value."""
     if rule.min is not None:
         out["passed"] = cand >= rule.min
         out["reason"] = f"{cand:.3f} {'>=' if out['passed'] else '<'} {rule.min:g}"
-        return out
-    if rule.max is not None:
+    elif rule.max is not None:
         out["passed"] = cand <= rule.max
         out["reason"] = f"{cand:.3f} {'<=' if out['passed'] else '>'} {rule.max:g}"
-        return out
-    base = out["baseline"]
-    if base is None:
-        out["reason"] = f"baseline {rule.vs} has no value for {rule.metric}"
-        return out
-    delta = cand - base
+
+
+def _delta_ci(
+    rule: GateRule,
+    samples: dict[str, dict[str, list[float]]],
+    *,
+    candidate: str,
+    iters: int,
+    seed: int,
+) -> tuple[float, float] | None:
+    """The paired-bootstrap CI of candidate - baseline, when both have sample-level results."""
+    if rule.vs not in samples or candidate not in samples:
+        return None
+    return paired_bootstrap_ci(
+        samples[candidate], samples[rule.vs], iters=iters, confidence=rule.confidence, seed=seed
+    )
+
+
+def _judge_comparison(
+    rule: GateRule, hib: bool, delta: float, ci: tuple[float, float] | None, out: RuleEntry
+) -> None:
+    """`max_drop` / `min_gain` against the baseline, on the delta or, if asked, on its CI."""
     out["delta"] = delta
     gain = delta if hib else -delta  # improvement in the metric's good direction
-    ci = None
-    if rule.vs in samples and candidate in samples:
-        ci = paired_bootstrap_ci(
-            samples[candidate], samples[rule.vs], iters=iters, confidence=rule.confidence, seed=seed
-        )
     if ci is not None:
         out["ci"] = [ci[0], ci[1]]
     gain_ci = None if ci is None else ((ci[0], ci[1]) if hib else (-ci[1], -ci[0]))
     if rule.significant:
         if gain_ci is None:
             out["reason"] = "significance needs sample-level results for both models"
-            return out
+            return
         out["significant"] = gain_ci[0] > 0 or gain_ci[1] < 0
     word = "gain" if hib else "improvement (decrease)"
     if rule.max_drop is not None:
@@ -141,7 +172,7 @@ def evaluate_rule(
         else:
             out["passed"] = gain >= limit
             out["reason"] = f"{word} {_fmt(gain)} {'>=' if out['passed'] else '<'} {_fmt(limit)}"
-        return out
+        return
     need = rule.min_gain or 0.0
     out["passed"] = gain >= need
     out["reason"] = f"{word} {_fmt(gain)} {'>=' if gain >= need else '<'} {_fmt(need)}"
@@ -151,4 +182,3 @@ def evaluate_rule(
         out["reason"] += f"; CI [{_fmt(gain_ci[0])}, {_fmt(gain_ci[1])}] " + (
             "excludes 0" if sig else "includes 0 (not significant)"
         )
-    return out

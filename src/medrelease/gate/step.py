@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from medrelease.core.atomic import atomic_write_json
 from medrelease.core.console import Reporter
@@ -36,14 +36,20 @@ from medrelease.gate.runner import (
 from medrelease.gate.tasks import ResolvedTask, resolve_all
 from medrelease.gate.units import EvalUnit, unit_resources
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.gate_report import (
+    REPORT_SCHEMA_VERSION,
+    GateReport,
+    MetricEntry,
+    RuleEntry,
+    TaskInfo,
+)
+from medrelease.records.lm_eval_command import lm_eval_command
+from medrelease.records.manifest import Files, GateRecord
 
 
 @dataclass
 class GateResult(StepResult):
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-REPORT_SCHEMA_VERSION = 1
+    report: GateReport = field(default_factory=lambda: cast(GateReport, {}))
 
 
 def gates_of(loaded: LoadedRecipe, limit: int | float | None = None) -> GatesConfig:
@@ -203,22 +209,36 @@ def _reproduce(
     device: str,
     dtype: dict[str, Any] | None,
 ) -> str:
-    s = task.settings
+    """The command that reruns one unit here (this machine's paths; the card writes the one
+    a reader can run)."""
     args = model_args_with_dtype(gates.model_args, dtype)
-    margs = ",".join([f"pretrained={model.path}", *(f"{k}={v}" for k, v in args.items())])
-    parts = ["lm_eval", "--model", gates.backend, "--model_args", margs, "--tasks", task.lm_task]
-    for p in task.include_paths:
-        parts += ["--include_path", str(p)]
-    if s.get("num_fewshot") is not None:
-        parts += ["--num_fewshot", str(s["num_fewshot"])]
-    if s.get("limit") is not None:
-        parts += ["--limit", str(s["limit"])]
-    if s.get("apply_chat_template"):
-        parts.append("--apply_chat_template")
-    if s.get("gen_kwargs"):
-        parts += ["--gen_kwargs", ",".join(f"{k}={v}" for k, v in s["gen_kwargs"].items())]
-    parts += ["--batch_size", str(s["batch_size"]), "--device", device, "--log_samples"]
-    return " ".join(parts)
+    return lm_eval_command(
+        backend=gates.backend,
+        model_args=[("pretrained", model.path), *args.items()],
+        task=task.lm_task,
+        settings=task.settings,
+        include_paths=[str(p) for p in task.include_paths],
+        batch_size=task.settings["batch_size"],
+        device=device,
+        log_samples=True,
+    )
+
+
+def _task_info(task: ResolvedTask, first: dict[str, Any]) -> TaskInfo:
+    """`tasks.<label>`: the task's settings and what lm-eval said of it (candidate's run)."""
+    return {
+        "preset": task.preset.name if task.preset else None,
+        "task_yaml": task.spec.task_yaml,
+        "lm_eval_task": task.lm_task,
+        "version": first.get("version"),
+        "num_fewshot": task.settings["num_fewshot"],
+        "limit": task.settings["limit"],
+        "apply_chat_template": task.settings["apply_chat_template"],
+        "gen_kwargs": task.settings["gen_kwargs"],
+        "batch_size": task.settings["batch_size"],
+        "n_samples": first.get("n_samples"),
+        "subtasks": first.get("subtasks") or [],
+    }
 
 
 def build_report(
@@ -228,30 +248,18 @@ def build_report(
     outcomes: dict[str, dict[str, dict[str, Any]]],  # task label -> model name -> outcome
     device: str,
     dtype: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> GateReport:
     names = [m.name for m in models]
-    metrics: list[dict[str, Any]] = []
-    by_name: dict[str, dict[str, Any]] = {}
+    metrics: list[MetricEntry] = []
+    by_name: dict[str, MetricEntry] = {}
     samples: dict[str, dict[str, dict[str, list[float]]]] = {}
-    task_info: dict[str, Any] = {}
+    task_info: dict[str, TaskInfo] = {}
     for task in tasks:
         per_model = outcomes[task.label]
         first = per_model[CANDIDATE]
-        task_info[task.label] = {
-            "preset": task.preset.name if task.preset else None,
-            "task_yaml": task.spec.task_yaml,
-            "lm_eval_task": task.lm_task,
-            "version": first.get("version"),
-            "num_fewshot": task.settings["num_fewshot"],
-            "limit": task.settings["limit"],
-            "apply_chat_template": task.settings["apply_chat_template"],
-            "gen_kwargs": task.settings["gen_kwargs"],
-            "batch_size": task.settings["batch_size"],
-            "n_samples": first.get("n_samples"),
-            "subtasks": first.get("subtasks") or [],
-        }
+        task_info[task.label] = _task_info(task, first)
         for mname, m in first["metrics"].items():
-            entry = {
+            entry: MetricEntry = {
                 "metric": mname,
                 "task": m["task"],
                 "subtask": m["subtask"],
@@ -263,7 +271,7 @@ def build_report(
             metrics.append(entry)
             by_name[mname] = entry
             samples[mname] = {n: per_model[n]["samples"].get(mname, {}) for n in names}
-    rules = []
+    rules: list[RuleEntry] = []
     for rule in gates.rules:
         found = by_name.get(rule.metric)
         rules.append(
@@ -348,8 +356,8 @@ def _gate_locked(
     atomic_write_json(run.paths.gate_report, report)
     run.timer.lap("rules_report")
 
-    report_rec = {run.paths.rel(run.paths.gate_report): file_record(run.paths.gate_report)}
-    record: dict[str, Any] = {
+    report_rec: Files = {run.paths.rel(run.paths.gate_report): file_record(run.paths.gate_report)}
+    record: GateRecord = {
         "status": "done" if report["passed"] else "failed",
         "passed": report["passed"],
         "report": report_rec,

@@ -8,12 +8,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from medrelease.records.gate_report import GateReport, RuleEntry
+
 
 def _num(v: Any) -> str:
     return "—" if v is None else f"{v:.4f}"
 
 
-def gate_table(report: dict[str, Any]) -> RenderableType:
+def gate_table(report: GateReport) -> RenderableType:
     models = list(report["models"])
     cand = report["candidate"]
     baselines = [m for m in models if m != cand]
@@ -28,10 +30,10 @@ def gate_table(report: dict[str, Any]) -> RenderableType:
     table.add_column("delta", justify="right", no_wrap=True)
     table.add_column("rule", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    rules_by_metric: dict[str, list[dict[str, Any]]] = {}
-    for r in report["rules"]:
-        rules_by_metric.setdefault(r["metric"], []).append(r)
-    rows: list[tuple[str, list[str], dict[str, Any] | None]] = []
+    rules_by_metric: dict[str, list[RuleEntry]] = {}
+    for entry in report["rules"]:
+        rules_by_metric.setdefault(entry["metric"], []).append(entry)
+    rows: list[tuple[str, list[str], RuleEntry | None]] = []
     for m in report["metrics"]:
         label = m["metric"] + ("" if m["higher_is_better"] else " ↓")
         vals = [_num(m["values"].get(n)) for n in [cand, *baselines]]
@@ -44,8 +46,8 @@ def gate_table(report: dict[str, Any]) -> RenderableType:
             table.add_row(label, *vals, "", "", "")
             continue
         delta = "" if r["delta"] is None else f"{r['delta']:+.4f}"
-        if r.get("ci"):
-            delta += f"\n[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]"
+        if ci := r.get("ci"):
+            delta += f"\n[{ci[0]:+.3f}, {ci[1]:+.3f}]"
         rule = r["text"].removeprefix(r["metric"]).strip()
         ok = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
         table.add_row(label, *vals, delta, rule, ok)

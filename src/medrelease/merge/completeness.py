@@ -132,15 +132,29 @@ def header_problems(
     references: dict[str, Path],
     merge: dict[str, Any],
 ) -> list[Problem]:
-    """Compare the merged files' headers with each reference stage and with the config."""
+    """Compare the merged files' headers with each reference stage and with the config:
+    tensor names and shapes, then dtypes, then the tied/untied output layer."""
     cfg = read_config(merged)
     table = tensor_table(merged)
-    problems: list[Problem] = []
     if not table:
         return [Problem("no tensors in the merged safetensors files", likely_cause(cfg, merge))]
-
-    vocab = int(cfg.get("vocab_size") or 0)
     ref_tables = {stage: tensor_table(folder) for stage, folder in references.items()}
+    problems = _stage_problems(cfg, table, references, ref_tables, merge)
+    problems += _dtype_problems(table, ref_tables, merge)
+    ref_tied = {stage: _tied(read_config(folder)) for stage, folder in references.items()}
+    problems += _tie_problems(cfg, table, ref_tables, ref_tied)
+    return problems
+
+
+def _stage_problems(
+    cfg: dict[str, Any],
+    table: dict[str, TensorInfo],
+    references: dict[str, Path],
+    ref_tables: dict[str, dict[str, TensorInfo]],
+    merge: dict[str, Any],
+) -> list[Problem]:
+    """Names and shapes against the first stage that differs: one stage's differences are
+    enough to read, the others repeat them."""
     for stage, folder in references.items():
         ref = ref_tables[stage]
         if not ref:
@@ -148,49 +162,73 @@ def header_problems(
         ref_cfg = read_config(folder)
         if ref_cfg.get("num_hidden_layers") != cfg.get("num_hidden_layers"):
             continue  # a merge that changes depth (slices): transformers' report covers it
-        ref_vocab = int(ref_cfg.get("vocab_size") or 0)
-        missing = [n for n in ref if n not in table]
-        extra = [n for n in table if n not in ref]
-        if missing:
-            problems.append(
-                Problem(
-                    f"{len(missing)} tensor(s) of stage {stage!r} missing from the merged "
-                    f"model: {list_names(missing)}",
-                    likely_cause(cfg, merge),
-                    frozenset(missing),
-                )
-            )
-        if extra:
-            problems.append(
-                Problem(
-                    f"{len(extra)} tensor(s) in the merged model that stage {stage!r} does "
-                    f"not have: {list_names(extra)}",
-                    "likely cause: mergekit's architecture definition maps tensors this model "
-                    "does not have, or the output mixes architectures",
-                    frozenset(extra),
-                )
-            )
-        reshaped = [
-            f"{n} {list(table[n].shape)} (stage: {list(ref[n].shape)})"
-            for n in ref
-            if n in table
-            and table[n].shape != ref[n].shape
-            and not _vocab_resize(table[n].shape, ref[n].shape, vocab, ref_vocab)
-        ]
-        if reshaped:
-            problems.append(
-                Problem(
-                    f"{len(reshaped)} tensor(s) with another shape than in stage {stage!r}: "
-                    f"{list_names(reshaped)}",
-                    likely_cause(cfg, merge),
-                )
-            )
-        if problems:
-            break  # one stage's differences are enough to read; the others repeat them
+        found = _against_stage(stage, table, ref, cfg, ref_cfg, merge)
+        if found:
+            return found
+    return []
 
+
+def _against_stage(
+    stage: str,
+    table: dict[str, TensorInfo],
+    ref: dict[str, TensorInfo],
+    cfg: dict[str, Any],
+    ref_cfg: dict[str, Any],
+    merge: dict[str, Any],
+) -> list[Problem]:
+    """Tensors missing, extra, or reshaped against one stage (vocabulary rows may differ)."""
+    problems: list[Problem] = []
+    missing = [n for n in ref if n not in table]
+    extra = [n for n in table if n not in ref]
+    if missing:
+        problems.append(
+            Problem(
+                f"{len(missing)} tensor(s) of stage {stage!r} missing from the merged "
+                f"model: {list_names(missing)}",
+                likely_cause(cfg, merge),
+                frozenset(missing),
+            )
+        )
+    if extra:
+        problems.append(
+            Problem(
+                f"{len(extra)} tensor(s) in the merged model that stage {stage!r} does "
+                f"not have: {list_names(extra)}",
+                "likely cause: mergekit's architecture definition maps tensors this model "
+                "does not have, or the output mixes architectures",
+                frozenset(extra),
+            )
+        )
+    vocab, ref_vocab = int(cfg.get("vocab_size") or 0), int(ref_cfg.get("vocab_size") or 0)
+    reshaped = [
+        f"{n} {list(table[n].shape)} (stage: {list(ref[n].shape)})"
+        for n in ref
+        if n in table
+        and table[n].shape != ref[n].shape
+        and not _vocab_resize(table[n].shape, ref[n].shape, vocab, ref_vocab)
+    ]
+    if reshaped:
+        problems.append(
+            Problem(
+                f"{len(reshaped)} tensor(s) with another shape than in stage {stage!r}: "
+                f"{list_names(reshaped)}",
+                likely_cause(cfg, merge),
+            )
+        )
+    return problems
+
+
+def _dtype_problems(
+    table: dict[str, TensorInfo],
+    ref_tables: dict[str, dict[str, TensorInfo]],
+    merge: dict[str, Any],
+) -> list[Problem]:
+    """Each float tensor in the dtype the merge asked for (else its stage's): narrower loses
+    precision (a failure), wider is lossless but larger, e.g. arcee_fusion's float32 mask
+    (a warning)."""
     want = _wanted_dtype(merge)
-    narrower: list[str] = []  # precision lost (or another format): a failure
-    wider: list[str] = []  # lossless upcast, e.g. arcee_fusion's float32 mask: a note
+    narrower: list[str] = []
+    wider: list[str] = []
     for n, info in table.items():
         expected = want or _ref_dtype(n, ref_tables)
         if info.dtype not in FLOAT_TAGS or expected is None or info.dtype == expected:
@@ -200,6 +238,7 @@ def header_problems(
             expected == "BF16" and info.dtype == "F16"
         )
         (wider if lossless else narrower).append(text)
+    problems: list[Problem] = []
     if narrower:
         problems.append(
             Problem(
@@ -221,9 +260,6 @@ def header_problems(
                 warning=True,
             )
         )
-
-    ref_tied = {stage: _tied(read_config(folder)) for stage, folder in references.items()}
-    problems += _tie_problems(cfg, table, ref_tables, ref_tied)
     return problems
 
 

@@ -10,12 +10,17 @@ manifest can say where each input came from.
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from medrelease.core.errors import RecipeError
 from medrelease.core.suggest import did_you_mean
+from medrelease.merge.generation_keys import (
+    GENERATION_HINT,
+    known_generation_keys,
+    unknown_generation_keys,
+)
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import model_refs
 from medrelease.recipe.yamlsource import Loc
@@ -99,15 +104,37 @@ def _parameter_names(merge: dict[str, Any]) -> list[tuple[Loc, str]]:
     return found
 
 
+class Fail(Protocol):
+    """Builds the RecipeError for a place in the merge block (`loc` is relative to merge:)."""
+
+    def __call__(self, loc: Loc, message: str, hint: str | None = None) -> RecipeError: ...
+
+
 def check_merge_block(loaded: LoadedRecipe) -> None:
+    """Every check of the merge block, cheapest and most specific first, so that a typo is
+    reported as a typo before mergekit's own validation sees the block."""
     recipe = loaded.recipe
     merge = recipe.merge
 
     def fail(loc: Loc, message: str, hint: str | None = None) -> RecipeError:
         return RecipeError(message, where=loaded.where(("merge", *loc)), hint=hint)
 
+    _check_known_keys(merge, fail)
+    method = _merge_method(merge, fail)
+    _check_stage_refs(loaded, fail)
+    _check_parameter_names(method, merge, fail)
+    _check_required_parameters(method, merge, fail)
+
+    from medrelease.merge.ambiguity import check_unambiguous
+
+    check_unambiguous(loaded)  # keywords that collide with stage names; base-less choices
+    _check_mergekit_accepts(merge, fail)
+    _check_model_ids(method, merge, fail)
+
+
+def _check_known_keys(merge: dict[str, Any], fail: Fail) -> None:
+    """mergekit ignores keys its schema does not have, so a typo would merge with defaults."""
     from mergekit.config import MergeConfiguration
-    from mergekit.merge_methods import registry
 
     unknown: list[tuple[Loc, str]] = []
     _unknown_keys(MergeConfiguration, merge, (), unknown)
@@ -120,6 +147,11 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
             hint="remove or correct the key",
         )
 
+
+def _merge_method(merge: dict[str, Any], fail: Fail) -> Any:
+    """The mergekit method the block names (its registry entry), or a RecipeError."""
+    from mergekit.merge_methods import registry
+
     method_name = merge.get("merge_method")
     if not isinstance(method_name, str):
         raise fail((), "merge.merge_method is required", hint="e.g. merge_method: ties")
@@ -130,10 +162,15 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
             f"unknown merge method {method_name!r}{did_you_mean(method_name, set(methods))}",
             hint=f"mergekit {_mergekit_version()} knows: {', '.join(sorted(methods))}",
         )
-    method = methods[method_name]
+    return methods[method_name]
 
+
+def _check_stage_refs(loaded: LoadedRecipe, fail: Fail) -> None:
+    """Every model the merge uses is a declared stage (so the manifest can say where each
+    input came from), and none is a reference model, which only the gates compare against."""
+    recipe = loaded.recipe
     stages = set(recipe.stages)
-    for loc, name in model_refs(merge):
+    for loc, name in model_refs(recipe.merge):
         if name not in stages:
             raise fail(
                 loc,
@@ -148,46 +185,51 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
                 hint=f"drop `reference: true` from stage {name!r}, or merge another stage",
             )
 
+
+def _check_parameter_names(method: Any, merge: dict[str, Any], fail: Fail) -> None:
+    """`parameters:` are free-form in mergekit's schema: only the method's own names count."""
     known_params = {p.name for p in method.spec.parameters}
     for loc, pname in _parameter_names(merge):
         if pname not in known_params:
             raise fail(
                 loc,
-                f"merge method {method_name!r} has no parameter {pname!r}"
+                f"merge method {method.spec.name!r} has no parameter {pname!r}"
                 f"{did_you_mean(pname, known_params)}",
                 hint=f"its parameters are: {', '.join(sorted(known_params)) or '(none)'}",
             )
 
-    _check_required_parameters(method, merge, fail)
 
-    from medrelease.merge.ambiguity import check_unambiguous
-
-    check_unambiguous(loaded)  # keywords that collide with stage names; base-less choices
+def _check_mergekit_accepts(merge: dict[str, Any], fail: Fail) -> None:
+    """mergekit's own validation, for whatever our specific checks above do not name."""
+    from mergekit.config import MergeConfiguration
 
     try:
         MergeConfiguration.model_validate(merge)
     except (ValidationError, RuntimeError, ValueError) as exc:
         raise fail((), f"mergekit rejects the merge block: {_first_line(exc)}") from None
 
+
+def _check_model_ids(method: Any, merge: dict[str, Any], fail: Fail) -> None:
+    """The method's contract on its inputs (how many models, whether it needs a base)."""
     models = [m.get("model") for m in (merge.get("models") or []) if isinstance(m, dict)]
-    if models:
-        base = merge.get("base_model")
-        if base is not None and base not in models and method.spec.contract.base.value != "ignored":
-            # mergekit adds the base to the inputs itself when it is not listed
-            models = [*models, base]
-        try:
-            method.spec.contract.validate_ids(
-                models, base if method.spec.contract.base.value != "ignored" else None
-            )
-        except ValueError as exc:
-            raise fail(
-                ("models",),
-                f"merge method {method_name!r}: {_first_line(exc)}",
-                hint="check base_model and the models list for this method",
-            ) from None
+    if not models:
+        return
+    uses_base = method.spec.contract.base.value != "ignored"
+    base = merge.get("base_model")
+    if base is not None and base not in models and uses_base:
+        # mergekit adds the base to the inputs itself when it is not listed
+        models = [*models, base]
+    try:
+        method.spec.contract.validate_ids(models, base if uses_base else None)
+    except ValueError as exc:
+        raise fail(
+            ("models",),
+            f"merge method {method.spec.name!r}: {_first_line(exc)}",
+            hint="check base_model and the models list for this method",
+        ) from None
 
 
-def _check_required_parameters(method: Any, merge: dict[str, Any], fail: Any) -> None:
+def _check_required_parameters(method: Any, merge: dict[str, Any], fail: Fail) -> None:
     """mergekit only notices a missing required parameter mid-merge; catch it up front."""
     top = merge.get("parameters") or {}
     for spec in method.spec.parameters:
@@ -217,21 +259,15 @@ def _check_required_parameters(method: Any, merge: dict[str, Any], fail: Any) ->
 def check_output_block(loaded: LoadedRecipe) -> None:
     """Decoding settings must be real GenerationConfig fields (a typo would be ignored)."""
     gen = loaded.recipe.output.generation_config or {}
-    if not gen:
-        return
-    from transformers import GenerationConfig
-
-    defaults = GenerationConfig()
-    known = set(defaults.to_dict())
-    for key in gen:
-        if not hasattr(defaults, key):
-            raise RecipeError(
-                f"output.generation_config: unknown decoding setting {key!r}"
-                f"{did_you_mean(key, known)}",
-                where=loaded.where(("output", "generation_config", key)),
-                hint="use transformers GenerationConfig names (do_sample, temperature, top_p, "
-                "repetition_penalty, no_repeat_ngram_size, max_new_tokens, ...)",
-            )
+    unknown = unknown_generation_keys(gen) if gen else []
+    if unknown:
+        key = unknown[0]
+        raise RecipeError(
+            f"output.generation_config: unknown decoding setting {key!r}"
+            f"{did_you_mean(key, known_generation_keys())}",
+            where=loaded.where(("output", "generation_config", key)),
+            hint=GENERATION_HINT,
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import RecipeError
+from medrelease.merge.generation_keys import GENERATION_HINT, unknown_generation_keys
 from medrelease.stages.adapters import TOKENIZER_EXTRA
 from medrelease.stages.checks import TOKENIZER_FILES
 
@@ -53,8 +54,27 @@ def finalize_output(
     generation_configs declare is kept in the output's list (matched by token text, so a
     tokenizer with other ids still gets the right ones), whichever stage mergekit copied
     generation_config.json from.
+
+    Order matters: the tokenizer the release ships is settled first, because its special ids
+    are what generation_config.json and config.json are then made to agree with.
     """
-    from transformers import AutoTokenizer, GenerationConfig
+    tok, applied = _finalize_tokenizer(out, chat_template, tokenizer_source)
+    gen, kept = _generation_config(out, tok, generation, generation_base, eos_from or {})
+    if kept:
+        applied["eos_kept_from_stages"] = {str(i): src for i, src in kept.items()}
+    gen.save_pretrained(str(out))
+    applied["generation_config"] = gen.to_diff_dict()
+    _write_config_ids(out / "config.json", tok)
+    # mergekit writes its own model card; ours is rendered by `medrelease card`
+    (out / MERGEKIT_README).unlink(missing_ok=True)
+    return applied
+
+
+def _finalize_tokenizer(
+    out: Path, chat_template: str | None, tokenizer_source: Path | None
+) -> tuple[Any, dict[str, Any]]:
+    """Install the recipe's tokenizer and chat template; (the saved tokenizer, what was set)."""
+    from transformers import AutoTokenizer
 
     if tokenizer_source is not None:
         replace_tokenizer(out, tokenizer_source)
@@ -66,6 +86,19 @@ def finalize_output(
     elif getattr(tok, "chat_template", None):
         applied["chat_template"] = "inherited"
     tok.save_pretrained(str(out))
+    return tok, applied
+
+
+def _generation_config(
+    out: Path,
+    tok: Any,
+    generation: dict[str, Any] | None,
+    generation_base: Path | None,
+    eos_from: dict[str, Path],
+) -> tuple[Any, dict[int, str]]:
+    """The output's GenerationConfig, validated but not saved, and the EOS ids kept from the
+    stages (id -> stage). Starts from mergekit's copy, else the base stage's, else defaults."""
+    from transformers import GenerationConfig
 
     if (out / "generation_config.json").is_file():
         gen = GenerationConfig.from_pretrained(str(out))
@@ -74,28 +107,16 @@ def finalize_output(
     else:
         gen = GenerationConfig()
     if generation:
-        unknown = [k for k in generation if not _is_generation_key(k)]
+        unknown = unknown_generation_keys(generation)
         if unknown:
             raise RecipeError(
                 f"output.generation_config: unknown decoding setting(s) {', '.join(unknown)}",
-                hint="use transformers GenerationConfig names (do_sample, temperature, top_p, "
-                "repetition_penalty, no_repeat_ngram_size, max_new_tokens, ...)",
+                hint=GENERATION_HINT,
             )
         gen.update(**generation)
-    eos_ids = _as_list(gen.eos_token_id)
-    if tok.eos_token_id is not None and tok.eos_token_id not in eos_ids:
-        eos_ids = [tok.eos_token_id, *eos_ids]
     # an eos_token_id the recipe sets is the release's explicit choice: nothing is added
     explicit = bool(generation and "eos_token_id" in generation)
-    kept = {} if explicit else _stage_eos_ids(tok, eos_from or {}, eos_ids)
-    if kept:
-        eos_ids = [*eos_ids, *kept]
-        applied["eos_kept_from_stages"] = {str(i): src for i, src in kept.items()}
-    gen.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
-    if tok.bos_token_id is not None:
-        gen.bos_token_id = tok.bos_token_id
-    if tok.pad_token_id is not None:
-        gen.pad_token_id = tok.pad_token_id
+    kept = _set_special_ids(gen, tok, {} if explicit else eos_from)
     try:
         gen.validate(strict=True)
     except ValueError as exc:
@@ -103,10 +124,28 @@ def finalize_output(
             f"output.generation_config is inconsistent: {str(exc).splitlines()[0]}",
             hint="e.g. temperature/top_p only apply with do_sample: true",
         ) from None
-    gen.save_pretrained(str(out))
-    applied["generation_config"] = gen.to_diff_dict()
+    return gen, kept
 
-    cfg_path = out / "config.json"
+
+def _set_special_ids(gen: Any, tok: Any, eos_from: dict[str, Path]) -> dict[int, str]:
+    """The tokenizer's EOS first in the EOS list, then the stages' EOS tokens it lacks (what
+    makes generation stop whichever stage's config mergekit copied); BOS and PAD from the
+    tokenizer. Returns the ids added from the stages."""
+    eos_ids = _as_list(gen.eos_token_id)
+    if tok.eos_token_id is not None and tok.eos_token_id not in eos_ids:
+        eos_ids = [tok.eos_token_id, *eos_ids]
+    kept = _stage_eos_ids(tok, eos_from, eos_ids)
+    eos_ids = [*eos_ids, *kept]
+    gen.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+    if tok.bos_token_id is not None:
+        gen.bos_token_id = tok.bos_token_id
+    if tok.pad_token_id is not None:
+        gen.pad_token_id = tok.pad_token_id
+    return kept
+
+
+def _write_config_ids(cfg_path: Path, tok: Any) -> None:
+    """config.json's EOS/BOS/PAD ids (text_config's for a multimodal config) = the tokenizer's."""
     cfg = json.loads(cfg_path.read_text())
     target = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else cfg
     for key, value in (
@@ -114,18 +153,12 @@ def finalize_output(
         ("bos_token_id", tok.bos_token_id),
         ("pad_token_id", tok.pad_token_id),
     ):
-        if value is not None:
-            if (
-                key == "eos_token_id"
-                and _as_list(target.get(key))
-                and value in _as_list(target[key])
-            ):
-                continue  # a list that already contains it (instruct models list several)
-            target[key] = value
+        if value is None:
+            continue
+        if key == "eos_token_id" and value in _as_list(target.get(key)):
+            continue  # a list that already contains it (instruct models list several)
+        target[key] = value
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    # mergekit writes its own model card; ours is rendered by `medrelease card`
-    (out / MERGEKIT_README).unlink(missing_ok=True)
-    return applied
 
 
 def _stage_eos_ids(tok: Any, folders: dict[str, Path], have: list[int]) -> dict[int, str]:
@@ -138,9 +171,3 @@ def _stage_eos_ids(tok: Any, folders: dict[str, Path], have: list[int]) -> dict[
         if new_id is not None and new_id not in have and new_id not in extra:
             extra[new_id] = d.source
     return extra
-
-
-def _is_generation_key(key: str) -> bool:
-    from transformers import GenerationConfig
-
-    return hasattr(GenerationConfig(), key)

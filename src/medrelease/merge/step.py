@@ -27,6 +27,7 @@ from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage
+from medrelease.records.manifest import MergeRecord
 from medrelease.stages import checks as stage_checks
 from medrelease.stages.sources import ResolvedStage, locate_stage
 
@@ -125,7 +126,7 @@ def _merge_locked(run: StepRun, force: bool) -> MergeResult:
     run.hashes.moved(tmp, run.paths.merged)  # the scan's digests, now under merged/
     outputs = {f"merged/{k}": v for k, v in folder_records(run.paths.merged, run.hashes).items()}
     run.hashes.save()
-    record: dict[str, Any] = {
+    record: MergeRecord = {
         "status": "done",
         "method": recipe.merge.get("merge_method"),
         "seed": seed,

@@ -21,6 +21,7 @@ from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.pipeline.steps import STEP_NAMES, STEPS, StepDef
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import STEP_RECORDS, StepRecord, read_step
 
 
 @dataclass
@@ -54,13 +55,16 @@ def step_state(
     standalone command, with or without --set/--overlay)."""
     if not step.configured(loaded):
         return StepState(step.name, "not configured")
-    record = manifest.step(step.name)
+    # checked against its type first: a hand-edited record is a clear error, not a KeyError
+    record = read_step(manifest, step.name, STEP_RECORDS.get(step.name, StepRecord))
     components = step.inputs.compute(loaded, paths, manifest, cache)
     # publish's outputs live on the Hub, not on disk; the plan compares them with the remote
     why = why_stale(record, components, paths, cache, check_outputs=step.name != "publish")
     state = "current" if not why else ("pending" if why == ["never run"] else "stale")
-    finished = ((record or {}).get("timings") or {}).get("finished_at")
-    return StepState(step.name, state, why, finished, (record or {}).get("outputs") or {})
+    timings = record.get("timings") if record is not None else None
+    finished = timings.get("finished_at") if timings else None
+    outputs = record.get("outputs", {}) if record is not None else {}
+    return StepState(step.name, state, why, finished, dict(outputs))
 
 
 def _select(from_step: str | None, only: list[str] | None) -> tuple[set[str], set[str]]:

@@ -62,7 +62,14 @@ def _quantize(
 ) -> StepResult:
     from medrelease.quantize.step import quantize_release
 
-    return quantize_release(loaded, workdir=workdir, reporter=reporter, force=True)
+    return quantize_release(
+        loaded,
+        workdir=workdir,
+        reporter=reporter,
+        force=True,
+        executor=opts.get("executor"),
+        ray_address=opts.get("ray_address"),
+    )
 
 
 def _card(

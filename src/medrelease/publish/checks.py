@@ -8,15 +8,17 @@ changed files cannot: publishing them would make the published manifest lie.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.errors import GateFailed, InputError, VerificationError
+from medrelease.core.errors import GateFailed, VerificationError
 from medrelease.core.hashing import HashCache, file_record
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
+from medrelease.records.gate_report import read_gate_report
+from medrelease.records.manifest import STEP_RECORDS, GateRecord, StepRecord, read_step
 
 
 @dataclass
@@ -28,7 +30,7 @@ class GateVerdict:
 
 def gate_verdict(manifest: Manifest, paths: ReleasePaths, hashes: HashCache) -> GateVerdict:
     """Read the gate result from the manifest and the report, and check they agree."""
-    step = manifest.step("gate")
+    step = read_step(manifest, "gate", GateRecord)
     report_path = paths.gate_report
     if step is None:
         return GateVerdict(False, ["the gates were never run (no steps.gate in manifest.json)"])
@@ -42,15 +44,8 @@ def gate_verdict(manifest: Manifest, paths: ReleasePaths, hashes: HashCache) -> 
             "gates/report.json changed after the gate step recorded it",
             hint="re-run `medrelease gate` so the report and manifest agree",
         )
-    try:
-        report: dict[str, Any] = json.loads(report_path.read_text())
-    except ValueError as exc:
-        raise InputError(f"{report_path} is not valid JSON ({exc})") from None
-    failed = [
-        str(r.get("text") or r.get("metric"))
-        for r in report.get("rules", [])
-        if not r.get("passed")
-    ]
+    report = read_gate_report(report_path)
+    failed = [str(r.get("text") or r.get("metric")) for r in report["rules"] if not r["passed"]]
     reasons: list[str] = []
     if step.get("passed") is not True:
         reasons.append("steps.gate.passed is not true in manifest.json")
@@ -76,8 +71,13 @@ def require_gates(verdict: GateVerdict, *, allow_failed_gates: bool) -> None:
 def recorded_outputs(manifest: Manifest) -> dict[str, dict[str, Any]]:
     """Every file any step recorded: release-relative path -> {sha256, size}."""
     out: dict[str, dict[str, Any]] = {}
-    for name, step in manifest.data.get("steps", {}).items():
-        if not isinstance(step, dict) or name == "publish":
+    for name in manifest.data["steps"]:
+        if name == "publish":
+            continue
+        step: Mapping[str, Any] | None = read_step(
+            manifest, name, STEP_RECORDS.get(name, StepRecord)
+        )
+        if step is None:
             continue
         for rel, rec in (step.get("outputs") or {}).items():
             out[rel] = rec

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from medrelease.core.atomic import staging_dir, sweep_stale_temps
 from medrelease.core.console import Reporter
 from medrelease.core.errors import PublishError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.publish.plan import RepoPlan
+from medrelease.records.manifest import RepoOutcome
 
 
 def parse_dir_target(target: str) -> Path | None:
@@ -37,10 +37,10 @@ def _current(folder: Path) -> dict[str, str]:
     }
 
 
-def export_repo(plan: RepoPlan, root: Path, reporter: Reporter) -> dict[str, Any]:
+def export_repo(plan: RepoPlan, root: Path, reporter: Reporter) -> RepoOutcome:
     dest = root / plan.repo_id
     wanted = {f.path_in_repo: f.sha256 for f in plan.files}
-    outcome: dict[str, Any] = {
+    outcome: RepoOutcome = {
         "repo": plan.repo_id,
         "role": plan.role,
         "url": dest.resolve().as_uri(),
@@ -49,7 +49,8 @@ def export_repo(plan: RepoPlan, root: Path, reporter: Reporter) -> dict[str, Any
     }
     if _current(dest) == wanted:
         reporter.info(f"{dest}: already holds this release; nothing written")
-        return {**outcome, "status": "unchanged"}
+        outcome["status"] = "unchanged"
+        return outcome
     dest.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(dest.parent)
     with staging_dir(dest, replace=True) as tmp:
@@ -64,4 +65,5 @@ def export_repo(plan: RepoPlan, root: Path, reporter: Reporter) -> dict[str, Any
             if sha256_file_uncached(out) != f.sha256:
                 raise PublishError(f"copy of {f.origin} to {out} is corrupt (sha256 differs)")
     reporter.info(f"exported {plan.repo_id} to {dest} ({len(plan.files)} files)")
-    return {**outcome, "status": "exported"}
+    outcome["status"] = "exported"
+    return outcome

@@ -22,6 +22,7 @@ from medrelease.core.errors import PublishError
 from medrelease.publish.hub_errors import hub_error, is_transient
 from medrelease.publish.plan import PlannedFile, RepoPlan
 from medrelease.publish.verify_remote import verify_remote
+from medrelease.records.manifest import RepoOutcome
 
 REGULAR_MAX = 10 * 1024 * 1024  # above this a file is always LFS on the Hub
 
@@ -126,7 +127,7 @@ class HubPublisher:
                 return fh.read()
 
     # --- publishing -------------------------------------------------------------------
-    def publish(self, plan: RepoPlan) -> dict[str, Any]:
+    def publish(self, plan: RepoPlan) -> RepoOutcome:
         """Publish with retries for transient failures; each attempt re-reads the remote."""
         attempt = 0
         while True:
@@ -145,13 +146,10 @@ class HubPublisher:
                 self.reporter.warn(f"{why}; retrying in {wait:.0f}s ({attempt}/{self.retries})")
                 time.sleep(wait)
 
-    def _publish_once(self, plan: RepoPlan) -> dict[str, Any]:
-        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-        api = self.api
-        api.create_repo(plan.repo_id, exist_ok=True, private=self.private)
+    def _publish_once(self, plan: RepoPlan) -> RepoOutcome:
+        self.api.create_repo(plan.repo_id, exist_ok=True, private=self.private)
         diff = self.remote_diff(plan)
-        outcome: dict[str, Any] = {
+        outcome: RepoOutcome = {
             "repo": plan.repo_id,
             "role": plan.role,
             "url": f"{self.endpoint}/{plan.repo_id}",
@@ -162,22 +160,39 @@ class HubPublisher:
             "deleted": diff.deleted,
             "unchanged": len(diff.unchanged),
         }
+        if self._nothing_to_commit(plan, diff, outcome):
+            return outcome
+        self._check_tag(plan, diff, outcome)
+        commit = self._commit(plan, diff)
+        self._after_commit(plan, commit, outcome)
+        return outcome
+
+    def _nothing_to_commit(self, plan: RepoPlan, diff: RepoDiff, outcome: RepoOutcome) -> bool:
+        """True (outcome `unchanged`) when an open pull request already holds this release
+        (review mode) or the remote already equals the plan (then only a missing tag is made)."""
         if self.review and not diff.empty:
             pending = self._matching_open_pr(plan)
             if pending is not None:
                 num, head = pending
-                outcome.update(status="unchanged", commit=head, pr_num=num)
+                outcome["status"] = "unchanged"
+                outcome["commit"] = head
+                outcome["pr_num"] = num
                 outcome["pr_url"] = f"{outcome['url']}/discussions/{num}"
                 self.reporter.info(
                     f"{plan.repo_id}: pull request #{num} already holds this release"
                 )
-                return outcome
+                return True
         if diff.empty:
-            outcome.update(status="unchanged", commit=diff.head)
+            outcome["status"] = "unchanged"
+            outcome["commit"] = diff.head
             if not self.review:
                 self._ensure_tag(plan, diff.head, diff.tag_commit)
             self.reporter.info(f"{plan.repo_id}: nothing changed since {diff.head[:12]}; no commit")
-            return outcome
+            return True
+        return False
+
+    def _check_tag(self, plan: RepoPlan, diff: RepoDiff, outcome: RepoOutcome) -> None:
+        """Under an existing release tag only documentation may change (`docs_only`)."""
         docs_only = all(
             p in DOC_FILES
             for p in [*(f.path_in_repo for f in diff.added + diff.changed), *diff.deleted]
@@ -196,6 +211,11 @@ class HubPublisher:
                 "release content differs from what is on the Hub",
                 hint="a published version is immutable: bump release.version in the recipe",
             )
+
+    def _commit(self, plan: RepoPlan, diff: RepoDiff) -> Any:
+        """Large files first (resumable), then one commit on the state compared against."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
         uploads = diff.added + diff.changed
         additions = [
             CommitOperationAdd(f.path_in_repo, f.data if f.data is not None else str(f.source))
@@ -205,13 +225,13 @@ class HubPublisher:
         total = sum(f.size for f in uploads)
         label = f"upload {plan.repo_id}: {len(uploads)} file(s), {total / 1e6:.1f} MB"
         with self.reporter.phase(label, total=1):
-            api.preupload_lfs_files(
+            self.api.preupload_lfs_files(
                 plan.repo_id,
                 additions=additions,
                 revision="main",
                 create_pr=self.review,
             )
-        commit = api.create_commit(
+        return self.api.create_commit(
             plan.repo_id,
             operations=[*additions, *deletions],
             commit_message=plan.commit_message,
@@ -220,10 +240,14 @@ class HubPublisher:
             parent_commit=diff.head or None,
             create_pr=self.review,
         )
-        outcome.update(status="pull-request" if self.review else "committed", commit=commit.oid)
+
+    def _after_commit(self, plan: RepoPlan, commit: Any, outcome: RepoOutcome) -> None:
+        """Verify the remote at the new commit, then tag it (or report the pull request)."""
+        outcome["status"] = "pull-request" if self.review else "committed"
+        outcome["commit"] = commit.oid
         # the Hub's listing at the new commit must equal the manifest before anything is tagged
         tagging = not self.review and not outcome.get("docs_only")
-        outcome["verified_files"] = verify_remote(api, plan, commit.oid, tagging=tagging)
+        outcome["verified_files"] = verify_remote(self.api, plan, commit.oid, tagging=tagging)
         if self.review:
             outcome["pr_url"] = commit.pr_url
             outcome["pr_num"] = commit.pr_num
@@ -233,7 +257,6 @@ class HubPublisher:
         else:
             self._ensure_tag(plan, commit.oid, None)
             self.reporter.info(f"{plan.repo_id}: committed {commit.oid[:12]}, tagged {plan.tag}")
-        return outcome
 
     def _matching_open_pr(self, plan: RepoPlan) -> tuple[int, str] | None:
         """An open pull request whose files are exactly this release (review mode re-runs)."""

@@ -12,6 +12,7 @@ entry and timestamp, so publishing again with nothing changed uploads identical 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from medrelease.publish.checks import (
     verify_files,
 )
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import CardRecord, MergeRecord, read_step
+from medrelease.records.quantize import QuantizeRecord
 
 
 @dataclass(frozen=True)
@@ -131,36 +134,48 @@ def _generated(path_in_repo: str, data: bytes, origin: str = "generated") -> Pla
     return PlannedFile(path_in_repo, sha256_bytes(data), len(data), origin, data=data)
 
 
-def _accepted_quants(manifest: Manifest) -> dict[str, list[str]]:
+def _accepted_quants(quantize: QuantizeRecord | None) -> dict[str, list[str]]:
     """family -> release-relative files of accepted quants (others are never published)."""
-    step = manifest.step("quantize")
     out: dict[str, list[str]] = {}
-    if step is None or step.get("status") != "done":
+    if quantize is None or quantize.get("status") != "done":
         return out
-    for quant in step.get("quants") or []:
-        if quant.get("accepted") is True:
-            out.setdefault(str(quant.get("family")), []).extend(sorted(quant.get("files") or {}))
+    for quant in quantize["quants"]:
+        if quant["accepted"] is True:
+            out.setdefault(quant["family"], []).extend(sorted(quant["files"]))
     return out
 
 
-def build_plan(
-    loaded: LoadedRecipe,
-    paths: ReleasePaths,
-    *,
-    allow_failed_gates: bool = False,
-    hashes: HashCache | None = None,
-) -> PublishPlan:
-    recipe = loaded.recipe
-    rel_info = recipe.release
-    cfg = recipe.publish
-    hashes = hashes or HashCache(paths.hash_cache)
+@dataclass
+class _Release:
+    """What the manifest says is ready to publish (every step it needs has run)."""
+
+    manifest: Manifest
+    merge: MergeRecord
+    card: CardRecord
+    quantize: QuantizeRecord | None
+    verdict: GateVerdict
+    overrides: dict[str, bool]
+
+
+@dataclass
+class _Layout:
+    """One repo: (release-relative path, path in the repo) of its files, and its card."""
+
+    role: str
+    repo_id: str
+    files: list[tuple[str, str]]
+    card: str
+
+
+def _ready_release(paths: ReleasePaths, hashes: HashCache, *, allow_failed_gates: bool) -> _Release:
+    """The release's records, once merge, gate (unless overridden) and card are done."""
     if not paths.manifest.is_file():
         raise InputError(
             f"no release to publish: {paths.manifest} does not exist",
             hint="run `medrelease merge`, `gate`, `quantize` and `card` first",
         )
     manifest = Manifest.load(paths.root)
-    merge = manifest.step("merge")
+    merge = read_step(manifest, "merge", MergeRecord)
     if merge is None or merge.get("status") != "done" or not paths.merged.is_dir():
         raise InputError(
             "no merged model to publish (steps.merge is missing or not done)",
@@ -170,13 +185,101 @@ def build_plan(
     verdict = gate_verdict(manifest, paths, hashes)
     require_gates(verdict, allow_failed_gates=allow_failed_gates)
     overrides = {"allow_failed_gates": bool(allow_failed_gates and not verdict.passed)}
-    card = manifest.step("card")
+    card = read_step(manifest, "card", CardRecord)
     if card is None or card.get("status") != "done" or not (paths.card / "README.md").is_file():
         raise InputError(
             "no model card to publish (steps.card is missing or card/README.md does not exist)",
             where=str(paths.manifest),
             hint="run `medrelease card RECIPE` first",
         )
+    quantize = read_step(manifest, "quantize", QuantizeRecord)
+    return _Release(manifest, merge, card, quantize, verdict, overrides)
+
+
+def _layout(
+    release: _Release, paths: ReleasePaths, render: Callable[[str], str], cfg: Any, repo: str
+) -> list[_Layout]:
+    """Which files go to which repo (the table in this module's docstring)."""
+    merged_files = sorted(
+        rel for rel in release.merge.get("outputs", {}) if rel.startswith("merged/")
+    )
+    main_files = [(rel, rel.removeprefix("merged/")) for rel in merged_files]
+    if (paths.card / "metrics.png").is_file():
+        main_files.append(("card/metrics.png", "metrics.png"))
+    # the gates' task files (eval/) and the Hub's eval results travel with the main card
+    for rel in sorted(release.card.get("outputs", {})):
+        if rel.startswith("card/eval/"):
+            main_files.append((rel, rel.removeprefix("card/")))
+        elif rel.startswith("card/eval_results/"):
+            main_files.append((rel, ".eval_results/" + rel.removeprefix("card/eval_results/")))
+    layout = [_Layout("main", repo, main_files, "card/README.md")]
+    quants = _accepted_quants(release.quantize)
+    if quants.get("gguf"):
+        files = [(rel, Path(rel).name) for rel in quants["gguf"]]
+        recorded = release.quantize.get("imatrix") if release.quantize else None
+        imatrix = recorded.get("file") if recorded else None
+        if imatrix:  # ship the importance matrix so others can make more quants with it
+            files.append((imatrix, Path(imatrix).name))
+        layout.append(_Layout("gguf", render(cfg.gguf_repo), files, "card/gguf/README.md"))
+    if quants.get("awq"):
+        files = [(rel, rel.removeprefix("quant/awq/")) for rel in quants["awq"]]
+        layout.append(_Layout("awq", render(cfg.awq_repo), files, "card/awq/README.md"))
+    return layout
+
+
+def _verify_layout(
+    layout: list[_Layout], paths: ReleasePaths, manifest: Manifest, hashes: HashCache
+) -> None:
+    """Every card exists, and every file to publish is what its step recorded."""
+    missing_cards = [repo.card for repo in layout if not (paths.root / repo.card).is_file()]
+    if missing_cards:
+        raise InputError(
+            f"missing model card(s): {', '.join(missing_cards)}",
+            where=str(paths.card),
+            hint="re-run `medrelease card RECIPE` after `medrelease quantize`",
+        )
+    to_verify = [rel for repo in layout for rel, _ in repo.files] + [r.card for r in layout]
+    verify_files(to_verify, paths, recorded_outputs(manifest), hashes)
+
+
+def _repo_plan(
+    repo: _Layout,
+    release: _Release,
+    paths: ReleasePaths,
+    hashes: HashCache,
+    manifest_bytes: bytes,
+    tag: str,
+    message: str,
+) -> RepoPlan:
+    """The files of one repo, its card (with the override notice if any) and the manifest."""
+    planned = [_disk_file(paths, rel, in_repo, hashes) for rel, in_repo in repo.files]
+    if release.overrides["allow_failed_gates"]:
+        readme = (paths.root / repo.card).read_bytes()
+        planned.append(_generated("README.md", _with_notice(readme, release.verdict), repo.card))
+    else:
+        planned.append(_disk_file(paths, repo.card, "README.md", hashes))
+    planned.append(_generated("manifest.json", manifest_bytes))
+    seen: set[str] = set()
+    for f in planned:
+        if f.path_in_repo in seen:
+            raise InputError(f"two files would be published as {repo.repo_id}/{f.path_in_repo}")
+        seen.add(f.path_in_repo)
+    return RepoPlan(
+        repo.role, repo.repo_id, tag, message, sorted(planned, key=lambda f: f.path_in_repo)
+    )
+
+
+def build_plan(
+    loaded: LoadedRecipe,
+    paths: ReleasePaths,
+    *,
+    allow_failed_gates: bool = False,
+    hashes: HashCache | None = None,
+) -> PublishPlan:
+    rel_info = loaded.recipe.release
+    cfg = loaded.recipe.publish
+    hashes = hashes or HashCache(paths.hash_cache)
+    release = _ready_release(paths, hashes, allow_failed_gates=allow_failed_gates)
 
     def render(template: str) -> str:
         return cfg.render(
@@ -185,64 +288,17 @@ def build_plan(
 
     tag = render(cfg.tag)
     message = render(cfg.commit_message)
-    manifest_bytes = published_manifest(manifest, overrides, verdict)
-    quants = _accepted_quants(manifest)
-    layout: list[tuple[str, str, list[tuple[str, str]], str]] = []  # role, repo, files, card
-
-    merged_files = sorted(rel for rel in (merge.get("outputs") or {}) if rel.startswith("merged/"))
-    main_files = [(rel, rel.removeprefix("merged/")) for rel in merged_files]
-    if (paths.card / "metrics.png").is_file():
-        main_files.append(("card/metrics.png", "metrics.png"))
-    # the gates' task files (eval/) and the Hub's eval results travel with the main card
-    for rel in sorted(card.get("outputs") or {}):
-        if rel.startswith("card/eval/"):
-            main_files.append((rel, rel.removeprefix("card/")))
-        elif rel.startswith("card/eval_results/"):
-            main_files.append((rel, ".eval_results/" + rel.removeprefix("card/eval_results/")))
-    layout.append(("main", rel_info.repo, main_files, "card/README.md"))
-    if quants.get("gguf"):
-        files = [(rel, Path(rel).name) for rel in quants["gguf"]]
-        imatrix = ((manifest.step("quantize") or {}).get("imatrix") or {}).get("file")
-        if imatrix:  # ship the importance matrix so others can make more quants with it
-            files.append((imatrix, Path(imatrix).name))
-        layout.append(("gguf", render(cfg.gguf_repo), files, "card/gguf/README.md"))
-    if quants.get("awq"):
-        files = [(rel, rel.removeprefix("quant/awq/")) for rel in quants["awq"]]
-        layout.append(("awq", render(cfg.awq_repo), files, "card/awq/README.md"))
-
-    to_verify = [rel for _, _, files, card_rel in layout for rel, _ in files] + [
-        card_rel for *_, card_rel in layout
+    manifest_bytes = published_manifest(release.manifest, release.overrides, release.verdict)
+    layout = _layout(release, paths, render, cfg, rel_info.repo)
+    _verify_layout(layout, paths, release.manifest, hashes)
+    repos = [
+        _repo_plan(repo, release, paths, hashes, manifest_bytes, tag, message) for repo in layout
     ]
-    missing_cards = [c for *_, c in layout if not (paths.root / c).is_file()]
-    if missing_cards:
-        raise InputError(
-            f"missing model card(s): {', '.join(missing_cards)}",
-            where=str(paths.card),
-            hint="re-run `medrelease card RECIPE` after `medrelease quantize`",
-        )
-    verify_files(to_verify, paths, recorded_outputs(manifest), hashes)
-
-    repos: list[RepoPlan] = []
-    for role, repo_id, files, card_rel in layout:
-        planned = [_disk_file(paths, rel, in_repo, hashes) for rel, in_repo in files]
-        readme = (paths.root / card_rel).read_bytes()
-        if overrides["allow_failed_gates"]:
-            planned.append(_generated("README.md", _with_notice(readme, verdict), card_rel))
-        else:
-            planned.append(_disk_file(paths, card_rel, "README.md", hashes))
-        planned.append(_generated("manifest.json", manifest_bytes))
-        seen: set[str] = set()
-        for f in planned:
-            if f.path_in_repo in seen:
-                raise InputError(f"two files would be published as {repo_id}/{f.path_in_repo}")
-            seen.add(f.path_in_repo)
-        repos.append(
-            RepoPlan(role, repo_id, tag, message, sorted(planned, key=lambda f: f.path_in_repo))
-        )
     hashes.save()
     warnings = []
-    if overrides["allow_failed_gates"]:
+    if release.overrides["allow_failed_gates"]:
         warnings.append("publishing a release that failed its gates (--allow-failed-gates)")
     return PublishPlan(
-        rel_info.name, rel_info.version, repos, verdict, overrides, cfg.private, warnings
-    )
+        rel_info.name, rel_info.version, repos, release.verdict, release.overrides, cfg.private,
+        warnings,
+    )  # fmt: skip

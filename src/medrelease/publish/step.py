@@ -21,6 +21,7 @@ from medrelease.publish.export import export_repo, parse_dir_target
 from medrelease.publish.inputs import INPUTS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import PublishRecord, RepoOutcome
 
 PUBLIC_HUB = "https://huggingface.co"
 
@@ -87,13 +88,14 @@ def publish_release(
             if export_root is not None
             else {"kind": "hub", "endpoint": hub_endpoint}
         )
-        record: dict[str, Any] = {
+        repos: list[RepoOutcome] = []
+        record: PublishRecord = {
             "status": "done",
             "target": target_rec,
             "review": review,
             "gates_passed": plan.gates.passed,
             "overrides": plan.overrides,
-            "repos": [],
+            "repos": repos,
             "outputs": {},
         }
         try:
@@ -101,14 +103,14 @@ def publish_release(
                 outcome = _publish_one(
                     repo_plan, export_root, hub_endpoint, reporter, review, plan, retries, backoff_s
                 )
-                record["repos"].append(outcome)
+                repos.append(outcome)
             run.timer.lap("publish")
         except (MedreleaseError, KeyboardInterrupt) as err:
             record["status"] = "failed"
             record["error"] = str(err) if isinstance(err, MedreleaseError) else "interrupted"
             run.record(record)
             raise
-        changed = [r for r in record["repos"] if r["status"] != "unchanged"]
+        changed = [r for r in repos if r.get("status") != "unchanged"]
         record["changed_repos"] = len(changed)
         run.record(record)
         if not changed:
@@ -134,7 +136,7 @@ def _publish_one(
     plan: PublishPlan,
     retries: int,
     backoff_s: float,
-) -> dict[str, Any]:
+) -> RepoOutcome:
     if export_root is not None:
         return export_repo(repo_plan, export_root, reporter)
     from medrelease.publish.hub import HubPublisher

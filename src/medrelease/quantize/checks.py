@@ -17,6 +17,7 @@ from typing import Any
 
 from medrelease.quantize.config import Thresholds
 from medrelease.quantize.texts import PROBE_CHAT, PROBE_TEXTS
+from medrelease.records.gate_report import GateReport
 
 MAX_SHOWN = 3
 
@@ -470,7 +471,7 @@ def merged_limits(defaults: Thresholds, override: Thresholds | None) -> Threshol
 # ---------- gate tasks on the quant ----------
 
 
-def parent_metrics(report: dict[str, Any]) -> dict[str, tuple[float, bool]]:
+def parent_metrics(report: GateReport) -> dict[str, tuple[float, bool]]:
     """metric -> (merged model's value, higher is better), from gates/report.json."""
     out: dict[str, tuple[float, bool]] = {}
     for m in report.get("metrics", []):

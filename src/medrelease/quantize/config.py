@@ -10,6 +10,7 @@
         pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
       awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
       checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95}
+      executor: ray                            # units on a Ray cluster (docs/cluster.md)
 
 `calibration` / `heldout` are `default` (texts shipped with medrelease) or a recipe-relative
 text file. Thresholds not given fall back to per-type defaults (quantize/gguf_types.py).
@@ -157,6 +158,14 @@ class QuantizeConfig(Section):
     gguf: GgufConfig | None = None
     awq: AwqConfig | None = None
     checks: ChecksConfig = ChecksConfig()
+    # Where the units run changes no number of the record, so it is left out of model_dump
+    # (exclude=True): the step's inputs digest, its recorded settings and staleness ignore it.
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        exclude=True,
+        description="where the quant units (one per GGUF type, one for AWQ) run: local (this "
+        "process) | ray (a Ray cluster; --executor overrides)",
+    )
 
     @field_validator("gguf", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ quantized shard is no larger than its high-precision shard.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import shutil
@@ -267,8 +268,6 @@ class GgufBuilder:
     def make_imatrix(self, calibration: TextSource) -> Imatrix | None:
         """`<release>-imatrix.gguf` from the intermediate over the calibration text (None when
         llama.cpp crashed making it: every quant is then rejected with that reason)."""
-        text_file = self.scratch / "imatrix-calibration.txt"
-        text_file.write_text(calibration.text, encoding="utf-8")
         # an intermediate the quants share: split only when every listed type is split
         split = all(self.estimate(gguf_type(t)) > self.split_bytes for t in self.cfg.types)
         try:
@@ -279,7 +278,7 @@ class GgufBuilder:
         try:
             self.imatrix = compute_imatrix(
                 model,
-                text_file,
+                calibration.text,
                 self.out_dir / f"{self.ctx.release}-imatrix.gguf",
                 calibration=calibration.name,
                 calibration_sha256=calibration.sha256,
@@ -293,6 +292,53 @@ class GgufBuilder:
 
     def estimate(self, qtype: GgufType) -> int:
         return int(self.n_params * qtype.bpw / 8)
+
+    def _uses_intermediate(self, qtype: GgufType) -> bool:
+        """Quantized types and the float type the intermediate already is (copied)."""
+        return not qtype.is_float or qtype.name.lower() == self.cfg.intermediate
+
+    def prepare(self) -> None:
+        """Every intermediate the listed types need, converted now (once, in this process):
+        then each type's unit only quantizes, wherever it runs. A crash is remembered and
+        rejects the types that need it, as when the conversion happens in the first build."""
+        modes: list[bool] = []
+        for name in self.cfg.types:
+            qtype = gguf_type(name)
+            split = self.estimate(qtype) > self.split_bytes
+            if self._uses_intermediate(qtype) and split not in modes:
+                modes.append(split)
+        for split in modes:
+            # a failure is kept in self._failed: build() rejects every type that needs it
+            with contextlib.suppress(LlamaChildError):
+                self.intermediate(split)
+
+    def state(self) -> dict[str, Any]:
+        """What `restore` needs to go on in another process (a Ray worker): the intermediates
+        and importance matrix made here (paths on the shared build folder), the remembered
+        failures (as fields: a LlamaChildError does not pickle) and the conversion notes."""
+        return {
+            "intermediates": dict(self._intermediates),
+            "imatrix": self.imatrix,
+            "failed": {k: _error_fields(e) for k, e in self._failed.items()},
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        ctx: QuantContext,
+        cfg: GgufConfig,
+        out_dir: Path,
+        scratch: Path,
+        reporter: Reporter,
+        state: dict[str, Any],
+    ) -> GgufBuilder:
+        builder = cls(ctx, cfg, out_dir, scratch, reporter)
+        builder._intermediates = dict(state["intermediates"])
+        builder.imatrix = state["imatrix"]
+        builder._failed = {k: LlamaChildError(*a, **kw) for k, (a, kw) in state["failed"].items()}
+        builder.notes = list(state["notes"])
+        return builder
 
     def preflight(self) -> None:
         inter = int(self.n_params * FLOAT_BPW[self.cfg.intermediate] / 8)
@@ -343,7 +389,7 @@ class GgufBuilder:
 
     def _build(self, qtype: GgufType, stem: str) -> QuantArtifact:
         split = self.estimate(qtype) > self.split_bytes
-        if qtype.is_float and qtype.name.lower() == self.cfg.intermediate:
+        if qtype.is_float and self._uses_intermediate(qtype):
             files = [self._place(p, stem) for p in self.intermediate(split)]
         elif qtype.is_float:
             files = convert(
@@ -376,6 +422,10 @@ class GgufBuilder:
         dest = self.out_dir / (f"{stem}{m.group(0)}" if m else f"{stem}.gguf")
         shutil.copyfile(src, dest)
         return dest
+
+
+def _error_fields(exc: LlamaChildError) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return (exc.signal_or_code, exc.log_tail), {"what": exc.what, "message": exc.message}
 
 
 def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:

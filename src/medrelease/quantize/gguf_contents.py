@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.checks.stops import release_eos_ids
+from medrelease.core.safetensors_header import safetensors_headers
 
 MAX_SHOWN = 5
 
@@ -201,70 +202,91 @@ def _hf_vocab(spec: dict[str, Any] | None, tokenizer: Any) -> dict[str, int]:
 
 
 def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dict[str, Any]:
-    """llama.cpp's vocabulary in the GGUF against the merged HF tokenizer (see module doc)."""
+    """llama.cpp's vocabulary in the GGUF against the merged HF tokenizer (see module doc).
+
+    Three independent questions, each its own function, asked in the order their problems are
+    reported: does llama.cpp's tokenizer model fit the HF kind, are the byte tokens where the
+    HF vocabulary has them, do the special tokens keep their ids and texts.
+    """
     spec = tokenizer_spec(merged, tokenizer)
     kind = tokenizer_kind(spec, merged)
     model = str(view.fields.get("tokenizer.ggml.model"))
-    problems: list[str] = []
-    hints: list[str] = []
-    expected = KIND_TO_GGUF.get(kind or "")
-    if expected and model not in expected:
-        problems.append(
-            f"the GGUF's tokenizer model is {model!r} but the merged tokenizer is a {kind} "
-            f"(llama.cpp needs {' or '.join(map(repr, expected))})"
-        )
-        byte_fallback = bool(((spec or {}).get("model") or {}).get("byte_fallback"))
-        if kind == "byte-level BPE" and byte_fallback:
-            problems[-1] += (
-                ": tokenizer.json's BPE model says byte_fallback: true (as transformers writes "
-                "when it converts a GGUF tokenizer), so llama.cpp's converter read it as a "
-                "SentencePiece vocabulary"
-            )
-            hints.append(
-                "write a clean tokenizer.json: set model.byte_fallback to false in the "
-                "merged tokenizer (byte-level BPE never falls back to <0x..> tokens), or take "
-                "the tokenizer from a stage whose tokenizer.json is the original (recipe "
-                "output.tokenizer_from); if the converter then cannot identify the "
-                "pre-tokenizer, name it with quantize.gguf.pre_tokenizer"
-            )
-        else:
-            hints.append(
-                "check which tokenizer file the converter used (tokenizer.model is preferred "
-                "over tokenizer.json) and ship one consistent tokenizer in merged/"
-            )
     vocab = _hf_vocab(spec, tokenizer)
+    problems, hints = _tokenizer_model_problems(spec, kind, model)
+    problems += _byte_token_problems(view, vocab, kind, model)
+    problems += _special_token_problems(view, vocab, merged, tokenizer)
+    detail = (
+        f"tokenizer model {model!r} fits the merged {kind or 'tokenizer'}; "
+        f"{_byte_note(vocab, kind)} in place; BOS/EOS ids and texts agree"
+    )
+    result = _result(problems, detail, gguf_model=model, hf_kind=kind)
+    if hints:
+        result["hint"] = " ".join(hints)
+        result["detail"] += f" (fix: {result['hint']})"
+    return result
+
+
+def _tokenizer_model_problems(
+    spec: dict[str, Any] | None, kind: str | None, model: str
+) -> tuple[list[str], list[str]]:
+    """(problems, hints) when the GGUF's tokenizer.ggml.model does not implement the HF kind."""
+    expected = KIND_TO_GGUF.get(kind or "")
+    if not expected or model in expected:
+        return [], []
+    problem = (
+        f"the GGUF's tokenizer model is {model!r} but the merged tokenizer is a {kind} "
+        f"(llama.cpp needs {' or '.join(map(repr, expected))})"
+    )
+    byte_fallback = bool(((spec or {}).get("model") or {}).get("byte_fallback"))
+    if kind == "byte-level BPE" and byte_fallback:
+        # the known way this happens, so the message names it and the fix is specific
+        problem += (
+            ": tokenizer.json's BPE model says byte_fallback: true (as transformers writes "
+            "when it converts a GGUF tokenizer), so llama.cpp's converter read it as a "
+            "SentencePiece vocabulary"
+        )
+        hint = (
+            "write a clean tokenizer.json: set model.byte_fallback to false in the "
+            "merged tokenizer (byte-level BPE never falls back to <0x..> tokens), or take "
+            "the tokenizer from a stage whose tokenizer.json is the original (recipe "
+            "output.tokenizer_from); if the converter then cannot identify the "
+            "pre-tokenizer, name it with quantize.gguf.pre_tokenizer"
+        )
+    else:
+        hint = (
+            "check which tokenizer file the converter used (tokenizer.model is preferred "
+            "over tokenizer.json) and ship one consistent tokenizer in merged/"
+        )
+    return [problem], [hint]
+
+
+def _gguf_text(tokens: list[str], i: int) -> str | None:
+    """The GGUF's token text at id `i`, None past the end of its vocabulary."""
+    return tokens[i] if 0 <= i < len(tokens) else None
+
+
+def _hf_byte_tokens(vocab: dict[str, int]) -> dict[str, int]:
+    """The HF vocabulary's SentencePiece byte-fallback tokens (<0x00>..<0xFF>) and their ids."""
+    byte_names = {f"<0x{b:02X}>" for b in range(256)}
+    return {t: i for t, i in vocab.items() if t in byte_names}
+
+
+def _byte_token_problems(
+    view: GgufView, vocab: dict[str, int], kind: str | None, model: str
+) -> list[str]:
+    """Byte tokens: <0xXX> (SentencePiece byte fallback) and the 256 byte-level characters
+    must sit at the HF ids in the GGUF, and <0xXX> ones be typed as byte tokens."""
     tokens, types = view.tokens, view.token_types
-
-    def gguf_text(i: int) -> str | None:
-        return tokens[i] if 0 <= i < len(tokens) else None
-
-    # byte tokens: <0xXX> (SentencePiece byte fallback) and the 256 byte-level characters
-    byte_names = {f"<0x{b:02X}>": True for b in range(256)}
-    hf_bytes = {t: i for t, i in vocab.items() if t in byte_names}
-    missing = [t for t, i in sorted(hf_bytes.items(), key=lambda x: x[1]) if gguf_text(i) != t]
+    hf_bytes = _hf_byte_tokens(vocab)
+    missing = [
+        t for t, i in sorted(hf_bytes.items(), key=lambda x: x[1]) if _gguf_text(tokens, i) != t
+    ]
     untyped = [
         t
         for t, i in hf_bytes.items()
-        if gguf_text(i) == t and i < len(types) and types[i] != TOKEN_TYPE_BYTE
+        if _gguf_text(tokens, i) == t and i < len(types) and types[i] != TOKEN_TYPE_BYTE
     ]
-    # llama.cpp's SentencePiece tokenizer falls back to one token per byte for text its pieces
-    # do not cover and aborts (std::out_of_range in byte_to_token, src/llama-vocab.cpp) when
-    # that byte has no <0xXX> token (nor, for ASCII, a one-character one). Only bytes UTF-8 text
-    # can contain count (not 0xC0, 0xC1, 0xF5-0xFF). llama.cpp's BPE tokenizer drops a byte it
-    # has no token for instead, as the merged tokenizer does: compared by id below.
-    if model == "llama":
-        token_set = set(tokens)
-        covered = sum(
-            1
-            for b in UTF8_BYTES
-            if f"<0x{b:02X}>" in token_set or (b < 128 and chr(b) in token_set)
-        )
-        if covered < len(UTF8_BYTES):
-            problems.append(
-                f"the GGUF's SentencePiece vocabulary has a token for {covered} of the "
-                f"{len(UTF8_BYTES)} bytes UTF-8 text can contain: llama.cpp aborts "
-                "(std::out_of_range in byte_to_token) on text with the others"
-            )
+    problems = _sentencepiece_byte_coverage(tokens) if model == "llama" else []
     if kind == "byte-level BPE":
         from tokenizers.pre_tokenizers import ByteLevel
 
@@ -272,7 +294,7 @@ def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dic
         missing += [
             t
             for t, i in sorted(vocab.items(), key=lambda x: x[1])
-            if t in alphabet and gguf_text(i) != t
+            if t in alphabet and _gguf_text(tokens, i) != t
         ]
     if missing:
         problems.append(
@@ -284,9 +306,35 @@ def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dic
             f"{len(untyped)} byte token(s) are not marked as byte tokens in the GGUF: "
             f"{_shown(sorted(untyped))}"
         )
+    return problems
 
-    # special tokens: same ids, same texts
-    id_to_token = {i: t for t, i in vocab.items()}
+
+def _sentencepiece_byte_coverage(tokens: list[str]) -> list[str]:
+    """llama.cpp's SentencePiece tokenizer falls back to one token per byte for text its pieces
+    do not cover and aborts (std::out_of_range in byte_to_token, src/llama-vocab.cpp) when
+    that byte has no <0xXX> token (nor, for ASCII, a one-character one). Only bytes UTF-8 text
+    can contain count (not 0xC0, 0xC1, 0xF5-0xFF). llama.cpp's BPE tokenizer drops a byte it
+    has no token for instead, as the merged tokenizer does, so only `llama` models need this;
+    the others are compared by id in `_byte_token_problems`."""
+    token_set = set(tokens)
+    covered = sum(
+        1 for b in UTF8_BYTES if f"<0x{b:02X}>" in token_set or (b < 128 and chr(b) in token_set)
+    )
+    if covered == len(UTF8_BYTES):
+        return []
+    return [
+        f"the GGUF's SentencePiece vocabulary has a token for {covered} of the "
+        f"{len(UTF8_BYTES)} bytes UTF-8 text can contain: llama.cpp aborts "
+        "(std::out_of_range in byte_to_token) on text with the others"
+    ]
+
+
+def _special_token_problems(
+    view: GgufView, vocab: dict[str, int], merged: Path, tokenizer: Any
+) -> list[str]:
+    """BOS/EOS ids equal to the tokenizer's, and every BOS/EOS id (generation_config's EOS list
+    included: generation must stop on each of them) spelled the same in the GGUF."""
+    problems: list[str] = []
     specials: dict[str, int | None] = {}
     if tokenizer is not None:
         specials = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id}
@@ -294,44 +342,39 @@ def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dic
         gguf_id = view.fields.get(f"tokenizer.ggml.{name}_token_id")
         if hf_id is not None and gguf_id is not None and int(gguf_id) != int(hf_id):
             problems.append(f"{name.upper()} id differs: merged {hf_id}, GGUF {gguf_id}")
+    id_to_token = {i: t for t, i in vocab.items()}
     checked = {i for i in specials.values() if i is not None} | set(release_eos_ids(merged))
     wrong = []
     for i in sorted(checked):
         want = id_to_token.get(i)
-        if want is not None and gguf_text(i) != want:
-            wrong.append(f"{i} {want!r} vs {gguf_text(i)!r}")
+        if want is not None and _gguf_text(view.tokens, i) != want:
+            wrong.append(f"{i} {want!r} vs {_gguf_text(view.tokens, i)!r}")
     if wrong:
         problems.append(f"special token texts differ (id merged vs GGUF): {_shown(wrong)}")
+    return problems
 
+
+def _byte_note(vocab: dict[str, int], kind: str | None) -> str:
+    """Which byte tokens the passing detail says were compared."""
+    hf_bytes = _hf_byte_tokens(vocab)
     if hf_bytes:
-        byte_note = f"{len(hf_bytes)} <0x..> byte tokens"
-    elif kind == "byte-level BPE":
-        byte_note = "the byte-level alphabet"
-    else:
-        byte_note = "no byte tokens to compare"
-    detail = (
-        f"tokenizer model {model!r} fits the merged {kind or 'tokenizer'}; {byte_note} in "
-        "place; BOS/EOS ids and texts agree"
-    )
-    result = _result(problems, detail, gguf_model=model, hf_kind=kind)
-    if hints:
-        result["hint"] = " ".join(hints)
-        result["detail"] += f" (fix: {result['hint']})"
-    return result
+        return f"{len(hf_bytes)} <0x..> byte tokens"
+    if kind == "byte-level BPE":
+        return "the byte-level alphabet"
+    return "no byte tokens to compare"
 
 
 # ---------- tensors and metadata ----------
 
 
 def merged_tensors(merged: Path) -> dict[str, tuple[int, ...]]:
-    """name -> shape of every tensor in the merged safetensors (headers only)."""
-    from safetensors import safe_open
-
+    """name -> shape of every tensor in the merged safetensors (headers only, read the one way
+    core/safetensors_header.py defines)."""
     out: dict[str, tuple[int, ...]] = {}
-    for f in sorted(merged.glob("*.safetensors")):
-        with safe_open(str(f), framework="np") as st:
-            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
-                out[name] = tuple(int(d) for d in st.get_slice(name).get_shape())
+    for header in safetensors_headers(merged).values():
+        for name, entry in header.items():
+            if name != "__metadata__":
+                out[name] = tuple(int(d) for d in entry["shape"])
     return out
 
 

@@ -4,16 +4,24 @@
 column, how much the activations use it; `llama-quantize --imatrix` then spends the quant's
 precision where it matters. Both are the binaries `medrelease setup` builds (llama_tools.py),
 because llama-cpp-python cannot pass an importance matrix to `llama_model_quantize`.
+
+Both tools write the file names they are given into the GGUF metadata: `imatrix.datasets` (the
+calibration text) in the matrix, `quantize.imatrix.file` and `quantize.imatrix.dataset` in each
+quant. So they run in a working folder with stable relative names (`dataset_name`, the matrix's
+published file name): the same inputs then give the same bytes wherever and whenever the
+release is built, and no published file names a folder of the machine that built it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
 
+from medrelease.core.atomic import TMP_PREFIX
 from medrelease.core.errors import EnvironmentProblem, InputError
 from medrelease.quantize.gguf_types import GgufType
 from medrelease.quantize.llama_child import (
@@ -24,6 +32,8 @@ from medrelease.quantize.llama_child import (
     log_tail,
 )
 from medrelease.quantize.llama_tools import build_info, tool_path
+from medrelease.quantize.texts import DEFAULT
+from medrelease.records.quantize import ImatrixRecord
 
 # tokens per chunk: small, so the short shipped calibration text still gives several chunks
 CONTEXT = 128
@@ -37,7 +47,7 @@ class Imatrix:
     calibration_sha256: str
     chunks: int
 
-    def record(self, rel_path: str, sha256: str) -> dict[str, Any]:
+    def record(self, rel_path: str, sha256: str) -> ImatrixRecord:
         return {
             "calibration": self.calibration,
             "calibration_sha256": self.calibration_sha256,
@@ -49,8 +59,23 @@ class Imatrix:
         }
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    """Run a llama.cpp tool without ggml's gdb backtrace; a signal raises LlamaChildError."""
+def dataset_name(calibration: str) -> str:
+    """The calibration text's name as llama.cpp records it: `calibration/default.txt` for the
+    shipped text, else the recipe's relative name as declared; a name that would say where
+    files live on this machine (absolute, `~`, `..`) keeps only its file name."""
+    if calibration == DEFAULT:
+        return "calibration/default.txt"
+    path = PurePosixPath(calibration.replace("\\", "/"))
+    parts = path.parts
+    local = path.is_absolute() or ".." in parts or not parts
+    if local or parts[0].startswith("~") or parts[0].endswith(":"):  # ':' a Windows drive
+        return path.name or "calibration.txt"
+    return "/".join(parts)  # PurePosixPath dropped any './' and '//'
+
+
+def _run(cmd: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a llama.cpp tool in `cwd` (the relative names it is given end up in the GGUF
+    metadata) without ggml's gdb backtrace; a signal raises LlamaChildError."""
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -58,6 +83,7 @@ def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
         check=False,
         env=child_env(),
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
     if proc.returncode < 0:
         if proc.returncode == -2:  # Ctrl-C reached the tool too: an interruption, not a crash
@@ -87,31 +113,41 @@ def _too_short(calibration: str, n_tokens: int | None = None) -> InputError:
 
 def compute_imatrix(
     model: Path,
-    text_file: Path,
+    text: str,
     out: Path,
     *,
     calibration: str,
     calibration_sha256: str,
     threads: int,
 ) -> Imatrix:
-    """`llama-imatrix -m model -f text -o out` with a small context; `out` is GGUF format."""
+    """`llama-imatrix -m model -f <dataset_name> -o <out's name>` with a small context, run in
+    a working folder next to `out` (so only those names reach the metadata); `out` is GGUF."""
     # refuse a text llama-imatrix would refuse, before running it: the tool says why through
     # an asynchronous logger that can lose the message when it exits at once (seen in CI)
-    n_tokens = count_tokens(model, text_file.read_text(encoding="utf-8"))
+    n_tokens = count_tokens(model, text)
     if n_tokens < 2 * CONTEXT:
         raise _too_short(calibration, n_tokens)
-    cmd = [str(tool_path("llama-imatrix")), "-m", str(model), "-f", str(text_file)]
-    cmd += ["-o", str(out), "-c", str(CONTEXT), "-b", str(CONTEXT), "-ub", str(CONTEXT)]
-    cmd += ["-t", str(threads), "--no-ppl"]
-    proc = _run(cmd, "llama-imatrix")
-    log = proc.stderr + proc.stdout
-    if "you need at least" in log:
-        raise _too_short(calibration)
-    if proc.returncode != 0 or not out.is_file():
-        raise EnvironmentProblem(
-            f"llama-imatrix failed (exit {proc.returncode}):\n{_last_lines(log)}",
-            hint="re-run `medrelease setup` if the tools are broken; --debug shows more",
-        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}imatrix-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        name = dataset_name(calibration)
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text, encoding="utf-8")
+        produced = work / out.name
+        # absolute model and tool paths: the working folder is not ours (they are not recorded)
+        cmd = [str(tool_path("llama-imatrix").absolute()), "-m", str(model.absolute())]
+        cmd += ["-f", name, "-o", out.name, "-c", str(CONTEXT), "-b", str(CONTEXT)]
+        cmd += ["-ub", str(CONTEXT), "-t", str(threads), "--no-ppl"]
+        proc = _run(cmd, "llama-imatrix", cwd=work)
+        log = proc.stderr + proc.stdout
+        if "you need at least" in log:
+            raise _too_short(calibration)
+        if proc.returncode != 0 or not produced.is_file():
+            raise EnvironmentProblem(
+                f"llama-imatrix failed (exit {proc.returncode}):\n{_last_lines(log)}",
+                hint="re-run `medrelease setup` if the tools are broken; --debug shows more",
+            )
+        os.replace(produced, out)  # same folder's filesystem: atomic
     return Imatrix(out, calibration, calibration_sha256, _chunk_count(out, log))
 
 
@@ -129,18 +165,22 @@ def _chunk_count(imatrix: Path, log: str) -> int:
 def quantize_with_imatrix(
     source: list[Path], out_dir: Path, stem: str, qtype: GgufType, imatrix: Path, threads: int
 ) -> list[Path]:
-    """`llama-quantize --imatrix` (the binary), keeping the source's shards like `quantize`."""
+    """`llama-quantize --imatrix` (the binary), keeping the source's shards like `quantize`.
+
+    Run in the matrix's folder and given its bare file name, which the quant records as
+    `quantize.imatrix.file` (the name it is published under, not a path of this machine)."""
     from medrelease.quantize.gguf import gguf_files
 
     split = len(source) > 1
     # with --keep-split llama.cpp appends -0000i-of-0000n.gguf to the name it is given
     target = out_dir / (stem if split else f"{stem}.gguf")
-    cmd = [str(tool_path("llama-quantize")), "--imatrix", str(imatrix)]
+    cmd = [str(tool_path("llama-quantize").absolute()), "--imatrix", imatrix.name]
     if split:
         cmd.append("--keep-split")
-    cmd += [str(source[0]), str(target), qtype.name, str(threads)]
+    # absolute: the tool runs in the matrix's folder (these paths are not recorded)
+    cmd += [str(source[0].absolute()), str(target.absolute()), qtype.name, str(threads)]
     try:
-        proc = _run(cmd, f"llama-quantize ({qtype.name})")
+        proc = _run(cmd, f"llama-quantize ({qtype.name})", cwd=imatrix.absolute().parent)
     except LlamaChildError:
         for f in gguf_files(out_dir, stem):  # a half-written quant is of no use
             f.unlink(missing_ok=True)

@@ -128,6 +128,65 @@ def compute_reference(
     ctx.tokenizer, ctx.heldout_ids, ctx.reference_logits = tokenizer, chunks, reference
 
 
+# ---------- the reference as files: for units that run in other processes ----------
+#
+# A Ray worker cannot share the driver's memory, and a real cluster's object store would copy
+# the logits (1.2 GB at a 152k vocabulary) to every node. So the reference is saved once into
+# the release's build folder, which every node sees at the driver's paths (the same shared
+# filesystem the gate's units read the models from), and each unit memory-maps it: float32
+# logits and float64 log-sum-exps exactly as computed, so every measure is the same number.
+
+_HELDOUT = "heldout.json"
+
+
+def save_reference(ctx: QuantContext, folder: Path) -> None:
+    """Write `ctx`'s held-out chunks and reference logits into `folder` (an empty folder)."""
+    import json
+    import os
+
+    import numpy as np
+
+    from medrelease.core.atomic import atomic_write_text
+
+    ref = ctx.reference_logits
+    for i, (logits, lse) in enumerate(zip(ref.logits, ref.lse, strict=True)):
+        for name, arr in ((f"logits-{i:04d}.npy", logits), (f"lse-{i:04d}.npy", lse)):
+            tmp = folder / f".{name}.part"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, folder / name)
+    held = ref.heldout
+    meta = {
+        "chunks": [list(map(int, c)) for c in held.chunks],
+        "first": held.first,
+        "dtype": ref.dtype,
+        "dtype_reason": ref.dtype_reason,
+    }
+    atomic_write_text(folder / _HELDOUT, json.dumps(meta))  # last: present means complete
+
+
+def load_reference(ctx: QuantContext, folder: Path) -> None:
+    """Fill `ctx` (tokenizer, held-out ids, reference) from `save_reference`'s folder; the
+    logits stay on disk, memory-mapped read-only (pages shared by the units of a node)."""
+    import json
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from medrelease.quantize.checks import HeldOutIds, Reference
+
+    meta = json.loads((folder / _HELDOUT).read_text())
+    chunks = [list(c) for c in meta["chunks"]]
+    held = HeldOutIds(t for c in chunks for t in c)
+    held.chunks, held.first = chunks, int(meta["first"])
+    n = len(chunks)
+    logits = [np.load(folder / f"logits-{i:04d}.npy", mmap_mode="r") for i in range(n)]
+    lse = [np.load(folder / f"lse-{i:04d}.npy", mmap_mode="r") for i in range(n)]
+    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))  # as compute_reference
+    ctx.heldout_ids = held
+    ctx.reference_logits = Reference(held, logits, lse, meta["dtype"], meta["dtype_reason"])
+
+
 def start_reference(
     merged: Path,
     release: str,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
+
+from medrelease.records.quantize import ImatrixRecord, QuantCheck, QuantEntry
 
 
 def human_size(n: int) -> str:
@@ -15,7 +18,7 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def _check_cell(check: dict[str, Any] | None) -> str:
+def _check_cell(check: QuantCheck | None) -> str:
     if check is None:
         return "-"
     mark = "[green]ok[/green]" if check.get("ok") else "[red]FAIL[/red]"
@@ -24,7 +27,7 @@ def _check_cell(check: dict[str, Any] | None) -> str:
     return mark
 
 
-def _logits_cell(check: dict[str, Any] | None) -> str:
+def _logits_cell(check: QuantCheck | None) -> str:
     if check is None:
         return "-"
     m = check.get("measures", {})
@@ -37,7 +40,8 @@ def _logits_cell(check: dict[str, Any] | None) -> str:
     )
 
 
-def quant_table(record: dict[str, Any]) -> Table:
+def quant_table(record: Mapping[str, Any]) -> Table:
+    """`record`: the step's record just made (records/quantize.py `QuantizeRecord`)."""
     table = Table(title="quantize", title_justify="left")
     for col in (
         "family",
@@ -51,26 +55,27 @@ def quant_table(record: dict[str, Any]) -> Table:
         "note",
     ):
         table.add_column(col, justify="right" if col in ("size", "files") else "left")
-    for q in record.get("quants", []):
-        checks = q.get("checks", {})
+    quants: list[QuantEntry] = record.get("quants", [])
+    for q in quants:
+        checks = q.get("checks") or {}
         logits = checks.get("logits")
-        top1 = (logits or {}).get("measures", {}).get("top1_agreement")
+        top1 = logits.get("measures", {}).get("top1_agreement") if logits else None
         notes = list(q.get("notes", []))
-        if "warning" in checks.get("tokenization", {}):
+        if "warning" in (checks.get("tokenization") or {}):
             notes.append("tokens ok*: see the space-prefix warning")
         note = q.get("reason") or "; ".join(notes)
         table.add_row(
             q["family"],
             q["type"],
             human_size(q.get("size", 0)),
-            str(len(q.get("files", {}))),
+            str(len(q.get("files") or {})),
             _check_cell(checks.get("tokenization") or checks.get("load")),
             _logits_cell(logits),
             "-" if top1 is None else f"{top1:.3f}",
             "[green]yes[/green]" if q["accepted"] else "[red]no[/red]",
             note,
         )
-    imatrix = record.get("imatrix")
+    imatrix: ImatrixRecord | None = record.get("imatrix")
     if imatrix:  # which text steered the gguf quants, and where the matrix is
         table.caption = (
             f"gguf importance matrix: {imatrix['file']} (calibration {imatrix['calibration']}, "

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,16 @@ from medrelease.core.inputs import why_stale
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
+from medrelease.executors import Executor, Unit, make_executor, resolve_executor_name
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig
 from medrelease.quantize.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.gate_report import read_gate_report
+from medrelease.records.manifest import Files
+from medrelease.records.quantize import QuantEntry, QuantizeRecord
 
 FAMILIES = ("gguf", "awq")
 
@@ -72,11 +74,17 @@ def quantize_release(
     reporter: Reporter | None = None,
     force: bool = False,
     threads: int | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> StepResult:
+    """`executor`: where the quant units run, `local` | `ray` (default: the recipe's
+    `quantize.executor`, else local); `ray_address`: the Ray cluster (default: $RAY_ADDRESS,
+    else a local Ray instance). Quantization happens once per type whichever runs it."""
     # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
     # thread, before any library is used: the converter, which needs none of them, starts
     # sooner (quantize/reference.py)
     cfg = _config(loaded)
+    executor = resolve_executor_name(executor, cfg.executor)  # a typo fails first
     _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     if cfg.awq is not None:  # before any quant work: the AWQ scheme must fit the model's shapes
@@ -85,7 +93,8 @@ def quantize_release(
         preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
     sweep = [lambda p: p.quant]
     with step_run(INPUTS, loaded, workdir, reporter, sweep=sweep, quiet=False) as run:
-        return _quantize_locked(run, cfg, force, threads or min(2, os.cpu_count() or 1))
+        n_threads = threads or min(2, os.cpu_count() or 1)
+        return _quantize_locked(run, cfg, force, n_threads, executor, ray_address)
 
 
 def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
@@ -101,8 +110,6 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
     """checks.eval: the gate tasks on every quant, judged against gates/report.json."""
     if not cfg.checks.eval:
         return None
-    import json
-
     from medrelease.quantize.checks import parent_metrics
 
     gates = loaded.recipe.gates
@@ -117,13 +124,21 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
             f"quantize.checks.eval compares with {paths.gate_report}, which does not exist",
             hint="run `medrelease gate RECIPE` first (same --workdir)",
         )
-    parent = parent_metrics(json.loads(paths.gate_report.read_text()))
+    # checked against its type first: a truncated or hand-edited report is one clear error
+    parent = parent_metrics(read_gate_report(paths.gate_report))
     if not parent:
         raise InputError(f"{paths.gate_report} has no metric values for the merged model")
     return EvalPlan(loaded, parent, cfg.checks.min_recovery)
 
 
-def _quantize_locked(run: StepRun, cfg: QuantizeConfig, force: bool, threads: int) -> StepResult:
+def _quantize_locked(
+    run: StepRun,
+    cfg: QuantizeConfig,
+    force: bool,
+    threads: int,
+    executor_name: str = "local",
+    ray_address: str | None = None,
+) -> StepResult:
     if not (run.paths.merged / "config.json").is_file():
         raise InputError(
             f"no merged model at {run.paths.merged}",
@@ -135,32 +150,44 @@ def _quantize_locked(run: StepRun, cfg: QuantizeConfig, force: bool, threads: in
     # one definition of what quantization depends on (quantize/inputs.py), also used by
     # `release` and `status`: a run with --set/--overlay is recorded as what it was
     components = run.components()
-    previous = run.previous()
-    if not force and not why_stale(previous, components, run.paths, run.hashes):
+    previous = None if force else run.previous(QuantizeRecord)  # checked against its type
+    if previous is not None and not why_stale(previous, components, run.paths, run.hashes):
         run.reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
-        assert previous is not None
         return StepResult("quantize", previous, run.paths.manifest, skipped=True)
     run.timer.lap("inputs")
 
-    # the transformers reference runs in a thread while llama.cpp converts (quantize/reference.py)
-    from medrelease.quantize.reference import start_reference
+    # one unit per GGUF type and one for AWQ (quantize/units.py); a cluster that cannot be
+    # reached, or has no node for a unit, fails now, before any conversion or forward pass
+    from medrelease.quantize.units import plan_units
 
-    ctx, reference = start_reference(
-        run.paths.merged,
-        run.loaded.recipe.release.name,
-        run.loaded.base_dir,
-        texts["heldout"],
-        cfg.checks.max_tokens,
-        threads,
-        run.loaded.recipe.seed,
-        run.reporter,
-        context=cfg.checks.context,
-    )
-    ctx.eval = eval_plan
-    ctx.stop_check = run.loaded.recipe.output.stop_check_settings()
-    ctx.eos_ids = release_eos_ids(run.paths.merged)
-    warnings: list[str] = []
-    artifacts, imatrix = _make_and_judge(ctx, cfg, run.paths, texts, run, reference, warnings)
+    units = plan_units(cfg, run.paths.merged, threads)
+    executor = make_executor(executor_name, address=ray_address)
+    try:
+        executor.check_resources(units)
+        # the transformers reference runs in a thread while llama.cpp converts (reference.py)
+        from medrelease.quantize.reference import start_reference
+
+        ctx, reference = start_reference(
+            run.paths.merged,
+            run.loaded.recipe.release.name,
+            run.loaded.base_dir,
+            texts["heldout"],
+            cfg.checks.max_tokens,
+            threads,
+            run.loaded.recipe.seed,
+            run.reporter,
+            context=cfg.checks.context,
+        )
+        ctx.eval = eval_plan
+        ctx.stop_check = run.loaded.recipe.output.stop_check_settings()
+        ctx.eos_ids = release_eos_ids(run.paths.merged)
+        warnings: list[str] = []
+        artifacts, imatrix = _make_and_judge(
+            ctx, cfg, run.paths, texts, run, reference, warnings, executor, units
+        )
+        executor_record = executor.describe()
+    finally:
+        executor.close()
     record = _record(run.paths, cfg, artifacts, texts, merged_files, run.hashes, warnings)
     if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
         rec = file_record(imatrix.path, run.hashes)
@@ -174,6 +201,7 @@ def _quantize_locked(run: StepRun, cfg: QuantizeConfig, force: bool, threads: in
     record["timings"]["background_s"] = {"reference": reference.seconds}
     # where the gguf/awq phases went, per quant: making it vs checking it
     record["timings"]["quants_s"] = {f"{a.family} {a.type}": a.seconds for a in artifacts}
+    record["executor"] = executor_record  # where the units ran: not an input, numbers alike
     run.record(record, components)
     for w in warnings:
         run.reporter.warn(w)
@@ -188,30 +216,20 @@ def _make_and_judge(
     run: StepRun,
     reference: Any,
     warnings: list[str],
+    executor: Executor,
+    units: list[Unit],
 ) -> tuple[list[QuantArtifact], Imatrix | None]:
     """Every quant the recipe asks for, made and checked in staging folders, judged, the
     rejected ones moved aside; then the folders renamed into place at once."""
-    reporter, timer = run.reporter, run.timer
-    artifacts: list[QuantArtifact] = []
-    imatrix: Imatrix | None = None
+    reporter = run.reporter
     with (
         staging_dir(paths.quant / "gguf", replace=True) as gguf_dir,
         staging_dir(paths.quant / "awq", replace=True) as awq_dir,
         staging_dir(paths.quant / "rejected", replace=True) as rejected_dir,
     ):
-        if cfg.gguf is not None:
-            gguf_artifacts, imatrix = _run_gguf(
-                ctx, cfg, gguf_dir, paths, texts, reporter, reference.wait
-            )
-            artifacts += gguf_artifacts
-            timer.lap("gguf")
-        if cfg.awq is not None:
-            from medrelease.quantize.awq import quiet_llmcompressor
-
-            reference.wait()
-            with quiet_llmcompressor():
-                artifacts.append(_run_awq(ctx, cfg, awq_dir, texts["calibration"], reporter))
-            timer.lap("awq")
+        artifacts, imatrix = _make_quants(
+            ctx, cfg, (gguf_dir, awq_dir), paths, texts, run, reference, executor, units
+        )
         for art in artifacts:
             art.judge()
             warn = (art.checks.get("tokenization") or {}).get("warning")
@@ -260,73 +278,70 @@ def _move_rejected(art: QuantArtifact, dest: Path) -> list[Path]:
     return moved
 
 
-def _run_gguf(
+def _make_quants(
     ctx: QuantContext,
     cfg: QuantizeConfig,
-    out_dir: Path,
+    dirs: tuple[Path, Path],
     paths: ReleasePaths,
     texts: dict[str, TextSource],
-    reporter: Reporter,
-    reference_ready: Callable[[], object] = lambda: None,
+    run: StepRun,
+    reference: Any,
+    executor: Executor,
+    units: list[Unit],
 ) -> tuple[list[QuantArtifact], Imatrix | None]:
-    from medrelease.quantize.checks import merged_limits
-    from medrelease.quantize.gguf import GgufBuilder, check_gguf
-    from medrelease.quantize.gguf_types import gguf_type
+    """What the units share, made once here (the GGUF intermediate, the importance matrix;
+    for units in other processes also every conversion and the saved reference), then the
+    units, through the executor; the artifacts come back in the units' (the recipe's) order."""
+    from medrelease.quantize.units import GgufUnit, InProcess, Shared, Source, bind
 
-    assert cfg.gguf is not None
-    scratch = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}gguf-intermediate-", dir=paths.quant))
+    reporter, timer = run.reporter, run.timer
+    gguf_dir, awq_dir = dirs
+    in_process = executor.name == "local"
+    cleanup: list[Path] = []
     try:
-        builder = GgufBuilder(ctx, cfg.gguf, out_dir, scratch, reporter)
-        builder.preflight()
-        imatrix = builder.make_imatrix(texts["imatrix"]) if "imatrix" in texts else None
-        out: list[QuantArtifact] = []
-        with reporter.phase("GGUF quantize + check", total=len(cfg.gguf.types)) as advance:
-            for name in cfg.gguf.types:
-                t0 = time.perf_counter()
-                art = builder.build(name)
-                t1 = time.perf_counter()
-                reference_ready()  # the checks compare with the merged model's logits
-                t2 = time.perf_counter()
-                qtype = gguf_type(name)
-                limits = merged_limits(qtype.thresholds(), cfg.gguf.thresholds.get(qtype.name))
-                check_gguf(art, ctx, limits)
-                art.seconds = {
-                    "build": round(t1 - t0, 3),  # the first one includes the conversion
-                    "wait_reference": round(t2 - t1, 3),
-                    "check": round(time.perf_counter() - t2, 3),
-                }
-                out.append(art)
-                advance()
-        return out, imatrix
+        builder = None
+        imatrix: Imatrix | None = None
+        if cfg.gguf is not None:
+            from medrelease.quantize.gguf import GgufBuilder
+
+            scratch = Path(
+                tempfile.mkdtemp(prefix=f"{TMP_PREFIX}gguf-intermediate-", dir=paths.quant)
+            )
+            cleanup.append(scratch)
+            builder = GgufBuilder(ctx, cfg.gguf, gguf_dir, scratch, reporter)
+            builder.preflight()
+            imatrix = builder.make_imatrix(texts["imatrix"]) if "imatrix" in texts else None
+        source: Source
+        if in_process:  # as before units: the first build converts while the reference runs
+            source = InProcess(ctx, reference.wait, reporter)
+        else:
+            from medrelease.quantize.reference import save_reference
+
+            if builder is not None:
+                builder.prepare()  # every conversion here, once: the units only quantize
+            reference.wait()
+            ref_dir = Path(
+                tempfile.mkdtemp(prefix=f"{TMP_PREFIX}quant-reference-", dir=paths.quant)
+            )
+            cleanup.append(ref_dir)
+            save_reference(ctx, ref_dir)  # in the build folder every node sees
+            source = Shared.of(ctx, ref_dir)
+            timer.lap("prepare")
+        bind(units, source, builder=builder, awq_dir=awq_dir, calibration=texts.get("calibration"))
+        n_gguf = sum(isinstance(u.payload, GgufUnit) for u in units)
+        done: dict[int, QuantArtifact] = {}
+        for i, art in executor.run(units, reporter):
+            done[i] = art
+            if in_process and i == n_gguf - 1:  # in order: the step's phases as before units
+                timer.lap("gguf")
+            elif in_process and i >= n_gguf:
+                timer.lap("awq")
+        if not in_process:
+            timer.lap("units")
+        return [done[i] for i in range(len(units))], imatrix
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _run_awq(
-    ctx: QuantContext,
-    cfg: QuantizeConfig,
-    out_dir: Path,
-    calibration: TextSource,
-    reporter: Reporter,
-) -> QuantArtifact:
-    from medrelease.quantize.awq import DEFAULT_LIMITS, check_awq, quantize_awq
-    from medrelease.quantize.checks import merged_limits
-    from medrelease.quantize.texts import calibration_chats, render_calibration
-
-    assert cfg.awq is not None
-    texts, templated = render_calibration(ctx.tokenizer, calibration_chats(calibration.text))
-    notes = (
-        [] if templated else ["calibrated on plain text: the merged tokenizer has no chat template"]
-    )
-    t0 = time.perf_counter()
-    quantize_awq(ctx.merged, out_dir, cfg.awq, texts, seed=ctx.seed, reporter=reporter)
-    files = sorted(p for p in out_dir.rglob("*") if p.is_file())
-    art = QuantArtifact("awq", cfg.awq.scheme, files, out_dir, notes=notes)
-    t1 = time.perf_counter()
-    defaults = DEFAULT_LIMITS[cfg.awq.scheme]
-    check_awq(art, ctx, merged_limits(defaults, cfg.awq.thresholds), cfg.awq)
-    art.seconds = {"build": round(t1 - t0, 3), "check": round(time.perf_counter() - t1, 3)}
-    return art
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record(
@@ -334,14 +349,15 @@ def _record(
     cfg: QuantizeConfig,
     artifacts: list[QuantArtifact],
     texts: dict[str, TextSource],
-    merged_files: dict[str, Any],
+    merged_files: Files,
     hashes: HashCache,
     warnings: list[str],
-) -> dict[str, Any]:
-    quants = []
-    outputs: dict[str, Any] = {}
+) -> QuantizeRecord:
+    """The step's record (records/quantize.py), which `_quantize_locked` then completes."""
+    quants: list[QuantEntry] = []
+    outputs: Files = {}
     for art in artifacts:
-        files = {paths.rel(f): file_record(f, hashes) for f in sorted(art.files)}
+        files: Files = {paths.rel(f): file_record(f, hashes) for f in sorted(art.files)}
         outputs.update(files)
         quants.append(
             {
@@ -355,7 +371,7 @@ def _record(
                 "notes": art.notes,
             }
         )
-    return {
+    record: QuantizeRecord = {
         "status": "done",
         "merged": {"content_hash": digest_of(merged_files)},
         "quants": quants,
@@ -365,3 +381,4 @@ def _record(
         "outputs": dict(sorted(outputs.items())),
         "warnings": warnings,
     }
+    return record

@@ -3,46 +3,27 @@
 A safetensors file is `u64 header length | JSON header | data`; the header lists every
 tensor's byte range. A truncated download or a file cut short by a full disk is caught by
 comparing the end of the last range with the file size, without reading the data.
+
+How the header itself is read (length bounds, JSON validity, the error that names the file)
+is defined once in core/safetensors_header.py, which the core layer's readers use too; this
+module adds what a sound data section must satisfy. `read_header`, `SafetensorsProblem` and
+the dtype widths are re-exported so that stage checks and their callers import one place.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
-MAX_HEADER = 100 * 1024 * 1024
-DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-    "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
-}  # fmt: skip
+from medrelease.core.safetensors_header import DTYPE_BYTES, SafetensorsProblem, read_header
 
-
-class SafetensorsProblem(Exception):
-    pass
-
-
-def read_header(path: Path) -> tuple[dict[str, dict[str, object]], int]:
-    """The parsed JSON header and where the data section starts."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise SafetensorsProblem(f"{path.name} is {size} bytes: too short to be safetensors")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER or 8 + n > size:
-            raise SafetensorsProblem(
-                f"{path.name}: header length {n} does not fit in a {size}-byte file "
-                "(truncated or not safetensors)"
-            )
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw)
-    except ValueError:
-        raise SafetensorsProblem(f"{path.name}: header is not valid JSON (corrupt file)") from None
-    if not isinstance(header, dict):
-        raise SafetensorsProblem(f"{path.name}: header is not a JSON object")
-    return header, 8 + n
+__all__ = [
+    "DTYPE_BYTES",
+    "SafetensorsProblem",
+    "check_file",
+    "index_shards",
+    "read_header",
+]
 
 
 def check_file(path: Path) -> int:
