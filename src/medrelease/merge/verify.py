@@ -166,9 +166,15 @@ def _load(folder: Path) -> tuple[Any, _Loaded]:
     model, info = loaded
     if not stream:
         return tok, _Loaded(model, info)
+    import torch
+
+    from medrelease.core.compute_dtype import weights_info
     from medrelease.core.upcast import streamed_from_disk
 
-    return tok, _Loaded(streamed_from_disk(folder), info, streamed=True, meta=model)
+    # in the files' dtype, as the loading route computes (dtype="auto"): only finiteness and
+    # shapes are judged, and a float32 upcast would triple the bytes each module moves
+    dtype = getattr(torch, weights_info(folder).dtype)
+    return tok, _Loaded(streamed_from_disk(folder, dtype), info, streamed=True, meta=model)
 
 
 def _check_completeness(
