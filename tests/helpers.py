@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+RAY_OBJECT_STORE = 100 * 2**20  # Ray's minimum is ~75 MB; unit results are small
+
+
+@contextmanager
+def two_node_ray_cluster() -> Iterator[Any]:
+    """Two Ray nodes (1 CPU each) on loopback (ray.cluster_utils), shut down whatever happens."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "object_store_memory": RAY_OBJECT_STORE,
+            "include_dashboard": False,
+        },
+    )
+    try:
+        c.add_node(num_cpus=1, object_store_memory=RAY_OBJECT_STORE)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        c.shutdown()
 
 
 def write_recipe(path: Path, stages: dict[str, Any], merge: dict[str, Any], **extra: Any) -> Path:

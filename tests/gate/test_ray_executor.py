@@ -23,15 +23,13 @@ from gatehelpers import (
     gate_tiny_release,
 )
 
-from helpers import run_cli
+from helpers import run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit, make_executor
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.gate import step
 from medrelease.gate.units import unit_resources
 from medrelease.pipeline.recipes import load_recipe
-
-OBJECT_STORE = 100 * 2**20  # Ray's minimum is ~75 MB; results are small JSON
 
 
 def _gates() -> dict[str, Any]:
@@ -76,26 +74,8 @@ def local(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> L
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """Two Ray nodes (1 CPU each) on loopback, shut down whatever happens."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "object_store_memory": OBJECT_STORE,
-            "include_dashboard": False,
-        },
-    )
-    try:
-        c.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
-        c.wait_for_nodes()
+    with two_node_ray_cluster() as c:
         yield c
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        c.shutdown()
 
 
 def _numbers(report: dict[str, Any]) -> list[tuple[str, str, float | None, float | None]]:

@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from quanthelpers import RELEASE, make_release
 
-from helpers import run_cli
+from helpers import run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.quantize.llama_child import TEST_ABORT_ENV
 
-OBJECT_STORE = 100 * 2**20  # Ray's minimum is ~75 MB; results are small
 TYPES = ["Q8_0", "Q4_0"]  # two units; Q4_0's defaults accept the tiny model's quant
 
 
@@ -62,26 +61,8 @@ def local(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Local:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """Two Ray nodes (1 CPU each) on loopback, shut down whatever happens."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "object_store_memory": OBJECT_STORE,
-            "include_dashboard": False,
-        },
-    )
-    try:
-        c.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
-        c.wait_for_nodes()
+    with two_node_ray_cluster() as c:
         yield c
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        c.shutdown()
 
 
 def _assert_same(got: Any, want: Any, where: str = "quant") -> None:
