@@ -207,13 +207,23 @@ def _staging(final: Path) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
     try:
         yield tmp
-        if final.exists():  # another process finished first: theirs is as good as ours
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
+        _move_unless_there(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_unless_there(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`, unless another process (a second pytest-xdist worker preparing
+    the same model) got there first: theirs is as good as ours. The check alone would race:
+    renaming onto a folder that appeared meanwhile fails, and that failure is the same news."""
+    if final.exists():
+        return
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not final.exists():
+            raise
 
 
 def _wheel_dir(wheel: Wheel) -> Path:
@@ -321,8 +331,7 @@ def real_model(name: str) -> Path:
                 f"{proc.stderr.strip()[-3000:]}"
             )
         for sub in ("gguf-tokenizer", "hf"):  # hf last: real_model() checks for it first
-            if not (root / sub).exists():
-                os.replace(tmp / sub, root / sub)
+            _move_unless_there(tmp / sub, root / sub)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
