@@ -9,6 +9,16 @@ from typing import Any
 
 import yaml
 
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for an unreachable cluster address)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 RAY_OBJECT_STORE = 100 * 2**20  # Ray's minimum is ~75 MB; unit results are small
 
 

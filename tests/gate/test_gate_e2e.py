@@ -114,9 +114,9 @@ def test_report_and_manifest(release: Release) -> None:
     assert gate["evaluations"] == {"run": 6, "cached": 0}
     assert gate["inputs_hash"] and gate["tools"]["lm_eval"] and gate["timings"]["duration_s"] > 0
     # what the gate writes is what its readers accept: both conform to their typed records
+    from medrelease.core.validate import record_problems
     from medrelease.records.gate_report import GateReport
     from medrelease.records.manifest import GateRecord
-    from medrelease.records.validate import record_problems
 
     assert record_problems(GateReport, json.loads(report_path.read_text())) == []
     assert record_problems(GateRecord, gate) == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from gatehelpers import (
     gate_tiny_release,
 )
 
-from helpers import run_cli, two_node_ray_cluster
+from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit, make_executor
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
@@ -168,17 +167,11 @@ def test_unit_asking_for_a_gpu_on_a_cpu_cluster_is_refused(
     assert report.read_bytes() == before  # nothing was written
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_unreachable_address_is_exit_7_with_the_fix(
     local: Local, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     code = run_cli(
         "gate", local.recipe, "--workdir", local.workdir, "--no-cache",
@@ -193,7 +186,7 @@ def test_unreachable_address_is_exit_7_with_the_fix(
 
 
 def test_unreachable_address_from_ray_address_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     ex = make_executor("ray")  # connects when there is work (or a question) for the cluster
     with pytest.raises(EnvironmentProblem, match="cannot reach the Ray cluster") as info:
         ex.resolve_device("auto")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from quanthelpers import RELEASE, make_release
 
-from helpers import run_cli, two_node_ray_cluster
+from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.quantize.llama_child import TEST_ABORT_ENV
@@ -144,19 +143,13 @@ def test_two_nodes_a_killed_worker_and_an_abort(
     _on_disk(local.workdir, record)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_unreachable_address_is_exit_7_before_any_work(
     local: Local, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = local.workdir / RELEASE / "manifest.json"
     before = manifest.read_bytes()
-    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     code = run_cli(
         "quantize", local.recipe, "--workdir", local.workdir, "--force",

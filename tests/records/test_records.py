@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from medrelease.core.errors import InputError
+from medrelease.core.validate import check_record, record_problems
 from medrelease.records.gate_report import GateReport, read_gate_report
 from medrelease.records.lm_eval_command import lm_eval_command
 from medrelease.records.quantize import QuantizeRecord
-from medrelease.records.validate import check_record, record_problems
 
 QUANTIZE = {
     "status": "done",

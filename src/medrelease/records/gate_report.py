@@ -14,7 +14,7 @@ from typing import Any, NotRequired, cast
 from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
 
 from medrelease.core.errors import InputError
-from medrelease.records.validate import check_record
+from medrelease.core.validate import check_record
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_HINT = "re-run `medrelease gate RECIPE` (its format: medrelease/records/gate_report.py)"
