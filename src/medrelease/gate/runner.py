@@ -102,18 +102,9 @@ def _number(value: Any) -> float | None:
 
 def _metric_names(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """lm-eval result keys ("acc,none") -> (metric name for us, lm-eval key)."""
-    pairs = []
-    for key in entry:
-        if "," not in key or key.split(",", 1)[0].endswith("_stderr"):
-            continue
-        metric, flt = key.split(",", 1)
-        pairs.append((metric, flt, key))
-    out: dict[str, tuple[str, str]] = {}
-    for metric, flt, key in pairs:
-        several = sum(1 for m, _, _ in pairs if m == metric) > 1
-        name = f"{metric}_{flt}" if several and flt != "none" else metric
-        out[name] = (metric, key)
-    return out
+    from medrelease.gate.metric_names import result_names
+
+    return result_names(entry)
 
 
 def _sample_pair(value: Any) -> list[float] | None:

@@ -40,20 +40,34 @@ def load_overlay(path: Path) -> dict[str, Any]:
 
     data = load_yaml(path).data
     if not isinstance(data, dict):
-        raise RecipeError(f"overlay {path} must be a YAML mapping", where=f"{path}:1")
+        raise RecipeError(
+            f"overlay {path} must be a YAML mapping",
+            where=f"{path}:1",
+            hint="write the keys to change as in the recipe, e.g. `gates: {data_dir: ./tiny}`",
+        )
     return data
+
+
+SET_HINT = "e.g. --set gates.tasks.0.limit=8 (a dotted path, list items by index, then =YAML)"
+
+
+def set_loc(assignment: str) -> tuple[str | int, ...]:
+    """The recipe location an assignment replaces (list indexes as ints)."""
+    path = assignment.partition("=")[0]
+    return tuple(int(p) if p.isdigit() else p for p in path.split("."))
 
 
 def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     path, sep, raw = assignment.partition("=")
     if not sep or not path:
-        raise RecipeError(
-            f"--set {assignment!r} is not PATH=VALUE", hint="e.g. --set gates.tasks.0.limit=8"
-        )
+        raise RecipeError(f"--set {assignment!r} is not PATH=VALUE", hint=SET_HINT)
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from None
+        raise RecipeError(
+            f"--set {assignment!r}: the value is not valid YAML ({exc})",
+            hint="quote the value in the shell, e.g. --set 'release.description=\"a: b\"'",
+        ) from None
     out = copy.deepcopy(data)
     node: Any = out
     parts = path.split(".")
@@ -62,8 +76,11 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
+                top = f"0..{len(node) - 1}" if node else "none: the list is empty"
                 raise RecipeError(
-                    f"--set {path}: {where} is not an index of a list of {len(node)} item(s)"
+                    f"--set {path}: {where} is not an index of a list of {len(node)} item(s)",
+                    hint=f"use an index of {'.'.join(parts[:i])} ({top}), or set the whole "
+                    f"list: --set '{'.'.join(parts[:i])}=[...]'",
                 )
             if last:
                 node[int(part)] = value
@@ -75,5 +92,9 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
             else:
                 node = node.setdefault(part, {})
         else:
-            raise RecipeError(f"--set {path}: {'.'.join(parts[:i])} is not a mapping or a list")
+            above = ".".join(parts[:i])
+            raise RecipeError(
+                f"--set {path}: {above} is not a mapping or a list (it is {node!r})",
+                hint=f"set {above} itself: --set '{above}=VALUE'",
+            )
     return out
