@@ -271,7 +271,9 @@ def _check_weights_normalise(method: Any, merge: dict[str, Any], fail: Fail) -> 
     params = {p.name: p for p in method.spec.parameters}
     if "weight" not in params:
         return
-    shared = merge.get("parameters") if isinstance(merge.get("parameters"), dict) else {}
+    shared: dict[str, Any] = merge.get("parameters") or {}
+    if not isinstance(shared, dict):
+        return  # mergekit's own schema check has refused it
     switch = next((n for n in NORMALISE_SWITCHES if n in params), None)
     if switch is not None:
         on = shared.get(switch, params[switch].default)
@@ -290,7 +292,9 @@ def _check_weights_normalise(method: Any, merge: dict[str, Any], fail: Fail) -> 
         for m in entries:
             if not isinstance(m, dict) or (skip_base and m.get("model") == base):
                 continue
-            own = m.get("parameters") if isinstance(m.get("parameters"), dict) else {}
+            own: dict[str, Any] = m.get("parameters") or {}
+            if not isinstance(own, dict):
+                return
             weights.append((str(m.get("model")), own.get("weight", shared.get("weight"))))
         sums = _weight_sums([w for _, w in weights])
         if sums is None or not any(abs(x) < 1e-8 for x in sums):

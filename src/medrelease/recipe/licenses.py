@@ -35,6 +35,7 @@ def unknown_license(license_id: str) -> str | None:
 
     if license_id in HUB_LICENSES:
         return None
-    if license_id.strip().lower() in HUB_LICENSES:
-        return f"{license_id!r} is not a Hub license id: ids are lower case, e.g. {license_id.strip().lower()!r}"
+    lower = license_id.strip().lower()
+    if lower in HUB_LICENSES:
+        return f"{license_id!r} is not a Hub license id: ids are lower case, e.g. {lower!r}"
     return f"{license_id!r} is not a Hub license id{did_you_mean(license_id, HUB_LICENSES)}"
