@@ -157,3 +157,32 @@ def rule_metric_problems(loaded: LoadedRecipe) -> list[Problem]:
             )
         )
     return out
+
+
+def preset_data_problems(loaded: LoadedRecipe) -> list[Problem]:
+    """Presets told to read local data (`data_dir`) find their files: air-gapped releases
+    would otherwise learn it when the gate starts, after the merge."""
+    from medrelease.core.errors import InputError
+    from medrelease.gate.presets import local_data_files
+
+    gates = loaded.recipe.gates
+    if gates is None:
+        return []
+    out: list[Problem] = []
+    for i, task in enumerate(gates.tasks):
+        data_dir_text = task.data_dir or gates.data_dir
+        if task.preset is None or not data_dir_text:
+            continue
+        preset = PRESETS[task.preset]
+        data_dir = (loaded.base_dir / data_dir_text).resolve()
+        if preset.name == "medical_safety" and not (data_dir / preset.name).is_dir():
+            continue  # its shipped prompts are used
+        subtasks = [subtask_of(preset, leaf) for leaf, _ in preset.leaves]
+        for sub in subtasks if preset.per_subtask_data else [None]:
+            try:
+                local_data_files(preset, data_dir, sub)
+            except InputError as err:
+                loc = ("gates", "tasks", i, "data_dir") if task.data_dir else ("gates", "data_dir")
+                out.append(Problem(f"gates.tasks.{i}: {err.message}", loaded.where(loc), err.hint))
+                break
+    return out

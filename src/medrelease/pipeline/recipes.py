@@ -41,13 +41,13 @@ def load_recipe(
             except RecipeError as err:
                 problems.extend(err.problems)
     if check_merge if check_gates is None else check_gates:
-        from medrelease.gate.metric_names import rule_metric_problems
+        from medrelease.gate.metric_names import preset_data_problems, rule_metric_problems
 
-        problems.extend(rule_metric_problems(loaded))
+        problems += rule_metric_problems(loaded) + preset_data_problems(loaded)
     if problems:
         raise RecipeError.several(
             problems,
-            what=f"problems in {loaded.path}",
+            what=f"problems in {path}",
             hint="fix each problem listed, then run it again",
         )
     return loaded
