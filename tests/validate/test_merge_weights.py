@@ -1,5 +1,5 @@
-"""Merge weights that cannot be normalised are refused when the recipe is loaded (merge.config_check),
-for every method that divides by their sum, and only for those."""
+"""Merge weights that cannot be normalised are refused when the recipe is loaded
+(merge/config_check.py), for every method that divides by their sum, and only for those."""
 
 from __future__ import annotations
 

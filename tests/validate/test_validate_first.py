@@ -290,3 +290,18 @@ def test_validate_takes_workdir_and_never_writes_there(
     assert run_cli("validate", recipe, "--workdir", a_file) == 0
     out = capsys.readouterr().out
     assert "cannot be written" in out and "--workdir" in out
+
+
+def test_values_from_an_overlay_are_located_in_the_overlay(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = setup.recipe("ov.yaml")
+    overlay = tmp_path / "ci.yaml"
+    overlay.write_text("gates:\n  device: cpu\n  batch_size: lots\n")
+    code, err = _cli(capsys, "validate", recipe, "--overlay", overlay)
+    assert code == 2 and f"error: {overlay}:3: gates.batch_size: 'lots'" in err, err
+    # a --set given after the overlay wins, and is named as the origin
+    code, err = _cli(
+        capsys, "validate", recipe, "--overlay", overlay, "--set", "gates.batch_size=0"
+    )
+    assert code == 2 and "error: --set gates.batch_size=0: gates.batch_size: 0 is not" in err, err

@@ -179,10 +179,18 @@ def load_recipe(
     changes: list[str] = []
     if overlays or sets:
         from medrelease.core.hashing import sha256_file
-        from medrelease.recipe.overlay import apply_set, deep_merge, load_overlay, set_loc
+        from medrelease.recipe.overlay import (
+            apply_set,
+            deep_merge,
+            load_overlay,
+            overlay_places,
+            set_loc,
+        )
 
         for overlay in overlays or []:
-            data = deep_merge(data, load_overlay(Path(overlay)))
+            over = load_overlay(Path(overlay))
+            data = deep_merge(data, over.data)
+            overlay_places(places, over)
             changes.append(f"overlay {Path(overlay).name} sha256:{sha256_file(Path(overlay))}")
         for assignment in sets or []:
             data = apply_set(data, assignment)

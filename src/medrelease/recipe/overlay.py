@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from medrelease.core.errors import RecipeError
+from medrelease.recipe.yamlsource import Places, YamlSource
 
 
 def deep_merge(base: Any, over: Any) -> Any:
@@ -35,17 +36,33 @@ def deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def load_overlay(path: Path) -> dict[str, Any]:
+def load_overlay(path: Path) -> YamlSource:
     from medrelease.recipe.yamlsource import load_yaml
 
-    data = load_yaml(path).data
-    if not isinstance(data, dict):
+    source = load_yaml(path)
+    if not isinstance(source.data, dict):
         raise RecipeError(
             f"overlay {path} must be a YAML mapping",
             where=f"{path}:1",
             hint="write the keys to change as in the recipe, e.g. `gates: {data_dir: ./tiny}`",
         )
-    return data
+    return source
+
+
+def overlay_places(places: Places, source: YamlSource) -> None:
+    """Point the values an overlay gave at the overlay's lines: a mapping merges key by key
+    (the recipe's other keys keep their lines), anything else replaces the recipe's value."""
+    for loc in sorted(source.lines, key=len):
+        if not loc:
+            continue
+        node: Any = source.data
+        for part in loc:
+            node = node[part]
+        origin = f"{source.path}:{source.lines[loc]}"
+        if isinstance(node, dict):
+            places.at.setdefault(loc, origin)
+        else:
+            places.replaced(loc, origin)
 
 
 SET_HINT = "e.g. --set gates.tasks.0.limit=8 (a dotted path, list items by index, then =YAML)"
