@@ -49,10 +49,16 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = SetOpt,
         as_json: bool = JsonOpt,
     ) -> None:
-        """Check a recipe without loading weights: schema, stage names, mergekit block and
-        weights, gate rules against their tasks' metrics, license, UTF-8. Writes nothing.
+        """Check a recipe without loading weights or writing anything.
 
-        Example: medrelease validate merges/afm-4.5b-openmed.yaml --set gates.batch_size=16
+        Lists every problem with its file:line and fix: the schema, stage names, the mergekit
+        block and its weights, gate rules against their tasks' metrics, the license id, files
+        the recipe names, UTF-8.
+
+        \b
+        Examples:
+          medrelease validate merges/afm-4.5b-openmed.yaml
+          medrelease validate merges/qwen-4b-trad.yaml --set gates.batch_size=16 --json
         """
         from medrelease.commands.common import parse_overrides
         from medrelease.core.console import out_console, print_json
