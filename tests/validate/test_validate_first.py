@@ -305,3 +305,46 @@ def test_values_from_an_overlay_are_located_in_the_overlay(
         capsys, "validate", recipe, "--overlay", overlay, "--set", "gates.batch_size=0"
     )
     assert code == 2 and "error: --set gates.batch_size=0: gates.batch_size: 0 is not" in err, err
+
+
+def test_license_other_with_name_and_link_reaches_the_card_metadata(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["release"].update(license="other", license_name="tiny-license", license_link="LICENSE")
+
+    assert run_cli("validate", setup.recipe("other.yaml", edit)) == 0
+    capsys.readouterr()
+    from medrelease.card.metadata import card_data
+
+    meta = card_data(
+        base_model=[],
+        relation="merge",
+        license="other",
+        license_name="tiny-license",
+        license_link="LICENSE",
+        language=["en"],
+        tags=[],
+        datasets=[],
+        pipeline_tag="text-generation",
+        library_name="transformers",
+    ).to_dict()
+    assert meta["license_name"] == "tiny-license" and meta["license_link"] == "LICENSE"
+
+
+def test_files_the_recipe_names_are_found_before_any_work(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["output"] = {"chat_template": {"file": "templates/nowhere.jinja"}}
+        data["card"] = {"template": "cards/nowhere.md.j2"}
+
+    recipe = setup.recipe("files.yaml", edit)
+    code, err = _cli(capsys, "validate", recipe)
+    assert code == 2 and "error: 2 problems" in err, err
+    assert "the chat template" in err and "templates/nowhere.jinja does not exist" in err
+    assert "the card template" in err and "cards/nowhere.md.j2 does not exist" in err
+    # before, the merge found the chat template missing only after merging the weights
+    code, err_merge = _cli(capsys, "merge", recipe, "--workdir", tmp_path / "w")
+    assert code == 2 and _first_error(err_merge) == _first_error(err)
+    assert not (tmp_path / "w").exists()

@@ -97,6 +97,9 @@ def _named_files(loaded: LoadedRecipe) -> list[tuple[Loc, str, str]]:
         out += [(loc, name, str(loc[-1]) + " text") for loc, name in texts if name != "default"]
     card = r.card
     if card is not None:
+        for key in ("template", "gguf_template", "awq_template"):
+            if getattr(card, key) is not None:
+                out.append((("card", key), getattr(card, key), f"card {key.replace('_', ' ')}"))
         for key in ("intended_use", "out_of_scope", "safety_notes"):
             value = getattr(card, key)
             if value is not None and not isinstance(value, str):
