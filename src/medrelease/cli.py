@@ -59,12 +59,23 @@ def _debug() -> bool:
 
 
 def _report(err: MedreleaseError, as_json: bool) -> None:
+    from rich.markup import escape
+
     from medrelease.core.console import err_console, print_json
-    from medrelease.core.secrets import redact
+    from medrelease.core.secrets import redact as _redact
+
+    def redact(text: str) -> str:  # and escaped: a message may hold "[...]" (a YAML list)
+        return escape(_redact(text))
 
     if as_json:
         print_json(err.to_dict())
-    err_console.print(f"[bold red]error:[/bold red] {redact(str(err))}", soft_wrap=True)
+    head = f"{err.where}: {err.message}" if err.where else err.message
+    err_console.print(f"[bold red]error:[/bold red] {redact(head)}", soft_wrap=True)
+    if len(err.problems) > 1:  # each on its own line, with its own fix where it has one
+        for p in err.problems:
+            err_console.print(f"  [red]-[/red] {redact(str(p))}", soft_wrap=True)
+            if p.hint and p.hint != err.hint:
+                err_console.print(f"    [cyan]fix:[/cyan] {redact(p.hint)}", soft_wrap=True)
     if err.hint:
         err_console.print(f"[cyan]fix:[/cyan] {redact(err.hint)}", soft_wrap=True)
 

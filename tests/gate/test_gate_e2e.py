@@ -311,3 +311,18 @@ def test_evaluate_lm_gives_the_report_metric_names(release: Release) -> None:
     assert set(values) == {"demo_mcq/acc", "demo_mcq/acc_norm"}
     for name, value in values.items():
         assert value == pytest.approx(_values(release.report, name)[0], abs=1e-12)
+
+
+def test_validate_knows_every_metric_name_the_gate_reports(release: Release) -> None:
+    """One naming rule (gate/metric_names.py): the names `medrelease validate` reads from the
+    task YAMLs before evaluating are exactly the names the gate reported after evaluating."""
+    from medrelease.gate.metric_names import task_metric_names
+
+    recipe = load_recipe(release.recipe).recipe
+    assert recipe.gates is not None
+    predicted: set[str] = set()
+    for task in recipe.gates.tasks:
+        names = task_metric_names(task, release.recipe.parent)
+        assert names is not None, task.label
+        predicted |= names
+    assert predicted == {m["metric"] for m in release.report["metrics"]}

@@ -107,6 +107,7 @@ def card_data(
     library_name: str,
     model_name: str | None = None,
     results: list[Any] | None = None,
+    license_link: str | None = None,
 ) -> Any:
     from huggingface_hub import ModelCardData
 
@@ -117,6 +118,7 @@ def card_data(
         base_model=base_model or None,
         license=license,
         license_name=license_name,
+        license_link=license_link,
         language=language or None,
         tags=tags or None,
         datasets=datasets or None,

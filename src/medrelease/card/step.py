@@ -233,6 +233,7 @@ def _card_plan(
     common: dict[str, Any] = {
         "license": rel.license,
         "license_name": rel.license_name,
+        "license_link": rel.license_link,
         "language": rel.language,
         "datasets": rel.datasets,
         "pipeline_tag": cfg.pipeline_tag,

@@ -78,17 +78,20 @@ def load(
     stages: list[str],
     *,
     check_merge: bool = False,
+    check_gates: bool = False,
     overlays: list[Path] | None = None,
     sets: list[str] | None = None,
 ) -> LoadedRecipe:
     """Load for a step command. Only `merge` (and `validate`) need the mergekit block checked,
-    which imports mergekit and torch; the other steps skip that cost."""
+    which imports mergekit and torch; the other steps skip that cost. `check_gates`: the gate
+    rules' metrics against the task YAMLs (`release` and `merge`: before hours of work)."""
     from medrelease.pipeline.recipes import load_recipe
 
     return load_recipe(
         recipe,
         overrides=parse_overrides(stages),
         check_merge=check_merge,
+        check_gates=check_gates,
         overlays=overlays,
         sets=sets,
     )

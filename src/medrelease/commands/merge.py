@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.merge.step import merge_release
 
-        loaded = load(recipe, stage, check_merge=True, overlays=overlay, sets=set_)
+        loaded = load(
+            recipe, stage, check_merge=True, check_gates=True, overlays=overlay, sets=set_
+        )
         result = merge_release(
             loaded, workdir=workdir, force=force, reporter=Reporter(quiet=as_json)
         )

@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
 
-        loaded = load(recipe, stage, overlays=overlay, sets=set_)
+        # the gate rules' metrics are checked now, not after the merge (check_gates)
+        loaded = load(recipe, stage, check_gates=True, overlays=overlay, sets=set_)
         run = run_release(
             loaded,
             workdir=workdir,

@@ -20,21 +20,63 @@ code  meaning
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: what, where (file:line, or the option that said it), how to fix it."""
+
+    message: str
+    where: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"message": self.message, "where": self.where, "hint": self.hint}
+
 
 class MedreleaseError(Exception):
-    """Base class: a known failure with a message meant for the user."""
+    """Base class: a known failure with a message meant for the user.
+
+    Most errors are one problem. A check that finds several (`medrelease validate`, the recipe
+    schema) raises one error carrying all of them in `problems`, so the user fixes them in one
+    round; `str()` then lists every problem, one per line, after the summary."""
 
     exit_code = 1
     kind = "error"
 
-    def __init__(self, message: str, *, hint: str | None = None, where: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        where: str | None = None,
+        problems: Sequence[Problem] = (),
+    ):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.where = where
+        self.problems: tuple[Problem, ...] = tuple(problems) or (Problem(message, where, hint),)
+
+    @classmethod
+    def several(cls, problems: Sequence[Problem], *, what: str = "problems", hint: str) -> Self:
+        """One error for `problems`: the problem itself when there is one, else a summary
+        ("3 problems") carrying each; `hint` is the fix for the whole list."""
+        if len(problems) == 1:
+            p = problems[0]
+            return cls(p.message, where=p.where, hint=p.hint or hint)
+        return cls(f"{len(problems)} {what}", hint=hint, problems=problems)
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
+        if len(self.problems) > 1:
+            text += "".join(f"\n  {p}" for p in self.problems)
         return text
 
     def to_dict(self) -> dict[str, object]:
@@ -44,6 +86,7 @@ class MedreleaseError(Exception):
             "where": self.where,
             "hint": self.hint,
             "exit_code": self.exit_code,
+            "problems": [p.to_dict() for p in self.problems],
         }
 
 

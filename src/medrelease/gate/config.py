@@ -17,9 +17,11 @@ gates:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.base import Section
@@ -155,6 +157,27 @@ class GatesConfig(Section):
         description="where evaluation units run: local (this process) | ray (a Ray cluster; "
         "--executor overrides)",
     )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, v: int | str) -> int | str:
+        # lm-eval takes a positive int, "auto" or "auto:N"; anything else fails when the first
+        # model is built (after the merge), with a bare ValueError
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+        if isinstance(v, str) and v.isdigit() and int(v) >= 1:
+            return int(v)
+        if isinstance(v, str) and re.fullmatch(r"auto(:[1-9][0-9]*)?", v):
+            return v
+        raise PydanticCustomError(
+            "batch_size",
+            "{got} is not a batch size: a positive whole number, 'auto' or 'auto:N'",
+            {
+                "got": repr(v),
+                "fix": "e.g. batch_size: 8, or 'auto' (lm-eval picks the largest that fits; "
+                "'auto:4' recomputes it 4 times)",
+            },
+        )
 
     @field_validator("tasks", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import EnvironmentProblem, InputError
+from medrelease.gate.metric_names import result_names
 from medrelease.gate.tasks import ResolvedTask
 
 SKIP_KEYS = {"alias", "name", "sample_len", " ", ""}
@@ -100,22 +101,6 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _metric_names(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """lm-eval result keys ("acc,none") -> (metric name for us, lm-eval key)."""
-    pairs = []
-    for key in entry:
-        if "," not in key or key.split(",", 1)[0].endswith("_stderr"):
-            continue
-        metric, flt = key.split(",", 1)
-        pairs.append((metric, flt, key))
-    out: dict[str, tuple[str, str]] = {}
-    for metric, flt, key in pairs:
-        several = sum(1 for m, _, _ in pairs if m == metric) > 1
-        name = f"{metric}_{flt}" if several and flt != "none" else metric
-        out[name] = (metric, key)
-    return out
-
-
 def _sample_pair(value: Any) -> list[float] | None:
     """A sample's metric value as [numerator, denominator] (lists: instance-level metrics)."""
     if isinstance(value, (list, tuple)):
@@ -139,7 +124,7 @@ def extract_outcome(raw: dict[str, Any], task: ResolvedTask) -> dict[str, Any]:
 
     def add(entry_name: str, subtask: str | None, direction_from: list[str]) -> None:
         entry = results.get(entry_name) or {}
-        for name, (metric, key) in _metric_names(entry).items():
+        for name, (metric, key) in result_names(entry).items():
             value = _number(entry[key])
             if value is None:
                 continue

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from medrelease.core.atomic import atomic_write_json
 from medrelease.core.console import Reporter
-from medrelease.core.errors import EnvironmentProblem, GateFailed, RecipeError
+from medrelease.core.errors import EnvironmentProblem, GateFailed, RecipeError, UsageError
 from medrelease.core.hashing import file_record
 from medrelease.core.paths import DEFAULT_WORKDIR
 from medrelease.core.runner import StepRun, step_run
@@ -61,6 +61,11 @@ def gates_of(loaded: LoadedRecipe, limit: int | float | None = None) -> GatesCon
             hint="add a gates: section with tasks and rules (see docs/CONTRACTS.md)",
         )
     if limit is not None:  # --limit: quick runs on every task
+        if limit <= 0:  # the recipe's `limit` is checked by its schema (gt=0), this one here
+            raise UsageError(
+                f"--limit {limit:g}: the number of documents per task must be above 0",
+                hint="give a count (e.g. --limit 8) or a fraction below 1 (e.g. --limit 0.1)",
+            )
         tasks = [t.model_copy(update={"limit": limit}) for t in gates.tasks]
         gates = gates.model_copy(update={"tasks": tasks})
     return gates
@@ -80,6 +85,13 @@ def gate_release(
     `ray_address`: the Ray cluster (default: $RAY_ADDRESS, else a local Ray instance)."""
     silence_progress_bars()
     gates = gates_of(loaded, limit)
+    from medrelease.gate.metric_names import rule_metric_problems
+
+    problems = rule_metric_problems(loaded)  # a rule no task can satisfy: before evaluating
+    if problems:
+        raise RecipeError.several(
+            problems, what="gate rules name metrics no task computes", hint=problems[0].hint or ""
+        )
     executor = resolve_executor_name(executor, gates.executor)  # a typo fails first
     with step_run(INPUTS, loaded, workdir, reporter, sweep=[lambda p: p.gates]) as run:
         return _gate_locked(run, gates, use_cache, executor, ray_address)

@@ -130,6 +130,7 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
     check_unambiguous(loaded)  # keywords that collide with stage names; base-less choices
     _check_mergekit_accepts(merge, fail)
     _check_model_ids(method, merge, fail)
+    _check_weights_normalise(method, merge, fail)
 
 
 def _check_known_keys(merge: dict[str, Any], fail: Fail) -> None:
@@ -254,6 +255,79 @@ def _check_required_parameters(method: Any, merge: dict[str, Any], fail: Fail) -
                     f"{method.spec.name!r} requires",
                     hint=f"set `parameters: {{{spec.name}: ...}}` on each model or under merge:",
                 )
+
+
+# Methods that divide by the sum of their weights without a `normalize` switch (nuslerp: t is
+# weight[1] / sum, silently 0.5 when the sum is 0)
+ALWAYS_NORMALISE = frozenset({"nuslerp"})
+NORMALISE_SWITCHES = ("normalize", "normalize_weights")
+
+
+def _check_weights_normalise(method: Any, merge: dict[str, Any], fail: Fail) -> None:
+    """Weights that sum to 0 cannot be normalised: linear then divides by 0 (NaN weights, found
+    only by the merged model's checks), the task-arithmetic family silently skips normalising,
+    nuslerp silently takes t = 0.5. Scalar weights (and gradients of equal length) are known
+    here; per-tensor filters are left to mergekit."""
+    params = {p.name: p for p in method.spec.parameters}
+    if "weight" not in params:
+        return
+    shared: dict[str, Any] = merge.get("parameters") or {}
+    if not isinstance(shared, dict):
+        return  # mergekit's own schema check has refused it
+    switch = next((n for n in NORMALISE_SWITCHES if n in params), None)
+    if switch is not None:
+        on = shared.get(switch, params[switch].default)
+        if on is not True:
+            return
+    elif method.spec.name not in ALWAYS_NORMALISE:
+        return
+    base = merge.get("base_model")
+    skip_base = params["weight"].scope.value == "non_base"
+    groups: list[tuple[Loc, list[Any]]] = [(("models",), list(merge.get("models") or []))]
+    for i, s in enumerate(merge.get("slices") or []):
+        if isinstance(s, dict):
+            groups.append((("slices", i, "sources"), list(s.get("sources") or [])))
+    for loc, entries in groups:
+        weights: list[tuple[str, Any]] = []
+        for m in entries:
+            if not isinstance(m, dict) or (skip_base and m.get("model") == base):
+                continue
+            own: dict[str, Any] = m.get("parameters") or {}
+            if not isinstance(own, dict):
+                return
+            weights.append((str(m.get("model")), own.get("weight", shared.get("weight"))))
+        sums = _weight_sums([w for _, w in weights])
+        if sums is None or not any(abs(x) < 1e-8 for x in sums):
+            continue
+        listed = ", ".join(f"{name} {w}" for name, w in weights)
+        where = "at some layers " if len(sums) > 1 and not all(abs(x) < 1e-8 for x in sums) else ""
+        raise fail(
+            loc,
+            f"the weights of merge method {method.spec.name!r} sum to 0 {where}({listed}), so "
+            "they cannot be normalised"
+            + (f" ({switch}: true divides by their sum)" if switch else ""),
+            hint="change the weights so that they do not sum to 0"
+            + (f", or set `parameters: {{{switch}: false}}` under merge:" if switch else ""),
+        )
+
+
+def _weight_sums(weights: list[Any]) -> list[float] | None:
+    """Sum of the weights at each gradient point (scalars count everywhere), or None when a
+    weight is not a plain number or list of numbers (then mergekit has the last word)."""
+    if not weights:
+        return None
+    lengths = {len(w) for w in weights if isinstance(w, list)}
+    if len(lengths) > 1:
+        return None
+    n = lengths.pop() if lengths else 1
+    sums = [0.0] * n
+    for w in weights:
+        values = w if isinstance(w, list) else [w] * n
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return None
+            sums[i] += float(v)
+    return sums
 
 
 def check_output_block(loaded: LoadedRecipe) -> None:

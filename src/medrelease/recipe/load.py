@@ -9,12 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from medrelease.core.errors import RecipeError
+from medrelease.core.errors import Problem, RecipeError
 from medrelease.core.hashing import sha256_bytes
 from medrelease.core.suggest import did_you_mean
+from medrelease.recipe.crossrefs import cross_reference_problems
 from medrelease.recipe.schema import Recipe
 from medrelease.recipe.stages import normalize_stage
-from medrelease.recipe.yamlsource import Loc, YamlSource, load_yaml
+from medrelease.recipe.yamlsource import Loc, Places, YamlSource, decode_utf8, load_yaml
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class LoadedRecipe:
     source: YamlSource
     overrides: dict[str, str]
     changes: tuple[str, ...] = ()  # overlays and --set assignments applied, for the manifest
+    places: Places | None = None  # where each value came from (recipe line or --set)
 
     @property
     def base_dir(self) -> Path:
@@ -32,7 +34,8 @@ class LoadedRecipe:
         return self.path.parent
 
     def where(self, loc: Loc) -> str:
-        return self.source.where(loc)
+        """`file:line` of the value at `loc`, or the `--set` that gave it."""
+        return self.places.where(loc) if self.places is not None else self.source.where(loc)
 
 
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -79,24 +82,38 @@ def _user_loc(raw: tuple[Any, ...]) -> Loc:
     return tuple(raw)
 
 
-def _format_error(err: Any, source: YamlSource) -> str:
+def _problem(err: Any, where: Any) -> Problem:
+    """One pydantic error as a located problem with its fix."""
     loc = _user_loc(tuple(err["loc"]))
-    where = source.where(loc)
+    at = where(loc)
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     etype = err["type"]
     if etype == "extra_forbidden" and loc:
         key = str(loc[-1])
         hint = did_you_mean(key, _allowed_keys(Recipe, tuple(err["loc"])))
-        return f"{where}: unknown key {dotted!r}{hint}"
+        return Problem(
+            f"unknown key {dotted!r}{hint}",
+            at,
+            "correct the key's spelling or remove it (unknown keys are errors everywhere)",
+        )
     if etype == "missing":
-        return f"{where}: missing required key {dotted!r}"
+        return Problem(f"missing required key {dotted!r}", at, f"add `{loc[-1]}:` there")
     if etype == "union_tag_invalid" or etype == "union_tag_not_found":
-        return (
-            f"{where}: {dotted}: a stage is a string (local path or Hub id) or a mapping with "
-            "one of 'path', 'hub' or 'adapter'"
+        return Problem(
+            f"{dotted}: a stage is a string (local path or Hub id) or a mapping with "
+            "one of 'path', 'hub' or 'adapter'",
+            at,
+            "e.g. `sft: ./checkpoints/sft` or `sft: {path: ./checkpoints/sft, parent: base}`",
         )
     msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{where}: {dotted}: {msg}"
+    fix = (err.get("ctx") or {}).get("fix")  # our validators' PydanticCustomError carry one
+    if fix:
+        return Problem(f"{dotted}: {msg}", at, str(fix))
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    if etype.endswith("_type") or etype.endswith("_parsing") or etype.startswith("literal"):
+        msg += shown
+    return Problem(f"{dotted}: {msg}", at, "correct the value (see docs/CONTRACTS.md for the key)")
 
 
 def apply_overrides(data: Any, overrides: dict[str, str], cwd: Path) -> Any:
@@ -145,24 +162,39 @@ def load_recipe(
             f"recipe file {p} does not exist", hint="check the path; recipes live in merges/"
         ) from None
     except IsADirectoryError:
-        raise RecipeError(f"{p} is a folder, not a recipe file") from None
-    source = load_yaml(p, raw.decode("utf-8", errors="replace"))
-    if not isinstance(source.data, dict):
         raise RecipeError(
-            "a recipe must be a YAML mapping with release:, stages: and merge:",
+            f"{p} is a folder, not a recipe file",
+            hint=f"name the recipe YAML file, e.g. {_example_in(p)}",
+        ) from None
+    source = load_yaml(p, decode_utf8(raw, p))
+    if not isinstance(source.data, dict):
+        what = "empty" if source.data is None else f"a YAML {type(source.data).__name__}"
+        raise RecipeError(
+            f"the recipe is {what}: a recipe is a YAML mapping with release:, stages: and merge:",
             where=f"{p}:1",
+            hint="start from a recipe in merges/ or the example in README.md (The recipe)",
         )
     data = source.data
+    places = Places.of(source)
     changes: list[str] = []
     if overlays or sets:
         from medrelease.core.hashing import sha256_file
-        from medrelease.recipe.overlay import apply_set, deep_merge, load_overlay
+        from medrelease.recipe.overlay import (
+            apply_set,
+            deep_merge,
+            load_overlay,
+            overlay_places,
+            set_loc,
+        )
 
         for overlay in overlays or []:
-            data = deep_merge(data, load_overlay(Path(overlay)))
+            over = load_overlay(Path(overlay))
+            data = deep_merge(data, over.data)
+            overlay_places(places, over)
             changes.append(f"overlay {Path(overlay).name} sha256:{sha256_file(Path(overlay))}")
         for assignment in sets or []:
             data = apply_set(data, assignment)
+            places.replaced(set_loc(assignment), f"--set {assignment}")
             changes.append(f"set {assignment}")
     data = apply_overrides(data, overrides or {}, Path.cwd())
     try:
@@ -170,11 +202,10 @@ def load_recipe(
     except ValidationError as exc:
         # a typo shows up as "unknown key" + "missing key": report the typo first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        problems = [_format_error(e, source) for e in errors]
-        raise RecipeError(
-            problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-            hint="fix the recipe; `medrelease validate` lists every problem",
-        ) from _ProblemList(problems)
+        problems = list(dict.fromkeys(_problem(e, places.where) for e in errors))
+        raise RecipeError.several(
+            problems, what=f"problems in {p}", hint="fix each problem listed, then run it again"
+        ) from None
     loaded = LoadedRecipe(
         recipe=recipe,
         path=p.resolve(),
@@ -182,20 +213,16 @@ def load_recipe(
         source=source,
         overrides=dict(overrides or {}),
         changes=tuple(changes),
+        places=places,
     )
+    problems = cross_reference_problems(loaded)
+    if problems:
+        raise RecipeError.several(
+            problems, what=f"problems in {p}", hint="fix each problem listed, then run it again"
+        )
     return loaded
 
 
-class _ProblemList(Exception):
-    """Carries every validation problem (the CLI's `validate` prints them all)."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-def all_problems(err: RecipeError) -> list[str]:
-    cause = err.__cause__
-    if isinstance(cause, _ProblemList):
-        return cause.problems
-    return [str(err)]
+def _example_in(folder: Path) -> str:
+    found = sorted(folder.glob("*.yaml"))[:1]
+    return str(found[0]) if found else "merges/my-release.yaml"

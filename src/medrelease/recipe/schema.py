@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from medrelease.card.config import CardConfig
 from medrelease.gate.config import GatesConfig
 from medrelease.publish.config import PublishConfig
 from medrelease.quantize.config import QuantizeConfig
 from medrelease.recipe.base import Section
+from medrelease.recipe.licenses import LIST_URL, unknown_license
 from medrelease.recipe.stages import HUB_ID_RE, STAGE_NAME_RE, StageSpec, normalize_stage
 
 RELEASE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -32,7 +34,10 @@ class ReleaseInfo(Section):
     version: str
     repo: str = Field(description="Hub repo id of the merged model, owner/name")
     license: str = Field(description="Hub license id, e.g. apache-2.0, llama3.1, other")
-    license_name: str | None = None
+    license_name: str | None = Field(default=None, description="with license: other")
+    license_link: str | None = Field(
+        default=None, description="with license: other: URL or file of the license text"
+    )
     language: list[str] = ["en"]
     tags: list[str] = []
     datasets: list[str] = []
@@ -48,6 +53,38 @@ class ReleaseInfo(Section):
                 f"{v!r} is not a usable release name (letters, digits, '.', '_', '-'; no spaces)"
             )
         return v
+
+    @field_validator("license")
+    @classmethod
+    def _license(cls, v: str) -> str:
+        why = unknown_license(v)
+        if why is not None:
+            raise PydanticCustomError(
+                "hub_license",
+                "{why}",
+                {
+                    "why": why,
+                    "fix": f"use an id from {LIST_URL}, or `license: other` with license_name "
+                    "and license_link",
+                },
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _other_license(self) -> ReleaseInfo:
+        missing = [k for k in ("license_name", "license_link") if not getattr(self, k)]
+        if self.license == "other" and missing:
+            raise PydanticCustomError(
+                "license_other",
+                "license is 'other' but {missing} not set",
+                {
+                    "missing": " and ".join(missing) + (" is" if len(missing) == 1 else " are"),
+                    "fix": "add `license_name:` (a short id, e.g. my-license) and "
+                    "`license_link:` (a URL, or LICENSE: a file published with the weights) "
+                    "under release:",
+                },
+            )
+        return self
 
     @field_validator("repo")
     @classmethod

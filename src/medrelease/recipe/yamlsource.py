@@ -36,6 +36,49 @@ class YamlSource:
         return f"{self.path}:{line}" if line else str(self.path)
 
 
+@dataclass
+class Places:
+    """Where each value of the recipe as loaded came from: its recipe line, or the `--set`
+    that replaced it (the recipe's lines below a replaced value no longer describe it)."""
+
+    path: Path
+    at: dict[Loc, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, source: YamlSource) -> Places:
+        return cls(source.path, {loc: f"{source.path}:{n}" for loc, n in source.lines.items()})
+
+    def replaced(self, loc: Loc, origin: str) -> None:
+        n = len(loc)
+        for old in [k for k in self.at if k[:n] == loc]:
+            del self.at[old]
+        self.at[loc] = origin
+
+    def where(self, loc: Loc) -> str:
+        for end in range(len(loc), -1, -1):
+            found = self.at.get(tuple(loc[:end]))
+            if found is not None:
+                return found
+        return str(self.path)
+
+
+def decode_utf8(raw: bytes, path: Path) -> str:
+    """The text of a YAML file, strictly UTF-8: a byte that is not would otherwise become
+    U+FFFD in a name, a template or a card without anyone noticing."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = raw[exc.start : exc.end].hex(" ")
+        raise RecipeError(
+            f"byte(s) {bad} at column {col} are not UTF-8 ({exc.reason})",
+            where=f"{path}:{line}",
+            hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or retype the "
+            "character at that place",
+        ) from None
+
+
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -77,14 +120,17 @@ _UniqueKeyLoader.add_constructor(
 def load_yaml(path: Path, text: str | None = None) -> YamlSource:
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = decode_utf8(path.read_bytes(), path)
         except FileNotFoundError:
             raise RecipeError(
-                f"recipe file {path} does not exist",
-                hint="check the path (recipes live in merges/)",
+                f"{path} does not exist",
+                hint="check the path (recipes live in merges/; overlays where you named them)",
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecipeError(f"cannot read recipe {path}: {exc}") from None
+        except OSError as exc:
+            raise RecipeError(
+                f"cannot read {path}: {exc.strerror or exc}",
+                hint="check the path and its permissions",
+            ) from None
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
@@ -100,7 +146,9 @@ def load_yaml(path: Path, text: str | None = None) -> YamlSource:
             hint="fix the YAML syntax (indentation, quotes, colons) at that line",
         ) from None
     except yaml.YAMLError as exc:
-        raise RecipeError(f"malformed YAML: {exc}", where=str(path)) from None
+        raise RecipeError(
+            f"malformed YAML: {exc}", where=str(path), hint="fix the YAML syntax of the file"
+        ) from None
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines)
