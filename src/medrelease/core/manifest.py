@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -61,6 +62,18 @@ class StepRecord(TypedDict, total=False):
 
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class StepId:
+    """A step as the others see it: its key under `manifest.steps` and its record's type.
+
+    The one spelling of a step's name (`records.manifest` declares the release's steps): the
+    step's declaration (`<step>/inputs.py`), the pipeline's table, `STEP_RECORDS` and the
+    steps that read an upstream record all take the name from here."""
+
+    name: str
+    record: type[StepRecord]
 
 
 def read_step(manifest: Manifest, name: str, kind: type[R], *, hint: str | None = None) -> R | None:

@@ -15,8 +15,9 @@ import yaml
 from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.disk import human_bytes
-from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
+from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError
 from medrelease.core.hashing import HashCache, folder_records
+from medrelease.core.inputs import Rerun
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
@@ -57,17 +58,17 @@ def merge_release(
     workdir: Path = DEFAULT_WORKDIR,
     force: bool = False,
     reporter: Reporter | None = None,
+    rerun: Rerun | None = None,
 ) -> MergeResult:
-    with step_run(INPUTS, loaded, workdir, reporter) as run:
-        if run.paths.merged.exists() and not force:
-            raise UsageError(
-                f"output folder {run.paths.merged} already exists",
-                hint="pass --force to replace it, or choose another --workdir",
-            )
-        return _merge_locked(run, force)
+    """`force`: replace an existing merged/ (a standalone merge refuses to, INPUTS.rerun);
+    `rerun`: `release` passes Rerun.SKIP (it replaces the release's own stale merge)."""
+    with step_run(INPUTS, loaded, workdir, reporter, force=force, rerun=rerun) as run:
+        if run.skipped:
+            return MergeResult(**vars(run.skipped), merged=run.paths.merged)
+        return _merge_locked(run)
 
 
-def _merge_locked(run: StepRun, force: bool) -> MergeResult:
+def _merge_locked(run: StepRun) -> MergeResult:
     recipe = run.loaded.recipe
     warnings: list[str] = []
 
@@ -106,7 +107,7 @@ def _merge_locked(run: StepRun, force: bool) -> MergeResult:
     seed = recipe.seed
     from medrelease.merge.verify import raise_on_failure
 
-    with staging_dir(run.paths.merged, replace=force) as tmp:
+    with staging_dir(run.paths.merged, replace=True) as tmp:  # step_run refused if it must not
         try:
             run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
         except Exception:

@@ -14,10 +14,16 @@ from typing import Any, Required
 
 from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
 
-from medrelease.core.manifest import FileRecord, Files, StepRecord, Timings, read_step
+from medrelease.core.manifest import FileRecord, Files, StepId, StepRecord, Timings, read_step
 from medrelease.records.quantize import QuantizeRecord
 
 __all__ = [
+    "CARD",
+    "GATE",
+    "MERGE",
+    "PUBLISH",
+    "QUANTIZE",
+    "STEP_IDS",
     "STEP_RECORDS",
     "CardRecord",
     "FileRecord",
@@ -107,10 +113,14 @@ class PublishRecord(StepRecord, total=False):
     error: str  # why a failed run stopped
 
 
-STEP_RECORDS: dict[str, type[StepRecord]] = {
-    "merge": MergeRecord,
-    "gate": GateRecord,
-    "quantize": QuantizeRecord,
-    "card": CardRecord,
-    "publish": PublishRecord,
-}
+# Each step's name (spelled only here) and record type; the release's order is the pipeline's
+# (pipeline/steps.py). A step whose record no other step reads may declare its StepId in its
+# own package instead.
+MERGE = StepId("merge", MergeRecord)
+GATE = StepId("gate", GateRecord)
+QUANTIZE = StepId("quantize", QuantizeRecord)
+CARD = StepId("card", CardRecord)
+PUBLISH = StepId("publish", PublishRecord)
+STEP_IDS = (MERGE, GATE, QUANTIZE, CARD, PUBLISH)
+
+STEP_RECORDS: dict[str, type[StepRecord]] = {s.name: s.record for s in STEP_IDS}
