@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from medrelease.core.hashing import HashCache, digest_of, folder_records, sha256_file
-from medrelease.core.manifest import Manifest, StepId, StepRecord, read_step, tool_versions
+from medrelease.core.manifest import Manifest, Rec, StepId, StepRecord, read_step, tool_versions
 from medrelease.core.paths import ReleasePaths
 
 # (loaded recipe, release paths, manifest, hash cache) -> {component name: digest or value}
@@ -39,12 +39,12 @@ class Rerun(Enum):
 
 
 @dataclass(frozen=True)
-class StepInputs:
+class StepInputs(Generic[Rec]):
     """One step's declaration: who it is, what its outputs depend on, how it reruns.
 
     The name and the record type come from `id` (`records.manifest`), spelled once."""
 
-    id: StepId
+    id: StepId[Rec]
     tools: tuple[str, ...]  # distributions whose version can change the outputs
     components: ComponentsFn  # everything else, named so `status` can say why
     rerun: Rerun = Rerun.ALWAYS  # a standalone run of a step that ran before
@@ -68,7 +68,7 @@ class StepInputs:
     def tool_versions(self) -> dict[str, str | None]:
         return tool_versions(*self.tools)
 
-    def previous(self, manifest: Manifest) -> StepRecord | None:
+    def previous(self, manifest: Manifest) -> Rec | None:
         """The step's recorded run, checked against its record type first: a malformed record
         is one InputError naming the key and the command that records it again."""
         again = "" if self.rerun is Rerun.ALWAYS else " --force"  # else it would stop again
@@ -82,10 +82,10 @@ class StepInputs:
 
 
 @dataclass
-class Verdict:
+class Verdict(Generic[Rec]):
     """A step's recorded run judged against its inputs now."""
 
-    record: StepRecord | None
+    record: Rec | None
     components: dict[str, Any]
     why: list[str]  # [] when current
 
@@ -98,8 +98,8 @@ class Verdict:
 
 
 def judge(
-    inputs: StepInputs, loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
-) -> Verdict:
+    inputs: StepInputs[Rec], loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+) -> Verdict[Rec]:
     """Is the step current? The one judgement behind `status`, `release` and a standalone run."""
     record = inputs.previous(manifest)
     components = inputs.compute(loaded, paths, manifest, cache)

@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from medrelease.core.atomic import sweep_stale_temps
 from medrelease.core.console import Reporter
@@ -32,23 +32,23 @@ from medrelease.core.errors import UsageError
 from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import Rerun, StepInputs, judge, record_inputs, skips
 from medrelease.core.lock import release_lock
-from medrelease.core.manifest import Manifest, StepRecord, StepTimer
+from medrelease.core.manifest import Manifest, Rec, StepRecord, StepTimer
 from medrelease.core.paths import ReleasePaths
 from medrelease.core.step import StepResult
 
 
 @dataclass
-class StepRun:
+class StepRun(Generic[Rec]):
     """One run of a step, inside its lock: where it works and how it records."""
 
-    inputs: StepInputs
+    inputs: StepInputs[Rec]
     loaded: Any  # LoadedRecipe
     paths: ReleasePaths
     reporter: Reporter
     timer: StepTimer
     hashes: HashCache
     # the recorded run's result when the rerun rule skips this run (the step returns it)
-    skipped: StepResult | None = None
+    skipped: StepResult[Rec] | None = None
 
     def components(self, manifest: Manifest | None = None) -> dict[str, Any]:
         """What the step depends on, now (its one definition in `<step>/inputs.py`)."""
@@ -57,7 +57,7 @@ class StepRun:
 
     def record(
         self,
-        record: StepRecord,
+        record: Rec,
         components: dict[str, Any] | None = None,
         *,
         header: dict[str, Any] | None = None,
@@ -69,19 +69,20 @@ class StepRun:
         just written. `header`: manifest header fields to set in the same write.
         `record`: the step's typed record (a `core.manifest.StepRecord` extended in
         `medrelease.records`), completed in place."""
-        record.setdefault("tools", self.inputs.tool_versions())
-        record.setdefault("timings", self.timer.summary())
+        common: StepRecord = record  # the fields every record carries
+        common.setdefault("tools", self.inputs.tool_versions())
+        common.setdefault("timings", self.timer.summary())
         manifest = Manifest.load(self.paths.root)
-        record_inputs(record, self.components(manifest) if components is None else components)
+        record_inputs(common, self.components(manifest) if components is None else components)
         if header:
             manifest.set_header(**header)
-        manifest.record_step(self.inputs.step, record)
+        manifest.record_step(self.inputs.step, common)
         return manifest
 
 
 @contextlib.contextmanager
 def step_run(
-    inputs: StepInputs,
+    inputs: StepInputs[Rec],
     loaded: Any,
     workdir: Path,
     reporter: Reporter | None = None,
@@ -90,7 +91,7 @@ def step_run(
     rerun: Rerun | None = None,
     sweep: Sequence[Callable[[ReleasePaths], Path]] = (),
     quiet: bool = True,
-) -> Iterator[StepRun]:
+) -> Iterator[StepRun[Rec]]:
     """Lock the release, sweep stale temporaries (the release folder and `sweep`'s folders),
     apply the rerun rule and yield the run. `rerun`: the step's own (`inputs.rerun`) for a
     standalone run; `release` passes `Rerun.SKIP`, having judged the step stale (or forced).
@@ -113,7 +114,7 @@ def step_run(
         yield run
 
 
-def _apply_rerun(run: StepRun, force: bool, rerun: Rerun) -> StepResult | None:
+def _apply_rerun(run: StepRun[Rec], force: bool, rerun: Rerun) -> StepResult[Rec] | None:
     """The step's recorded run, when the rule says to skip; raises when it says to refuse."""
     output = run.inputs.output(run.paths) if run.inputs.output is not None else None
     if rerun is Rerun.REFUSE and not force and output is not None and output.exists():

@@ -45,7 +45,7 @@ from medrelease.stages.sources import ResolvedStage, locate_stage
 
 
 @dataclass
-class MergeResult(StepResult):
+class MergeResult(StepResult[MergeRecord]):
     merged: Path = Path()
 
     def summary(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class StepDef(Generic[Opts]):
     what: str  # one line for the release log
     options: Callable[[ReleaseOptions], Opts]  # this step's options, out of release's
     # (loaded, workdir, reporter, options, force) -> result; `force`: --from/--only
-    run: Callable[[LoadedRecipe, Path, Reporter, Opts, bool], StepResult]
+    run: Callable[[LoadedRecipe, Path, Reporter, Opts, bool], StepResult[Any]]
     configured: Callable[[LoadedRecipe], bool] = lambda loaded: True
     # cards and publishing show the gates' numbers: a recipe without gates cannot ask for them
     needs_gates: bool = False
@@ -94,7 +94,7 @@ class StepDef(Generic[Opts]):
 
 def _merge(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: NoOptions, force: bool
-) -> StepResult:
+) -> StepResult[Any]:
     from medrelease.merge.config_check import check_merge_block
     from medrelease.merge.step import merge_release
 
@@ -104,7 +104,7 @@ def _merge(
 
 def _gate(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
-) -> StepResult:
+) -> StepResult[Any]:
     from medrelease.gate.step import gate_release
 
     return gate_release(
@@ -118,7 +118,7 @@ def _gate(
 
 def _quantize(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
-) -> StepResult:
+) -> StepResult[Any]:
     from medrelease.quantize.step import quantize_release
 
     return quantize_release(
@@ -141,7 +141,7 @@ def _quantize_preflight(loaded: LoadedRecipe) -> None:
 
 def _card(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: NoOptions, force: bool
-) -> StepResult:
+) -> StepResult[Any]:
     from medrelease.card.step import card_release
 
     return card_release(loaded, workdir=workdir, reporter=reporter)
@@ -149,7 +149,7 @@ def _card(
 
 def _publish(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: PublishOptions, force: bool
-) -> StepResult:
+) -> StepResult[Any]:
     from medrelease.publish.step import publish_release
 
     return publish_release(

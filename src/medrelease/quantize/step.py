@@ -77,7 +77,7 @@ def quantize_release(
     executor: str | None = None,
     ray_address: str | None = None,
     rerun: Rerun | None = None,
-) -> StepResult:
+) -> StepResult[QuantizeRecord]:
     """`executor`: where the quant units run, `local` | `ray` (default: the recipe's
     `quantize.executor`, else local); `ray_address`: the Ray cluster (default: $RAY_ADDRESS,
     else a local Ray instance). Quantization happens once per type whichever runs it."""
@@ -142,7 +142,7 @@ def _quantize_locked(
     threads: int,
     executor_name: str = "local",
     ray_address: str | None = None,
-) -> StepResult:
+) -> StepResult[QuantizeRecord]:
     if not (run.paths.merged / "config.json").is_file():
         raise InputError(
             f"no merged model at {run.paths.merged}",
