@@ -34,6 +34,7 @@ from medrelease.core.inputs import Rerun, StepInputs, judge, record_inputs, skip
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, Rec, StepRecord, StepTimer
 from medrelease.core.paths import ReleasePaths
+from medrelease.core.quiet import quiet_libraries
 from medrelease.core.step import StepResult
 
 
@@ -107,9 +108,7 @@ def step_run(
             inputs, loaded, paths, reporter or Reporter(), StepTimer(), HashCache(paths.hash_cache)
         )
         run.skipped = _apply_rerun(run, force, rerun)
-        if quiet and run.skipped is None:
-            from medrelease.core.quiet import quiet_libraries
-
+        if quiet and run.skipped is None:  # it imports transformers: not for a skip
             quiet_libraries()
         yield run
 
