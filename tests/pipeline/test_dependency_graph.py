@@ -18,6 +18,7 @@ import yaml
 from test_release import recipe_for
 
 from helpers import run_cli
+from medrelease.pipeline.run import upstream_stale
 
 STEPS = ("merge", "gate", "quantize", "card", "publish")
 
@@ -55,12 +56,18 @@ def status(root: Path, *args: str) -> dict[str, dict]:
 
 
 def direct(st: dict[str, dict]) -> dict[str, list[str]]:
-    """step -> its own reasons for being stale (not merely downstream of a stale step)."""
-    return {
+    """step -> its own reasons for being stale (not merely downstream of a stale step), after
+    checking that each step merely downstream names the steps it waits for."""
+    own = {
         name: s["why"]
         for name, s in st.items()
-        if s["state"] != "current" and s["why"] != ["an earlier step is stale"]
+        if s["state"] != "current" and not s["why"][0].startswith("upstream ")
     }
+    for name, s in st.items():
+        if s["state"] == "stale" and name not in own:
+            before = [n for n in STEPS[: STEPS.index(name)] if n in own]
+            assert s["why"] == [upstream_stale(before)], (name, s["why"])
+    return own
 
 
 def release_states(capsys, root: Path, target: str, *args: str) -> dict[str, str]:
@@ -140,6 +147,12 @@ def test_standalone_quantize_with_set_is_not_mistaken_for_the_recipe(release, ca
 def test_each_recipe_section_stales_exactly_its_steps(release, change, expected):
     root, _ = release
     assert direct(status(root, change)) == expected
+
+
+def test_a_step_downstream_of_a_stale_one_names_it():
+    assert upstream_stale(["merge"]) == "upstream merge is stale"
+    assert upstream_stale(["merge", "quantize"]) == "upstream merge and quantize are stale"
+    assert upstream_stale(["merge", "gate", "card"]) == "upstream merge, gate and card are stale"
 
 
 @pytest.mark.slow

@@ -261,7 +261,7 @@ def test_recipe_key_chooses_the_executor_and_is_not_a_setting() -> None:
 def test_release_hands_its_executor_to_quantize(monkeypatch: pytest.MonkeyPatch) -> None:
     import medrelease.quantize.step as quantize_step
     from medrelease.core.console import Reporter
-    from medrelease.pipeline.steps import STEPS
+    from medrelease.pipeline.steps import STEPS, ExecutorOptions, ReleaseOptions
 
     seen: dict[str, Any] = {}
 
@@ -271,6 +271,6 @@ def test_release_hands_its_executor_to_quantize(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(quantize_step, "quantize_release", fake)
     step = next(s for s in STEPS if s.name == "quantize")
-    opts = {"executor": "ray", "ray_address": "10.0.0.1:6379", "dry_run": False}
-    step.run(object(), Path("build"), Reporter(quiet=True), opts)  # type: ignore[arg-type]
+    opts = step.options(ReleaseOptions(ExecutorOptions("ray", "10.0.0.1:6379")))
+    step.run(object(), Path("build"), Reporter(quiet=True), opts, False)  # type: ignore[arg-type]
     assert seen["executor"] == "ray" and seen["ray_address"] == "10.0.0.1:6379"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from helpers import write_recipe
 
@@ -50,10 +53,62 @@ def test_second_process_is_refused(tmp_path: Path):
         holder.wait()
 
 
-def test_lock_is_reentrant_within_a_process(tmp_path: Path):
+def lockable(release: Path) -> bool:
+    """Whether another holder could take the lock now: a second open file description is what
+    a second process gets (flock conflicts between descriptions, even within one process)."""
+    with open(release / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return True
+
+
+def test_lock_is_reentrant_within_a_process_and_released(tmp_path: Path):
     from medrelease.core.lock import release_lock
 
-    with release_lock(tmp_path), release_lock(tmp_path):
-        pass
-    with release_lock(tmp_path):  # released properly afterwards
-        pass
+    with release_lock(tmp_path):
+        assert not lockable(tmp_path)
+        with release_lock(tmp_path):  # the pipeline holds it, and each step takes it again
+            assert not lockable(tmp_path)
+        assert not lockable(tmp_path)  # the inner exit leaves the outer holder's lock
+    assert lockable(tmp_path)
+    with release_lock(tmp_path):  # a real lock again, not a leftover depth count
+        assert not lockable(tmp_path)
+    assert lockable(tmp_path)
+
+
+def test_lock_is_released_when_the_holder_fails(tmp_path: Path):
+    from medrelease.core.lock import release_lock
+
+    with pytest.raises(RuntimeError), release_lock(tmp_path):
+        raise RuntimeError("the step failed")
+    assert lockable(tmp_path)
+    with pytest.raises(KeyboardInterrupt), release_lock(tmp_path), release_lock(tmp_path):
+        raise KeyboardInterrupt  # Ctrl-C inside a step inside the pipeline
+    assert lockable(tmp_path)
+    with release_lock(tmp_path):
+        assert not lockable(tmp_path)
+
+
+@pytest.mark.parametrize("how", ["raises", "killed"])
+def test_lock_is_released_when_the_holding_process_dies(tmp_path: Path, how: str):
+    from medrelease.core.lock import release_lock
+
+    script = HOLD if how == "killed" else HOLD.replace("time.sleep(60)", "raise SystemExit(3)")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        if how == "killed":
+            assert not lockable(tmp_path)
+            holder.kill()  # SIGKILL: no finally block runs, the kernel drops the lock
+        assert holder.wait(timeout=30) != 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lockable(tmp_path)
+    with release_lock(tmp_path):
+        assert not lockable(tmp_path)

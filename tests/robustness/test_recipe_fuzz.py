@@ -52,7 +52,9 @@ def check(tmp_path_factory, text: str) -> None:
     err = io.StringIO()
     from medrelease.core import console
 
-    old = console.err_console.file
+    # restore what it was: None follows sys.stderr; reading `.file` would pin the stream of
+    # this moment (pytest's capture) for every later test
+    old = console.err_console._file
     console.err_console.file = err
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -9,6 +9,7 @@ from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files,
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import CARD, GATE, MERGE, QUANTIZE
 
 # lm_eval: the card reads its task definitions (dataset ids, splits) for model-index
 TOOLS = ("jinja2", "huggingface_hub", "matplotlib", "lm_eval")
@@ -52,9 +53,9 @@ def _components(
         # the gate report byte-identical must still re-render
         "eval_files": digest_of(referenced_files(section(loaded, "gates"), loaded.base_dir, cache)),
         "upstream": digest_of(
-            {s: outputs_digest(manifest, s) for s in ("merge", "gate", "quantize")}
+            {s.name: outputs_digest(manifest, s.name) for s in (MERGE, GATE, QUANTIZE)}
         ),
     }
 
 
-INPUTS = StepInputs("card", TOOLS, _components)
+INPUTS = StepInputs(CARD, TOOLS, _components)  # standalone: always re-rendered (seconds)

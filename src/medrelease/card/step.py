@@ -58,7 +58,7 @@ def card_release(
     *,
     workdir: Path = DEFAULT_WORKDIR,
     reporter: Reporter | None = None,
-) -> StepResult:
+) -> StepResult[CardRecord]:
     with step_run(INPUTS, loaded, workdir, reporter) as run:
         paths = run.paths
         evidence = load_evidence(paths)

@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
+        from medrelease.pipeline.steps import ExecutorOptions, PublishOptions, ReleaseOptions
 
         # the gate rules' metrics are checked now, not after the merge (check_gates)
         loaded = load(recipe, stage, check_gates=True, overlays=overlay, sets=set_)
@@ -58,15 +59,12 @@ def register(app: typer.Typer) -> None:
             from_step=from_step,
             only=only or None,
             publish=not no_publish,
-            publish_options={
-                "endpoint": endpoint,
-                "target": target,
-                "dry_run": dry_run,
-                "review": review,
-                # the gate's and quantize's options travel in the same dict (pipeline/steps.py)
-                "executor": executor,
-                "ray_address": ray_address,
-            },
+            options=ReleaseOptions(
+                executor=ExecutorOptions(executor=executor, ray_address=ray_address),
+                publish=PublishOptions(
+                    target=target, endpoint=endpoint, dry_run=dry_run, review=review
+                ),
+            ),
         )
         if as_json:
             print_json(run.summary())

@@ -13,26 +13,50 @@ nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from medrelease.core.hashing import HashCache, digest_of, folder_records, sha256_file
-from medrelease.core.manifest import Manifest, StepRecord, tool_versions
+from medrelease.core.manifest import Manifest, Rec, StepId, StepRecord, read_step, tool_versions
 from medrelease.core.paths import ReleasePaths
 
 # (loaded recipe, release paths, manifest, hash cache) -> {component name: digest or value}
 ComponentsFn = Callable[[Any, ReleasePaths, Manifest, HashCache], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class StepInputs:
-    """One step's declaration of what its outputs depend on."""
+class Rerun(Enum):
+    """What a standalone run of a step does when the step has run before (declared per step).
 
-    step: str
+    `release` acts as SKIP for every step: a current step is skipped, a stale one re-run,
+    replacing outputs that are the release's own (recorded by that step)."""
+
+    SKIP = "skips when current"  # `--force` re-runs anyway (quantize: minutes to hours)
+    REFUSE = "refuses to overwrite"  # its output folder exists: exit 2; `--force` replaces it
+    ALWAYS = "always runs"  # cheap, or caches its own work, or compares with its destination
+
+
+@dataclass(frozen=True)
+class StepInputs(Generic[Rec]):
+    """One step's declaration: who it is, what its outputs depend on, how it reruns.
+
+    The name and the record type come from `id` (`records.manifest`), spelled once."""
+
+    id: StepId[Rec]
     tools: tuple[str, ...]  # distributions whose version can change the outputs
     components: ComponentsFn  # everything else, named so `status` can say why
+    rerun: Rerun = Rerun.ALWAYS  # a standalone run of a step that ran before
+    # the folder a REFUSE step will not overwrite without --force
+    output: Callable[[ReleasePaths], Path] | None = None
+    # its outputs live on the Hub, not on disk: currency does not check files (publish's
+    # plan compares with the remote), and `release --no-publish` leaves the step out
+    outputs_on_hub: bool = False
+
+    @property
+    def step(self) -> str:
+        return self.id.name
 
     def compute(
         self, loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
@@ -43,6 +67,51 @@ class StepInputs:
 
     def tool_versions(self) -> dict[str, str | None]:
         return tool_versions(*self.tools)
+
+    def previous(self, manifest: Manifest) -> Rec | None:
+        """The step's recorded run, checked against its record type first: a malformed record
+        is one InputError naming the key and the command that records it again."""
+        again = "" if self.rerun is Rerun.ALWAYS else " --force"  # else it would stop again
+        return read_step(
+            manifest,
+            self.step,
+            self.id.record,
+            hint=f"run `medrelease {self.step} RECIPE{again}` to record it again "
+            "(the record's format: medrelease/records/)",
+        )
+
+
+@dataclass
+class Verdict(Generic[Rec]):
+    """A step's recorded run judged against its inputs now."""
+
+    record: Rec | None
+    components: dict[str, Any]
+    why: list[str]  # [] when current
+
+    @property
+    def state(self) -> str:
+        """current | pending (never ran) | stale."""
+        if not self.why:
+            return "current"
+        return "pending" if self.why == ["never run"] else "stale"
+
+
+def judge(
+    inputs: StepInputs[Rec], loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+) -> Verdict[Rec]:
+    """Is the step current? The one judgement behind `status`, `release` and a standalone run."""
+    record = inputs.previous(manifest)
+    components = inputs.compute(loaded, paths, manifest, cache)
+    why = why_stale(record, components, paths, cache, check_outputs=not inputs.outputs_on_hub)
+    return Verdict(record, components, why)
+
+
+def skips(why: Sequence[str], *, force: bool, rerun: Rerun) -> bool:
+    """The one rule, for `release` (rerun=SKIP) and a standalone run (the step's own rerun):
+    a step that skips when current is skipped when its recorded run is current, unless
+    forced (`--force`, `release --from/--only`). `why`: the verdict's reasons ([]: current)."""
+    return rerun is Rerun.SKIP and not force and not why
 
 
 def record_inputs(record: StepRecord, components: dict[str, Any]) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Required, TypeVar, cast
+from typing import Any, Generic, Required, TypeVar, cast
 
-from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
+from typing_extensions import TypeAliasType, TypedDict  # pydantic reads these before 3.12
 
 from medrelease.core.atomic import atomic_write_json
 from medrelease.core.errors import InputError
@@ -29,6 +30,17 @@ MANIFEST_NAME = "manifest.json"
 
 # {"<path relative to the release folder>": FileRecord} (FileRecord: core/hashing.py)
 Files = dict[str, FileRecord]
+
+# A value a record keeps as it came (a recipe block, a tool's settings): any JSON, checked as
+# JSON when read back (core/validate.py), and narrowed by whoever reads inside it.
+Json = TypeAliasType("Json", "str | int | float | bool | None | list[Json] | dict[str, Json]")
+
+
+class ExecutorRecord(TypedDict, total=False):
+    """Where a step's units of work ran (executors/): not an input, the numbers are alike."""
+
+    name: Required[str]  # local | ray
+    nodes: int | None  # ray: nodes alive at the end (None: Ray was never started)
 
 
 class Timings(TypedDict, total=False):
@@ -55,12 +67,25 @@ class StepRecord(TypedDict, total=False):
     outputs: Files
     tools: dict[str, str | None]
     timings: Timings
-    components: dict[str, Any]
+    components: dict[str, Json]  # core/inputs.py: name -> digest or value
     inputs_hash: str
     warnings: list[str]
 
 
 R = TypeVar("R")
+Rec = TypeVar("Rec", bound="StepRecord")  # a step's own record type (medrelease.records)
+
+
+@dataclass(frozen=True)
+class StepId(Generic[Rec]):
+    """A step as the others see it: its key under `manifest.steps` and its record's type.
+
+    The one spelling of a step's name (`records.manifest` declares the release's steps): the
+    step's declaration (`<step>/inputs.py`), the pipeline's table, `STEP_RECORDS` and the
+    steps that read an upstream record all take the name from here."""
+
+    name: str
+    record: type[Rec]
 
 
 def read_step(manifest: Manifest, name: str, kind: type[R], *, hint: str | None = None) -> R | None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
+
+from medrelease.core.manifest import Rec
 
 
 @dataclass
-class StepResult:
-    step: str  # merge | gate | quantize | card | publish
+class StepResult(Generic[Rec]):
+    step: str  # the step's name (its StepId)
     # what was written to manifest.json under steps.<step>: the step's typed record
     # (medrelease.records), read-only here
-    record: Mapping[str, Any]
+    record: Rec
     manifest: Path
     skipped: bool = False  # nothing to do: inputs unchanged since the recorded run
     warnings: list[str] = field(default_factory=list)

@@ -14,6 +14,8 @@ A marker file records what was built; a folder whose marker and files match is r
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,10 @@ from medrelease.core.errors import EnvironmentProblem
 from medrelease.core.hashing import digest_of, folder_records
 from medrelease.core.manifest import tool_versions
 from medrelease.demo import facts
-from medrelease.demo.training import TrainSettings, encode_examples, encode_text, train
+from medrelease.demo.training import TrainSettings, encode_examples, train
+from medrelease.testing import corpus
+from medrelease.testing.tiny import TinySpec, build_tiny_model
+from medrelease.testing.training import encode_text
 
 STAGES = ("base", "sft", "grpo")
 MARKER = "demo-stages.json"
@@ -116,11 +121,7 @@ def cached_build_matches(root: Path, plan_digest: str) -> bool:
 
 
 def _build(tmp: Path, reporter: Reporter) -> dict[str, float]:
-    import time
-
     from transformers import AutoTokenizer
-
-    from medrelease.testing.tiny import TinySpec, build_tiny_model
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -143,8 +144,6 @@ def _build(tmp: Path, reporter: Reporter) -> dict[str, float]:
 
 def stage_data(name: str, tokenizer: Any) -> list[tuple[list[int], int]]:
     """The token data one stage is trained on."""
-    from medrelease.testing import corpus
-
     if name == "base":
         return encode_text(tokenizer, corpus.sentences(BASE_LINES, seed=1))
     examples = facts.sft_examples() if name == "sft" else facts.grpo_examples()
@@ -160,8 +159,6 @@ def train_stage(
     on_step: Callable[[], None] | None = None,
 ) -> float:
     """Train stage `name` from the `parent` folder into `out`; returns the final loss."""
-    import shutil
-
     loss = train(parent, out, stage_data(name, tokenizer), SETTINGS[name], on_step=on_step)
     # transformers 5 saves only tokenizer.json; keep the SentencePiece files too, since
     # llama.cpp's converter reads tokenizer.model for llama-style vocabularies.
@@ -172,6 +169,4 @@ def train_stage(
 
 
 def _remove_tree(folder: Path) -> None:
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)

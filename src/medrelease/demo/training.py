@@ -7,14 +7,14 @@ order) and `torch.use_deterministic_algorithms`.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medrelease.demo.facts import Example
+from medrelease.testing.training import collate, deterministic_torch
 
 
 @dataclass(frozen=True)
@@ -24,22 +24,6 @@ class TrainSettings:
     batch_size: int = 16
     seed: int = 0
     weight_decay: float = 0.0
-
-
-@contextlib.contextmanager
-def deterministic_torch() -> Iterator[None]:
-    """One thread and deterministic kernels while training; restore the caller's settings."""
-    import torch
-
-    threads = torch.get_num_threads()
-    was_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(was_det)
 
 
 def encode_examples(tokenizer: Any, examples: Sequence[Example]) -> list[tuple[list[int], int]]:
@@ -54,11 +38,6 @@ def encode_examples(tokenizer: Any, examples: Sequence[Example]) -> list[tuple[l
         prompt = tokenizer(ex.prompt)["input_ids"]
         out.append((whole, len(prompt)))
     return out
-
-
-def encode_text(tokenizer: Any, lines: Sequence[str]) -> list[tuple[list[int], int]]:
-    """Plain language-model lines: loss on every token after BOS."""
-    return [(tokenizer(line)["input_ids"], 1) for line in lines]
 
 
 def train(
@@ -95,7 +74,7 @@ def train(
                 order += fresh
             batch = [data[i] for i in order[: settings.batch_size]]
             del order[: settings.batch_size]
-            ids, labels, mask = _collate(batch, pad)
+            ids, labels, mask = collate(batch, pad)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -108,19 +87,3 @@ def train(
         tokenizer.save_pretrained(str(out_dir))
     tail = losses[-max(1, len(losses) // 10) :]
     return sum(tail) / len(tail)
-
-
-def _collate(batch: Sequence[tuple[list[int], int]], pad: int) -> tuple[Any, Any, Any]:
-    """Right-pad to the longest row; padding and prompt tokens get label -100 (no loss)."""
-    import torch
-
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (tokens, prompt_len) in enumerate(batch):
-        n = len(tokens)
-        ids[row, :n] = torch.tensor(tokens)
-        labels[row, prompt_len:n] = torch.tensor(tokens[prompt_len:])
-        mask[row, :n] = 1
-    return ids, labels, mask

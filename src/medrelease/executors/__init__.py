@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medrelease.core.errors import UsageError
+from medrelease.core.manifest import ExecutorRecord
 
 if TYPE_CHECKING:
     from medrelease.core.console import Reporter
@@ -74,7 +75,7 @@ class Executor(Protocol):
         """Run every unit; yield (index in `units`, result) as each finishes (any order)."""
         ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ExecutorRecord:
         """What ran the units, for the step's manifest record."""
         ...
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from medrelease.core.console import Reporter
+from medrelease.core.manifest import ExecutorRecord
 from medrelease.executors import Unit
 
 
@@ -31,7 +32,7 @@ class LocalExecutor:
                 result = unit.fn(unit.payload, self._state)
             yield i, result
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ExecutorRecord:
         return {"name": self.name}
 
     def close(self) -> None:

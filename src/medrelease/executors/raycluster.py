@@ -28,6 +28,7 @@ from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, MedreleaseError
+from medrelease.core.manifest import ExecutorRecord
 from medrelease.executors import Resources, Unit
 
 MAX_RETRIES = 2  # a unit whose worker dies three times is a real problem (memory, a bad node)
@@ -210,7 +211,7 @@ class RayExecutor:
                 hint=fix,
             )
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ExecutorRecord:
         if not self._connected:
             return {"name": self.name, "nodes": None}  # nothing ran: Ray was not started
         return {"name": self.name, "nodes": len(self._alive_nodes())}

@@ -9,6 +9,7 @@ from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files,
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import GATE
 from medrelease.stages.identity import stage_identities
 
 TOOLS = ("lm_eval", "transformers", "torch", "datasets", "nltk")
@@ -27,4 +28,5 @@ def _components(
     }
 
 
-INPUTS = StepInputs("gate", TOOLS, _components)
+# a standalone gate always runs: its evaluations are cached (gate/cache.py)
+INPUTS = StepInputs(GATE, TOOLS, _components)

@@ -48,7 +48,7 @@ from medrelease.records.manifest import Files, GateRecord
 
 
 @dataclass
-class GateResult(StepResult):
+class GateResult(StepResult[GateRecord]):
     report: GateReport = field(default_factory=lambda: cast(GateReport, {}))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from medrelease.core.hashing import HashCache, digest_of
-from medrelease.core.inputs import StepInputs, referenced_files, section
+from medrelease.core.inputs import Rerun, StepInputs, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.stages import AdapterStage
+from medrelease.records.manifest import MERGE
 from medrelease.stages.identity import stage_identities
 
 TOOLS = ("mergekit", "transformers", "torch", "peft", "safetensors", "huggingface_hub")
@@ -56,4 +57,5 @@ def _components(
     }
 
 
-INPUTS = StepInputs("merge", TOOLS, _components)
+# a standalone merge never replaces merged/ unasked (it may be what a user is looking at)
+INPUTS = StepInputs(MERGE, TOOLS, _components, rerun=Rerun.REFUSE, output=lambda p: p.merged)

@@ -15,25 +15,37 @@ import yaml
 from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.disk import human_bytes
-from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError, UsageError
+from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError
 from medrelease.core.hashing import HashCache, folder_records
+from medrelease.core.inputs import Rerun
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
 from medrelease.merge import preflight
+from medrelease.merge.ambiguity import check_auto_chat_template
 from medrelease.merge.config_check import resolve_merge_config
+from medrelease.merge.determinism import ordered_merge_configuration
+from medrelease.merge.finalize import finalize_output
 from medrelease.merge.inputs import INPUTS, needed_stages
+from medrelease.merge.progress import mergekit_progress
+from medrelease.merge.verify import (
+    WeightsScan,
+    raise_on_failure,
+    verification_inputs,
+    verify_model_folder,
+)
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage
 from medrelease.records.manifest import MergeRecord
 from medrelease.stages import checks as stage_checks
+from medrelease.stages.folders import ensure_ready
 from medrelease.stages.sources import ResolvedStage, locate_stage
 
 
 @dataclass
-class MergeResult(StepResult):
+class MergeResult(StepResult[MergeRecord]):
     merged: Path = Path()
 
     def summary(self) -> dict[str, Any]:
@@ -57,17 +69,17 @@ def merge_release(
     workdir: Path = DEFAULT_WORKDIR,
     force: bool = False,
     reporter: Reporter | None = None,
+    rerun: Rerun | None = None,
 ) -> MergeResult:
-    with step_run(INPUTS, loaded, workdir, reporter) as run:
-        if run.paths.merged.exists() and not force:
-            raise UsageError(
-                f"output folder {run.paths.merged} already exists",
-                hint="pass --force to replace it, or choose another --workdir",
-            )
-        return _merge_locked(run, force)
+    """`force`: replace an existing merged/ (a standalone merge refuses to, INPUTS.rerun);
+    `rerun`: `release` passes Rerun.SKIP (it replaces the release's own stale merge)."""
+    with step_run(INPUTS, loaded, workdir, reporter, force=force, rerun=rerun) as run:
+        if run.skipped:
+            return MergeResult(**vars(run.skipped), merged=run.paths.merged)
+        return _merge_locked(run)
 
 
-def _merge_locked(run: StepRun, force: bool) -> MergeResult:
+def _merge_locked(run: StepRun) -> MergeResult:
     recipe = run.loaded.recipe
     warnings: list[str] = []
 
@@ -80,16 +92,12 @@ def _merge_locked(run: StepRun, force: bool) -> MergeResult:
     run.timer.lap("preflight")
 
     # 2. fetch Hub weights, materialize adapters
-    from medrelease.stages.folders import ensure_ready
-
     merge_paths: dict[str, str] = {}
     for name, stage in stages.items():  # `stages` is in dependency order (bases first)
         ensure_ready(
             run.loaded, stage, run.paths, hashes=run.hashes, reporter=run.reporter, seen=stages
         )
         merge_paths[name] = str(stage.path)
-    from medrelease.merge.ambiguity import check_auto_chat_template
-
     check_auto_chat_template(run.loaded, {n: s.path for n, s in stages.items()})
     run.timer.lap("fetch")
 
@@ -104,9 +112,7 @@ def _merge_locked(run: StepRun, force: bool) -> MergeResult:
     # 5. run mergekit into a staging folder, finalize, verify, then move into place
     resolved = resolve_merge_config(recipe.merge, merge_paths)
     seed = recipe.seed
-    from medrelease.merge.verify import raise_on_failure
-
-    with staging_dir(run.paths.merged, replace=force) as tmp:
+    with staging_dir(run.paths.merged, replace=True) as tmp:  # step_run refused if it must not
         try:
             run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
         except Exception:
@@ -192,9 +198,6 @@ def _finalize_and_verify(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Output settings applied to mergekit's folder, then every check of the merged model:
     (the settings applied, the verification checks)."""
-    from medrelease.merge.finalize import finalize_output
-    from medrelease.merge.verify import WeightsScan, verification_inputs, verify_model_folder
-
     recipe = loaded.recipe
     # hash + scan the new weights in the background while finalize and verify run
     weights_scan = WeightsScan(tmp, hashes)
@@ -296,12 +299,8 @@ def run_mergekit(config: dict[str, Any], out: Path, *, seed: int, reporter: Repo
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
-    from medrelease.merge.progress import mergekit_progress
-
     options = MergeOptions(random_seed=seed, copy_tokenizer=True, quiet=False)
     options.apply_global_options()
-    from medrelease.merge.determinism import ordered_merge_configuration
-
     cfg = ordered_merge_configuration(config)  # no choice left to set order (hash seed)
     source = yaml.safe_dump(config, sort_keys=False)
     try:

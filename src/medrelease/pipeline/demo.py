@@ -19,6 +19,7 @@ from medrelease.core.console import Reporter
 from medrelease.core.data import packaged
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.pipeline.run import ReleaseRun, run_release
+from medrelease.pipeline.steps import PublishOptions, ReleaseOptions
 from medrelease.recipe.load import LoadedRecipe
 
 DEMO_RECIPE = packaged("demo", "recipe.yaml")
@@ -83,7 +84,6 @@ def run_demo(
         reporter.info(
             "[bold]3/3[/bold] running the release: merge → gate → quantize → card → publish"
         )
-        run = run_release(
-            loaded, workdir=workdir, reporter=reporter, publish_options={"endpoint": hub.url}
-        )
+        options = ReleaseOptions(publish=PublishOptions(endpoint=hub.url))
+        run = run_release(loaded, workdir=workdir, reporter=reporter, options=options)
         return DemoResult(run, loaded, workdir, hub.url, hub_root)

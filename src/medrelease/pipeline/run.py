@@ -15,13 +15,12 @@ from typing import Any
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError, UsageError
 from medrelease.core.hashing import HashCache
-from medrelease.core.inputs import why_stale
+from medrelease.core.inputs import judge, skips
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
-from medrelease.pipeline.steps import STEP_NAMES, STEPS, StepDef
+from medrelease.pipeline.steps import IN_RELEASE, STEP_NAMES, STEPS, ReleaseOptions, StepDef
 from medrelease.recipe.load import LoadedRecipe
-from medrelease.records.manifest import STEP_RECORDS, StepRecord, read_step
 
 
 @dataclass
@@ -49,22 +48,23 @@ class ReleaseRun:
 
 
 def step_state(
-    step: StepDef, loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+    step: StepDef[Any],
+    loaded: LoadedRecipe,
+    paths: ReleasePaths,
+    manifest: Manifest,
+    cache: HashCache,
 ) -> StepState:
     """Current or not, judged from the step's own record (whoever ran it: release or the
     standalone command, with or without --set/--overlay)."""
     if not step.configured(loaded):
         return StepState(step.name, "not configured")
-    # checked against its type first: a hand-edited record is a clear error, not a KeyError
-    record = read_step(manifest, step.name, STEP_RECORDS.get(step.name, StepRecord))
-    components = step.inputs.compute(loaded, paths, manifest, cache)
-    # publish's outputs live on the Hub, not on disk; the plan compares them with the remote
-    why = why_stale(record, components, paths, cache, check_outputs=step.name != "publish")
-    state = "current" if not why else ("pending" if why == ["never run"] else "stale")
+    # the record is checked against its type first: a hand-edited one is a clear error
+    verdict = judge(step.inputs, loaded, paths, manifest, cache)
+    record = verdict.record
     timings = record.get("timings") if record is not None else None
     finished = timings.get("finished_at") if timings else None
     outputs = record.get("outputs", {}) if record is not None else {}
-    return StepState(step.name, state, why, finished, dict(outputs))
+    return StepState(step.name, verdict.state, verdict.why, finished, dict(outputs))
 
 
 def _select(from_step: str | None, only: list[str] | None) -> tuple[set[str], set[str]]:
@@ -88,28 +88,30 @@ def run_release(
     from_step: str | None = None,
     only: list[str] | None = None,
     publish: bool = True,
-    publish_options: dict[str, Any] | None = None,
+    options: ReleaseOptions | None = None,
 ) -> ReleaseRun:
+    """`publish=False` (--no-publish) leaves out the steps whose outputs go to the Hub."""
     reporter = reporter or Reporter()
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     consider, forced = _select(from_step, only)
     if not publish:
-        consider.discard("publish")
-    opts = dict(publish_options or {})
-    if loaded.recipe.gates is None and consider & {"card", "publish"}:
+        consider -= {s.name for s in STEPS if s.outputs_on_hub}
+    steps = [s for s in STEPS if s.name in consider]
+    needing = [s.name for s in steps if s.needs_gates]
+    if loaded.recipe.gates is None and needing:
         raise RecipeError(
             "this recipe has no gates: section, and medrelease cards and publishes only a "
             "release whose gates passed (every number in the card comes from them)",
             where=str(loaded.path),
             hint="add a gates: section (see README), or run `--only merge` / `--only quantize`",
         )
-    if "quantize" in consider and loaded.recipe.quantize is not None:
-        # AWQ shape problems show in seconds from a stage's config, not after merge and gate
-        from medrelease.quantize.awq_preflight import recipe_preflight
-
-        recipe_preflight(loaded)
+    for step in steps:  # seconds each, before any step runs for minutes
+        if step.preflight is not None and step.configured(loaded):
+            step.preflight(loaded)
     with release_lock(paths.root):  # one release process per folder, for the whole run
-        return _run_locked(loaded, workdir, paths, reporter, consider, forced, opts)
+        return _run_locked(
+            loaded, workdir, paths, reporter, steps, forced, options or ReleaseOptions()
+        )
 
 
 def _run_locked(
@@ -117,30 +119,32 @@ def _run_locked(
     workdir: Path,
     paths: ReleasePaths,
     reporter: Reporter,
-    consider: set[str],
+    steps: list[StepDef[Any]],
     forced: set[str],
-    opts: dict[str, Any],
+    options: ReleaseOptions,
 ) -> ReleaseRun:
     states: list[StepState] = []
     cache = HashCache(paths.hash_cache)
-    for step in STEPS:
-        if step.name not in consider:
-            continue
+    for step in steps:
         manifest = Manifest.load(paths.root)
         state = step_state(step, loaded, paths, manifest, cache)
         cache.save()
         if state.state == "not configured":
             states.append(state)
             continue
-        if state.state == "current" and step.name not in forced and not _always(step, opts):
+        opts = step.options(options)
+        # a dry run prints its plan every time: it writes nothing, so it is never "current"
+        force = step.name in forced or step.writes_nothing(opts)
+        if skips(state.why, force=force, rerun=IN_RELEASE):
             reporter.info(f"[dim]{step.name}: up to date, skipped[/dim]")
             state.state = "skipped"
             states.append(state)
             continue
         reason = "forced" if step.name in forced else ", ".join(state.why)
         reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
-        step.run(loaded, workdir, reporter, opts)  # the step records its own components
-        if not (step.name == "publish" and opts.get("dry_run")):
+        # the step records its own components; it re-runs under the same rule (IN_RELEASE)
+        step.run(loaded, workdir, reporter, opts, force)
+        if not step.writes_nothing(opts):
             # a log of what `release` ran; currency is decided from the step records only
             manifest = Manifest.load(paths.root)
             manifest.data.setdefault("pipeline", {})[step.name] = {"finished_at": now_iso()}
@@ -150,24 +154,27 @@ def _run_locked(
     return ReleaseRun(states, paths.manifest)
 
 
-def _always(step: StepDef, opts: dict[str, Any]) -> bool:
-    # a dry run prints the plan every time; it writes nothing so it is never "current"
-    return step.name == "publish" and bool(opts.get("dry_run"))
-
-
 def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> ReleaseRun:
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     manifest = Manifest.load(paths.root)
     cache = HashCache(paths.hash_cache)
     states = []
-    stale_upstream = False
+    stale_upstream: list[str] = []  # earlier steps stale (or pending) on their own account
     for step in STEPS:
         state = step_state(step, loaded, paths, manifest, cache)
         if stale_upstream and state.state == "current":
             state.state = "stale"
-            state.why = ["an earlier step is stale"]
-        if state.state in ("stale", "pending"):
-            stale_upstream = True
+            state.why = [upstream_stale(stale_upstream)]
+        elif state.state in ("stale", "pending"):
+            stale_upstream.append(step.name)
         states.append(state)
     cache.save()
     return ReleaseRun(states, paths.manifest)
+
+
+def upstream_stale(names: list[str]) -> str:
+    """Why a step whose own inputs are unchanged is stale: the earlier steps that will re-run
+    (e.g. "upstream merge is stale"); a step merely downstream of those is not named."""
+    if len(names) == 1:
+        return f"upstream {names[0]} is stale"
+    return f"upstream {', '.join(names[:-1])} and {names[-1]} are stale"

@@ -1,19 +1,23 @@
 """The release steps in order, and how the pipeline calls each one.
 
-Each entry knows whether the recipe asks for the step and how to run it. The steps themselves
-live in their own packages; this table is the only place that lists them all.
+Each entry is a step's one definition: its declaration (`<step>/inputs.py`: name and record
+type, inputs, rerun rule, outputs on the Hub), whether the recipe asks for it, whether it
+needs the gates, its preflight, its options and how to run it. The steps themselves live in
+their own packages; this table is the only place that lists them all (docs/CONTRACTS.md,
+"Adding a step").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from medrelease.card.inputs import INPUTS as CARD_INPUTS
 from medrelease.core.console import Reporter
-from medrelease.core.inputs import StepInputs
+from medrelease.core.inputs import Rerun, StepInputs
+from medrelease.core.manifest import StepRecord
 from medrelease.core.step import StepResult
 from medrelease.gate.inputs import INPUTS as GATE_INPUTS
 from medrelease.merge.inputs import INPUTS as MERGE_INPUTS
@@ -21,98 +25,185 @@ from medrelease.publish.inputs import INPUTS as PUBLISH_INPUTS
 from medrelease.quantize.inputs import INPUTS as QUANTIZE_INPUTS
 from medrelease.recipe.load import LoadedRecipe
 
-RunFn = Callable[[LoadedRecipe, Path, Reporter, dict[str, Any]], StepResult]
+# what `release` asks of every step it runs: it has judged the step stale (or the user forced
+# it), so the step re-runs and replaces its own outputs (core/inputs.py `Rerun`)
+IN_RELEASE = Rerun.SKIP
 
 
 @dataclass(frozen=True)
-class StepDef:
-    name: str
-    configured: Callable[[LoadedRecipe], bool]
-    run: RunFn
-    what: str
-    inputs: StepInputs  # what its outputs depend on (declared once, in <step>/inputs.py)
+class NoOptions:
+    """A step `release` runs without options (merge, card)."""
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Where a step's units of work run (gate: evaluations; quantize: one per quant)."""
+
+    executor: str | None = None  # local | ray; None: the recipe's, else local
+    ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    target: str | None = None  # None / hub, an http(s) Hub URL, or dir://PATH
+    endpoint: str | None = None  # None: HF_ENDPOINT, else the public Hub
+    dry_run: bool = False  # print the plan only (never current: it writes nothing)
+    review: bool = False  # pull requests instead of commits
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """The options of `medrelease release`, one typed object per kind of step."""
+
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    publish: PublishOptions = field(default_factory=PublishOptions)
+
+
+Opts = TypeVar("Opts")
+
+
+@dataclass(frozen=True)
+class StepDef(Generic[Opts]):
+    """One step as the pipeline sees it; its name comes from its declaration (`inputs.id`)."""
+
+    inputs: StepInputs  # declared once, in <step>/inputs.py
+    what: str  # one line for the release log
+    options: Callable[[ReleaseOptions], Opts]  # this step's options, out of release's
+    # (loaded, workdir, reporter, options, force) -> result; `force`: --from/--only
+    run: Callable[[LoadedRecipe, Path, Reporter, Opts, bool], StepResult[Any]]
+    configured: Callable[[LoadedRecipe], bool] = lambda loaded: True
+    # cards and publishing show the gates' numbers: a recipe without gates cannot ask for them
+    needs_gates: bool = False
+    # checks that take seconds and would otherwise fail after the steps before it ran
+    preflight: Callable[[LoadedRecipe], None] | None = None
+    # a run with these options writes nothing: it always runs and is not logged as done
+    writes_nothing: Callable[[Opts], bool] = lambda options: False
+
+    @property
+    def name(self) -> str:
+        return self.inputs.step
+
+    @property
+    def record(self) -> type[StepRecord]:
+        return self.inputs.id.record
+
+    @property
+    def outputs_on_hub(self) -> bool:
+        return self.inputs.outputs_on_hub
 
 
 def _merge(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
-) -> StepResult:
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: NoOptions, force: bool
+) -> StepResult[Any]:
     from medrelease.merge.config_check import check_merge_block
     from medrelease.merge.step import merge_release
 
     check_merge_block(loaded)  # the pipeline loads recipes without it, to stay fast when cached
-    return merge_release(loaded, workdir=workdir, force=True, reporter=reporter)
+    return merge_release(loaded, workdir=workdir, force=force, reporter=reporter, rerun=IN_RELEASE)
 
 
 def _gate(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
-) -> StepResult:
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
+) -> StepResult[Any]:
     from medrelease.gate.step import gate_release
 
     return gate_release(
         loaded,
         workdir=workdir,
         reporter=reporter,
-        executor=opts.get("executor"),
-        ray_address=opts.get("ray_address"),
+        executor=opts.executor,
+        ray_address=opts.ray_address,
     )
 
 
 def _quantize(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
-) -> StepResult:
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
+) -> StepResult[Any]:
     from medrelease.quantize.step import quantize_release
 
     return quantize_release(
         loaded,
         workdir=workdir,
         reporter=reporter,
-        force=True,
-        executor=opts.get("executor"),
-        ray_address=opts.get("ray_address"),
+        force=force,
+        rerun=IN_RELEASE,
+        executor=opts.executor,
+        ray_address=opts.ray_address,
     )
 
 
+def _quantize_preflight(loaded: LoadedRecipe) -> None:
+    # AWQ shape problems show in seconds from a stage's config, not after merge and gate
+    from medrelease.quantize.awq_preflight import recipe_preflight
+
+    recipe_preflight(loaded)
+
+
 def _card(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
-) -> StepResult:
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: NoOptions, force: bool
+) -> StepResult[Any]:
     from medrelease.card.step import card_release
 
     return card_release(loaded, workdir=workdir, reporter=reporter)
 
 
 def _publish(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
-) -> StepResult:
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: PublishOptions, force: bool
+) -> StepResult[Any]:
     from medrelease.publish.step import publish_release
 
     return publish_release(
         loaded,
         workdir=workdir,
         reporter=reporter,
-        target=opts.get("target"),
-        endpoint=opts.get("endpoint"),
-        dry_run=bool(opts.get("dry_run")),
-        review=bool(opts.get("review")),
+        target=opts.target,
+        endpoint=opts.endpoint,
+        dry_run=opts.dry_run,
+        review=opts.review,
     )
 
 
-STEPS: tuple[StepDef, ...] = (
-    StepDef("merge", lambda r: True, _merge, "merge the stages with mergekit", MERGE_INPUTS),
+def _no_options(options: ReleaseOptions) -> NoOptions:
+    return NoOptions()
+
+
+def _executor_options(options: ReleaseOptions) -> ExecutorOptions:
+    return options.executor
+
+
+def _publish_options(options: ReleaseOptions) -> PublishOptions:
+    return options.publish
+
+
+def _dry_run(options: PublishOptions) -> bool:
+    return options.dry_run
+
+
+STEPS: tuple[StepDef[Any], ...] = (
+    StepDef(MERGE_INPUTS, "merge the stages with mergekit", _no_options, _merge),
     StepDef(
-        "gate",
-        lambda r: r.recipe.gates is not None,
-        _gate,
-        "evaluate and check gate rules",
         GATE_INPUTS,
+        "evaluate and check gate rules",
+        _executor_options,
+        _gate,
+        configured=lambda r: r.recipe.gates is not None,
     ),
     StepDef(
-        "quantize",
-        lambda r: r.recipe.quantize is not None,
-        _quantize,
-        "quantize and check quants",
         QUANTIZE_INPUTS,
+        "quantize and check quants",
+        _executor_options,
+        _quantize,
+        configured=lambda r: r.recipe.quantize is not None,
+        preflight=_quantize_preflight,
     ),
-    StepDef("card", lambda r: True, _card, "render the model cards", CARD_INPUTS),
-    StepDef("publish", lambda r: True, _publish, "publish to the Hub", PUBLISH_INPUTS),
+    StepDef(CARD_INPUTS, "render the model cards", _no_options, _card, needs_gates=True),
+    StepDef(
+        PUBLISH_INPUTS,
+        "publish to the Hub",
+        _publish_options,
+        _publish,
+        needs_gates=True,
+        writes_nothing=_dry_run,
+    ),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)

@@ -10,6 +10,7 @@ from medrelease.core.inputs import StepInputs, outputs_digest, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import CARD, GATE, MERGE, PUBLISH, QUANTIZE
 
 TOOLS = ("huggingface_hub", "hf_xet")
 
@@ -22,9 +23,10 @@ def _components(
             {"publish": section(loaded, "publish"), "release": section(loaded, "release")}
         ),
         "upstream": digest_of(
-            {s: outputs_digest(manifest, s) for s in ("merge", "gate", "quantize", "card")}
+            {s.name: outputs_digest(manifest, s.name) for s in (MERGE, GATE, QUANTIZE, CARD)}
         ),
     }
 
 
-INPUTS = StepInputs("publish", TOOLS, _components)
+# standalone: always runs, and compares with the remote itself (nothing changed: no commit)
+INPUTS = StepInputs(PUBLISH, TOOLS, _components, outputs_on_hub=True)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from medrelease.core.step import StepResult
+from medrelease.records.manifest import PublishRecord
 
 
 def human_size(n: int | None) -> str:
@@ -20,7 +21,7 @@ def human_size(n: int | None) -> str:
     return f"{size:.1f} TB"
 
 
-def plan_table(result: StepResult) -> Table:
+def plan_table(result: StepResult[PublishRecord]) -> Table:
     rec = result.record
     table = Table(title="publish plan (dry run: nothing written)", title_justify="left")
     table.add_column("repo / file", no_wrap=True)
@@ -36,7 +37,7 @@ def plan_table(result: StepResult) -> Table:
     return table
 
 
-def outcome_table(result: StepResult) -> Table:
+def outcome_table(result: StepResult[PublishRecord]) -> Table:
     rec = result.record
     title = f"published to {rec['target'].get('endpoint') or rec['target'].get('path')}"
     table = Table(title=title, title_justify="left")
@@ -51,7 +52,7 @@ def outcome_table(result: StepResult) -> Table:
     return table
 
 
-def card_diffs(result: StepResult) -> list[tuple[str, str]]:
+def card_diffs(result: StepResult[PublishRecord]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for repo in result.record.get("plan", []):
         diff: Any = repo.get("card_diff")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, MedreleaseError, PublishError, UsageError
@@ -21,7 +21,7 @@ from medrelease.publish.export import export_repo, parse_dir_target
 from medrelease.publish.inputs import INPUTS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
 from medrelease.recipe.load import LoadedRecipe
-from medrelease.records.manifest import PublishRecord, RepoOutcome
+from medrelease.records.manifest import PlannedRepo, PublishRecord, RepoOutcome, TargetRecord
 
 PUBLIC_HUB = "https://huggingface.co"
 
@@ -67,7 +67,7 @@ def publish_release(
     allow_failed_gates: bool = False,
     retries: int = 3,
     backoff_s: float = 2.0,
-) -> StepResult:
+) -> StepResult[PublishRecord]:
     _quiet_hub()
     export_root = parse_dir_target(target) if target else None
     hub_endpoint = None if export_root is not None else resolve_endpoint(target, endpoint)
@@ -83,7 +83,7 @@ def publish_release(
             return _dry_run(plan, paths, hub_endpoint, export_root, review, reporter)
         if hub_endpoint is not None:
             _require_token(hub_endpoint)
-        target_rec: dict[str, Any] = (
+        target_rec: TargetRecord = (
             {"kind": "dir", "path": str(export_root.resolve())}
             if export_root is not None
             else {"kind": "hub", "endpoint": hub_endpoint}
@@ -160,7 +160,7 @@ def _dry_run(
     export_root: Path | None,
     review: bool,
     reporter: Reporter,
-) -> StepResult:
+) -> StepResult[PublishRecord]:
     """The plan, compared with the remote when it can be read; writes nothing anywhere."""
     repos: list[dict[str, Any]] = []
     publisher = None
@@ -204,7 +204,7 @@ def _dry_run(
         elif export_root is not None:
             entry["remote"] = str(export_root / rp.repo_id)
         repos.append(entry)
-    record = {
+    record: PublishRecord = {
         "status": "dry-run",
         "target": {"kind": "dir", "path": str(export_root)}
         if export_root
@@ -212,7 +212,7 @@ def _dry_run(
         "review": review,
         "gates_passed": plan.gates.passed,
         "overrides": plan.overrides,
-        "plan": repos,
+        "plan": cast(list[PlannedRepo], repos),  # built to that shape above
         "note": note,
     }
     return StepResult("publish", record, paths.manifest, skipped=True, warnings=plan.warnings)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from medrelease.core.hashing import HashCache, digest_of
-from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
+from medrelease.core.inputs import Rerun, StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
+from medrelease.records.manifest import QUANTIZE
 
 TOOLS = (
     "llama_cpp_python",
@@ -50,4 +51,4 @@ def _components(
     }
 
 
-INPUTS = StepInputs("quantize", TOOLS, _components)
+INPUTS = StepInputs(QUANTIZE, TOOLS, _components, rerun=Rerun.SKIP)  # minutes to hours

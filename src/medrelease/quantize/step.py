@@ -19,7 +19,7 @@ from medrelease.core.atomic import TMP_PREFIX, staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError, RecipeError, UsageError
 from medrelease.core.hashing import HashCache, digest_of, file_record, folder_records
-from medrelease.core.inputs import why_stale
+from medrelease.core.inputs import Rerun
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import StepRun, step_run
 from medrelease.core.step import StepResult
@@ -76,7 +76,8 @@ def quantize_release(
     threads: int | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
-) -> StepResult:
+    rerun: Rerun | None = None,
+) -> StepResult[QuantizeRecord]:
     """`executor`: where the quant units run, `local` | `ray` (default: the recipe's
     `quantize.executor`, else local); `ray_address`: the Ray cluster (default: $RAY_ADDRESS,
     else a local Ray instance). Quantization happens once per type whichever runs it."""
@@ -92,9 +93,13 @@ def quantize_release(
 
         preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
     sweep = [lambda p: p.quant]
-    with step_run(INPUTS, loaded, workdir, reporter, sweep=sweep, quiet=False) as run:
+    with step_run(
+        INPUTS, loaded, workdir, reporter, force=force, rerun=rerun, sweep=sweep, quiet=False
+    ) as run:
+        if run.skipped:  # inputs unchanged since the recorded run (INPUTS.rerun)
+            return run.skipped
         n_threads = threads or min(2, os.cpu_count() or 1)
-        return _quantize_locked(run, cfg, force, n_threads, executor, ray_address)
+        return _quantize_locked(run, cfg, n_threads, executor, ray_address)
 
 
 def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
@@ -134,11 +139,10 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
 def _quantize_locked(
     run: StepRun,
     cfg: QuantizeConfig,
-    force: bool,
     threads: int,
     executor_name: str = "local",
     ray_address: str | None = None,
-) -> StepResult:
+) -> StepResult[QuantizeRecord]:
     if not (run.paths.merged / "config.json").is_file():
         raise InputError(
             f"no merged model at {run.paths.merged}",
@@ -150,10 +154,6 @@ def _quantize_locked(
     # one definition of what quantization depends on (quantize/inputs.py), also used by
     # `release` and `status`: a run with --set/--overlay is recorded as what it was
     components = run.components()
-    previous = None if force else run.previous(QuantizeRecord)  # checked against its type
-    if previous is not None and not why_stale(previous, components, run.paths, run.hashes):
-        run.reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
-        return StepResult("quantize", previous, run.paths.manifest, skipped=True)
     run.timer.lap("inputs")
 
     # one unit per GGUF type and one for AWQ (quantize/units.py); a cluster that cannot be

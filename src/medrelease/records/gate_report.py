@@ -14,6 +14,7 @@ from typing import Any, NotRequired, cast
 from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
 
 from medrelease.core.errors import InputError
+from medrelease.core.manifest import Json
 from medrelease.core.validate import check_record
 
 REPORT_SCHEMA_VERSION = 1
@@ -35,11 +36,11 @@ class Harness(TypedDict):
 
     lm_eval: NotRequired[str]  # lm-eval's version
     backend: NotRequired[str]  # lm-eval model type: hf, vllm, ...
-    model_args: NotRequired[dict[str, Any]]
+    model_args: NotRequired[dict[str, Json]]
     batch_size: NotRequired[int | str]  # or "auto"
     device: NotRequired[str]
     # the dtype evaluated in (core/compute_dtype.py); reports of earlier versions: {dtype, reason}
-    dtype: NotRequired[str | dict[str, Any] | None]
+    dtype: NotRequired[str | dict[str, Json] | None]
     dtype_reason: NotRequired[str | None]
     bootstrap_iters: NotRequired[int]
 
@@ -54,7 +55,7 @@ class TaskInfo(TypedDict):
     num_fewshot: NotRequired[int | None]
     limit: NotRequired[int | float | None]  # documents, or a fraction below 1
     apply_chat_template: NotRequired[bool]
-    gen_kwargs: NotRequired[dict[str, Any] | None]
+    gen_kwargs: NotRequired[dict[str, Json] | None]
     batch_size: NotRequired[int | str]
     n_samples: NotRequired[int | None]
     subtasks: NotRequired[list[str]]

@@ -11,7 +11,7 @@ from typing import Any, NotRequired, Required
 
 from typing_extensions import TypedDict  # pydantic reads only this one before Python 3.12
 
-from medrelease.core.manifest import Files, StepRecord
+from medrelease.core.manifest import ExecutorRecord, Files, Json, StepRecord
 
 
 class QuantCheck(TypedDict, total=False):
@@ -26,7 +26,7 @@ class QuantCheck(TypedDict, total=False):
     metric: str  # logits: the measure judged first (ppl_ratio, kld_mean, ...)
     value: float | None
     threshold: float | None
-    measures: dict[str, Any]
+    measures: dict[str, Json]
     limits: dict[str, Any]
     metrics: dict[str, float | None]  # eval: "<task>/<metric>" -> the quant's value
     signal: str
@@ -69,7 +69,6 @@ class QuantizeRecord(StepRecord, total=False):
     merged: dict[str, str]  # {"content_hash": ...} of the model quantized
     imatrix: ImatrixRecord | None
     texts: dict[str, TextRecord]  # heldout / calibration / imatrix texts used
-    settings: dict[str, Any]  # the recipe's quantize section as run
-    # where the units ran: {"name": "local"} or {"name": "ray", "nodes": N}; not an input
-    # (the numbers are alike wherever they ran), like the gate's
-    executor: dict[str, Any]
+    settings: dict[str, Json]  # the recipe's quantize section as run
+    # where the units ran: not an input (the numbers are alike wherever they ran)
+    executor: ExecutorRecord

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medrelease.testing.training import collate, deterministic_torch, encode_text
 
 CACHE_ENV = "MEDRELEASE_REALMODELS_DIR"
 # Bump when the conversion or the fine-tune recipe changes: cached folders are keyed by it.
@@ -502,12 +505,8 @@ def fine_tunes(name: str, settings: FineTune | None = None) -> dict[str, Path]:
 def _train(
     base: Path, out: Path, lines: tuple[str, ...], settings: FineTune, *, seed: int, dtype: str
 ) -> None:
-    import random
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from medrelease.demo.training import deterministic_torch, encode_text
 
     with deterministic_torch():
         torch.manual_seed(seed)
@@ -524,7 +523,7 @@ def _train(
                 data[order[(step * settings.batch_size + j) % len(order)]]
                 for j in range(settings.batch_size)
             ]
-            ids, labels, mask = _collate(rows, pad)
+            ids, labels, mask = collate(rows, pad)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -532,21 +531,6 @@ def _train(
         model.eval()
         model.to(getattr(torch, dtype)).save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
-
-
-def _collate(rows: list[tuple[list[int], int]], pad: int) -> tuple[Any, Any, Any]:
-    """Right-padded ids, labels (-100 where there is no loss) and the attention mask."""
-    import torch
-
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (tokens, start) in enumerate(rows):
-        ids[r, : len(tokens)] = torch.tensor(tokens)
-        labels[r, start : len(tokens)] = torch.tensor(tokens[start:])
-        mask[r, : len(tokens)] = 1
-    return ids, labels, mask
 
 
 def byte_fallback_variant(name: str, out: Path) -> Path:
