@@ -18,16 +18,15 @@ def template_digests(loaded: LoadedRecipe) -> dict[str, str]:
     """card -> digest of every template it can reach: the recipe's template, what it extends
     or includes from its folder, and the shipped templates."""
     from medrelease.card.config import CardConfig
-    from medrelease.card.step import _template_digest, _template_path
-    from medrelease.card.templates import SHIPPED, make_renderer
+    from medrelease.card.templates import SHIPPED, make_renderer, template_digest, template_path
 
     cfg = loaded.recipe.card or CardConfig()
     chosen = {"model": cfg.template, "gguf": cfg.gguf_template, "awq": cfg.awq_template}
     out = {}
     for name, value in chosen.items():
-        user = _template_path(loaded, value, name)
+        user = template_path(loaded, value, name)
         renderer = make_renderer(user_template=user, filters={})
-        out[name] = _template_digest(renderer, user.name if user else SHIPPED[name])
+        out[name] = template_digest(renderer, user.name if user else SHIPPED[name])
     return out
 
 

@@ -7,24 +7,26 @@ card classes, and everything lands in `<release>/card/` in one atomic move.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from medrelease.card.config import CardConfig, FileRef
 from medrelease.card.evidence import Evidence, load_evidence
 from medrelease.card.inputs import INPUTS
 from medrelease.card.markdown import tidy_markdown
 from medrelease.card.required import check_required, required_sections
-from medrelease.card.templates import SHIPPED, CardRenderer, chain_block_overrides, make_renderer
+from medrelease.card.templates import (
+    SHIPPED,
+    chain_block_overrides,
+    make_renderer,
+    template_digest,
+    template_path,
+)
 from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
-from medrelease.core.hashing import folder_records, sha256_bytes
+from medrelease.core.hashing import folder_records
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import step_run
 from medrelease.core.secrets import assert_no_secrets
@@ -34,7 +36,6 @@ from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import CardRecord
 
 CHART_NAME = "metrics.png"
-TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 # card name -> path inside the card folder (CONTRACTS.md)
 CARD_FILES = {"model": "README.md", "gguf": "gguf/README.md", "awq": "awq/README.md"}
 
@@ -285,7 +286,7 @@ def _render_card(
     """One card: (its text, its validated Hub metadata, its template's digest)."""
     from medrelease.card import metadata as md
 
-    user_template = _template_path(loaded, template_opt, name)
+    user_template = template_path(loaded, template_opt, name)
     renderer = make_renderer(user_template=user_template, filters=filters)
     entry = user_template.name if user_template else SHIPPED[name]
     if name == "model" and cfg.blocks:
@@ -302,22 +303,7 @@ def _render_card(
     check_required(body, context["sections"], shown)
     text = md.compose(data, body)
     meta = md.validate_card(text, expected_results=expected, where=f"card/{CARD_FILES[name]}")
-    return text, meta, _template_digest(renderer, entry)
-
-
-def _template_path(loaded: LoadedRecipe, value: str | None, card: str) -> Path | None:
-    if value is None:
-        return None
-    key = "template" if card == "model" else f"{card}_template"
-    p = Path(value).expanduser()
-    p = p if p.is_absolute() else loaded.base_dir / p
-    if not p.is_file():
-        raise RecipeError(
-            f"card.{key}: template file {p} does not exist",
-            where=loaded.where(("card", key)),
-            hint="paths are relative to the recipe file; omit the key to use the shipped template",
-        )
-    return p
+    return text, meta, template_digest(renderer, entry)
 
 
 def _text_of(loaded: LoadedRecipe, loc: tuple[str, ...], value: str | FileRef) -> str:
@@ -349,24 +335,6 @@ def _render_text(
     name = f"card.{key}"
     renderer.overrides.sources[name] = text
     return renderer.render(name, context)
-
-
-def _template_digest(renderer: CardRenderer, entry: str) -> str:
-    """sha256 over the sources of every template the card can reach (for inputs_hash)."""
-    env = renderer.env
-    assert env.loader is not None
-    sources: dict[str, str] = {}
-    todo = [entry]
-    for cur in todo:
-        try:
-            src, _, _ = env.loader.get_source(env, cur)
-        except jinja2.TemplateNotFound:
-            continue
-        sources[cur] = src
-        for ref in TEMPLATE_REF_RE.findall(src):
-            if ref not in todo:
-                todo.append(ref)
-    return sha256_bytes(json.dumps(sources, sort_keys=True).encode())
 
 
 def card_context(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
