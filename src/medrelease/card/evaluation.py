@@ -140,16 +140,17 @@ def dtype_reason(report: GateReport) -> str | None:
     The gate records its reason for its own log, where it may name internal keys
     (`dtype_reason ...`) or this machine's figures (free memory): a card states the
     reason's substance only, and leaves a machine figure out."""
-    value = (report.get("harness") or {}).get("dtype")
-    if not isinstance(value, dict) or not value.get("reason"):
+    harness = report.get("harness") or {}
+    value = harness.get("dtype")
+    # `harness.dtype_reason`; reports of earlier versions: `harness.dtype: {dtype, reason}`
+    reason = value.get("reason") if isinstance(value, dict) else harness.get("dtype_reason")
+    if not reason:
         return None
-    text = re.sub(r"\bdtype_reason\b:?\s*", "", str(value["reason"])).strip()
-    # "(12.3 GiB free)", "with 4.0 GB available": a figure of the machine that ran the gate
-    text = re.sub(
-        r"\s*[(,;]?\s*(?:with\s+)?[\d.]+\s*[KMGT]i?B\s+(?:of\s+)?(?:free|available)[^,;)]*\)?",
-        "",
-        text,
-    ).strip(" ,;")
+    text = re.sub(r"\bdtype_reason\b:?\s*", "", str(reason)).strip()
+    # core/compute_dtype.py states sizes against this machine's free memory: "(3.2 GiB) < 60%
+    # of available memory (12.0 GiB)" keeps its substance without the figures
+    text = re.sub(r"\s*\([\d.]+\s*[KMGT]i?B\)", "", text)
+    text = re.sub(r"<\s*\d+%\s+of available memory", "fits in the memory available", text)
     return text or None
 
 

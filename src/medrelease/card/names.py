@@ -17,9 +17,7 @@ PUBLIC_HUB = "https://huggingface.co"
 
 def _render(loaded: LoadedRecipe, template: str) -> str:
     rel = loaded.recipe.release
-    return loaded.recipe.publish.render(
-        template, repo=rel.repo, name=rel.name, version=rel.version
-    )
+    return loaded.recipe.publish.render(template, repo=rel.repo, name=rel.name, version=rel.version)
 
 
 def repo_ids(loaded: LoadedRecipe) -> dict[str, str]:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrelease.card.chart import ChartData
 from medrelease.card.config import CardConfig, FileRef
 from medrelease.card.evidence import Evidence, load_evidence
 from medrelease.card.inputs import INPUTS
 from medrelease.card.markdown import tidy_markdown
-from medrelease.card.required import check_required, required_sections
+from medrelease.card.required import check_required, defaulted, required_sections
 from medrelease.card.templates import (
     SHIPPED,
     chain_block_overrides,
@@ -47,7 +48,7 @@ class RenderedCards:
     texts: dict[str, str]  # card name -> README text (front matter + body)
     metadata: dict[str, dict[str, Any]]
     context: dict[str, Any]
-    chart_series: tuple[list[str], dict[str, dict[str, float]]] | None
+    chart_series: ChartData | None
     template_digests: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     # published beside the main card: eval/ (task files) and eval_results/ (.eval_results/)
@@ -110,7 +111,7 @@ class CardInputs:
     context: dict[str, Any]
     merge_inputs: list[str]
     base_models: list[str]
-    series: tuple[list[str], dict[str, dict[str, float]]] | None
+    series: ChartData | None
     warnings: list[str]
     datasets: dict[str, Any]  # task label -> card.datasets.TaskData
     bundle: Any  # card.eval_bundle.EvalBundle
@@ -118,12 +119,13 @@ class CardInputs:
 
 def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     """Every variable the templates see, with the license check done."""
-    from medrelease.card.chart import chart_series
-    from medrelease.card.context import build_context, stage_hub_id
+    from medrelease.card.chart import chart_data
+    from medrelease.card.context import build_context
     from medrelease.card.datasets import task_datasets
     from medrelease.card.eval_bundle import build_bundle
     from medrelease.card.filters import card_filters
     from medrelease.card.licenses import check_licenses, parent_stages
+    from medrelease.card.names import stage_hub_id
     from medrelease.recipe.merge_refs import merge_stage_names
 
     recipe = loaded.recipe
@@ -165,9 +167,9 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
         warnings.append("the gate report did not pass: the card says so in its overview")
     series = None
     if cfg.chart:
-        metrics, by_model = chart_series(context["evaluation"], context["quants"])
-        if metrics and by_model:
-            series = (metrics, by_model)
+        data = chart_data(context["evaluation"], context["quants"])
+        if data.metrics and data.series:
+            series = data
             context["chart"] = CHART_NAME
         else:
             warnings.append("no gated metric has values: the card has no chart")
@@ -181,6 +183,11 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     context["sections"] = required_sections(
         texts["intended_use"], texts["out_of_scope"], texts["safety_notes"]
     )
+    if missing := defaulted(texts["intended_use"], texts["out_of_scope"]):
+        warnings.append(
+            f"{' and '.join(missing)} not set: the cards show medrelease's default text, marked "
+            "as such; write the release's own for a release that is not a demo"
+        )
     return CardInputs(context, merge_inputs, base_models, series, warnings, datasets, bundle)
 
 
@@ -266,6 +273,7 @@ def _card_plan(
                     relation="quantized",
                     tags=[*rel.tags, "medical", *tags, "medrelease"],
                     library_name=library,
+                    quantized_by=inputs.context["quantized_by"],
                     **common,
                 ),
                 None,
