@@ -119,7 +119,7 @@ def render_chart(
             top = max([(v or 0.0) + e for v, e in zip(vals, errs, strict=True)] + [1e-9])
             for y, v, e in zip(ys, vals, errs, strict=True):
                 # the value as text right of the bar: a zero is seen as 0, not as no bar
-                text = "no value" if v is None else f"{v:.3f}"
+                text = "not measured" if v is None else f"{v:.3f}"
                 ax.text((v or 0.0) + e + top * 0.01, y, text, va="center", fontsize=10)
             ax.set_xlim(0, top * 1.18)
             ax.set_yticks(ys)
