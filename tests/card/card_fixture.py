@@ -160,9 +160,16 @@ def quantize_record() -> dict[str, Any]:
     def gguf(
         t: str, sha: str, size: int, ratio: float, acc: float, kld: tuple[float, float, float]
     ) -> dict[str, Any]:
-        measures = {"kld_mean": kld[0], "kld_mean_stderr": 0.0001, "kld_p99": kld[1],
-                    "kld_median": kld[0] / 2, "kld_max": kld[1] * 3, "top1_agreement": kld[2],
-                    "ppl_ratio": ratio, "tokens": 2048}
+        measures = {
+            "kld_mean": kld[0],
+            "kld_mean_stderr": 0.0001,
+            "kld_p99": kld[1],
+            "kld_median": kld[0] / 2,
+            "kld_max": kld[1] * 3,
+            "top1_agreement": kld[2],
+            "ppl_ratio": ratio,
+            "tokens": 2048,
+        }
         return {
             "family": "gguf", "type": t, "accepted": True, "reason": None,
             "files": {f"quant/gguf/{RELEASE}-{t}.gguf": {"sha256": sha, "size": size}},

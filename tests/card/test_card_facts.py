@@ -21,7 +21,9 @@ from medrelease.core.console import Reporter
 def _render(recipe: Path, workdir: Path) -> dict[str, str]:
     card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     folder = workdir / "tiny-med" / "card"
-    return {n: (folder / rel).read_text() for n, rel in CARD_FILES.items() if (folder / rel).is_file()}
+    return {
+        n: (folder / rel).read_text() for n, rel in CARD_FILES.items() if (folder / rel).is_file()
+    }
 
 
 def _merged_without_template(workdir: Path) -> None:
@@ -80,8 +82,9 @@ def test_links_use_the_endpoint_the_release_is_published_to(tmp_path, monkeypatc
     for name, text in cards.items():
         assert "huggingface.co" not in text, name
         assert "hf.co/" not in text, name
-    assert "[medrelease-tests/tiny-med](https://hub.example.org/medrelease-tests/tiny-med)" in (
-        cards["gguf"]
+    assert (
+        "[medrelease-tests/tiny-med](https://hub.example.org/medrelease-tests/tiny-med)"
+        in (cards["gguf"])
     )
     assert "export HF_ENDPOINT=https://hub.example.org" in cards["gguf"]
     assert 'echo "FROM ./tiny-med-Q4_K_M.gguf" > Modelfile' in cards["gguf"]

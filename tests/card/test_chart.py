@@ -19,8 +19,8 @@ def test_chart_is_written_and_linked(release, rendered):
 
 
 def test_series_are_the_gated_metrics_of_every_model_and_quant():
-    from medrelease.card.quants import quant_rows
     from medrelease.card.evidence import Evidence
+    from medrelease.card.quants import quant_rows
 
     ev = Evidence(
         manifest=None,  # type: ignore[arg-type]

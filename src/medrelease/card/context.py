@@ -188,7 +188,7 @@ def build_context(
     method = str(evidence.merge.get("method") or loaded.recipe.merge.get("merge_method"))
     mergekit_config = evidence.merge.get("mergekit_config") or loaded.recipe.merge
     url = hub_url()
-    tools = (evidence.quantize or {}).get("tools") or {}
+    tools = (evidence.quantize.get("tools") if evidence.quantize else None) or {}
     return {
         "release": rel.model_dump(mode="json"),
         "repos": repo_ids(loaded),

@@ -78,7 +78,8 @@ def _row(q: QuantEntry) -> QuantRow:
         for path, meta in sorted(q["files"].items())
     ]
     evaluated = q["checks"].get("eval")
-    metrics = {k: v for k, v in ((evaluated or {}).get("metrics") or {}).items() if v is not None}
+    recorded = (evaluated.get("metrics") if evaluated else None) or {}
+    metrics = {k: v for k, v in recorded.items() if v is not None}
     return QuantRow(
         family=q["family"],
         type=q["type"],
