@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 KIND_COLOURS = {"baseline": "#999999", "merge": "#0072B2", "quant": "#E69F00"}
 KIND_LABELS = {"baseline": "stages / baselines", "merge": "the merge", "quant": "quants"}
 WIDTH_IN, DPI = 8.0, 100  # 800 px
+LEGEND_IN = 0.7  # the key's band below the panels
 
 
 class ChartData(NamedTuple):
@@ -97,7 +98,7 @@ def render_chart(
     fig, axes = plt.subplots(
         len(metrics),
         1,
-        figsize=(WIDTH_IN, sum(heights) + 0.9),
+        figsize=(WIDTH_IN, sum(heights) + LEGEND_IN),
         dpi=DPI,
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
@@ -117,10 +118,13 @@ def render_chart(
                 error_kw={"ecolor": "#333333", "capsize": 3, "linewidth": 1},
             )
             top = max([(v or 0.0) + e for v, e in zip(vals, errs, strict=True)] + [1e-9])
-            for y, v, e in zip(ys, vals, errs, strict=True):
-                # the value as text right of the bar: a zero is seen as 0, not as no bar
+            for y, v, e, c in zip(ys, vals, errs, colours, strict=True):
+                # the value as text right of the bar, and a zero drawn as a stub in the bar's
+                # colour: a measured 0 is seen, and told apart from a model not measured
                 text = "not measured" if v is None else f"{v:.3f}"
-                ax.text((v or 0.0) + e + top * 0.01, y, text, va="center", fontsize=10)
+                ax.text((v or 0.0) + e + top * 0.012, y, text, va="center", fontsize=10)
+                if v == 0:
+                    ax.plot([0], [y], marker="|", ms=14, mew=4, color=c, clip_on=False, zorder=3)
             ax.set_xlim(0, top * 1.18)
             ax.set_yticks(ys)
             ax.set_yticklabels(labels, fontsize=11)
@@ -140,7 +144,7 @@ def render_chart(
             title="error bars: ± one standard error, as measured",
             title_fontsize=9,
         )
-        fig.tight_layout(rect=(0, 0.9 / (sum(heights) + 0.9), 1, 1))
+        fig.tight_layout(rect=(0, LEGEND_IN / (sum(heights) + LEGEND_IN), 1, 1))
         # no "Software" stamp: the PNG depends only on the numbers
         fig.savefig(path, format="png", metadata={"Software": None})
     finally:
