@@ -145,3 +145,23 @@ def test_default_prose_is_marked_as_default(tmp_path, written):
     assert (marked in model) is not written
     if written:
         assert "Clinical QA research." in model and "Bedside use." in model
+
+
+def test_a_new_endpoint_makes_the_cards_stale(tmp_path, monkeypatch):
+    from medrelease.card.inputs import INPUTS
+    from medrelease.core.hashing import HashCache
+    from medrelease.core.manifest import Manifest
+    from medrelease.core.paths import ReleasePaths
+
+    recipe, workdir = make_release(tmp_path)
+    loaded = load(recipe)
+    paths = ReleasePaths(workdir, "tiny-med")
+    cache = HashCache(paths.hash_cache)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    card_release(loaded, workdir=workdir, reporter=Reporter(quiet=True))
+    manifest = Manifest.load(paths.root)
+    record = manifest.data["steps"]["card"]
+    assert INPUTS.compute(loaded, paths, manifest, cache) == record["components"]
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org")
+    now = INPUTS.compute(loaded, paths, manifest, cache)
+    assert [k for k in now if now[k] != record["components"][k]] == ["endpoint"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medrelease.card.names import hub_url
 from medrelease.core.hashing import HashCache, digest_of
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
@@ -47,6 +48,8 @@ def _components(
         ),
         "files": digest_of(referenced_files(card, loaded.base_dir, cache)),
         "templates": digest_of(template_digests(loaded)),
+        # the cards' links point at the Hub the release goes to (HF_ENDPOINT)
+        "endpoint": hub_url(),
         # the gate's task files ship in the repo as eval/: a changed task file that leaves
         # the gate report byte-identical must still re-render
         "eval_files": digest_of(referenced_files(section(loaded, "gates"), loaded.base_dir, cache)),
