@@ -19,6 +19,7 @@ from medrelease.card.evaluation import evaluation, evaluation_provenance
 from medrelease.card.evidence import Evidence
 from medrelease.card.licenses import ParentLicense
 from medrelease.card.names import PUBLIC_HUB, hub_url, release_tag, repo_ids, stage_hub_id
+from medrelease.card.prompt_format import prompt_example
 from medrelease.card.quants import QuantRow, quant_rows
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
@@ -40,6 +41,7 @@ class Usage(TypedDict):
     generation_config: dict[str, object]
     has_chat_template: bool
     chat_template: str | None  # the template's text, when known
+    prompt_example: str | None  # the template rendered with {system_prompt} and {prompt}
     chat_template_source: str  # recipe | inherited
     chat_template_file: str | None
     tokenizer_from: str | None
@@ -147,6 +149,7 @@ def usage(loaded: LoadedRecipe, evidence: Evidence) -> Usage:
         # chat commands agree
         has_chat_template=bool(tmpl or where),
         chat_template=tmpl or evidence.chat_template,
+        prompt_example=prompt_example(tmpl or evidence.chat_template, evidence.special_tokens),
         chat_template_source=str(source),
         chat_template_file=where,
         tokenizer_from=loaded.recipe.output.tokenizer_from,

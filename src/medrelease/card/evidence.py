@@ -7,10 +7,12 @@ sees them, so a template error always means a template problem, never a truncate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medrelease.card.model_facts import ModelFacts, model_facts
+from medrelease.card.prompt_format import special_tokens
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.core.manifest import Manifest
@@ -33,6 +35,8 @@ class Evidence:
     # the merged model's chat template text when merged/ is on disk (None: none, or unknown)
     chat_template: str | None = None
     facts: ModelFacts | None = None
+    # bos_token / eos_token of the merged tokenizer (for the prompt format example)
+    special_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def quants(self) -> list[QuantEntry]:
@@ -66,6 +70,7 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         chat_template_in=chat_template_location(paths.merged),
         chat_template=chat_template_text(paths.merged),
         facts=model_facts(paths.merged, merge),
+        special_tokens=special_tokens(_tokenizer_config(paths.merged)),
     )
 
 
@@ -81,6 +86,14 @@ def chat_template_location(merged: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return "tokenizer_config.json" if config.get("chat_template") else None
+
+
+def _tokenizer_config(merged: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def chat_template_text(merged: Path) -> str | None:
