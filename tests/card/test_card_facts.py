@@ -165,3 +165,30 @@ def test_a_new_endpoint_makes_the_cards_stale(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org")
     now = INPUTS.compute(loaded, paths, manifest, cache)
     assert [k for k in now if now[k] != record["components"][k]] == ["endpoint"]
+
+
+def test_probe_differences_are_shown_as_tokens_and_text_from_the_merged_tokenizer(tmp_path):
+    from card_fixture import quantize_record
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    recipe, workdir = make_release(tmp_path)
+    merged = workdir / "tiny-med" / "merged"
+    merged.mkdir(parents=True)
+    vocab = {"<unk>": 0, "<s>": 1, "▁leading": 2, "▁space": 3, "▁": 4}
+    Tokenizer(WordLevel(vocab, unk_token="<unk>")).save(str(merged / "tokenizer.json"))
+    manifest = json.loads((workdir / "tiny-med" / "manifest.json").read_text())
+    record = quantize_record()
+    for q in record["quants"]:
+        if "tokenization" in q["checks"]:
+            q["checks"]["tokenization"] = copy.deepcopy(q["checks"]["tokenization"])
+            (first, _) = q["checks"]["tokenization"]["warnings"]
+            first.update(merged=[1, 2, 3], gguf=[1, 4, 2, 3])
+            first.pop("text")  # as the quantize step records it: ids only
+    manifest["steps"]["quantize"] = record
+    (workdir / "tiny-med" / "manifest.json").write_text(json.dumps(manifest))
+    gguf = _render(recipe, workdir)["gguf"]
+    assert (
+        "| text1 | `<s> ▁leading ▁space` | `<s> ▁leading ▁space` | `<s> ▁ ▁leading ▁space` |"
+        in gguf
+    )

@@ -37,6 +37,8 @@ class Evidence:
     facts: ModelFacts | None = None
     # bos_token / eos_token of the merged tokenizer (for the prompt format example)
     special_tokens: dict[str, str] = field(default_factory=dict)
+    # the merged model's folder when it is on disk (its tokenizer names probe tokens)
+    merged_dir: Path | None = None
 
     @property
     def quants(self) -> list[QuantEntry]:
@@ -71,6 +73,7 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         chat_template=chat_template_text(paths.merged),
         facts=model_facts(paths.merged, merge),
         special_tokens=special_tokens(_tokenizer_config(paths.merged)),
+        merged_dir=paths.merged if paths.merged.is_dir() else None,
     )
 
 

@@ -8,9 +8,11 @@ unquantized model), read from the quantize record's `logits` check.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypedDict
 
 from medrelease.card.evidence import Evidence
+from medrelease.card.probe_text import decoded, token_reader
 from medrelease.records.quantize import QuantCheck, QuantEntry
 
 # the measures a GGUF table shows, in its column order (quantize/checks.py logit_measures)
@@ -26,9 +28,11 @@ class QuantFile(TypedDict):
 
 class ProbeDifference(TypedDict):
     probe: str
-    text: str | None  # the probe's text when the record carries it
+    text: str | None  # the probe's text: recorded, or decoded from the merged ids
     merged: list[int]  # token ids of the merged tokenizer (first ones)
     runtime: list[int]  # token ids of the quant's runtime
+    merged_tokens: list[str]  # the same as token pieces (empty without merged/ on disk)
+    runtime_tokens: list[str]
     why: str
 
 
@@ -62,6 +66,7 @@ def quant_rows(evidence: Evidence) -> dict[str, list[QuantRow]]:
     for q in evidence.quants:
         if q["accepted"]:
             out.setdefault(q["family"], []).append(_row(q))
+    _name_tokens(out, evidence.merged_dir)
     for rows in out.values():
         _recommend(rows)
     return out
@@ -116,6 +121,8 @@ def _check(name: str, c: QuantCheck) -> CheckRow:
             text=d.get("text"),
             merged=list(d.get("merged") or []),
             runtime=list(next((v for k, v in d.items() if k not in _PROBE_KEYS), None) or []),
+            merged_tokens=[],
+            runtime_tokens=[],
             why=str(d.get("why") or ""),
         )
         for d in [*(raw.get("mismatches") or []), *(raw.get("warnings") or [])]
@@ -137,6 +144,22 @@ def _check(name: str, c: QuantCheck) -> CheckRow:
 
 
 _PROBE_KEYS = frozenset({"probe", "text", "merged", "why"})
+
+
+def _name_tokens(quants: dict[str, list[QuantRow]], merged: Path | None) -> None:
+    """Token pieces and text for every probe difference (the tokenizer is read only if one
+    exists)."""
+    diffs = [
+        d for rows in quants.values() for r in rows for c in r["checks"] for d in c["differences"]
+    ]
+    reader = token_reader(merged) if diffs else None
+    if reader is None:
+        return
+    pieces, tok = reader
+    for d in diffs:
+        d["merged_tokens"], d["runtime_tokens"] = pieces(d["merged"]), pieces(d["runtime"])
+        d["text"] = d["text"] or decoded(tok, d["merged"])
+
 
 # GGUF types from most to least faithful, with what a reader gives up (llama.cpp's own
 # descriptions of the types, in plain words)
