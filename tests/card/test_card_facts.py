@@ -98,7 +98,7 @@ def test_public_hub_commands(rendered):
     assert "lms get medrelease-tests/tiny-med-GGUF" in gguf
     assert "quantized_by: medrelease tests" in gguf
     assert "llama.cpp: the one llama-cpp-python 0.3.36 vendors." in gguf
-    assert "Importance matrix: computed on default." in gguf
+    assert "Importance matrix: computed on medrelease's shipped calibration text." in gguf
 
 
 def test_a_differing_tokenization_probe_is_disclosed_with_its_text(rendered):
