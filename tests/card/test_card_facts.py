@@ -97,7 +97,7 @@ def test_public_hub_commands(rendered):
     assert "ollama run hf.co/medrelease-tests/tiny-med-GGUF:Q4_K_M" in gguf
     assert "lms get medrelease-tests/tiny-med-GGUF" in gguf
     assert "quantized_by: medrelease tests" in gguf
-    assert "llama.cpp: the one llama-cpp-python 0.3.36 vendors." in gguf
+    assert "llama.cpp: as vendored by llama-cpp-python 0.3.36." in gguf
     assert "Importance matrix: computed on medrelease's shipped calibration text." in gguf
 
 

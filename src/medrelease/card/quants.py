@@ -167,7 +167,7 @@ _GGUF_WORDS = {
     "F32": "full precision: the unquantized weights",
     "BF16": "16-bit: the unquantized weights",
     "F16": "16-bit: the unquantized weights",
-    "Q8_0": "8-bit: practically lossless; the largest quant",
+    "Q8_0": "8-bit: practically lossless, large",
     "Q6_K": "6-bit: very close to the original",
     "Q5_K_M": "5-bit: close to the original",
     "Q5_K_S": "5-bit: close to the original, a little smaller",
