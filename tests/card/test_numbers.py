@@ -173,7 +173,7 @@ def test_quant_cards_numbers_come_from_manifest_and_report(rendered):
     assert len(logits) == 2
     for row in logits:
         q = quants[row[0]]
-        assert f"ppl_ratio {fmt(q['checks']['logits']['value'])} (limit" in row[3]
+        assert f"PPL ratio {fmt(q['checks']['logits']['value'])} (limit" in row[3]
     for row in sums[2]:
         q = quants[row[1]]
         (meta,) = q["files"].values()

@@ -17,6 +17,13 @@ from medrelease.records.quantize import QuantCheck, QuantEntry
 
 # the measures a GGUF table shows, in its column order (quantize/checks.py logit_measures)
 MEASURES = ("kld_mean", "kld_p99", "top1_agreement", "ppl_ratio")
+# how a card names them (the record's keys are not for readers)
+MEASURE_LABELS = {
+    "kld_mean": "KLD mean",
+    "kld_p99": "KLD p99",
+    "top1_agreement": "top-1 agreement",
+    "ppl_ratio": "PPL ratio",
+}
 
 
 class QuantFile(TypedDict):
@@ -136,7 +143,7 @@ def _check(name: str, c: QuantCheck) -> CheckRow:
         result=result,
         detail=c.get("detail"),
         warning=c.get("warning"),
-        metric=c.get("metric"),
+        metric=MEASURE_LABELS.get(str(c.get("metric")), c.get("metric")),
         value=c.get("value"),
         threshold=c.get("threshold"),
         differences=differences,
