@@ -11,6 +11,7 @@ Values come from gates/report.json (models) and the quantize record (quants' eva
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -107,7 +108,9 @@ def render_chart(
         for ax, metric in zip(axes[:, 0], metrics, strict=True):
             ys = list(range(len(labels)))[::-1]  # first series on top
             vals = [series[lb].get(metric) for lb in labels]
-            errs = [errors.get(lb, {}).get(metric, 0.0) for lb in labels]
+            # no stderr recorded (a quant's eval): no error bar at all, not a zero-width one
+            errs = [errors.get(lb, {}).get(metric, math.nan) for lb in labels]
+            reach = [0.0 if math.isnan(e) else e for e in errs]
             colours = [KIND_COLOURS[kinds.get(lb, "baseline")] for lb in labels]
             ax.barh(
                 ys,
@@ -117,8 +120,8 @@ def render_chart(
                 height=0.7,
                 error_kw={"ecolor": "#333333", "capsize": 3, "linewidth": 1},
             )
-            top = max([(v or 0.0) + e for v, e in zip(vals, errs, strict=True)] + [1e-9])
-            for y, v, e, c in zip(ys, vals, errs, colours, strict=True):
+            top = max([(v or 0.0) + e for v, e in zip(vals, reach, strict=True)] + [1e-9])
+            for y, v, e, c in zip(ys, vals, reach, colours, strict=True):
                 # the value as text right of the bar, and a zero drawn as a stub in the bar's
                 # colour: a measured 0 is seen, and told apart from a model not measured
                 text = "not measured" if v is None else f"{v:.3f}"
