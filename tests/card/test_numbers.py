@@ -154,12 +154,30 @@ def test_quant_cards_numbers_come_from_manifest_and_report(rendered):
     assert row[1] == fmt(by_metric()["mmlu_medical/acc"]["values"]["merged"])
     assert row[2] == fmt(quants["Q8_0"]["checks"]["eval"]["metrics"]["mmlu_medical/acc"])
     assert row[3] == fmt(quants["Q4_K_M"]["checks"]["eval"]["metrics"]["mmlu_medical/acc"])
-    ((_, header, rows),) = tables(section(text, "Files"))
-    for row in rows:
+    # the GGUF card's "Files" section became "Which file to download": the measures per file,
+    # each check with its value and limit, and the checksums (same facts, one table each)
+    found = tables(section(text, "Which file to download"))
+    files = next(t for t in found if "KLD mean" in t[1])
+    checks = next(t for t in found if t[1][:2] == ["type", "check"])
+    sums = next(t for t in found if "sha256" in t[1])
+    assert files[1][:8] == [
+        "file", "type", "size", "KLD mean", "KLD p99", "top-1 agreement", "PPL ratio",
+        "in plain words",
+    ]  # fmt: skip
+    for row in files[2]:
+        measures = quants[row[1]]["checks"]["logits"]["measures"]
+        assert row[3:5] == [fmt(measures["kld_mean"]), fmt(measures["kld_p99"])]
+        assert row[5] == f"{100 * measures['top1_agreement']:.1f}%"
+        assert row[6] == fmt(measures["ppl_ratio"])
+    logits = [r for r in checks[2] if r[1] == "logits"]
+    assert len(logits) == 2
+    for row in logits:
         q = quants[row[0]]
+        assert f"PPL ratio {fmt(q['checks']['logits']['value'])} (limit" in row[3]
+    for row in sums[2]:
+        q = quants[row[1]]
         (meta,) = q["files"].values()
         assert row[3].strip("`") == meta["sha256"]
-        assert f"ppl_ratio {fmt(q['checks']['logits']['value'])}, limit" in row[4]
     assert "Q2_K" not in text, "a rejected quant must not appear"
 
 

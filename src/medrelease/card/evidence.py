@@ -7,9 +7,12 @@ sees them, so a template error always means a template problem, never a truncate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from medrelease.card.model_facts import ModelFacts, model_facts
+from medrelease.card.prompt_format import special_tokens
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.core.manifest import Manifest
@@ -29,6 +32,13 @@ class Evidence:
     # where the merged model's chat template ships: a file name, None when it has none, or
     # "unknown" when merged/ is not on disk (only the manifest's file list can tell then)
     chat_template_in: str | None = "unknown"
+    # the merged model's chat template text when merged/ is on disk (None: none, or unknown)
+    chat_template: str | None = None
+    facts: ModelFacts | None = None
+    # bos_token / eos_token of the merged tokenizer (for the prompt format example)
+    special_tokens: dict[str, str] = field(default_factory=dict)
+    # the merged model's folder when it is on disk (its tokenizer names probe tokens)
+    merged_dir: Path | None = None
 
     @property
     def quants(self) -> list[QuantEntry]:
@@ -60,6 +70,10 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         report_sha256=sha256_file_uncached(report_path),
         quantize=quantize,
         chat_template_in=chat_template_location(paths.merged),
+        chat_template=chat_template_text(paths.merged),
+        facts=model_facts(paths.merged, merge),
+        special_tokens=special_tokens(_tokenizer_config(paths.merged)),
+        merged_dir=paths.merged if paths.merged.is_dir() else None,
     )
 
 
@@ -75,3 +89,25 @@ def chat_template_location(merged: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return "tokenizer_config.json" if config.get("chat_template") else None
+
+
+def _tokenizer_config(merged: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def chat_template_text(merged: Path) -> str | None:
+    """The merged model's chat template as it ships (the prompt format a card shows)."""
+    where = chat_template_location(merged)
+    try:
+        if where == "chat_template.jinja":
+            return (merged / where).read_text(encoding="utf-8")
+        if where == "tokenizer_config.json":
+            value = json.loads((merged / where).read_text(encoding="utf-8")).get("chat_template")
+            return value if isinstance(value, str) else None
+    except (OSError, ValueError):
+        return None
+    return None

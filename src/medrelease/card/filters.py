@@ -31,6 +31,8 @@ def card_filters(decimals: int) -> dict[str, Callable[..., Any]]:
         "opt": optional,
         "human_bytes": human_bytes,
         "short_sha": short_sha,
+        "params": params,
+        "percent": percent,
     }
 
 
@@ -52,3 +54,21 @@ def human_bytes(n: Any) -> str:
 
 def short_sha(value: Any, length: int = 12) -> str:
     return str(value)[:length] if value else MISSING
+
+
+def params(n: Any) -> str:
+    """A parameter count as model names state it: 1.4M, 135M, 4.0B."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        return MISSING
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def percent(value: Any) -> str:
+    """A rate in [0, 1] as a percentage with one decimal (top-1 agreement)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return f"{100 * value:.1f}%"

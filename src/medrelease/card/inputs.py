@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medrelease.card.names import hub_url
 from medrelease.core.hashing import HashCache, digest_of
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
@@ -19,16 +20,15 @@ def template_digests(loaded: LoadedRecipe) -> dict[str, str]:
     """card -> digest of every template it can reach: the recipe's template, what it extends
     or includes from its folder, and the shipped templates."""
     from medrelease.card.config import CardConfig
-    from medrelease.card.step import _template_digest, _template_path
-    from medrelease.card.templates import SHIPPED, make_renderer
+    from medrelease.card.templates import SHIPPED, make_renderer, template_digest, template_path
 
     cfg = loaded.recipe.card or CardConfig()
     chosen = {"model": cfg.template, "gguf": cfg.gguf_template, "awq": cfg.awq_template}
     out = {}
     for name, value in chosen.items():
-        user = _template_path(loaded, value, name)
+        user = template_path(loaded, value, name)
         renderer = make_renderer(user_template=user, filters={})
-        out[name] = _template_digest(renderer, user.name if user else SHIPPED[name])
+        out[name] = template_digest(renderer, user.name if user else SHIPPED[name])
     return out
 
 
@@ -49,6 +49,8 @@ def _components(
         ),
         "files": digest_of(referenced_files(card, loaded.base_dir, cache)),
         "templates": digest_of(template_digests(loaded)),
+        # the cards' links point at the Hub the release goes to (HF_ENDPOINT)
+        "endpoint": hub_url(),
         # the gate's task files ship in the repo as eval/: a changed task file that leaves
         # the gate report byte-identical must still re-render
         "eval_files": digest_of(referenced_files(section(loaded, "gates"), loaded.base_dir, cache)),

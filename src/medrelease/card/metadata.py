@@ -108,10 +108,12 @@ def card_data(
     model_name: str | None = None,
     results: list[Any] | None = None,
     license_link: str | None = None,
+    quantized_by: str | None = None,
 ) -> Any:
     from huggingface_hub import ModelCardData
 
-    extra: dict[str, Any] = {}
+    # `quantized_by`: the key the GGUF publishers' cards carry (who made the files)
+    extra: dict[str, Any] = {"quantized_by": quantized_by} if quantized_by else {}
     if base_model:
         extra["base_model_relation"] = relation
     return ModelCardData(

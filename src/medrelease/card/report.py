@@ -53,7 +53,7 @@ def diff_rendered(
     loaded: LoadedRecipe, *, workdir: Path, against: Path | None = None
 ) -> list[CardDiff]:
     """Compare the cards just written in card/ with the published ones."""
-    from medrelease.card.context import quant_repos
+    from medrelease.card.names import repo_ids
     from medrelease.card.step import CARD_FILES
 
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
@@ -62,7 +62,7 @@ def diff_rendered(
         for name, rel in CARD_FILES.items()
         if (paths.card / rel).is_file()
     }
-    return diff_published(rendered, quant_repos(loaded), against=against)
+    return diff_published(rendered, repo_ids(loaded), against=against)
 
 
 def print_card_result(result: StepResult, diffs: list[CardDiff] | None) -> None:

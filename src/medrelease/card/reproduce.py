@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from medrelease.card.eval_bundle import EVAL_DIR, EvalBundle
+from medrelease.card.names import release_tag, stage_hub_id
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.stages import HubStage
 from medrelease.records.gate_report import GateReport
@@ -28,16 +29,8 @@ class ModelRef:
     published: bool
 
 
-def release_tag(loaded: LoadedRecipe) -> str:
-    rel = loaded.recipe.release
-    pattern = str(getattr(loaded.recipe.publish, "tag", None) or "v{version}")
-    return pattern.format(repo=rel.repo, name=rel.name, version=rel.version)
-
-
 def model_refs(loaded: LoadedRecipe, report: GateReport) -> list[ModelRef]:
     """Every model the gate evaluated, candidate first, as a reader can load it."""
-    from medrelease.card.context import stage_hub_id
-
     cand = report["candidate"]
     out = [ModelRef(cand, loaded.recipe.release.repo, release_tag(loaded), True)]
     for name, rec in report["models"].items():
@@ -76,11 +69,6 @@ def eval_dtype(report: Mapping[str, Any], model: str | None = None) -> str | Non
     return _dtype_of(margs.get("dtype")) if isinstance(margs, dict) else None
 
 
-def dtype_reason(report: Mapping[str, Any]) -> str | None:
-    value = (report.get("harness") or {}).get("dtype")
-    return str(value["reason"]) if isinstance(value, dict) and value.get("reason") else None
-
-
 def _model_args(ref: ModelRef, report: GateReport) -> list[tuple[str, Any]]:
     harness = report.get("harness") or {}
     extra = dict(harness.get("model_args") or {})
@@ -108,17 +96,30 @@ def command(ref: ModelRef, label: str, report: GateReport, bundle: EvalBundle) -
     )
 
 
-def reproduce(loaded: LoadedRecipe, report: GateReport, bundle: EvalBundle) -> dict[str, Any]:
+class RerunCommand(TypedDict):
+    model: str
+    task: str
+    command: str
+
+
+class Rerun(TypedDict):
+    commands: list[RerunCommand]
+    local_only: list[str]  # stages only the publisher has, shown as `<name>`
+    uses_eval_dir: bool
+    tag: str
+
+
+def reproduce(loaded: LoadedRecipe, report: GateReport, bundle: EvalBundle) -> Rerun:
     """Commands per model and task, and what a reader must know to run them."""
     refs = model_refs(loaded, report)
     commands = [
-        {"model": ref.name, "task": label, "command": command(ref, label, report, bundle)}
+        RerunCommand(model=ref.name, task=label, command=command(ref, label, report, bundle))
         for label in report["tasks"]
         for ref in refs
     ]
-    return {
-        "commands": commands,
-        "local_only": [r.name for r in refs if not r.published],
-        "uses_eval_dir": any(t.include for t in bundle.tasks.values()),
-        "tag": release_tag(loaded),
-    }
+    return Rerun(
+        commands=commands,
+        local_only=[r.name for r in refs if not r.published],
+        uses_eval_dir=any(t.include for t in bundle.tasks.values()),
+        tag=release_tag(loaded),
+    )

@@ -33,6 +33,8 @@ Any use where the model's output reaches a patient or drives a clinical decision
 review by a qualified clinician; use as a substitute for professional medical advice;
 use in languages or domains it was not evaluated on."""
 
+DEFAULT_MARK = "_(medrelease's default text: the publisher of this release did not write one.)_"
+
 REQUIRED = ("intended_use", "medical_safety")
 HEADINGS = {"intended_use": "## Intended use", "medical_safety": "## Medical safety"}
 
@@ -40,8 +42,9 @@ HEADINGS = {"intended_use": "## Intended use", "medical_safety": "## Medical saf
 def required_sections(
     intended_use: str | None, out_of_scope: str | None, safety_notes: str | None
 ) -> dict[str, str]:
-    use = (intended_use or DEFAULT_INTENDED_USE).strip()
-    scope = (out_of_scope or DEFAULT_OUT_OF_SCOPE).strip()
+    # text the publisher did not write is said to be the default, never passed off as theirs
+    use = intended_use.strip() if intended_use else f"{DEFAULT_INTENDED_USE}\n\n{DEFAULT_MARK}"
+    scope = out_of_scope.strip() if out_of_scope else f"{DEFAULT_OUT_OF_SCOPE}\n\n{DEFAULT_MARK}"
     safety = MEDICAL_SAFETY + (f"\n\n{safety_notes.strip()}" if safety_notes else "")
     # tidied like the whole card is, so the check after rendering can match verbatim
     return {
@@ -50,6 +53,15 @@ def required_sections(
         ),
         "medical_safety": tidy_markdown(f"{HEADINGS['medical_safety']}\n\n{safety}\n"),
     }
+
+
+def defaulted(intended_use: str | None, out_of_scope: str | None) -> list[str]:
+    """The recipe keys whose text the card took from the defaults (for a warning)."""
+    return [
+        f"card.{key}"
+        for key, value in (("intended_use", intended_use), ("out_of_scope", out_of_scope))
+        if not value
+    ]
 
 
 def check_required(rendered: str, sections: dict[str, str], template: str) -> None:

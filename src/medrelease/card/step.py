@@ -7,24 +7,27 @@ card classes, and everything lands in `<release>/card/` in one atomic move.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from medrelease.card.chart import ChartData
 from medrelease.card.config import CardConfig, FileRef
 from medrelease.card.evidence import Evidence, load_evidence
 from medrelease.card.inputs import INPUTS
 from medrelease.card.markdown import tidy_markdown
-from medrelease.card.required import check_required, required_sections
-from medrelease.card.templates import SHIPPED, CardRenderer, chain_block_overrides, make_renderer
+from medrelease.card.required import check_required, defaulted, required_sections
+from medrelease.card.templates import (
+    SHIPPED,
+    chain_block_overrides,
+    make_renderer,
+    template_digest,
+    template_path,
+)
 from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
-from medrelease.core.hashing import folder_records, sha256_bytes
+from medrelease.core.hashing import folder_records
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import step_run
 from medrelease.core.secrets import assert_no_secrets
@@ -34,7 +37,6 @@ from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import CardRecord
 
 CHART_NAME = "metrics.png"
-TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 # card name -> path inside the card folder (CONTRACTS.md)
 CARD_FILES = {"model": "README.md", "gguf": "gguf/README.md", "awq": "awq/README.md"}
 
@@ -46,7 +48,7 @@ class RenderedCards:
     texts: dict[str, str]  # card name -> README text (front matter + body)
     metadata: dict[str, dict[str, Any]]
     context: dict[str, Any]
-    chart_series: tuple[list[str], dict[str, dict[str, float]]] | None
+    chart_series: ChartData | None
     template_digests: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     # published beside the main card: eval/ (task files) and eval_results/ (.eval_results/)
@@ -109,7 +111,7 @@ class CardInputs:
     context: dict[str, Any]
     merge_inputs: list[str]
     base_models: list[str]
-    series: tuple[list[str], dict[str, dict[str, float]]] | None
+    series: ChartData | None
     warnings: list[str]
     datasets: dict[str, Any]  # task label -> card.datasets.TaskData
     bundle: Any  # card.eval_bundle.EvalBundle
@@ -117,12 +119,13 @@ class CardInputs:
 
 def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     """Every variable the templates see, with the license check done."""
-    from medrelease.card.chart import chart_series
-    from medrelease.card.context import build_context, stage_hub_id
+    from medrelease.card.chart import chart_data
+    from medrelease.card.context import build_context
     from medrelease.card.datasets import task_datasets
     from medrelease.card.eval_bundle import build_bundle
     from medrelease.card.filters import card_filters
     from medrelease.card.licenses import check_licenses, parent_stages
+    from medrelease.card.names import stage_hub_id
     from medrelease.recipe.merge_refs import merge_stage_names
 
     recipe = loaded.recipe
@@ -164,9 +167,9 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
         warnings.append("the gate report did not pass: the card says so in its overview")
     series = None
     if cfg.chart:
-        metrics, by_model = chart_series(context["evaluation"], context["quants"])
-        if metrics and by_model:
-            series = (metrics, by_model)
+        data = chart_data(context["evaluation"], context["quants"])
+        if data.metrics and data.series:
+            series = data
             context["chart"] = CHART_NAME
         else:
             warnings.append("no gated metric has values: the card has no chart")
@@ -180,6 +183,11 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
     context["sections"] = required_sections(
         texts["intended_use"], texts["out_of_scope"], texts["safety_notes"]
     )
+    if missing := defaulted(texts["intended_use"], texts["out_of_scope"]):
+        warnings.append(
+            f"{' and '.join(missing)} not set: the cards show medrelease's default text, marked "
+            "as such; write the release's own for a release that is not a demo"
+        )
     return CardInputs(context, merge_inputs, base_models, series, warnings, datasets, bundle)
 
 
@@ -266,6 +274,7 @@ def _card_plan(
                     relation="quantized",
                     tags=[*rel.tags, "medical", *tags, "medrelease"],
                     library_name=library,
+                    quantized_by=inputs.context["quantized_by"],
                     **common,
                 ),
                 None,
@@ -286,7 +295,7 @@ def _render_card(
     """One card: (its text, its validated Hub metadata, its template's digest)."""
     from medrelease.card import metadata as md
 
-    user_template = _template_path(loaded, template_opt, name)
+    user_template = template_path(loaded, template_opt, name)
     renderer = make_renderer(user_template=user_template, filters=filters)
     entry = user_template.name if user_template else SHIPPED[name]
     if name == "model" and cfg.blocks:
@@ -303,22 +312,7 @@ def _render_card(
     check_required(body, context["sections"], shown)
     text = md.compose(data, body)
     meta = md.validate_card(text, expected_results=expected, where=f"card/{CARD_FILES[name]}")
-    return text, meta, _template_digest(renderer, entry)
-
-
-def _template_path(loaded: LoadedRecipe, value: str | None, card: str) -> Path | None:
-    if value is None:
-        return None
-    key = "template" if card == "model" else f"{card}_template"
-    p = Path(value).expanduser()
-    p = p if p.is_absolute() else loaded.base_dir / p
-    if not p.is_file():
-        raise RecipeError(
-            f"card.{key}: template file {p} does not exist",
-            where=loaded.where(("card", key)),
-            hint="paths are relative to the recipe file; omit the key to use the shipped template",
-        )
-    return p
+    return text, meta, template_digest(renderer, entry)
 
 
 def _text_of(loaded: LoadedRecipe, loc: tuple[str, ...], value: str | FileRef) -> str:
@@ -350,24 +344,6 @@ def _render_text(
     name = f"card.{key}"
     renderer.overrides.sources[name] = text
     return renderer.render(name, context)
-
-
-def _template_digest(renderer: CardRenderer, entry: str) -> str:
-    """sha256 over the sources of every template the card can reach (for inputs_hash)."""
-    env = renderer.env
-    assert env.loader is not None
-    sources: dict[str, str] = {}
-    todo = [entry]
-    for cur in todo:
-        try:
-            src, _, _ = env.loader.get_source(env, cur)
-        except jinja2.TemplateNotFound:
-            continue
-        sources[cur] = src
-        for ref in TEMPLATE_REF_RE.findall(src):
-            if ref not in todo:
-                todo.append(ref)
-    return sha256_bytes(json.dumps(sources, sort_keys=True).encode())
 
 
 def card_context(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:

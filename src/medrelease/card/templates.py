@@ -15,6 +15,8 @@ Every error comes back as a `CardTemplateError` naming the template and the line
 
 from __future__ import annotations
 
+import json
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +29,11 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from medrelease.card.errors import CardTemplateError
 from medrelease.core.data import packaged
+from medrelease.core.errors import RecipeError
+from medrelease.core.hashing import sha256_bytes
+from medrelease.recipe.load import LoadedRecipe
 
+TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 # name of each card -> shipped template
 SHIPPED = {"model": "model.md.j2", "gguf": "gguf.md.j2", "awq": "awq.md.j2"}
 
@@ -201,3 +207,37 @@ def chain_block_overrides(
         )
         parent = name
     return parent
+
+
+def template_path(loaded: LoadedRecipe, value: str | None, card: str) -> Path | None:
+    """The recipe's own template for `card` (a path relative to the recipe), or None."""
+    if value is None:
+        return None
+    key = "template" if card == "model" else f"{card}_template"
+    p = Path(value).expanduser()
+    p = p if p.is_absolute() else loaded.base_dir / p
+    if not p.is_file():
+        raise RecipeError(
+            f"card.{key}: template file {p} does not exist",
+            where=loaded.where(("card", key)),
+            hint="paths are relative to the recipe file; omit the key to use the shipped template",
+        )
+    return p
+
+
+def template_digest(renderer: CardRenderer, entry: str) -> str:
+    """sha256 over the sources of every template the card can reach (for inputs_hash)."""
+    env = renderer.env
+    assert env.loader is not None
+    sources: dict[str, str] = {}
+    todo = [entry]
+    for cur in todo:
+        try:
+            src, _, _ = env.loader.get_source(env, cur)
+        except jinja2.TemplateNotFound:
+            continue
+        sources[cur] = src
+        for ref in TEMPLATE_REF_RE.findall(src):
+            if ref not in todo:
+                todo.append(ref)
+    return sha256_bytes(json.dumps(sources, sort_keys=True).encode())

@@ -30,6 +30,7 @@ from medrelease.publish.checks import (
 )
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import CardRecord, MergeRecord, read_step
+from medrelease.records.public import public_manifest_data
 from medrelease.records.quantize import QuantizeRecord
 
 
@@ -103,10 +104,8 @@ def published_manifest(manifest: Manifest, overrides: dict[str, bool], gates: Ga
     data["steps"] = {
         k: v for k, v in manifest.data.get("steps", {}).items() if k not in ("publish", "card")
     }
-    recipe = dict(data.get("recipe") or {})
-    if recipe.get("path"):  # the file name, not the publisher's local folders
-        recipe["path"] = Path(str(recipe["path"])).name
-        data["recipe"] = recipe
+    # stage sources, --set overrides, the recipe's path: nothing of the publisher's machine
+    data = public_manifest_data(data)
     if any(overrides.values()):
         data["publication"] = {"overrides": overrides, "gates_passed": gates.passed}
     return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
