@@ -113,7 +113,11 @@ def _published_name(family: str, path: str) -> str:
 def _measures(check: QuantCheck | None) -> dict[str, float]:
     if not check:
         return {}
-    found = {k: float(v) for k, v in (check.get("measures") or {}).items() if k in MEASURES}
+    found = {
+        k: float(v)
+        for k, v in (check.get("measures") or {}).items()
+        if k in MEASURES and isinstance(v, int | float)
+    }
     metric, value = check.get("metric"), check.get("value")
     if metric in MEASURES and value is not None:  # a record with the judged measure only
         found.setdefault(str(metric), float(value))
