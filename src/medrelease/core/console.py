@@ -37,6 +37,34 @@ def _width() -> int | None:
 err_console = Console(stderr=True, highlight=False, width=_width())
 out_console = Console(highlight=False, width=_width())
 
+# What the process is doing, innermost last (a step, then a phase of it), and what it was
+# doing when Ctrl-C reached it: the CLI names that in its one-line interrupt message (by then
+# the stack has unwound).
+_activity: list[str] = []
+_interrupted_during: list[str] = []
+
+
+def interrupted_activity() -> str | None:
+    """What was under way when Ctrl-C stopped the run (once: the record is cleared)."""
+    what = _interrupted_during[0] if _interrupted_during else None
+    _interrupted_during.clear()
+    return what or None
+
+
+@contextlib.contextmanager
+def activity(what: str) -> Iterator[None]:
+    """Mark `what` as under way (a step of `release`, a progress phase) for the interrupt
+    message; phases of concurrent units may end in any order."""
+    _activity.append(what)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not _interrupted_during:
+            _interrupted_during.append(" > ".join(_activity))
+        raise
+    finally:
+        del _activity[len(_activity) - 1 - _activity[::-1].index(what)]
+
 
 class Reporter:
     """What a step tells the user while it works. `quiet` (e.g. --json) keeps stderr terse."""
@@ -94,7 +122,8 @@ class Reporter:
             progress.advance(task, n)
 
         try:
-            yield advance
+            with activity(description):
+                yield advance
         finally:
             t = progress.tasks[progress.task_ids.index(task)]
             progress.update(

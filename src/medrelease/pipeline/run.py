@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.console import Reporter
+from medrelease.core.console import Reporter, activity
 from medrelease.core.errors import RecipeError, UsageError
 from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import why_stale
@@ -139,7 +139,8 @@ def _run_locked(
             continue
         reason = "forced" if step.name in forced else ", ".join(state.why)
         reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
-        step.run(loaded, workdir, reporter, opts)  # the step records its own components
+        with activity(step.name):  # named by the Ctrl-C message
+            step.run(loaded, workdir, reporter, opts)  # the step records its own components
         if not (step.name == "publish" and opts.get("dry_run")):
             # a log of what `release` ran; currency is decided from the step records only
             manifest = Manifest.load(paths.root)

@@ -278,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     overrides = standin_overrides(recipe, StandinFamily(out / arch, arch))
-    data = write_eval_data(out / "eval-data", recipe_presets(recipe))
+    presets = recipe_presets(recipe)
+    data = write_eval_data(out / "eval-data", presets)
     cmd = ["medrelease", "release", str(recipe_path)]
     for name, path in overrides.items():
         cmd += ["--stage", f"{name}={path}"]
-    cmd += ["--set", f"gates.data_dir={data}"]
+    if any(p in WRITERS for p in presets):  # else no data was written: no folder to point at
+        cmd += ["--set", f"gates.data_dir={data}"]
     if TOKENIZER_KIND.get(arch) == "bpe" and recipe.quantize and recipe.quantize.gguf:
         # the stand-in's BPE is unknown to llama.cpp's converter; its rules are the family's
         cmd += ["--set", f"quantize.gguf.pre_tokenizer={arch}"]
