@@ -97,6 +97,12 @@ def _interrupted(args: list[str]) -> int:
     return 130
 
 
+def _is_stdout_closed(exc: BrokenPipeError) -> bool:
+    from medrelease.core.console import StdoutClosed
+
+    return isinstance(exc, StdoutClosed)
+
+
 def _stdout_closed() -> int:
     """The reader of stdout went away (`medrelease publish --dry-run | head`): what it read is
     all it wanted, so this is not a failure. stdout is pointed at /dev/null so the interpreter's
@@ -116,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         result = app(args=args, prog_name="medrelease", standalone_mode=False)
+        if result == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130
+            return _interrupted(args)
         return int(result) if isinstance(result, int) else 0
     except MedreleaseError as err:
         if _debug():
@@ -124,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:  # click turns Ctrl-C into Abort
-        return _interrupted(args)
+    except typer.Abort:  # end of input at a prompt (Ctrl-C comes back as 130 above)
+        return 130
     except click_exc.ClickException as exc:
         from medrelease.core.errors import UsageError
 
@@ -134,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return _interrupted(args)
-    except BrokenPipeError:
-        return _stdout_closed()
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _is_stdout_closed(exc):
+            return _stdout_closed()
         if _debug():
             raise
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:

@@ -67,3 +67,11 @@ def register(app: typer.Typer) -> None:
                     out_console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
             elif awq:
                 out_console.print(f"AWQ: {awq['detail']}", soft_wrap=True)
+
+
+# `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)
+SUMMARY = "Check a recipe (schema, stages, mergekit block) without weights."
+EXAMPLES = (
+    "medrelease validate merges/afm-4.5b-openmed.yaml",
+    "medrelease validate merges/afm-4.5b-openmed.yaml --set gates.tasks.0.limit=8 --json",
+)

@@ -34,8 +34,25 @@ def _width() -> int | None:
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
 
 
-err_console = Console(stderr=True, highlight=False, width=_width())
-out_console = Console(highlight=False, width=_width())
+class StdoutClosed(BrokenPipeError):
+    """The reader of stdout went away (`medrelease publish --dry-run | head`). Only results
+    go to stdout, after the work is done, so the CLI ends with exit 0; a broken pipe anywhere
+    else (a network socket) stays an error."""
+
+
+class _ResultConsole(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1
+        self.quiet = True
+        raise StdoutClosed()
+
+
+class _MessageConsole(Console):
+    def on_broken_pipe(self) -> None:  # stderr gone: the work goes on, silently
+        self.quiet = True
+
+
+err_console = _MessageConsole(stderr=True, highlight=False, width=_width())
+out_console = _ResultConsole(highlight=False, width=_width())
 
 # What the process is doing, innermost last (a step, then a phase of it), and what it was
 # doing when Ctrl-C reached it: the CLI names that in its one-line interrupt message (by then
@@ -132,5 +149,8 @@ class Reporter:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(redact(json.dumps(obj, indent=2, default=str)) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(redact(json.dumps(obj, indent=2, default=str)) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed() from None

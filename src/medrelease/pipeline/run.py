@@ -19,6 +19,7 @@ from medrelease.core.inputs import why_stale
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.step import StepResult
 from medrelease.pipeline.steps import STEP_NAMES, STEPS, StepDef
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import STEP_RECORDS, StepRecord, read_step
@@ -31,6 +32,7 @@ class StepState:
     why: list[str] = field(default_factory=list)
     finished_at: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    result: StepResult | None = None  # what the step returned, when this run ran it
 
 
 @dataclass
@@ -140,14 +142,14 @@ def _run_locked(
         reason = "forced" if step.name in forced else ", ".join(state.why)
         reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
         with activity(step.name):  # named by the Ctrl-C message
-            step.run(loaded, workdir, reporter, opts)  # the step records its own components
+            result = step.run(loaded, workdir, reporter, opts)  # it records its own components
         if not (step.name == "publish" and opts.get("dry_run")):
             # a log of what `release` ran; currency is decided from the step records only
             manifest = Manifest.load(paths.root)
             manifest.data.setdefault("pipeline", {})[step.name] = {"finished_at": now_iso()}
             manifest.save()
         cache.save()
-        states.append(StepState(step.name, "ran", state.why, now_iso()))
+        states.append(StepState(step.name, "ran", state.why, now_iso(), result=result))
     return ReleaseRun(states, paths.manifest)
 
 

@@ -46,15 +46,24 @@ def _merge(
 def _gate(
     loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: dict[str, Any]
 ) -> StepResult:
+    from medrelease.core.errors import GateFailed
     from medrelease.gate.step import gate_release
 
-    return gate_release(
-        loaded,
-        workdir=workdir,
-        reporter=reporter,
-        executor=opts.get("executor"),
-        ray_address=opts.get("ray_address"),
-    )
+    try:
+        return gate_release(
+            loaded,
+            workdir=workdir,
+            reporter=reporter,
+            executor=opts.get("executor"),
+            ray_address=opts.get("ray_address"),
+        )
+    except GateFailed as err:
+        result: StepResult | None = getattr(err, "result", None)
+        if result is None or not opts.get("allow_failed_gates"):
+            raise
+        # --allow-failed-gates: the release goes on; publish records it and the card shows it
+        reporter.warn(f"{err} (going on: --allow-failed-gates)")
+        return result
 
 
 def _quantize(
@@ -67,6 +76,7 @@ def _quantize(
         workdir=workdir,
         reporter=reporter,
         force=True,
+        threads=opts.get("threads"),
         executor=opts.get("executor"),
         ray_address=opts.get("ray_address"),
     )
@@ -93,6 +103,7 @@ def _publish(
         endpoint=opts.get("endpoint"),
         dry_run=bool(opts.get("dry_run")),
         review=bool(opts.get("review")),
+        allow_failed_gates=bool(opts.get("allow_failed_gates")),
     )
 
 
