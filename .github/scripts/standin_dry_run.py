@@ -1,4 +1,4 @@
-"""The release workflow's hosted dry run: the recipe end to end on tiny stand-ins, nothing published.
+"""The release workflow's hosted dry run: the recipe end to end on tiny stand-ins, unpublished.
 
     python .github/scripts/standin_dry_run.py RECIPE OUT
 

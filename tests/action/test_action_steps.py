@@ -8,6 +8,7 @@ from the step's `env:`), with `${{ }}` expressions of the simple `a.b.c` form su
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -198,7 +199,7 @@ def test_release_workflow_policy():
     check = wf["jobs"]["check"]
     assert check["runs-on"] == "ubuntu-latest" and "environment" not in check
     runs = [s.get("run", "") for s in check["steps"]]
-    assert any(r.startswith(".venv/bin/medrelease validate \"$RECIPE\"") for r in runs)
+    assert any(r.startswith('.venv/bin/medrelease validate "$RECIPE"') for r in runs)
     dry = next(r for r in runs if "standin_dry_run.py" in r)
     assert '"$RECIPE"' in dry and (REPO / ".github" / "scripts" / "standin_dry_run.py").is_file()
 
@@ -241,7 +242,9 @@ def test_standin_dry_run_runs_the_recipe_with_its_overlay(
     spec.loader.exec_module(script)
     # building the tiny models is tests/recipes' business; here: the command it composes
     monkeypatch.setattr(
-        standins, "standin_overrides", lambda recipe, fam: {n: f"{fam.root}/{n}" for n in recipe.stages}
+        standins,
+        "standin_overrides",
+        lambda recipe, fam: {n: f"{fam.root}/{n}" for n in recipe.stages},
     )
     calls: list[list[str]] = []
     monkeypatch.setattr("medrelease.cli.main", lambda args: calls.append(args) or 4)
@@ -249,7 +252,7 @@ def test_standin_dry_run_runs_the_recipe_with_its_overlay(
     assert script.main([str(recipe), str(tmp_path)]) == 4
     (args,) = calls
     assert args[:2] == ["release", str(recipe)]
-    flags = list(zip(args, args[1:]))
+    flags = list(itertools.pairwise(args))
     assert ("--overlay", str(REPO / "tests" / "recipes" / "standins" / recipe.name)) in flags
     assert ("--target", f"dir://{tmp_path / 'export'}") in flags and "--dry-run" in args
     assert {v.split("=")[0] for k, v in flags if k == "--stage"} == {"base", "trad"}

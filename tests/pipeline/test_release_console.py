@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline.test_release import recipe_for
 
 from helpers import run_cli
+from pipeline.test_release import recipe_for
 
 
 @pytest.mark.slow
@@ -24,6 +24,7 @@ def test_release_ends_with_the_step_tables(tmp_path: Path, llama, capsys, monkey
     assert "demo_mcq/acc" in out and ">= 0" in out
     assert "quantize" in out and "Q8_0" in out and "ppl ratio" in out  # quant_table
     assert out.index("release") < out.index("gates: PASSED") < out.index("ppl ratio")
+    assert not (workdir / "tiny-pipeline" / ".lock").exists(), "the lock goes with the run"
 
     # nothing re-runs, the tables are still the release's state; the dry run shows its plan
     export = tmp_path / "export"
@@ -57,7 +58,8 @@ def test_a_failed_rule_shows_its_numbers(tmp_path: Path, llama, capsys, monkeypa
     expected = f"demo_mcq/acc >= base + 1.5: {measured}, base {base:.4f}, delta {delta:+.4f}"
     assert expected in captured.out
     # the error line alone says it too (CI logs often show only the last lines)
-    assert "error:" in captured.err and measured in captured.err and f"base {base:.4f}" in captured.err
+    err = captured.err
+    assert "error:" in err and measured in err and f"base {base:.4f}" in err
 
     # --allow-failed-gates: the release goes on past the failed gate (and says so)
     code = run_cli("release", recipe, "-w", workdir, "--no-publish", "--allow-failed-gates")
