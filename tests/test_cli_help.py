@@ -37,6 +37,8 @@ def test_top_level_summaries_are_whole() -> None:
     for name, cmd in commands().items():
         summary = cmd.short_help
         assert summary and summary.endswith("."), f"{name}: no one-line SUMMARY"
+        # one line beside the longest name (hub-server) in an 80-column terminal
+        assert len(summary) <= 80 - 2 - 12 - 4, f"{name}: summary wraps at 80 columns"
         assert " ".join(summary.split()[:4]) in " ".join(listing.split()), name
 
 

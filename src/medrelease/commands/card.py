@@ -18,7 +18,7 @@ DiffAgainstOpt = typer.Option(
     help="show what changed against this local README.md instead of the Hub",
     dir_okay=False,
 )
-SUMMARY = "Render the model cards (main, GGUF, AWQ) and the chart from the evidence."
+SUMMARY = "Render the model cards and the chart from the evidence."
 EXAMPLES = (
     "medrelease card merges/med-advisor-4b.yaml --diff   # and what changed vs the Hub",
     "medrelease card merges/med-advisor-4b.yaml --variables > vars.json   # for templates",

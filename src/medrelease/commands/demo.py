@@ -8,7 +8,7 @@ import typer
 
 from medrelease.commands.common import JsonOpt
 
-SUMMARY = "Run a complete offline release of tiny stand-in models (local Hub)."
+SUMMARY = "Run a complete offline release on tiny stand-in models."
 EXAMPLES = (
     "medrelease demo",
     "medrelease demo --workdir /tmp/demo --json",

@@ -17,7 +17,7 @@ from medrelease.commands.common import (
     WorkdirOpt,
 )
 
-SUMMARY = "Evaluate merged/ and the baselines with lm-eval; apply the gate rules."
+SUMMARY = "Evaluate merged/ and the baselines; apply the gate rules."
 EXAMPLES = (
     "medrelease gate merges/med-advisor-4b.yaml",
     "medrelease gate merges/med-advisor-4b.yaml --limit 20 --json   # quick look, 20 docs/task",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-SUMMARY = "Serve a Hub-compatible API on 127.0.0.1 (offline publish and download)."
+SUMMARY = "Serve a Hub-compatible API on 127.0.0.1 (offline use)."
 EXAMPLES = (
     "medrelease hub-server --root ./hub --port 8765",
     "HF_ENDPOINT=http://127.0.0.1:8765 medrelease publish merges/med-advisor-4b.yaml",

@@ -16,7 +16,7 @@ from medrelease.commands.common import (
     WorkdirOpt,
 )
 
-SUMMARY = "Merge the stage checkpoints with mergekit, verify, record provenance."
+SUMMARY = "Merge the stages with mergekit; verify; record provenance."
 EXAMPLES = (
     "medrelease merge merges/afm-4.5b-openmed.yaml",
     "medrelease merge merges/qwen-4b-trad.yaml --stage trad=./checkpoints/dora --force",

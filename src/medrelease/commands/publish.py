@@ -20,7 +20,7 @@ from medrelease.commands.common import (
     WorkdirOpt,
 )
 
-SUMMARY = "Publish the gated release (model, quants, cards, manifest) to the Hub."
+SUMMARY = "Publish the gated release (model, quants, cards) to the Hub."
 EXAMPLES = (
     "medrelease publish merges/med-advisor-4b.yaml --dry-run    # the plan, nothing uploaded",
     "medrelease publish merges/med-advisor-4b.yaml -t dir://export/med-advisor-4b",

@@ -19,7 +19,7 @@ from medrelease.commands.common import (
     WorkdirOpt,
 )
 
-SUMMARY = "Quantize merged/ to GGUF and AWQ; keep only quants that pass their checks."
+SUMMARY = "Quantize to GGUF and AWQ; keep the quants that pass checks."
 EXAMPLES = (
     "medrelease quantize merges/afm-4.5b-openmed.yaml",
     "medrelease quantize merges/afm-4.5b-openmed.yaml --force --threads 8   # redo, 8 threads",

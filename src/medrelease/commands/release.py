@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from medrelease.pipeline.run import ReleaseRun
     from medrelease.recipe.load import LoadedRecipe
 
-SUMMARY = "Run the whole release; steps whose inputs are unchanged are skipped."
+SUMMARY = "Run every step; skip those whose inputs are unchanged."
 EXAMPLES = (
     "medrelease release merges/med-advisor-4b.yaml --dry-run   # everything but the upload",
     "medrelease release merges/med-advisor-4b.yaml --from quantize -t dir://export",

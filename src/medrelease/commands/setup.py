@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-SUMMARY = "Install the offline data and llama.cpp tools the steps need (once)."
+SUMMARY = "Install the offline data and llama.cpp tools (once)."
 EXAMPLES = ("medrelease setup", "medrelease setup --quiet   # print only problems (CI)")
 
 

@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
 
 # `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)
-SUMMARY = "Check a recipe (schema, stages, mergekit block) without weights."
+SUMMARY = "Check a recipe without loading any weights."
 EXAMPLES = (
     "medrelease validate merges/afm-4.5b-openmed.yaml",
     "medrelease validate merges/afm-4.5b-openmed.yaml --set gates.tasks.0.limit=8 --json",
