@@ -32,7 +32,7 @@ COMMANDS = (
 def register_all(app: typer.Typer) -> None:
     from typer.core import TyperCommand
 
-    from medrelease.commands.helpfmt import HelpCommand, examples_text
+    from medrelease.commands.helpfmt import HelpCommand
 
     for name in COMMANDS:
         module_name = f"medrelease.commands.{name}"
@@ -45,4 +45,4 @@ def register_all(app: typer.Typer) -> None:
             if info.cls in (None, TyperCommand):  # typer fills in its own class
                 info.cls = HelpCommand
             info.short_help = info.short_help or getattr(module, "SUMMARY", None)
-            info.epilog = info.epilog or examples_text(getattr(module, "EXAMPLES", ())) or None
+            info.epilog = info.epilog or "\n".join(getattr(module, "EXAMPLES", ())) or None

@@ -4,7 +4,6 @@ command line per line (click would re-wrap them as prose)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from typer.core import TyperCommand
@@ -23,8 +22,3 @@ class HelpCommand(TyperCommand):
         with formatter.section("Examples"):
             for line in self.epilog.splitlines():
                 formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
-
-
-def examples_text(examples: Sequence[str]) -> str:
-    """`EXAMPLES` of a command module as the epilog: each a command line, `  # why` after it."""
-    return "\n".join(examples)
