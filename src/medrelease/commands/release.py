@@ -127,7 +127,6 @@ def step_tables(run: ReleaseRun, loaded: LoadedRecipe, workdir: Path) -> list[ob
     from medrelease.records.manifest import STEP_RECORDS, StepRecord, read_step
 
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
-    manifest = Manifest.load(paths.root)
     done = {s.name: s for s in run.steps if s.state in ("ran", "skipped")}
     tables: list[object] = []
     if "gate" in done and paths.gate_report.is_file():
@@ -135,11 +134,14 @@ def step_tables(run: ReleaseRun, loaded: LoadedRecipe, workdir: Path) -> list[ob
         from medrelease.records.gate_report import read_gate_report
 
         tables.append(gate_table(read_gate_report(paths.gate_report)))
-    quantize = read_step(manifest, "quantize", STEP_RECORDS.get("quantize", StepRecord))
-    if "quantize" in done and quantize is not None:
+    if "quantize" in done:
         from medrelease.quantize.report import quant_table
 
-        tables.append(quant_table(quantize))
+        record = read_step(
+            Manifest.load(paths.root), "quantize", STEP_RECORDS.get("quantize", StepRecord)
+        )
+        if record is not None:
+            tables.append(quant_table(record))
     publish = done.get("publish")
     result = getattr(publish, "result", None)
     if result is not None:
