@@ -5,6 +5,7 @@ Start-up imports no torch: every command imports its step inside the function bo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -80,10 +81,51 @@ def _report(err: MedreleaseError, as_json: bool) -> None:
         err_console.print(f"[cyan]fix:[/cyan] {redact(err.hint)}", soft_wrap=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in args:
+def _take_debug(args: list[str]) -> list[str]:
+    """`--debug` is a global flag, accepted anywhere before `--` (the internal-error hint says
+    "re-run with --debug", and users add it at the end): taken out before click parses."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
         os.environ["MEDRELEASE_DEBUG"] = "1"
+        return [a for a in args[:end] if a != "--debug"] + args[end:]
+    return args
+
+
+def _command(args: list[str]) -> str:
+    """The subcommand's name, for the interrupt message (the first word that is not a flag)."""
+    return next((a for a in args if not a.startswith("-")), "")
+
+
+def _interrupted(args: list[str]) -> int:
+    from medrelease.core.console import interrupted_activity
+
+    what = " ".join(w for w in ("medrelease", _command(args)) if w)
+    doing = interrupted_activity()
+    sys.stderr.write(
+        f"interrupted: {what} stopped{f' during {doing}' if doing else ''}; nothing "
+        "half-written was left in place (finished work is kept: run it again to resume)\n"
+    )
+    return 130
+
+
+def _is_stdout_closed(exc: BrokenPipeError) -> bool:
+    from medrelease.core.console import StdoutClosed
+
+    return isinstance(exc, StdoutClosed)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`medrelease publish --dry-run | head`): what it read is
+    all it wanted, so this is not a failure. stdout is pointed at /dev/null so the interpreter's
+    final flush does not raise again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _take_debug(list(sys.argv[1:] if argv is None else argv))
     as_json = "--json" in args
     if not _debug():
         # Libraries' own tqdm bars would interleave with our progress display; this must be
@@ -91,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         result = app(args=args, prog_name="medrelease", standalone_mode=False)
+        if result == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130
+            return _interrupted(args)
         return int(result) if isinstance(result, int) else 0
     except MedreleaseError as err:
         if _debug():
@@ -99,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort:  # end of input at a prompt (Ctrl-C comes back as 130 above)
         return 130
     except click_exc.ClickException as exc:
         from medrelease.core.errors import UsageError
@@ -108,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(UsageError(exc.format_message(), hint=hint), as_json)
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: nothing partial was left in place\n")
-        return 130
+        return _interrupted(args)
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _is_stdout_closed(exc):
+            return _stdout_closed()
         if _debug():
             raise
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:

@@ -8,6 +8,7 @@ from the step's `env:`), with `${{ }}` expressions of the simple `a.b.c` form su
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -186,24 +187,78 @@ def test_summary_without_a_report_says_the_gate_did_not_run(tmp_path: Path):
 
 
 def test_release_workflow_policy():
+    """validate and the dry run on the hosted runner; the real release on a self-hosted GPU
+    runner (a 4B release does not fit a hosted one), with the token only there."""
     wf = load_yaml_file(REPO / ".github" / "workflows" / "release.yml")
     assert wf["on"]["push"]["tags"] == ["v*"]
     assert wf["permissions"] == {"contents": "read"}
-    (job,) = wf["jobs"].values()
-    assert "permissions" not in job, "no job widens the token's permissions"
+    assert set(wf["jobs"]) == {"check", "release"}
+    for job in wf["jobs"].values():
+        assert "permissions" not in job, "no job widens the token's permissions"
+
+    check = wf["jobs"]["check"]
+    assert check["runs-on"] == "ubuntu-latest" and "environment" not in check
+    runs = [s.get("run", "") for s in check["steps"]]
+    assert any(r.startswith('.venv/bin/medrelease validate "$RECIPE"') for r in runs)
+    dry = next(r for r in runs if "standin_dry_run.py" in r)
+    assert '"$RECIPE"' in dry and (REPO / ".github" / "scripts" / "standin_dry_run.py").is_file()
+
+    job = wf["jobs"]["release"]
+    assert job["needs"] == "check", "the GPU runner is booked only for a recipe that passed"
+    labels = job["runs-on"]
+    assert labels[0] == "self-hosted" and "gpu" in labels and "ubuntu-latest" not in labels
+    config = load_yaml_file(REPO / ".github" / "actionlint.yaml")
+    assert set(labels) - {"self-hosted", "linux", "x64"} <= set(
+        config["self-hosted-runner"]["labels"]
+    )
     assert job["environment"] == "hub-release"
+    assert "WORKDIR" in job["env"] and "actions/cache" not in str(job["steps"])
     steps = job["steps"]
     by_use = {s.get("uses", "").split("@")[0]: s for s in steps if "uses" in s}
-    key = by_use["actions/cache"]["with"]["key"]
-    assert "hashFiles(env.RECIPE" in key and "pyproject.toml" in key and ".lock" in key
-    assert by_use["actions/cache"]["with"]["path"] == "${{ env.WORKDIR }}"
     action_step = by_use["./"]
     assert action_step["env"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+    assert action_step["with"]["workdir"] == "${{ env.WORKDIR }}"
     text = (REPO / ".github" / "workflows" / "release.yml").read_text()
     assert text.count("secrets.") == 1, "the token reaches only the release step"
     upload = by_use["actions/upload-artifact"]
     assert upload["with"]["path"] == "${{ steps.release.outputs.report }}"
     assert action_step["id"] == "release"
+
+
+def test_standin_dry_run_runs_the_recipe_with_its_overlay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hosted dry run: stand-ins for every stage, the recipe's overlay, --dry-run to a
+    dir:// target (nothing published), and medrelease's exit code as its own."""
+    import importlib.util
+
+    from medrelease.testing import standins
+
+    spec = importlib.util.spec_from_file_location(
+        "standin_dry_run", REPO / ".github" / "scripts" / "standin_dry_run.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # building the tiny models is tests/recipes' business; here: the command it composes
+    monkeypatch.setattr(
+        standins,
+        "standin_overrides",
+        lambda recipe, fam: {n: f"{fam.root}/{n}" for n in recipe.stages},
+    )
+    calls: list[list[str]] = []
+    monkeypatch.setattr("medrelease.cli.main", lambda args: calls.append(args) or 4)
+    recipe = REPO / "merges" / "qwen-4b-trad.yaml"
+    assert script.main([str(recipe), str(tmp_path)]) == 4
+    (args,) = calls
+    assert args[:2] == ["release", str(recipe)]
+    flags = list(itertools.pairwise(args))
+    assert ("--overlay", str(REPO / "tests" / "recipes" / "standins" / recipe.name)) in flags
+    assert ("--target", f"dir://{tmp_path / 'export'}") in flags and "--dry-run" in args
+    assert {v.split("=")[0] for k, v in flags if k == "--stage"} == {"base", "trad"}
+
+    with pytest.raises(SystemExit, match="no stand-in overlay"):
+        script.main([str(tmp_path / "unknown.yaml"), str(tmp_path)])
 
 
 def test_ci_workflow_runs_make_test():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from action_support import REPO, LintResults, format_problems, load_yaml_file
+from action_support import REPO, LintResults, apply_config, format_problems, load_yaml_file
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 
@@ -57,16 +57,19 @@ def linted(actionlint, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     )
     release_text = (REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
     assert "inputs.recipe" in action_text and "if-no-files-found:" in release_text
+    assert "x64, gpu]" in release_text
     files = {
         "planted": PLANTED,
         "action": action_text,
         "action_typo": action_text.replace("inputs.recipe", "inputs.recipee", 1),
         "release_typo": release_text.replace("if-no-files-found:", "if-no-file-found:"),
+        # a runner label the config does not declare is still an error
+        "release_label": release_text.replace("x64, gpu]", "x64, gpux]"),
     }
     paths = {key: tmp / f"{key}.yml" for key in files}
     for key, text in files.items():
         paths[key].write_text(text, encoding="utf-8")
-    results: LintResults = actionlint(*WORKFLOWS, *paths.values())
+    results: LintResults = apply_config(actionlint(*WORKFLOWS, *paths.values()))
     return {
         "workflows": {str(p): results[str(p)] for p in WORKFLOWS},
         **{key: results[str(path)] for key, path in paths.items()},
@@ -105,3 +108,8 @@ def test_the_synthesized_workflow_catches_a_wrong_input_name(linted):
 
 def test_a_typo_in_the_release_workflow_is_caught(linted):
     assert "if-no-file-found" in messages(linted["release_typo"])
+
+
+def test_only_the_declared_gpu_label_is_known(linted):
+    assert 'label "gpux" is unknown' in messages(linted["release_label"])
+    assert "gpu" not in messages(linted["release_label"]).replace("gpux", "")

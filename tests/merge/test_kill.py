@@ -48,7 +48,12 @@ def test_killed_merge_leaves_no_output(tmp_path: Path, llama, sig):
     if sig == signal.SIGINT:  # graceful: the staging folder is removed at once
         assert not [p for p in release.iterdir() if p.name.startswith(TMP_PREFIX)]
         assert code == 130
-        assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+        err = proc.stderr.read().decode()  # type: ignore[union-attr]
+        assert "Traceback" not in err
+        # one line saying what stopped and that nothing half-written was left; no lock left
+        assert "interrupted: medrelease merge stopped" in err, err
+        assert "nothing half-written was left in place" in err
+        assert not (release / ".lock").exists()
 
     # the next run sweeps leftovers and completes
     again = subprocess.run(

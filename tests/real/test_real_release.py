@@ -368,7 +368,7 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
     assert not [p for p in workdir.rglob(".mr-tmp-*")]
     from medrelease.core.lock import release_lock
 
-    with release_lock(workdir / "variant"):  # the .lock file stays by design, unheld
+    with release_lock(workdir / "variant"):  # free again: the rejected run let it go
         pass
 
 

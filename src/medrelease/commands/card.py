@@ -14,8 +14,14 @@ DiffOpt = typer.Option(
 DiffAgainstOpt = typer.Option(
     None,
     "--diff-against",
+    metavar="FILE",
     help="show what changed against this local README.md instead of the Hub",
     dir_okay=False,
+)
+SUMMARY = "Render the model cards and the chart from the evidence."
+EXAMPLES = (
+    "medrelease card merges/med-advisor-4b.yaml --diff   # and what changed vs the Hub",
+    "medrelease card merges/med-advisor-4b.yaml --variables > vars.json   # for templates",
 )
 VariablesOpt = typer.Option(
     False, "--variables", help="print the variables templates can use (JSON) and exit"

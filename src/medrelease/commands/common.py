@@ -46,7 +46,42 @@ StageOpt = typer.Option(
     "used to run a recipe on stand-in checkpoints",
 )
 
-
+# Options that mean the same on several commands are defined once, here, so their names,
+# short forms and wording agree everywhere they appear.
+ForceOpt = typer.Option(
+    False,
+    "--force",
+    help="run the step again and replace its outputs, even if its inputs are unchanged",
+)
+ThreadsOpt = typer.Option(
+    0, "--threads", metavar="N", help="CPU threads per llama.cpp quantize (0: up to 2)"
+)
+TargetOpt = typer.Option(
+    None,
+    "--target",
+    "-t",
+    metavar="TARGET",
+    help="where to publish: hub (default: --endpoint), an http(s) Hub URL, or dir://PATH",
+)
+EndpointOpt = typer.Option(
+    None,
+    "--endpoint",
+    metavar="URL",
+    help="Hub API endpoint for --target hub (default: HF_ENDPOINT, else https://huggingface.co)",
+)
+DryRunOpt = typer.Option(
+    False,
+    "--dry-run",
+    help="publish nothing: print the plan (repos, files, sizes, tag, card diff)",
+)
+ReviewOpt = typer.Option(
+    False, "--review", help="open a pull request per repo instead of committing to main"
+)
+AllowFailedGatesOpt = typer.Option(
+    False,
+    "--allow-failed-gates",
+    help="publish although gates failed (recorded in the manifest and on the card)",
+)
 OverlayOpt = typer.Option(
     [],
     "--overlay",

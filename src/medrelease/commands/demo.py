@@ -8,6 +8,12 @@ import typer
 
 from medrelease.commands.common import JsonOpt
 
+SUMMARY = "Run a complete offline release on tiny stand-in models."
+EXAMPLES = (
+    "medrelease demo",
+    "medrelease demo --workdir /tmp/demo --json",
+)
+
 
 def register(app: typer.Typer) -> None:
     @app.command()

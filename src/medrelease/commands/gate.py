@@ -17,6 +17,12 @@ from medrelease.commands.common import (
     WorkdirOpt,
 )
 
+SUMMARY = "Evaluate merged/ and the baselines; apply the gate rules."
+EXAMPLES = (
+    "medrelease gate merges/med-advisor-4b.yaml",
+    "medrelease gate merges/med-advisor-4b.yaml --limit 20 --json   # quick look, 20 docs/task",
+)
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -27,7 +33,10 @@ def register(app: typer.Typer) -> None:
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,
         limit: float | None = typer.Option(
-            None, "--limit", help="documents per task for every task (quick checks; <1 = fraction)"
+            None,
+            "--limit",
+            metavar="N",
+            help="documents per task for every task (quick checks; <1 = fraction)",
         ),
         no_cache: bool = typer.Option(
             False, "--no-cache", help="re-evaluate everything (the cache is still refreshed)"

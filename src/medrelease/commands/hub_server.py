@@ -6,10 +6,16 @@ from pathlib import Path
 
 import typer
 
-RootOpt = typer.Option(..., "--root", help="folder holding the server's repos")
+SUMMARY = "Serve a Hub-compatible API on 127.0.0.1 (offline use)."
+EXAMPLES = (
+    "medrelease hub-server --root ./hub --port 8765",
+    "HF_ENDPOINT=http://127.0.0.1:8765 medrelease publish merges/med-advisor-4b.yaml",
+)
+RootOpt = typer.Option(..., "--root", metavar="DIR", help="folder holding the server's repos")
 TokenFileOpt = typer.Option(
     None,
     "--token-file",
+    metavar="FILE",
     help="accepted tokens, one 'TOKEN USER' per line (default: any token is accepted)",
 )
 
@@ -18,7 +24,9 @@ def register(app: typer.Typer) -> None:
     @app.command("hub-server")
     def hub_server(
         root: Path = RootOpt,
-        port: int = typer.Option(8765, "--port", help="port on 127.0.0.1 (0 = any free port)"),
+        port: int = typer.Option(
+            8765, "--port", metavar="PORT", help="port on 127.0.0.1 (0 = any free port)"
+        ),
         token_file: Path = TokenFileOpt,
     ) -> None:
         """Serve a Hub-compatible API on 127.0.0.1 for offline publishing and downloads.

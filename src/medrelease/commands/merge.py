@@ -6,7 +6,21 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    ForceOpt,
+    JsonOpt,
+    OverlayOpt,
+    RecipeArg,
+    SetOpt,
+    StageOpt,
+    WorkdirOpt,
+)
+
+SUMMARY = "Merge the stages with mergekit; verify; record provenance."
+EXAMPLES = (
+    "medrelease merge merges/afm-4.5b-openmed.yaml",
+    "medrelease merge merges/qwen-4b-trad.yaml --stage trad=./checkpoints/dora --force",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,7 +28,7 @@ def register(app: typer.Typer) -> None:
     def merge(
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
-        force: bool = typer.Option(False, "--force", help="replace an existing merged/ folder"),
+        force: bool = ForceOpt,
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,

@@ -6,7 +6,25 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    AllowFailedGatesOpt,
+    DryRunOpt,
+    EndpointOpt,
+    JsonOpt,
+    OverlayOpt,
+    RecipeArg,
+    ReviewOpt,
+    SetOpt,
+    StageOpt,
+    TargetOpt,
+    WorkdirOpt,
+)
+
+SUMMARY = "Publish the gated release (model, quants, cards) to the Hub."
+EXAMPLES = (
+    "medrelease publish merges/med-advisor-4b.yaml --dry-run    # the plan, nothing uploaded",
+    "medrelease publish merges/med-advisor-4b.yaml -t dir://export/med-advisor-4b",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,26 +32,11 @@ def register(app: typer.Typer) -> None:
     def publish(
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
-        target: str = typer.Option(
-            "hub",
-            "--target",
-            "-t",
-            help="hub (HF_ENDPOINT or --endpoint), an http(s) Hub URL, or dir://PATH",
-        ),
-        endpoint: str = typer.Option(
-            None, "--endpoint", help="Hub API endpoint (default: HF_ENDPOINT, else huggingface.co)"
-        ),
-        dry_run: bool = typer.Option(
-            False, "--dry-run", help="print the plan (repos, files, sizes, tag, card diff)"
-        ),
-        review: bool = typer.Option(
-            False, "--review", help="open a pull request per repo instead of committing to main"
-        ),
-        allow_failed_gates: bool = typer.Option(
-            False,
-            "--allow-failed-gates",
-            help="publish although gates failed (recorded in the manifest and on the card)",
-        ),
+        target: str | None = TargetOpt,
+        endpoint: str | None = EndpointOpt,
+        dry_run: bool = DryRunOpt,
+        review: bool = ReviewOpt,
+        allow_failed_gates: bool = AllowFailedGatesOpt,
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,

@@ -8,13 +8,21 @@ import typer
 
 from medrelease.commands.common import (
     ExecutorOpt,
+    ForceOpt,
     JsonOpt,
     OverlayOpt,
     RayAddressOpt,
     RecipeArg,
     SetOpt,
     StageOpt,
+    ThreadsOpt,
     WorkdirOpt,
+)
+
+SUMMARY = "Quantize to GGUF and AWQ; keep the quants that pass checks."
+EXAMPLES = (
+    "medrelease quantize merges/afm-4.5b-openmed.yaml",
+    "medrelease quantize merges/afm-4.5b-openmed.yaml --force --threads 8   # redo, 8 threads",
 )
 
 
@@ -23,10 +31,8 @@ def register(app: typer.Typer) -> None:
     def quantize(
         recipe: Path = RecipeArg,
         workdir: Path = WorkdirOpt,
-        force: bool = typer.Option(
-            False, "--force", help="re-quantize even if inputs are unchanged"
-        ),
-        threads: int = typer.Option(0, "--threads", help="CPU threads for llama.cpp (0: up to 2)"),
+        force: bool = ForceOpt,
+        threads: int = ThreadsOpt,
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,

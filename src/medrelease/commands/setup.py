@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+SUMMARY = "Install the offline data and llama.cpp tools (once)."
+EXAMPLES = ("medrelease setup", "medrelease setup --quiet   # print only problems (CI)")
+
 
 def register(app: typer.Typer) -> None:
     @app.command()

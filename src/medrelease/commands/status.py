@@ -31,3 +31,11 @@ def register(app: typer.Typer) -> None:
             print_json(status_json(run))
         else:
             out_console.print(release_table(run, title="status", artifacts=True))
+
+
+# `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)
+SUMMARY = "Show each step: current, stale (and why) or pending."
+EXAMPLES = (
+    "medrelease status merges/med-advisor-4b.yaml",
+    "medrelease status merges/med-advisor-4b.yaml --json   # for scripts",
+)

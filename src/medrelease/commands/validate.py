@@ -54,11 +54,6 @@ def register(app: typer.Typer) -> None:
         Lists every problem with its file:line and fix: the schema, stage names, the mergekit
         block and its weights, gate rules against their tasks' metrics, the license id, files
         the recipe names, UTF-8.
-
-        \b
-        Examples:
-          medrelease validate merges/afm-4.5b-openmed.yaml
-          medrelease validate merges/qwen-4b-trad.yaml --set gates.batch_size=16 --json
         """
         from medrelease.commands.common import parse_overrides
         from medrelease.core.console import out_console, print_json
@@ -113,3 +108,11 @@ def register(app: typer.Typer) -> None:
                 out_console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
         elif awq:
             out_console.print(f"AWQ: {awq['detail']}", soft_wrap=True)
+
+
+# `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)
+SUMMARY = "Check a recipe without loading any weights."
+EXAMPLES = (
+    "medrelease validate merges/afm-4.5b-openmed.yaml",
+    "medrelease validate merges/qwen-4b-trad.yaml --workdir /data/build --json",
+)

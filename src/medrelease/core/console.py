@@ -34,8 +34,53 @@ def _width() -> int | None:
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
 
 
-err_console = Console(stderr=True, highlight=False, width=_width())
-out_console = Console(highlight=False, width=_width())
+class StdoutClosed(BrokenPipeError):
+    """The reader of stdout went away (`medrelease publish --dry-run | head`). Only results
+    go to stdout, after the work is done, so the CLI ends with exit 0; a broken pipe anywhere
+    else (a network socket) stays an error."""
+
+
+class _ResultConsole(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1
+        self.quiet = True
+        raise StdoutClosed()
+
+
+class _MessageConsole(Console):
+    def on_broken_pipe(self) -> None:  # stderr gone: the work goes on, silently
+        self.quiet = True
+
+
+err_console = _MessageConsole(stderr=True, highlight=False, width=_width())
+out_console = _ResultConsole(highlight=False, width=_width())
+
+# What the process is doing, innermost last (a step, then a phase of it), and what it was
+# doing when Ctrl-C reached it: the CLI names that in its one-line interrupt message (by then
+# the stack has unwound).
+_activity: list[str] = []
+_interrupted_during: list[str] = []
+
+
+def interrupted_activity() -> str | None:
+    """What was under way when Ctrl-C stopped the run (once: the record is cleared)."""
+    what = _interrupted_during[0] if _interrupted_during else None
+    _interrupted_during.clear()
+    return what or None
+
+
+@contextlib.contextmanager
+def activity(what: str) -> Iterator[None]:
+    """Mark `what` as under way (a step of `release`, a progress phase) for the interrupt
+    message; phases of concurrent units may end in any order."""
+    _activity.append(what)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not _interrupted_during:
+            _interrupted_during.append(" > ".join(_activity))
+        raise
+    finally:
+        del _activity[len(_activity) - 1 - _activity[::-1].index(what)]
 
 
 class Reporter:
@@ -94,7 +139,8 @@ class Reporter:
             progress.advance(task, n)
 
         try:
-            yield advance
+            with activity(description):
+                yield advance
         finally:
             t = progress.tasks[progress.task_ids.index(task)]
             progress.update(
@@ -103,5 +149,8 @@ class Reporter:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(redact(json.dumps(obj, indent=2, default=str)) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(redact(json.dumps(obj, indent=2, default=str)) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed() from None

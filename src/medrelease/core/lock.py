@@ -1,4 +1,11 @@
-"""One process at a time per release folder: a second `medrelease` gets a clear message."""
+"""One process at a time per release folder: a second `medrelease` gets a clear message.
+
+The lock is `flock` on `<release>/.lock`, and the file is removed when the run ends, so a
+finished release folder holds only artifacts. Removing a lock file is safe only with the
+protocol used here: the holder unlinks it *before* unlocking, and a process that obtains the
+lock checks that the path still names the file it locked (a file it opened just before the
+holder unlinked it is stale: it retries on a fresh one).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,44 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from medrelease.core.errors import EnvironmentProblem
 
 # Locks this process already holds (path -> depth): the pipeline holds the lock for a whole
 # release and each step takes it again; flock would block on a second descriptor.
 _held: dict[str, int] = {}
+
+
+def _same_file(fh: IO[str], path: Path) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fh.fileno())
+    return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def _acquire(release_dir: Path, lock_path: Path) -> IO[str]:
+    """The locked, current `.lock` file, or EnvironmentProblem naming its holder."""
+    while True:
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed by the caller
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise EnvironmentProblem(
+                f"{release_dir} is in use by {holder}",
+                hint="wait for the other medrelease run to finish, or use another --workdir",
+            ) from None
+        except BaseException:
+            fh.close()
+            raise
+        if _same_file(fh, lock_path):
+            return fh
+        fh.close()  # the previous holder removed it after we opened it: lock the new one
 
 
 @contextlib.contextmanager
@@ -27,17 +66,8 @@ def release_lock(release_dir: Path) -> Iterator[None]:
         finally:
             _held[key] -= 1
         return
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed below
+    fh = _acquire(release_dir, lock_path)
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise EnvironmentProblem(
-                f"{release_dir} is in use by {holder}",
-                hint="wait for the other medrelease run to finish, or use another --workdir",
-            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"medrelease pid {os.getpid()}")
@@ -48,6 +78,10 @@ def release_lock(release_dir: Path) -> Iterator[None]:
         finally:
             _held.pop(key, None)
     finally:
+        # unlink while still holding the lock (see the module docstring), then unlock
+        with contextlib.suppress(OSError):
+            if _same_file(fh, lock_path):
+                lock_path.unlink()
         with contextlib.suppress(OSError):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         fh.close()

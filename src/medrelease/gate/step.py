@@ -385,7 +385,9 @@ def _gate_locked(
     run.record(record)
     result = GateResult("gate", record, run.paths.manifest, report=report)
     if not report["passed"]:
-        failed = [r["text"] for r in report["rules"] if not r["passed"]]
+        from medrelease.gate.table import failed_rule_text
+
+        failed = [failed_rule_text(r) for r in report["rules"] if not r["passed"]]
         err = GateFailed(
             f"{len(failed)} gate rule(s) failed: " + "; ".join(failed),
             hint=f"see {run.paths.gate_report}; the candidate must not be released as is",

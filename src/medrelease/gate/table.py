@@ -15,6 +15,25 @@ def _num(v: Any) -> str:
     return "—" if v is None else f"{v:.4f}"
 
 
+def failed_rule_text(r: RuleEntry) -> str:
+    """A failed rule with what it measured: the value, and for a comparison the baseline's
+    value and the delta (with its CI), so the line alone says how far from passing it is."""
+    cand, base, delta = r.get("candidate"), r.get("baseline"), r.get("delta")
+    text = r["text"]
+    if cand is None or (r.get("vs") and base is None):
+        return f"{text}: {r.get('reason') or 'no value'}"
+    text += f": measured {cand:.4f}"
+    if r.get("vs"):
+        text += f", {r['vs']} {_num(base)}"
+        if delta is not None:
+            text += f", delta {delta:+.4f}"
+        if ci := r.get("ci"):
+            text += f" (CI [{ci[0]:+.4f}, {ci[1]:+.4f}])"
+        if r.get("reason"):
+            text += f"; {r['reason']}"
+    return text
+
+
 def gate_table(report: GateReport) -> RenderableType:
     models = list(report["models"])
     cand = report["candidate"]
@@ -52,7 +71,7 @@ def gate_table(report: GateReport) -> RenderableType:
         ok = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
         table.add_row(label, *vals, delta, rule, ok)
     reasons = [
-        Text.from_markup(f"[red]FAIL[/red] {r['text']}: {r['reason']}")
+        Text.assemble(("FAIL", "red"), " ", failed_rule_text(r))
         for r in report["rules"]
         if not r["passed"]
     ]

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.console import Reporter
+from medrelease.core.console import Reporter, activity
 from medrelease.core.errors import RecipeError, UsageError
 from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import judge, skips
 from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
+from medrelease.core.step import StepResult
 from medrelease.pipeline.steps import IN_RELEASE, STEP_NAMES, STEPS, ReleaseOptions, StepDef
 from medrelease.recipe.load import LoadedRecipe
 
@@ -30,6 +31,7 @@ class StepState:
     why: list[str] = field(default_factory=list)
     finished_at: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    result: StepResult[Any] | None = None  # what the step returned, when this run ran it
 
 
 @dataclass
@@ -143,14 +145,15 @@ def _run_locked(
         reason = "forced" if step.name in forced else ", ".join(state.why)
         reporter.info(f"[bold]{step.name}[/bold]: {step.what} ({reason})")
         # the step records its own components; it re-runs under the same rule (IN_RELEASE)
-        step.run(loaded, workdir, reporter, opts, force)
+        with activity(step.name):  # named by the Ctrl-C message
+            result = step.run(loaded, workdir, reporter, opts, force)
         if not step.writes_nothing(opts):
             # a log of what `release` ran; currency is decided from the step records only
             manifest = Manifest.load(paths.root)
             manifest.data.setdefault("pipeline", {})[step.name] = {"finished_at": now_iso()}
             manifest.save()
         cache.save()
-        states.append(StepState(step.name, "ran", state.why, now_iso()))
+        states.append(StepState(step.name, "ran", state.why, now_iso(), result=result))
     return ReleaseRun(states, paths.manifest)
 
 

@@ -10,7 +10,7 @@ their own packages; this table is the only place that lists them all (docs/CONTR
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +49,19 @@ class PublishOptions:
     endpoint: str | None = None  # None: HF_ENDPOINT, else the public Hub
     dry_run: bool = False  # print the plan only (never current: it writes nothing)
     review: bool = False  # pull requests instead of commits
+    allow_failed_gates: bool = False  # publish a release whose gates failed (recorded)
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    allow_failed_gates: bool = False  # a failed gate warns and the release goes on
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    threads: int | None = None  # CPU threads for llama.cpp (None: up to 2)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,17 @@ class ReleaseOptions:
 
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     publish: PublishOptions = field(default_factory=PublishOptions)
+    threads: int | None = None
+    allow_failed_gates: bool = False  # --allow-failed-gates: for the gate and publish alike
+
+    def gate(self) -> GateOptions:
+        return GateOptions(self.executor, self.allow_failed_gates)
+
+    def quantize(self) -> QuantizeOptions:
+        return QuantizeOptions(self.executor, self.threads)
+
+    def publish_step(self) -> PublishOptions:
+        return replace(self.publish, allow_failed_gates=self.allow_failed_gates)
 
 
 Opts = TypeVar("Opts")
@@ -103,21 +127,30 @@ def _merge(
 
 
 def _gate(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: GateOptions, force: bool
 ) -> StepResult[Any]:
+    from medrelease.core.errors import GateFailed
     from medrelease.gate.step import gate_release
 
-    return gate_release(
-        loaded,
-        workdir=workdir,
-        reporter=reporter,
-        executor=opts.executor,
-        ray_address=opts.ray_address,
-    )
+    try:
+        return gate_release(
+            loaded,
+            workdir=workdir,
+            reporter=reporter,
+            executor=opts.executor.executor,
+            ray_address=opts.executor.ray_address,
+        )
+    except GateFailed as err:
+        result: StepResult[Any] | None = getattr(err, "result", None)
+        if result is None or not opts.allow_failed_gates:
+            raise
+        # --allow-failed-gates: the release goes on; publish records it and the card shows it
+        reporter.warn(f"{err} (going on: --allow-failed-gates)")
+        return result
 
 
 def _quantize(
-    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: ExecutorOptions, force: bool
+    loaded: LoadedRecipe, workdir: Path, reporter: Reporter, opts: QuantizeOptions, force: bool
 ) -> StepResult[Any]:
     from medrelease.quantize.step import quantize_release
 
@@ -127,8 +160,9 @@ def _quantize(
         reporter=reporter,
         force=force,
         rerun=IN_RELEASE,
-        executor=opts.executor,
-        ray_address=opts.ray_address,
+        threads=opts.threads,
+        executor=opts.executor.executor,
+        ray_address=opts.executor.ray_address,
     )
 
 
@@ -160,6 +194,7 @@ def _publish(
         endpoint=opts.endpoint,
         dry_run=opts.dry_run,
         review=opts.review,
+        allow_failed_gates=opts.allow_failed_gates,
     )
 
 
@@ -167,12 +202,16 @@ def _no_options(options: ReleaseOptions) -> NoOptions:
     return NoOptions()
 
 
-def _executor_options(options: ReleaseOptions) -> ExecutorOptions:
-    return options.executor
+def _gate_options(options: ReleaseOptions) -> GateOptions:
+    return options.gate()
+
+
+def _quantize_options(options: ReleaseOptions) -> QuantizeOptions:
+    return options.quantize()
 
 
 def _publish_options(options: ReleaseOptions) -> PublishOptions:
-    return options.publish
+    return options.publish_step()
 
 
 def _dry_run(options: PublishOptions) -> bool:
@@ -184,14 +223,14 @@ STEPS: tuple[StepDef[Any], ...] = (
     StepDef(
         GATE_INPUTS,
         "evaluate and check gate rules",
-        _executor_options,
+        _gate_options,
         _gate,
         configured=lambda r: r.recipe.gates is not None,
     ),
     StepDef(
         QUANTIZE_INPUTS,
         "quantize and check quants",
-        _executor_options,
+        _quantize_options,
         _quantize,
         configured=lambda r: r.recipe.quantize is not None,
         preflight=_quantize_preflight,

@@ -259,34 +259,44 @@ def recipe_presets(recipe: Any) -> list[str]:
     return [t.preset for t in gates.tasks if t.preset] if gates is not None else []
 
 
+def standin_release_args(recipe_path: Path, out: Path) -> list[str]:
+    """Build tiny stand-ins of every stage of `recipe_path` and the eval data its presets read,
+    under `out`; return the `medrelease` arguments (`release RECIPE --stage ... --set ...`)
+    that run the recipe on them. The caller adds an overlay (limits, relaxed rules)."""
+    from medrelease.recipe.load import load_recipe
+
+    recipe = load_recipe(recipe_path).recipe
+    arch = standin_arch(recipe_path)
+    overrides = standin_overrides(recipe, StandinFamily(out / arch, arch))
+    presets = recipe_presets(recipe)
+    data = write_eval_data(out / "eval-data", presets)
+    args = ["release", str(recipe_path)]
+    for name, path in overrides.items():
+        args += ["--stage", f"{name}={path}"]
+    if any(p in WRITERS for p in presets):  # else no data was written: no folder to point at
+        args += ["--set", f"gates.data_dir={data}"]
+    if TOKENIZER_KIND.get(arch) == "bpe" and recipe.quantize and recipe.quantize.gguf:
+        # the stand-in's BPE is unknown to llama.cpp's converter; its rules are the family's
+        args += ["--set", f"quantize.gguf.pre_tokenizer={arch}"]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m medrelease.testing.standins RECIPE OUT`: stand-ins + eval data + the command."""
     import shlex
 
     from medrelease.core.errors import MedreleaseError
-    from medrelease.recipe.load import load_recipe
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m medrelease.testing.standins RECIPE OUT_FOLDER", file=sys.stderr)
         return 2
-    recipe_path, out = Path(args[0]), Path(args[1]).resolve()
     try:
-        recipe = load_recipe(recipe_path).recipe
-        arch = standin_arch(recipe_path)
+        cmd = standin_release_args(Path(args[0]), Path(args[1]).resolve())
     except (MedreleaseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    overrides = standin_overrides(recipe, StandinFamily(out / arch, arch))
-    data = write_eval_data(out / "eval-data", recipe_presets(recipe))
-    cmd = ["medrelease", "release", str(recipe_path)]
-    for name, path in overrides.items():
-        cmd += ["--stage", f"{name}={path}"]
-    cmd += ["--set", f"gates.data_dir={data}"]
-    if TOKENIZER_KIND.get(arch) == "bpe" and recipe.quantize and recipe.quantize.gguf:
-        # the stand-in's BPE is unknown to llama.cpp's converter; its rules are the family's
-        cmd += ["--set", f"quantize.gguf.pre_tokenizer={arch}"]
-    print(shlex.join(cmd) + " --overlay <your overlay: limits, relaxed rules>")
+    print(shlex.join(["medrelease", *cmd]) + " --overlay <your overlay: limits, relaxed rules>")
     return 0
 
 
