@@ -86,7 +86,9 @@ def test_the_release_is_locked_and_stale_temporaries_swept(tmp_path: Path):
         # another open of the lock file cannot take it while the step runs (another process)
         with open(root / ".lock") as fh, pytest.raises(BlockingIOError):
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with open(root / ".lock") as fh:  # released afterwards
+    # released afterwards: the lock file is removed with it, and the lock can be taken again
+    assert not (root / ".lock").exists()
+    with open(root / ".lock", "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 

@@ -17,8 +17,10 @@ from medrelease.pipeline.steps import (
     STEP_NAMES,
     STEPS,
     ExecutorOptions,
+    GateOptions,
     NoOptions,
     PublishOptions,
+    QuantizeOptions,
     ReleaseOptions,
 )
 from medrelease.records.manifest import STEP_IDS, STEP_RECORDS
@@ -45,14 +47,20 @@ def test_the_differences_are_declared_fields():
 
 
 def test_each_step_gets_its_own_typed_options():
+    ray = ExecutorOptions("ray", "10.0.0.1:6379")
     options = ReleaseOptions(
-        executor=ExecutorOptions("ray", "10.0.0.1:6379"),
+        executor=ray,
         publish=PublishOptions(target="dir:///tmp/x", dry_run=True),
+        threads=4,
+        allow_failed_gates=True,
     )
     got = {s.name: s.options(options) for s in STEPS}
     assert got["merge"] == NoOptions() and got["card"] == NoOptions()
-    assert got["gate"] == got["quantize"] == ExecutorOptions("ray", "10.0.0.1:6379")
-    assert got["publish"] == PublishOptions(target="dir:///tmp/x", dry_run=True)
+    assert got["gate"] == GateOptions(ray, allow_failed_gates=True)
+    assert got["quantize"] == QuantizeOptions(ray, threads=4)
+    assert got["publish"] == PublishOptions(
+        target="dir:///tmp/x", dry_run=True, allow_failed_gates=True
+    )
     # a dry run writes nothing: release runs it every time and does not log it as done
     assert [s.name for s in STEPS if s.writes_nothing(got[s.name])] == ["publish"]
     assert not any(s.writes_nothing(s.options(ReleaseOptions())) for s in STEPS)
