@@ -45,7 +45,12 @@ StageOpt = typer.Option(
     help="override a stage source: NAME=PATH or NAME=owner/repo[@rev] (repeatable); "
     "used to run a recipe on stand-in checkpoints",
 )
-
+AllowOverriddenOpt = typer.Option(
+    False,
+    "--allow-overridden-stages",
+    help="publish a build made from checkpoints that are not the recipe's (--stage or overlay "
+    "stand-ins): every card and manifest.json then carry a banner naming those stages",
+)
 
 OverlayOpt = typer.Option(
     [],

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from medrelease.commands.common import JsonOpt, OverlayOpt, RecipeArg, SetOpt, StageOpt, WorkdirOpt
+from medrelease.commands.common import (
+    AllowOverriddenOpt,
+    JsonOpt,
+    OverlayOpt,
+    RecipeArg,
+    SetOpt,
+    StageOpt,
+    WorkdirOpt,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +42,7 @@ def register(app: typer.Typer) -> None:
             "--allow-failed-gates",
             help="publish although gates failed (recorded in the manifest and on the card)",
         ),
+        allow_overridden_stages: bool = AllowOverriddenOpt,
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,
@@ -58,6 +67,7 @@ def register(app: typer.Typer) -> None:
             dry_run=dry_run,
             review=review,
             allow_failed_gates=allow_failed_gates,
+            allow_overridden_stages=allow_overridden_stages,
         )
         if as_json:
             print_json(result.summary())

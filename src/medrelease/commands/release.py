@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from medrelease.commands.common import (
+    AllowOverriddenOpt,
     ExecutorOpt,
     JsonOpt,
     OverlayOpt,
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
         ),
         target: str = typer.Option(None, "--target", help="publish target, e.g. dir://PATH"),
         review: bool = typer.Option(False, "--review", help="publish as pull requests"),
+        allow_overridden_stages: bool = AllowOverriddenOpt,
         executor: str = ExecutorOpt,
         ray_address: str = RayAddressOpt,
         as_json: bool = JsonOpt,
@@ -62,6 +64,7 @@ def register(app: typer.Typer) -> None:
                 "target": target,
                 "dry_run": dry_run,
                 "review": review,
+                "allow_overridden_stages": allow_overridden_stages,
                 # the gate's and quantize's options travel in the same dict (pipeline/steps.py)
                 "executor": executor,
                 "ray_address": ray_address,

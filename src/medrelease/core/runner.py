@@ -79,7 +79,11 @@ class StepRun:
         record.setdefault("tools", self.inputs.tool_versions())
         record.setdefault("timings", self.timer.summary())
         manifest = Manifest.load(self.paths.root)
-        record_inputs(record, self.components(manifest) if components is None else components)
+        record_inputs(
+            record,
+            self.components(manifest) if components is None else components,
+            getattr(self.loaded, "changes", ()),
+        )
         if header:
             manifest.set_header(**header)
         manifest.record_step(self.inputs.step, record)

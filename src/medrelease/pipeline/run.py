@@ -49,7 +49,12 @@ class ReleaseRun:
 
 
 def step_state(
-    step: StepDef, loaded: LoadedRecipe, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+    step: StepDef,
+    loaded: LoadedRecipe,
+    paths: ReleasePaths,
+    manifest: Manifest,
+    cache: HashCache,
+    opts: dict[str, Any] | None = None,
 ) -> StepState:
     """Current or not, judged from the step's own record (whoever ran it: release or the
     standalone command, with or without --set/--overlay)."""
@@ -57,9 +62,16 @@ def step_state(
         return StepState(step.name, "not configured")
     # checked against its type first: a hand-edited record is a clear error, not a KeyError
     record = read_step(manifest, step.name, STEP_RECORDS.get(step.name, StepRecord))
-    components = step.inputs.compute(loaded, paths, manifest, cache)
-    # publish's outputs live on the Hub, not on disk; the plan compares them with the remote
-    why = why_stale(record, components, paths, cache, check_outputs=step.name != "publish")
+    components = step.inputs.compute(loaded, paths, manifest, cache, opts)
+    # publish's outputs live on the Hub, not on disk: its `remote` component checks them
+    why = why_stale(
+        record,
+        components,
+        paths,
+        cache,
+        check_outputs=step.name != "publish",
+        changes=loaded.changes,
+    )
     state = "current" if not why else ("pending" if why == ["never run"] else "stale")
     timings = record.get("timings") if record is not None else None
     finished = timings.get("finished_at") if timings else None
@@ -127,7 +139,7 @@ def _run_locked(
         if step.name not in consider:
             continue
         manifest = Manifest.load(paths.root)
-        state = step_state(step, loaded, paths, manifest, cache)
+        state = step_state(step, loaded, paths, manifest, cache, opts)
         cache.save()
         if state.state == "not configured":
             states.append(state)
@@ -160,14 +172,14 @@ def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> 
     manifest = Manifest.load(paths.root)
     cache = HashCache(paths.hash_cache)
     states = []
-    stale_upstream = False
+    stale_upstream, stale_upstream_state = "", ""  # the first step that is not current
     for step in STEPS:
         state = step_state(step, loaded, paths, manifest, cache)
         if stale_upstream and state.state == "current":
             state.state = "stale"
-            state.why = ["an earlier step is stale"]
-        if state.state in ("stale", "pending"):
-            stale_upstream = True
+            state.why = [f"an earlier step is {stale_upstream_state}: {stale_upstream}"]
+        if state.state in ("stale", "pending") and not stale_upstream:
+            stale_upstream, stale_upstream_state = step.name, state.state
         states.append(state)
     cache.save()
     return ReleaseRun(states, paths.manifest)

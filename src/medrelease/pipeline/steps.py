@@ -93,6 +93,7 @@ def _publish(
         endpoint=opts.get("endpoint"),
         dry_run=bool(opts.get("dry_run")),
         review=bool(opts.get("review")),
+        allow_overridden_stages=bool(opts.get("allow_overridden_stages")),
     )
 
 

@@ -18,15 +18,6 @@ from medrelease.publish.plan import RepoPlan
 from medrelease.records.manifest import RepoOutcome
 
 
-def parse_dir_target(target: str) -> Path | None:
-    if not target.startswith("dir://"):
-        return None
-    rest = target.removeprefix("dir://")
-    if not rest:
-        raise PublishError("dir:// needs a folder, e.g. dir://./export or dir:///mnt/usb")
-    return Path(rest).expanduser()
-
-
 def _current(folder: Path) -> dict[str, str]:
     if not folder.is_dir():
         return {}
