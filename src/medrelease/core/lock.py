@@ -15,9 +15,22 @@ from medrelease.core.errors import EnvironmentProblem
 _held: dict[str, int] = {}
 
 
+def unwritable(release_dir: Path, exc: OSError) -> EnvironmentProblem:
+    """The one message for a release folder that cannot be created or written."""
+    why = exc.strerror or type(exc).__name__
+    return EnvironmentProblem(
+        f"cannot write the release folder {release_dir}: {why}",
+        hint="choose a writable --workdir (not a file, not a read-only mount); "
+        "`medrelease status` reads a read-only build without writing to it",
+    )
+
+
 @contextlib.contextmanager
 def release_lock(release_dir: Path) -> Iterator[None]:
-    release_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        release_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(release_dir, exc) from None
     lock_path = release_dir / ".lock"
     key = str(lock_path.resolve())
     if _held.get(key):
@@ -27,7 +40,10 @@ def release_lock(release_dir: Path) -> Iterator[None]:
         finally:
             _held[key] -= 1
         return
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed below
+    try:
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed below
+    except OSError as exc:
+        raise unwritable(release_dir, exc) from None
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -37,10 +37,12 @@ class StepState:
 class ReleaseRun:
     steps: list[StepState]
     manifest: Path
+    notes: list[str] = field(default_factory=list)  # e.g. "the release folder does not exist"
 
     def summary(self) -> dict[str, Any]:
         return {
             "manifest": str(self.manifest),
+            "notes": self.notes,
             "steps": [
                 {"step": s.name, "state": s.state, "why": s.why, "outputs": len(s.outputs)}
                 for s in self.steps
@@ -168,9 +170,17 @@ def _always(step: StepDef, opts: dict[str, Any]) -> bool:
 
 
 def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> ReleaseRun:
+    """Each step's state. Writes nothing into the build (which may be read-only, or not
+    exist): file digests computed here are kept only in the per-user cache."""
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    notes = []
+    if not paths.root.is_dir():
+        notes.append(
+            f"{paths.root} does not exist: nothing has run there yet"
+            + ("" if workdir.is_dir() else f" (no folder {workdir}: check --workdir)")
+        )
     manifest = Manifest.load(paths.root)
-    cache = HashCache(paths.hash_cache)
+    cache = HashCache(paths.hash_cache)  # read, never saved into the build
     states = []
     stale_upstream, stale_upstream_state = "", ""  # the first step that is not current
     for step in STEPS:
@@ -181,5 +191,6 @@ def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> 
         if state.state in ("stale", "pending") and not stale_upstream:
             stale_upstream, stale_upstream_state = step.name, state.state
         states.append(state)
-    cache.save()
-    return ReleaseRun(states, paths.manifest)
+    if cache.shared is not None:
+        cache.shared.save()  # the per-user layer (large files), outside the build
+    return ReleaseRun(states, paths.manifest, notes)

@@ -207,7 +207,17 @@ def _dry_run(
                 entry["would_commit"] = not diff.empty
                 entry["card_diff"] = _card_diff(publisher, rp, diff.head if diff.exists else None)
         elif export_root is not None:
-            entry["remote"] = str(export_root / rp.repo_id)
+            from medrelease.publish.export import folder_state
+
+            dest = export_root / rp.repo_id
+            current = folder_state(dest)
+            for f in entry["files"]:
+                there = current.pop(f["path"], None)
+                f["status"] = "new" if there is None else (
+                    "unchanged" if there == f["sha256"] else "changed"
+                )
+            entry["files"] += [{"path": p, "status": "delete"} for p in sorted(current)]
+            entry["remote"] = str(dest) if dest.is_dir() else f"{dest} (new)"
         repos.append(entry)
     record = {
         "status": "dry-run",
