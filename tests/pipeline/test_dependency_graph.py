@@ -270,7 +270,7 @@ def test_copied_stages_and_a_moved_build_skip_every_step(release, capsys, tmp_pa
 def test_gate_rerun_with_equal_numbers_leaves_quantize_current(release, capsys):
     """Quant evals compare with the gate's numbers: a gate re-evaluated from scratch that
     measures the same numbers (a new report file) does not re-quantize."""
-    root, target = release
+    root, _ = release
     build = root / "build"
     evals = "quantize.checks.eval=true"
     assert run_cli("quantize", root / "recipe.yaml", "--workdir", build, "--set", evals) == 0
@@ -288,8 +288,8 @@ def test_gate_rerun_with_equal_numbers_leaves_quantize_current(release, capsys):
     data = json.loads(report.read_text())
     metric = data["metrics"][0]
     metric["values"][data["candidate"]] += 0.25
-    from medrelease.quantize.inputs import gate_numbers
     from medrelease.core.paths import ReleasePaths
+    from medrelease.quantize.inputs import gate_numbers
 
     recorded = gate_numbers(ReleasePaths(build, "tiny-pipeline"))
     report.write_text(json.dumps(data))
@@ -300,7 +300,7 @@ def test_gate_rerun_with_equal_numbers_leaves_quantize_current(release, capsys):
 
 @pytest.mark.slow
 def test_release_to_a_new_target_publishes_there(release, capsys, tmp_path):
-    root, target = release
+    root, _ = release
     other = tmp_path / "other-export"
     states = release_states(capsys, root, f"dir://{other}")
     assert states["publish"] == "ran", states

@@ -213,8 +213,8 @@ def _dry_run(
             current = folder_state(dest)
             for f in entry["files"]:
                 there = current.pop(f["path"], None)
-                f["status"] = "new" if there is None else (
-                    "unchanged" if there == f["sha256"] else "changed"
+                f["status"] = (
+                    "new" if there is None else ("unchanged" if there == f["sha256"] else "changed")
                 )
             entry["files"] += [{"path": p, "status": "delete"} for p in sorted(current)]
             entry["remote"] = str(dest) if dest.is_dir() else f"{dest} (new)"
