@@ -345,7 +345,7 @@ def test_a_stand_in_build_is_refused_by_publish(release, capsys, tmp_path):
     assert run_cli("publish", recipe, "--workdir", build, "--target", target) == 0
 
     # another checkpoint in its place is not
-    standin = data["stages"]["grpo"]["path"]
+    standin = Path(data["stages"]["sft"]["path"]).parent / "dpo"  # the tiny family's dpo
     args = ("--workdir", build, "--stage", f"sft={standin}")
     assert run_cli("release", recipe, *args, "--no-publish") == 0
     export = tmp_path / "export"

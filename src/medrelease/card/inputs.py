@@ -10,7 +10,6 @@ from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.stages.identity import portable_specs
-from medrelease.stages.provenance import overridden_stages
 
 # lm_eval: the card reads its task definitions (dataset ids, splits) for model-index
 TOOLS = ("jinja2", "huggingface_hub", "matplotlib", "lm_eval")
@@ -53,8 +52,6 @@ def _components(
         # the gate report byte-identical must still re-render
         "eval_files": referenced_files(section(loaded, "gates"), loaded.base_dir, cache),
         "upstream": {s: outputs_digest(manifest, s) for s in ("merge", "gate", "quantize")},
-        # the banner names the stages the build was made from that are not the recipe's
-        "provenance": [s.name for s in overridden_stages(loaded, manifest, cache)],
     }
 
 
