@@ -65,7 +65,7 @@ def _used(record: dict[str, Any] | None) -> str:
         return "another checkpoint"
     if record.get("kind") == "hub":
         return f"{record.get('source')}@{str(record.get('revision'))[:12]}"
-    return "a local folder with other content"
+    return "another local folder"
 
 
 def _declared(loaded: LoadedRecipe) -> LoadedRecipe | None:
