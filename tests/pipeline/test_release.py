@@ -169,7 +169,9 @@ def test_status_explains_what_is_stale(tmp_path, llama, capsys):
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))
     assert run_cli("status", recipe, "--workdir", workdir, "--json") == 0
     status = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
-    assert status["merge"]["state"] == "stale" and status["merge"]["why"] == ["recipe"]
+    # the reason names the key, with its recorded and its new value
+    assert status["merge"]["state"] == "stale"
+    assert status["merge"]["why"] == ["recipe: seed 20240611 → 99"]
 
     # an output edited on disk makes the step stale too
     data["seed"] = 20240611

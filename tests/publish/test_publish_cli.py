@@ -25,6 +25,9 @@ def test_dir_export_has_the_repo_layout_and_is_idempotent(
     assert cli(release, "--target", f"dir://{out}", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in summary["repos"]] == ["exported"] * 3
+    # a first export adds every file and changes none (the same accounting as a Hub commit)
+    for r in summary["repos"]:
+        assert len(r["added"]) == r["files"] and r["changed"] == r["deleted"] == [], r
     main = out / REPO
     assert sorted(p.name for p in main.iterdir()) == sorted(
         ["README.md", "manifest.json", "metrics.png"]
@@ -43,6 +46,16 @@ def test_dir_export_has_the_repo_layout_and_is_idempotent(
     again = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in again["repos"]] == ["unchanged"] * 3
     assert again["changed_repos"] == 0
+
+    # one file edited in the export: exported again, that file counted as changed
+    (main / "README.md").write_text("edited\n")
+    assert cli(release, "--target", f"dir://{out}", "--json") == 0
+    third = json.loads(capsys.readouterr().out)["repos"][0]
+    assert (third["status"], third["added"], third["changed"]) == ("exported", [], ["README.md"])
+    # the dry run compares with the folder too: nothing new, nothing changed
+    assert cli(release, "--target", f"dir://{out}", "--dry-run", "--json") == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert {f["status"] for repo in plan for f in repo["files"]} == {"unchanged"}
 
 
 def test_failed_gate_exit_code_and_message(

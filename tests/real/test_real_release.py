@@ -316,6 +316,47 @@ def test_cards_and_hub(release: RealRelease) -> None:
         _check_hub(release.hub, release.manifest, load_recipe(release.recipe).recipe.release)
 
 
+def test_copied_stage_keeps_every_step_current_and_a_second_hub_gets_published(
+    release: RealRelease, tmp_path: Path
+) -> None:
+    """Issue 20 on a real model: a stage folder copied elsewhere (the same bytes) is the same
+    stage, so nothing is merged, evaluated or quantized again; a release to a second Hub
+    endpoint publishes there (the destination is an input of publish), and only publish runs."""
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    from medrelease.localhub import serve
+    from medrelease.localhub.client import use_local_hub
+
+    copy = tmp_path / "clinical-copy"
+    shutil.copytree(release.stages["clinical"], copy)
+    data = yaml.safe_load(release.recipe.read_text())
+    data["stages"]["clinical"]["path"] = str(copy)
+    recipe = release.recipe.parent / "recipe-copied-stage.yaml"  # beside eval-data/
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    build = release.root.parent
+    with use_local_hub(release.hub.url):  # publish is judged by asking its Hub
+        status = _run_json("status", recipe, "--workdir", build, "--json")
+    assert {s["step"]: s["state"] for s in status["steps"]} == dict.fromkeys(STEPS, "current")
+
+    second = serve(tmp_path / "hub2", tokens={TOKEN: "tester"})
+    try:
+        with use_local_hub(second.url):
+            out = _run_json("release", recipe, "--workdir", build, "--endpoint", second.url,
+                            "--json")  # fmt: skip
+            states = {s["step"]: s["state"] for s in out["steps"]}
+            assert states == {**dict.fromkeys(STEPS[:-1], "skipped"), "publish": "ran"}, states
+            tag = "v" + str(data["release"]["version"])
+            for repo in (data["release"]["repo"], data["release"]["repo"] + "-GGUF"):
+                refs = HfApi(endpoint=second.url, token=TOKEN).list_repo_refs(repo)
+                assert tag in {t.name for t in refs.tags}, repo
+            again = _run_json("status", recipe, "--workdir", build, "--json")
+        assert {s["step"]: s["state"] for s in again["steps"]} == dict.fromkeys(STEPS, "current")
+    finally:
+        second.stop()
+
+
 def test_byte_fallback_variant_is_read_as_sentencepiece(tmp_path: Path) -> None:
     """The tokenizer case of issue 11 point 1: llama.cpp's converter reads the tokenizer
     transformers writes for a GGUF as a SentencePiece ("llama") vocabulary without byte

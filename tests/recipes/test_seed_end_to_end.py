@@ -118,7 +118,9 @@ def release_on_standins(
         args += ["--stage", f"{name}={path}"]
     for assignment in [f"gates.data_dir={data_dir}", *sets]:
         args += ["--set", assignment]
-    args.append("--json")
+    # stand-ins are not the recipe's checkpoints: publishing them under the recipe's repos
+    # needs the opt-in, and every card and manifest.json then name them (issue 20)
+    args += ["--allow-overridden-stages", "--json"]
 
     assert run_cli(*args) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -130,6 +132,12 @@ def release_on_standins(
 
     # the manifest says this ran on stand-ins, and with which overlay and data
     assert manifest["recipe"]["overrides"] == overrides
+    from medrelease.stages.provenance import BANNER_MARKER
+
+    named = [s["stage"] for s in manifest["steps"]["publish"]["overridden_stages"]]
+    assert set(named) <= set(overrides) and named, named
+    card = (root / "card" / "README.md").read_text()
+    assert card.count(BANNER_MARKER) == 1 and all(f"**{n}**" in card for n in named)
     changes = manifest["recipe"]["changes"]
     assert changes[0].startswith(f"overlay {recipe.name} sha256:")
     assert changes[1] == f"set gates.data_dir={data_dir}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from medrelease.card.names import hub_url
-from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import CARD, GATE, MERGE, QUANTIZE
+from medrelease.stages.identity import portable_specs
 
 # lm_eval: the card reads its task definitions (dataset ids, splits) for model-index
 TOOLS = ("jinja2", "huggingface_hub", "matplotlib", "lm_eval")
@@ -38,25 +39,22 @@ def _components(
     card = section(loaded, "card")
     r = loaded.recipe
     return {
-        "recipe": digest_of(
-            {
-                "release": section(loaded, "release"),
-                "card": card,
-                "output": section(loaded, "output"),
-                # lineage, licenses and reference models in the card come from the stages
-                "stages": {n: s.model_dump(mode="json") for n, s in r.stages.items()},
-            }
-        ),
-        "files": digest_of(referenced_files(card, loaded.base_dir, cache)),
-        "templates": digest_of(template_digests(loaded)),
-        # the cards' links point at the Hub the release goes to (HF_ENDPOINT)
-        "endpoint": hub_url(),
+        "recipe": {
+            "release": section(loaded, "release"),
+            "card": card,
+            "output": section(loaded, "output"),
+            # lineage, licenses and reference models in the card come from the stages
+            # (their recipe keys; where a local folder sits is not in the card)
+            "stages": portable_specs(loaded, list(r.stages)),
+        },
+        "files": referenced_files(card, loaded.base_dir, cache),
+        "templates": template_digests(loaded),
         # the gate's task files ship in the repo as eval/: a changed task file that leaves
         # the gate report byte-identical must still re-render
-        "eval_files": digest_of(referenced_files(section(loaded, "gates"), loaded.base_dir, cache)),
-        "upstream": digest_of(
-            {s.name: outputs_digest(manifest, s.name) for s in (MERGE, GATE, QUANTIZE)}
-        ),
+        "eval_files": referenced_files(section(loaded, "gates"), loaded.base_dir, cache),
+        # the cards' links point at the Hub the release goes to (HF_ENDPOINT)
+        "endpoint": hub_url(),
+        "upstream": {s.name: outputs_digest(manifest, s.name) for s in (MERGE, GATE, QUANTIZE)},
     }
 
 

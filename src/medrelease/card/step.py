@@ -27,7 +27,7 @@ from medrelease.card.templates import (
 from medrelease.core.atomic import staging_dir
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
-from medrelease.core.hashing import folder_records
+from medrelease.core.hashing import HashCache, folder_records
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import step_run
 from medrelease.core.secrets import assert_no_secrets
@@ -64,7 +64,7 @@ def card_release(
     with step_run(INPUTS, loaded, workdir, reporter) as run:
         paths = run.paths
         evidence = load_evidence(paths)
-        rendered = render_cards(loaded, evidence)
+        rendered = render_cards(loaded, evidence, hashes=run.hashes)
         run.timer.lap("render")
         _write_cards(paths.card, rendered)
         run.timer.lap("write")
@@ -117,7 +117,9 @@ class CardInputs:
     bundle: Any  # card.eval_bundle.EvalBundle
 
 
-def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
+def card_inputs(
+    loaded: LoadedRecipe, evidence: Evidence, *, hashes: HashCache | None = None
+) -> CardInputs:
     """Every variable the templates see, with the license check done."""
     from medrelease.card.chart import chart_data
     from medrelease.card.context import build_context
@@ -157,7 +159,20 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
         datasets=datasets,
         bundle=bundle,
     )
+    # a build of checkpoints that are not the recipe's says so first (stages/provenance.py)
+    from medrelease.stages.provenance import banner, overridden_stages
+
+    overridden = overridden_stages(loaded, evidence.manifest, hashes or HashCache(None))
+    context["provenance"] = {
+        "overridden": [s.as_dict() for s in overridden],
+        "banner": banner(overridden) if overridden else "",
+    }
     warnings: list[str] = []
+    if overridden:
+        warnings.append(
+            "built from checkpoints that are not the recipe's "
+            f"({', '.join(s.name for s in overridden)}): every card carries a banner saying so"
+        )
     if unverified:
         warnings.append(
             f"license of stand-in stage(s) {', '.join(unverified)} not verified: the card says "
@@ -195,13 +210,15 @@ def card_inputs(loaded: LoadedRecipe, evidence: Evidence) -> CardInputs:
 CardPlan = dict[str, tuple[str | None, Any, list[Any] | None]]
 
 
-def render_cards(loaded: LoadedRecipe, evidence: Evidence) -> RenderedCards:
+def render_cards(
+    loaded: LoadedRecipe, evidence: Evidence, *, hashes: HashCache | None = None
+) -> RenderedCards:
     """Render every card in memory (nothing is written): used by the step and by --diff."""
     from medrelease.card.extras import card_extras
     from medrelease.card.filters import card_filters
 
     cfg = loaded.recipe.card or CardConfig()
-    inputs = card_inputs(loaded, evidence)
+    inputs = card_inputs(loaded, evidence, hashes=hashes)
     warnings = inputs.warnings
     filters = card_filters(cfg.decimals)
     out_texts: dict[str, str] = {}

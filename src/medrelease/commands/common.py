@@ -82,6 +82,13 @@ AllowFailedGatesOpt = typer.Option(
     "--allow-failed-gates",
     help="publish although gates failed (recorded in the manifest and on the card)",
 )
+AllowOverriddenOpt = typer.Option(
+    False,
+    "--allow-overridden-stages",
+    help="publish a build made from checkpoints that are not the recipe's (--stage or overlay "
+    "stand-ins): every card and manifest.json then carry a banner naming those stages",
+)
+
 OverlayOpt = typer.Option(
     [],
     "--overlay",

@@ -8,6 +8,7 @@ import typer
 
 from medrelease.commands.common import (
     AllowFailedGatesOpt,
+    AllowOverriddenOpt,
     DryRunOpt,
     EndpointOpt,
     JsonOpt,
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = DryRunOpt,
         review: bool = ReviewOpt,
         allow_failed_gates: bool = AllowFailedGatesOpt,
+        allow_overridden_stages: bool = AllowOverriddenOpt,
         stage: list[str] = StageOpt,
         overlay: list[Path] = OverlayOpt,
         set_: list[str] = SetOpt,
@@ -61,6 +63,7 @@ def register(app: typer.Typer) -> None:
             dry_run=dry_run,
             review=review,
             allow_failed_gates=allow_failed_gates,
+            allow_overridden_stages=allow_overridden_stages,
         )
         if as_json:
             print_json(result.summary())

@@ -9,6 +9,7 @@ import typer
 
 from medrelease.commands.common import (
     AllowFailedGatesOpt,
+    AllowOverriddenOpt,
     DryRunOpt,
     EndpointOpt,
     ExecutorOpt,
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
         review: bool = ReviewOpt,
         allow_failed_gates: bool = AllowFailedGatesOpt,
         threads: int = ThreadsOpt,
+        allow_overridden_stages: bool = AllowOverriddenOpt,
         executor: str = ExecutorOpt,
         ray_address: str = RayAddressOpt,
         as_json: bool = JsonOpt,
@@ -96,7 +98,11 @@ def register(app: typer.Typer) -> None:
                 options=ReleaseOptions(
                     executor=ExecutorOptions(executor=executor, ray_address=ray_address),
                     publish=PublishOptions(
-                        target=target, endpoint=endpoint, dry_run=dry_run, review=review
+                        target=target,
+                        endpoint=endpoint,
+                        dry_run=dry_run,
+                        review=review,
+                        allow_overridden_stages=allow_overridden_stages,
                     ),
                     threads=threads or None,
                     allow_failed_gates=allow_failed_gates,

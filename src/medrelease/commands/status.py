@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show each step: current, stale (and why) or pending, with its artifact hashes."""
         from medrelease.commands.common import load
-        from medrelease.core.console import out_console, print_json
+        from medrelease.core.console import err_console, out_console, print_json
         from medrelease.pipeline.report import release_table, status_json
         from medrelease.pipeline.run import release_status
 
@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(status_json(run))
         else:
+            for note in run.notes:
+                err_console.print(note, markup=False, highlight=False)
             out_console.print(release_table(run, title="status", artifacts=True))
 
 

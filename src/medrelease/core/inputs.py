@@ -6,6 +6,12 @@ records the components it ran with in its own manifest record (`steps.<name>.com
 `release`, `status` and the standalone command all decide currency from that one record, so
 a standalone run with `--set`/`--overlay` is judged like any other run.
 
+Components are kept as data (the recipe keys a step reads, `{stage: identity}`,
+`{file: sha256}`, `{tool: version}`), not folded into one digest, so that `status` can say
+which key, stage, file, step or tool changed, with the old and new values (core/why.py).
+Nothing in them is a path on this machine: a build that is moved or copied, or stages copied
+elsewhere with the same bytes, is still current.
+
 Computing components must stay cheap (a cached re-run of a whole release takes seconds):
 file digests come from the stat-keyed hash cache, tool versions from package metadata, and
 nothing here imports torch.
@@ -23,8 +29,12 @@ from medrelease.core.hashing import HashCache, digest_of, folder_records, sha256
 from medrelease.core.manifest import Manifest, Rec, StepId, StepRecord, read_step, tool_versions
 from medrelease.core.paths import ReleasePaths
 
-# (loaded recipe, release paths, manifest, hash cache) -> {component name: digest or value}
+# (loaded recipe, release paths, manifest, hash cache) -> {component name: value}
 ComponentsFn = Callable[[Any, ReleasePaths, Manifest, HashCache], dict[str, Any]]
+# the same plus the run's options (publish: --target/--endpoint; None when `status` asks)
+DestinationFn = Callable[
+    [Any, ReleasePaths, Manifest, HashCache, Mapping[str, Any] | None], dict[str, Any]
+]
 
 
 class Rerun(Enum):
@@ -53,16 +63,25 @@ class StepInputs(Generic[Rec]):
     # its outputs live on the Hub, not on disk: currency does not check files (publish's
     # plan compares with the remote), and `release --no-publish` leaves the step out
     outputs_on_hub: bool = False
+    # where the outputs go and what is there now (publish: destination and remote state)
+    destination: DestinationFn | None = None
 
     @property
     def step(self) -> str:
         return self.id.name
 
     def compute(
-        self, loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+        self,
+        loaded: Any,
+        paths: ReleasePaths,
+        manifest: Manifest,
+        cache: HashCache,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        comp = {"tools": digest_of(tool_versions(*self.tools))}
+        comp: dict[str, Any] = {"tools": tool_versions(*self.tools)}
         comp.update(self.components(loaded, paths, manifest, cache))
+        if self.destination is not None:
+            comp.update(self.destination(loaded, paths, manifest, cache, options))
         return comp
 
     def tool_versions(self) -> dict[str, str | None]:
@@ -98,12 +117,27 @@ class Verdict(Generic[Rec]):
 
 
 def judge(
-    inputs: StepInputs[Rec], loaded: Any, paths: ReleasePaths, manifest: Manifest, cache: HashCache
+    inputs: StepInputs[Rec],
+    loaded: Any,
+    paths: ReleasePaths,
+    manifest: Manifest,
+    cache: HashCache,
+    options: Mapping[str, Any] | None = None,
 ) -> Verdict[Rec]:
-    """Is the step current? The one judgement behind `status`, `release` and a standalone run."""
+    """Is the step current? The one judgement behind `status`, `release` and a standalone run.
+
+    `options`: the run's destination options (publish: target, endpoint); None for `status`,
+    which judges publish at the destination of the last publish."""
     record = inputs.previous(manifest)
-    components = inputs.compute(loaded, paths, manifest, cache)
-    why = why_stale(record, components, paths, cache, check_outputs=not inputs.outputs_on_hub)
+    components = inputs.compute(loaded, paths, manifest, cache, options)
+    why = why_stale(
+        record,
+        components,
+        paths,
+        cache,
+        check_outputs=not inputs.outputs_on_hub,
+        changes=getattr(loaded, "changes", ()),
+    )
     return Verdict(record, components, why)
 
 
@@ -114,13 +148,18 @@ def skips(why: Sequence[str], *, force: bool, rerun: Rerun) -> bool:
     return rerun is Rerun.SKIP and not force and not why
 
 
-def record_inputs(record: StepRecord, components: dict[str, Any]) -> None:
+def record_inputs(
+    record: StepRecord, components: dict[str, Any], changes: Sequence[str] = ()
+) -> None:
     """Put the components a step ran with into its manifest record (and their digest).
 
+    `changes`: the run's overlays and `--set` assignments (LoadedRecipe.changes), kept so
+    that a later `status` can say a value came from the command line.
     `record`: any step's typed record (each extends StepRecord, medrelease.records); a
     TypedDict is not a MutableMapping to mypy, so StepRecord is the type that takes them all."""
     record["components"] = components
     record["inputs_hash"] = digest_of(components)
+    record["changes"] = list(changes)
 
 
 def why_stale(
@@ -130,14 +169,25 @@ def why_stale(
     cache: HashCache,
     *,
     check_outputs: bool = True,
+    changes: Sequence[str] = (),
 ) -> list[str]:
-    """Why the step's recorded run no longer matches its inputs; [] when it is current."""
+    """Why the step's recorded run no longer matches its inputs; [] when it is current.
+
+    Each reason names its component and what in it changed (core/why.py); `changes` are the
+    current run's overlays and `--set` assignments, to say where a recipe value comes from."""
     if not record or "components" not in record:
         return ["never run"]
     if record.get("status") != "done":
         return [f"last run {record.get('status') or 'did not finish'}"]
+    from medrelease.core.why import explain, set_paths
+
     old = record["components"]
-    why = sorted(k for k in set(old) | set(components) if old.get(k) != components.get(k))
+    now_sets, then_sets = set_paths(changes), set_paths(record.get("changes") or [])
+    why = [
+        explain(k, old.get(k), components.get(k), sets_now=now_sets, sets_then=then_sets)
+        for k in sorted(set(old) | set(components))
+        if old.get(k) != components.get(k)
+    ]
     if not why and check_outputs and not outputs_intact(record, paths, cache):
         why = ["outputs changed or missing on disk"]
     return why

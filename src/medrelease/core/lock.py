@@ -23,6 +23,16 @@ from medrelease.core.errors import EnvironmentProblem
 _held: dict[str, int] = {}
 
 
+def unwritable(release_dir: Path, exc: OSError) -> EnvironmentProblem:
+    """The one message for a release folder that cannot be created or written."""
+    why = exc.strerror or type(exc).__name__
+    return EnvironmentProblem(
+        f"cannot write the release folder {release_dir}: {why}",
+        hint="choose a writable --workdir (not a file, not a read-only mount); "
+        "`medrelease status` reads a read-only build without writing to it",
+    )
+
+
 def _same_file(fh: IO[str], path: Path) -> bool:
     try:
         on_disk = path.stat()
@@ -35,7 +45,10 @@ def _same_file(fh: IO[str], path: Path) -> bool:
 def _acquire(release_dir: Path, lock_path: Path) -> IO[str]:
     """The locked, current `.lock` file, or EnvironmentProblem naming its holder."""
     while True:
-        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed by the caller
+        try:
+            fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole step, closed by caller
+        except OSError as exc:
+            raise unwritable(release_dir, exc) from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,7 +69,10 @@ def _acquire(release_dir: Path, lock_path: Path) -> IO[str]:
 
 @contextlib.contextmanager
 def release_lock(release_dir: Path) -> Iterator[None]:
-    release_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        release_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(release_dir, exc) from None
     lock_path = release_dir / ".lock"
     key = str(lock_path.resolve())
     if _held.get(key):

@@ -69,6 +69,7 @@ class StepRecord(TypedDict, total=False):
     timings: Timings
     components: dict[str, Json]  # core/inputs.py: name -> digest or value
     inputs_hash: str
+    changes: list[str]  # the run's overlays and --set assignments (to say where values came from)
     warnings: list[str]
 
 

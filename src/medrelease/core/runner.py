@@ -74,7 +74,11 @@ class StepRun(Generic[Rec]):
         common.setdefault("tools", self.inputs.tool_versions())
         common.setdefault("timings", self.timer.summary())
         manifest = Manifest.load(self.paths.root)
-        record_inputs(common, self.components(manifest) if components is None else components)
+        record_inputs(
+            common,
+            self.components(manifest) if components is None else components,
+            getattr(self.loaded, "changes", ()),
+        )
         if header:
             manifest.set_header(**header)
         manifest.record_step(self.inputs.step, common)

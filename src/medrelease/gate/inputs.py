@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
@@ -21,10 +21,10 @@ def _components(
     gates = section(loaded, "gates") or {}
     baselines = [b for b in gates.get("baselines", []) if b in loaded.recipe.stages]
     return {
-        "recipe": digest_of(gates),
-        "files": digest_of(referenced_files(gates, loaded.base_dir, cache)),
+        "recipe": {"gates": gates},  # keyed as in the recipe: status names `gates.<key>`
+        "files": referenced_files(gates, loaded.base_dir, cache),
         "candidate": outputs_digest(manifest, "merge"),
-        "baselines": digest_of(stage_identities(loaded, baselines, cache)),
+        "baselines": stage_identities(loaded, baselines, cache),  # content, or Hub id@commit
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import Rerun, StepInputs, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
@@ -12,7 +12,7 @@ from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.stages import AdapterStage
 from medrelease.records.manifest import MERGE
-from medrelease.stages.identity import stage_identities
+from medrelease.stages.identity import portable_specs, stage_identities
 
 TOOLS = ("mergekit", "transformers", "torch", "peft", "safetensors", "huggingface_hub")
 
@@ -43,17 +43,16 @@ def _components(
     r = loaded.recipe
     names = needed_stages(loaded)
     return {
-        "recipe": digest_of(
-            {
-                "merge": r.merge,
-                "output": section(loaded, "output"),
-                "seed": r.seed,
-                "allow_pickle": r.allow_pickle,
-                "stages": {n: r.stages[n].model_dump(mode="json") for n in names},
-            }
-        ),
-        "files": digest_of(referenced_files(section(loaded, "output"), loaded.base_dir, cache)),
-        "stages": digest_of(stage_identities(loaded, names, cache)),
+        # recipe keys as data (status names the key that changed), stage paths left out
+        "recipe": {
+            "merge": r.merge,
+            "output": section(loaded, "output"),
+            "seed": r.seed,
+            "allow_pickle": r.allow_pickle,
+            "stages": portable_specs(loaded, names),
+        },
+        "files": referenced_files(section(loaded, "output"), loaded.base_dir, cache),
+        "stages": stage_identities(loaded, names, cache),  # content, or Hub id@commit
     }
 
 

@@ -64,11 +64,32 @@ def _demo_environment(url: str) -> Iterator[None]:
             os.environ["HF_TOKEN"] = saved
 
 
+def _serve_demo_hub(workdir: Path, hub_root: Path) -> Any:
+    """The demo's local Hub, on the port it had last time when that port is free.
+
+    Where a release is published (the endpoint URL) is an input of the publish step: the
+    same port makes a second demo run, or a run in a copy of its workdir, publish to the same
+    place, so that every step is skipped, publish included."""
+    from medrelease.localhub import serve
+
+    port_file = workdir / "local-hub.port"
+    try:
+        port = int(port_file.read_text().strip())
+    except (OSError, ValueError):
+        port = 0
+    try:
+        hub = serve(hub_root, port=port, tokens={DEMO_TOKEN: "medrelease-demo"})
+    except OSError:  # taken by something else now: any free port (publish then runs again)
+        hub = serve(hub_root, tokens={DEMO_TOKEN: "medrelease-demo"})
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(f"{hub.url.rsplit(':', 1)[-1]}\n")
+    return hub
+
+
 def run_demo(
     workdir: Path, *, reporter: Reporter | None = None, hub_root: Path | None = None
 ) -> DemoResult:
     from medrelease.demo.standins import build_demo_stages
-    from medrelease.localhub import serve
 
     reporter = reporter or Reporter()
     workdir = workdir.resolve()
@@ -79,11 +100,14 @@ def run_demo(
     loaded = load_recipe(DEMO_RECIPE, overrides={k: str(v) for k, v in stages.items()})
     hub_root = hub_root or workdir / "local-hub"
     reporter.info("[bold]2/3[/bold] starting a local Hub-compatible server on 127.0.0.1")
-    with serve(hub_root, tokens={DEMO_TOKEN: "medrelease-demo"}) as hub, _demo_environment(hub.url):
+    with _serve_demo_hub(workdir, hub_root) as hub, _demo_environment(hub.url):
         reporter.info(f"      serving {hub.url} from {hub_root}")
         reporter.info(
             "[bold]3/3[/bold] running the release: merge → gate → quantize → card → publish"
         )
-        options = ReleaseOptions(publish=PublishOptions(endpoint=hub.url))
+        # the demo's stages are stand-ins by design: published with the banner saying so
+        options = ReleaseOptions(
+            publish=PublishOptions(endpoint=hub.url, allow_overridden_stages=True)
+        )
         run = run_release(loaded, workdir=workdir, reporter=reporter, options=options)
         return DemoResult(run, loaded, workdir, hub.url, hub_root)

@@ -42,6 +42,7 @@ def release_table(run: ReleaseRun, *, title: str, artifacts: bool = False) -> Re
 def status_json(run: ReleaseRun) -> dict[str, Any]:
     return {
         "manifest": str(run.manifest),
+        "notes": run.notes,
         "steps": [
             {
                 "step": s.name,

@@ -8,7 +8,7 @@ run resumes at the first step that did not finish.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,12 @@ class StepState:
 class ReleaseRun:
     steps: list[StepState]
     manifest: Path
+    notes: list[str] = field(default_factory=list)  # e.g. "the release folder does not exist"
 
     def summary(self) -> dict[str, Any]:
         return {
             "manifest": str(self.manifest),
+            "notes": self.notes,
             "steps": [
                 {"step": s.name, "state": s.state, "why": s.why, "outputs": len(s.outputs)}
                 for s in self.steps
@@ -55,13 +57,14 @@ def step_state(
     paths: ReleasePaths,
     manifest: Manifest,
     cache: HashCache,
+    options: Any = None,
 ) -> StepState:
     """Current or not, judged from the step's own record (whoever ran it: release or the
     standalone command, with or without --set/--overlay)."""
     if not step.configured(loaded):
         return StepState(step.name, "not configured")
     # the record is checked against its type first: a hand-edited one is a clear error
-    verdict = judge(step.inputs, loaded, paths, manifest, cache)
+    verdict = judge(step.inputs, loaded, paths, manifest, cache, destination_options(options))
     record = verdict.record
     timings = record.get("timings") if record is not None else None
     finished = timings.get("finished_at") if timings else None
@@ -129,12 +132,12 @@ def _run_locked(
     cache = HashCache(paths.hash_cache)
     for step in steps:
         manifest = Manifest.load(paths.root)
-        state = step_state(step, loaded, paths, manifest, cache)
+        opts = step.options(options)
+        state = step_state(step, loaded, paths, manifest, cache, opts)
         cache.save()
         if state.state == "not configured":
             states.append(state)
             continue
-        opts = step.options(options)
         # a dry run prints its plan every time: it writes nothing, so it is never "current"
         force = step.name in forced or step.writes_nothing(opts)
         if skips(state.why, force=force, rerun=IN_RELEASE):
@@ -158,9 +161,17 @@ def _run_locked(
 
 
 def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> ReleaseRun:
+    """Each step's state. Writes nothing into the build (which may be read-only, or not
+    exist): file digests computed here are kept only in the per-user cache."""
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
+    notes = []
+    if not paths.root.is_dir():
+        notes.append(
+            f"{paths.root} does not exist: nothing has run there yet"
+            + ("" if workdir.is_dir() else f" (no folder {workdir}: check --workdir)")
+        )
     manifest = Manifest.load(paths.root)
-    cache = HashCache(paths.hash_cache)
+    cache = HashCache(paths.hash_cache)  # read, never saved into the build
     states = []
     stale_upstream: list[str] = []  # earlier steps stale (or pending) on their own account
     for step in STEPS:
@@ -171,8 +182,9 @@ def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> 
         elif state.state in ("stale", "pending"):
             stale_upstream.append(step.name)
         states.append(state)
-    cache.save()
-    return ReleaseRun(states, paths.manifest)
+    if cache.shared is not None:
+        cache.shared.save()  # the per-user layer (large files), outside the build
+    return ReleaseRun(states, paths.manifest, notes)
 
 
 def upstream_stale(names: list[str]) -> str:
@@ -181,3 +193,11 @@ def upstream_stale(names: list[str]) -> str:
     if len(names) == 1:
         return f"upstream {names[0]} is stale"
     return f"upstream {', '.join(names[:-1])} and {names[-1]} are stale"
+
+
+def destination_options(options: Any) -> dict[str, Any] | None:
+    """A step's typed options as the mapping its destination reads (publish: target and
+    endpoint); None without options (`status` judges the last publish's destination)."""
+    if options is None or not is_dataclass(options) or isinstance(options, type):
+        return None
+    return asdict(options)

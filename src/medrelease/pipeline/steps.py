@@ -50,6 +50,8 @@ class PublishOptions:
     dry_run: bool = False  # print the plan only (never current: it writes nothing)
     review: bool = False  # pull requests instead of commits
     allow_failed_gates: bool = False  # publish a release whose gates failed (recorded)
+    # publish a build whose stages are not the recipe's checkpoints (stand-ins; bannered)
+    allow_overridden_stages: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def _publish(
         dry_run=opts.dry_run,
         review=opts.review,
         allow_failed_gates=opts.allow_failed_gates,
+        allow_overridden_stages=opts.allow_overridden_stages,
     )
 
 

@@ -18,16 +18,8 @@ from medrelease.publish.plan import RepoPlan
 from medrelease.records.manifest import RepoOutcome
 
 
-def parse_dir_target(target: str) -> Path | None:
-    if not target.startswith("dir://"):
-        return None
-    rest = target.removeprefix("dir://")
-    if not rest:
-        raise PublishError("dir:// needs a folder, e.g. dir://./export or dir:///mnt/usb")
-    return Path(rest).expanduser()
-
-
-def _current(folder: Path) -> dict[str, str]:
+def folder_state(folder: Path) -> dict[str, str]:
+    """path in the repo -> sha256 of what an export folder holds now ({} when missing)."""
     if not folder.is_dir():
         return {}
     return {
@@ -47,7 +39,13 @@ def export_repo(plan: RepoPlan, root: Path, reporter: Reporter) -> RepoOutcome:
         "tag": plan.tag,
         "files": len(plan.files),
     }
-    if _current(dest) == wanted:
+    current = folder_state(dest)
+    # the same accounting as a Hub commit: a first export adds every file, changes none
+    outcome["added"] = sorted(p for p in wanted if p not in current)
+    outcome["changed"] = sorted(p for p in wanted if p in current and current[p] != wanted[p])
+    outcome["deleted"] = sorted(p for p in current if p not in wanted)
+    outcome["unchanged"] = sum(1 for p in wanted if current.get(p) == wanted[p])
+    if current == wanted:
         reporter.info(f"{dest}: already holds this release; nothing written")
         outcome["status"] = "unchanged"
         return outcome

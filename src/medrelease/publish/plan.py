@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.errors import InputError
+from medrelease.core.errors import InputError, UsageError
 from medrelease.core.hashing import HashCache, file_record, sha256_bytes
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
@@ -32,6 +32,7 @@ from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import CardRecord, MergeRecord, read_step
 from medrelease.records.public import public_manifest_data
 from medrelease.records.quantize import QuantizeRecord
+from medrelease.stages.provenance import BANNER_MARKER, OverriddenStage, banner, overridden_stages
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class PublishPlan:
     overrides: dict[str, bool]
     private: bool
     warnings: list[str] = field(default_factory=list)
+    # stages the build was made from that are not the recipe's checkpoints (provenance)
+    overridden_stages: list[OverriddenStage] = field(default_factory=list)
 
     def digest_input(self) -> dict[str, Any]:
         return {
@@ -95,7 +98,12 @@ OVERRIDE_NOTICE = (
 )
 
 
-def published_manifest(manifest: Manifest, overrides: dict[str, bool], gates: GateVerdict) -> bytes:
+def published_manifest(
+    manifest: Manifest,
+    overrides: dict[str, bool],
+    gates: GateVerdict,
+    overridden: list[OverriddenStage] | None = None,
+) -> bytes:
     """The release record as published: stable bytes for an unchanged release."""
     # What made and checked the weights (merge, gate, quantize) is published; local
     # bookkeeping (pipeline fingerprints, timestamps) and the card/publish records are not, so a
@@ -106,15 +114,19 @@ def published_manifest(manifest: Manifest, overrides: dict[str, bool], gates: Ga
     }
     # stage sources, --set overrides, the recipe's path: nothing of the publisher's machine
     data = public_manifest_data(data)
-    if any(overrides.values()):
+    if any(overrides.values()) or overridden:
         data["publication"] = {"overrides": overrides, "gates_passed": gates.passed}
+    if overridden:  # the banner of a build made from other checkpoints than the recipe's
+        data["publication"]["overridden_stages"] = [s.as_dict() for s in overridden]
+        data["publication"]["warning"] = "NOT THE DECLARED CHECKPOINTS: built from " + "; ".join(
+            s.line() for s in overridden
+        )
     return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
-def _with_notice(readme: bytes, gates: GateVerdict) -> bytes:
-    """Put the override warning right after the card's YAML front matter."""
+def _with_notice(readme: bytes, notice: str) -> bytes:
+    """Put a warning right after the card's YAML front matter."""
     text = readme.decode("utf-8")
-    notice = OVERRIDE_NOTICE.format(reasons="; ".join(gates.reasons) or "not run")
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end != -1:
@@ -249,12 +261,18 @@ def _repo_plan(
     manifest_bytes: bytes,
     tag: str,
     message: str,
+    overridden: list[OverriddenStage],
 ) -> RepoPlan:
-    """The files of one repo, its card (with the override notice if any) and the manifest."""
+    """The files of one repo, its card (with the override notices if any) and the manifest."""
     planned = [_disk_file(paths, rel, in_repo, hashes) for rel, in_repo in repo.files]
+    notice = ""
     if release.overrides["allow_failed_gates"]:
-        readme = (paths.root / repo.card).read_bytes()
-        planned.append(_generated("README.md", _with_notice(readme, release.verdict), repo.card))
+        notice += OVERRIDE_NOTICE.format(reasons="; ".join(release.verdict.reasons) or "not run")
+    readme = (paths.root / repo.card).read_bytes()
+    if overridden and BANNER_MARKER.encode() not in readme:  # the card may carry it already
+        notice = banner(overridden) + notice
+    if notice:
+        planned.append(_generated("README.md", _with_notice(readme, notice), repo.card))
     else:
         planned.append(_disk_file(paths, repo.card, "README.md", hashes))
     planned.append(_generated("manifest.json", manifest_bytes))
@@ -273,12 +291,26 @@ def build_plan(
     paths: ReleasePaths,
     *,
     allow_failed_gates: bool = False,
+    allow_overridden_stages: bool = False,
     hashes: HashCache | None = None,
 ) -> PublishPlan:
+    """The plan. `allow_overridden_stages=False` refuses a build made from checkpoints that
+    are not the recipe's (exit 2); True publishes it with a banner on every card and in the
+    manifest naming each such stage."""
     rel_info = loaded.recipe.release
     cfg = loaded.recipe.publish
     hashes = hashes or HashCache(paths.hash_cache)
     release = _ready_release(paths, hashes, allow_failed_gates=allow_failed_gates)
+    overridden = overridden_stages(loaded, release.manifest, hashes)
+    if overridden and not allow_overridden_stages:
+        raise UsageError(
+            f"refusing to publish under {rel_info.repo}: this build was made from stage "
+            "checkpoints that are not the recipe's: " + "; ".join(s.line() for s in overridden),
+            where=str(paths.manifest),
+            hint="rebuild with the declared stages (no --stage, no stage overlay), or publish "
+            "to other repos (publish.gguf_repo/release.repo) with --allow-overridden-stages, "
+            "which puts a banner naming these stages on every card and in manifest.json",
+        )
 
     def render(template: str) -> str:
         return cfg.render(
@@ -287,17 +319,25 @@ def build_plan(
 
     tag = render(cfg.tag)
     message = render(cfg.commit_message)
-    manifest_bytes = published_manifest(release.manifest, release.overrides, release.verdict)
+    manifest_bytes = published_manifest(
+        release.manifest, release.overrides, release.verdict, overridden
+    )
     layout = _layout(release, paths, render, cfg, rel_info.repo)
     _verify_layout(layout, paths, release.manifest, hashes)
     repos = [
-        _repo_plan(repo, release, paths, hashes, manifest_bytes, tag, message) for repo in layout
+        _repo_plan(repo, release, paths, hashes, manifest_bytes, tag, message, overridden)
+        for repo in layout
     ]
     hashes.save()
     warnings = []
     if release.overrides["allow_failed_gates"]:
         warnings.append("publishing a release that failed its gates (--allow-failed-gates)")
+    if overridden:
+        warnings.append(
+            "publishing a build of checkpoints that are not the recipe's "
+            f"({', '.join(s.name for s in overridden)}): every card and manifest.json say so"
+        )
     return PublishPlan(
         rel_info.name, rel_info.version, repos, release.verdict, release.overrides, cfg.private,
-        warnings,
+        warnings, overridden,
     )  # fmt: skip

@@ -41,14 +41,13 @@ def outcome_table(result: StepResult[PublishRecord]) -> Table:
     rec = result.record
     title = f"published to {rec['target'].get('endpoint') or rec['target'].get('path')}"
     table = Table(title=title, title_justify="left")
-    for col in ("repo", "status", "commit / PR", "tag", "files", "changed"):
+    for col in ("repo", "status", "commit / PR", "tag", "files", "new", "changed", "deleted"):
         table.add_column(col)
     for r in rec["repos"]:
-        changed = len(r.get("added", [])) + len(r.get("changed", [])) + len(r.get("deleted", []))
         where = r.get("pr_url") or (r.get("commit") or "")[:12]
-        table.add_row(
-            r["repo"], r["status"], where, r.get("tag") or "", str(r["files"]), str(changed)
-        )
+        counts = [str(len(r.get("added", []))), str(len(r.get("changed", [])))]
+        counts.append(str(len(r.get("deleted", []))))
+        table.add_row(r["repo"], r["status"], where, r.get("tag") or "", str(r["files"]), *counts)
     return table
 
 

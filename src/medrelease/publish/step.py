@@ -17,24 +17,12 @@ from medrelease.core.errors import EnvironmentProblem, MedreleaseError, PublishE
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import step_run
 from medrelease.core.step import StepResult
-from medrelease.publish.export import export_repo, parse_dir_target
+from medrelease.publish.export import export_repo
 from medrelease.publish.inputs import INPUTS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
+from medrelease.publish.target import parse_dir_target, resolve_endpoint
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.manifest import PlannedRepo, PublishRecord, RepoOutcome, TargetRecord
-
-PUBLIC_HUB = "https://huggingface.co"
-
-
-def resolve_endpoint(target: str | None, endpoint: str | None) -> str:
-    if target and target.startswith(("http://", "https://")):
-        return target.rstrip("/")
-    if target not in (None, "hub", "hf"):
-        raise UsageError(
-            f"unknown publish target {target!r}",
-            hint="use --target hub (HF_ENDPOINT / --endpoint), an http(s) Hub URL, or dir://PATH",
-        )
-    return (endpoint or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).rstrip("/")
 
 
 def _require_token(endpoint: str) -> None:
@@ -65,6 +53,7 @@ def publish_release(
     dry_run: bool = False,
     review: bool = False,
     allow_failed_gates: bool = False,
+    allow_overridden_stages: bool = False,
     retries: int = 3,
     backoff_s: float = 2.0,
 ) -> StepResult[PublishRecord]:
@@ -75,7 +64,14 @@ def publish_release(
         raise UsageError("--review needs a Hub target (a folder export has no pull requests)")
     with step_run(INPUTS, loaded, workdir, reporter) as run:
         paths, reporter = run.paths, run.reporter
-        plan = build_plan(loaded, paths, allow_failed_gates=allow_failed_gates)
+        # a dry run shows the plan of a stand-in build too (with its banner and a warning)
+        plan = build_plan(
+            loaded,
+            paths,
+            allow_failed_gates=allow_failed_gates,
+            allow_overridden_stages=allow_overridden_stages or dry_run,
+            hashes=run.hashes,
+        )
         run.timer.lap("plan")
         for w in plan.warnings:
             reporter.warn(w)
@@ -95,9 +91,11 @@ def publish_release(
             "review": review,
             "gates_passed": plan.gates.passed,
             "overrides": plan.overrides,
+            "overridden_stages": [s.as_dict() for s in plan.overridden_stages],
             "repos": repos,
             "outputs": {},
         }
+        options = {"target": target, "endpoint": endpoint}
         try:
             for repo_plan in plan.repos:
                 outcome = _publish_one(
@@ -108,14 +106,21 @@ def publish_release(
         except (MedreleaseError, KeyboardInterrupt) as err:
             record["status"] = "failed"
             record["error"] = str(err) if isinstance(err, MedreleaseError) else "interrupted"
-            run.record(record)
+            run.record(record, _components(run, options))
             raise
         changed = [r for r in repos if r.get("status") != "unchanged"]
         record["changed_repos"] = len(changed)
-        run.record(record)
+        run.record(record, _components(run, options))  # the destination as it now is
         if not changed:
             reporter.info("nothing changed since the last publish: no commit was made")
         return StepResult("publish", record, paths.manifest, skipped=not changed)
+
+
+def _components(run: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Publish's components after it ran: its destination and what that now holds."""
+    from medrelease.core.manifest import Manifest
+
+    return INPUTS.compute(run.loaded, run.paths, Manifest.load(run.paths.root), run.hashes, options)
 
 
 def _quiet_hub() -> None:
@@ -202,7 +207,17 @@ def _dry_run(
                 entry["would_commit"] = not diff.empty
                 entry["card_diff"] = _card_diff(publisher, rp, diff.head if diff.exists else None)
         elif export_root is not None:
-            entry["remote"] = str(export_root / rp.repo_id)
+            from medrelease.publish.export import folder_state
+
+            dest = export_root / rp.repo_id
+            current = folder_state(dest)
+            for f in entry["files"]:
+                there = current.pop(f["path"], None)
+                f["status"] = (
+                    "new" if there is None else ("unchanged" if there == f["sha256"] else "changed")
+                )
+            entry["files"] += [{"path": p, "status": "delete"} for p in sorted(current)]
+            entry["remote"] = str(dest) if dest.is_dir() else f"{dest} (new)"
         repos.append(entry)
     record: PublishRecord = {
         "status": "dry-run",

@@ -156,6 +156,7 @@ class PublishRecord(StepRecord, total=False):
     review: bool
     gates_passed: bool
     overrides: dict[str, bool]  # {"allow_failed_gates": ...}
+    overridden_stages: list[dict[str, str]]  # stages not the recipe's (stages/provenance.py)
     repos: list[RepoOutcome]
     changed_repos: int
     error: str  # why a failed run stopped
