@@ -76,7 +76,7 @@ def test_skipped_layer_rejects_the_quant_naming_it(
     """llm-compressor leaving a layer unquantized (built on purpose) is a rejection."""
     from test_awq_contents import LAYER, store_unquantized
 
-    from medrelease.quantize import awq
+    from medrelease.quantize.awq import build as awq
 
     real = awq.quantize_awq
 

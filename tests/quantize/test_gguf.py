@@ -154,9 +154,10 @@ def test_cli_rerun_is_skipped_and_table_matches_manifest(run, capsys):
 
 def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
     """A merged tokenizer that does not add BOS, checked against a GGUF whose runtime does."""
+    from medrelease.testing.llama import open_gguf
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf, open_gguf
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
 
     tok_dir = tmp_path / "tok"
     shutil.copytree(run["root"] / "merged", tok_dir)
@@ -177,8 +178,8 @@ def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
 
 def test_corrupted_quant_is_rejected(run, tmp_path):
     from medrelease.quantize.base import QuantArtifact
-    from medrelease.quantize.config import Thresholds
-    from medrelease.quantize.gguf import check_gguf
+    from medrelease.quantize.gguf.check import check_gguf
+    from medrelease.quantize.measure.limits import Thresholds
 
     bad = tmp_path / "bad.gguf"
     data = (run["root"] / "quant" / "gguf" / f"{RELEASE}-Q8_0.gguf").read_bytes()

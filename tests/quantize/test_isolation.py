@@ -18,7 +18,7 @@ import pytest
 from quanthelpers import RELEASE, make_release
 
 from helpers import run_cli
-from medrelease.quantize.llama_child import TEST_ABORT_ENV, LlamaChildError
+from medrelease.quantize.gguf.child import TEST_ABORT_ENV, LlamaChildError
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +60,16 @@ def byte_fallback_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_f32(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
 
     (path,) = convert(tiny_llama, tmp_path_factory.mktemp("f32"), "f32", "f32", None)
     return path
 
 
 def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) -> None:
-    from medrelease.quantize.checks import open_gguf
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.testing.llama import open_gguf
+
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
 
     chunks = [[1, 5, 9, 13, 200, 17], [1, 40, 41, 42]]
     got = gguf_chunk_logits(tiny_f32, chunks, threads=2)
@@ -94,7 +95,7 @@ def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) ->
 def test_an_abort_in_the_child_is_an_error_naming_the_signal(
     tiny_f32: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
 
     monkeypatch.setenv(TEST_ABORT_ENV, "logits")
     with pytest.raises(LlamaChildError) as info:
@@ -109,7 +110,7 @@ def test_an_abort_in_the_child_is_an_error_naming_the_signal(
 
 
 def test_a_python_error_in_the_child_is_reported_with_its_message(tmp_path: Path) -> None:
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
 
     bad = tmp_path / "not-a-model.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
@@ -125,8 +126,8 @@ def test_the_byte_fallback_gguf_really_aborts_llama_cpp_but_only_the_child(
     """The crash of issue 11, reproduced: llama.cpp dies of SIGABRT in the child (no gdb)."""
     from gguf import GGUFReader
 
-    from medrelease.quantize.gguf import convert
-    from medrelease.quantize.llama_child import gguf_tokenize_probes
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.child import gguf_tokenize_probes
 
     (path,) = convert(byte_fallback_llama, tmp_path, "x", "f32", None)
     reader = GGUFReader(path)
@@ -218,9 +219,9 @@ def test_the_fix_the_rejection_names_works(tmp_path: Path, byte_fallback_llama: 
 
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf
-    from medrelease.quantize.gguf import convert
-    from medrelease.quantize.gguf_contents import check_gguf_files
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.contents import check_gguf_files
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
 
     model = tmp_path / "clean"
     shutil.copytree(byte_fallback_llama, model)
@@ -243,7 +244,7 @@ def test_a_killed_converter_rejects_every_gguf_quant_once(
     the conversion is not retried for every type, and nothing is left behind."""
     from medrelease.core.console import Reporter
     from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize import gguf
+    from medrelease.quantize.gguf import build as gguf
     from medrelease.quantize.step import quantize_release
 
     runs = tmp_path / "runs.txt"
@@ -269,7 +270,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
     recipe needs the matrix, so each is rejected naming the signal; the step completes."""
     from medrelease.core.console import Reporter
     from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize import llama_tools
+    from medrelease.quantize.gguf import tools as llama_tools
     from medrelease.quantize.step import quantize_release
 
     tools = tmp_path / "tools"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from medrelease.quantize import llama_tools
+from medrelease.quantize.gguf import tools as llama_tools
 
 HOOK = Path(llama_tools.__file__).parent.parent / "data" / "llama" / "tools_in_wheel.cmake"
 

@@ -105,7 +105,7 @@ def run_release(
         )
     if "quantize" in consider and loaded.recipe.quantize is not None:
         # AWQ shape problems show in seconds from a stage's config, not after merge and gate
-        from medrelease.quantize.awq_preflight import recipe_preflight
+        from medrelease.quantize.awq.preflight import recipe_preflight
 
         recipe_preflight(loaded)
     with release_lock(paths.root):  # one release process per folder, for the whole run

@@ -26,7 +26,7 @@ def llama_tools_build(loaded: LoadedRecipe) -> str | None:
     q = loaded.recipe.quantize
     if q is None or q.gguf is None or q.gguf.imatrix is None:
         return None
-    from medrelease.quantize.llama_tools import build_info
+    from medrelease.quantize.gguf.tools import build_info
 
     return build_info()
 

@@ -26,7 +26,7 @@ from medrelease.core.step import StepResult
 from medrelease.executors import Executor, Unit, make_executor, resolve_executor_name
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig
-from medrelease.quantize.imatrix import Imatrix
+from medrelease.quantize.gguf.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.recipe.load import LoadedRecipe
@@ -51,8 +51,8 @@ def _check_imatrix(cfg: QuantizeConfig) -> None:
     """Before any work: imatrix-only types need `gguf.imatrix`, which needs the built tools."""
     if cfg.gguf is None:
         return
-    from medrelease.quantize.gguf_types import gguf_type
-    from medrelease.quantize.llama_tools import TOOLS, tool_path
+    from medrelease.quantize.gguf.quant_types import gguf_type
+    from medrelease.quantize.gguf.tools import TOOLS, tool_path
 
     needs = [t for t in cfg.gguf.types if gguf_type(t).imatrix]
     if needs and cfg.gguf.imatrix is None:
@@ -82,13 +82,13 @@ def quantize_release(
     else a local Ray instance). Quantization happens once per type whichever runs it."""
     # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
     # thread, before any library is used: the converter, which needs none of them, starts
-    # sooner (quantize/reference.py)
+    # sooner (quantize/measure/reference.py)
     cfg = _config(loaded)
     executor = resolve_executor_name(executor, cfg.executor)  # a typo fails first
     _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     if cfg.awq is not None:  # before any quant work: the AWQ scheme must fit the model's shapes
-        from medrelease.quantize.awq_preflight import preflight_merged
+        from medrelease.quantize.awq.preflight import preflight_merged
 
         preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
     sweep = [lambda p: p.quant]
@@ -110,7 +110,7 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
     """checks.eval: the gate tasks on every quant, judged against gates/report.json."""
     if not cfg.checks.eval:
         return None
-    from medrelease.quantize.checks import parent_metrics
+    from medrelease.quantize.measure.recovery import parent_metrics
 
     gates = loaded.recipe.gates
     if gates is None or not gates.tasks:
@@ -165,7 +165,7 @@ def _quantize_locked(
     try:
         executor.check_resources(units)
         # the transformers reference runs in a thread while llama.cpp converts (reference.py)
-        from medrelease.quantize.reference import start_reference
+        from medrelease.quantize.measure.reference import start_reference
 
         ctx, reference = start_reference(
             run.paths.merged,
@@ -302,7 +302,7 @@ def _make_quants(
         builder = None
         imatrix: Imatrix | None = None
         if cfg.gguf is not None:
-            from medrelease.quantize.gguf import GgufBuilder
+            from medrelease.quantize.gguf.build import GgufBuilder
 
             scratch = Path(
                 tempfile.mkdtemp(prefix=f"{TMP_PREFIX}gguf-intermediate-", dir=paths.quant)
@@ -315,7 +315,7 @@ def _make_quants(
         if in_process:  # as before units: the first build converts while the reference runs
             source = InProcess(ctx, reference.wait, reporter)
         else:
-            from medrelease.quantize.reference import save_reference
+            from medrelease.quantize.measure.reference import save_reference
 
             if builder is not None:
                 builder.prepare()  # every conversion here, once: the units only quantize

@@ -27,7 +27,7 @@ class QuantCheck(TypedDict, total=False):
     value: float | None
     threshold: float | None
     measures: dict[str, Any]
-    limits: dict[str, Any]
+    limits: dict[str, float]  # the limits applied: Thresholds field -> value
     metrics: dict[str, float | None]  # eval: "<task>/<metric>" -> the quant's value
     signal: str
     exit_code: int

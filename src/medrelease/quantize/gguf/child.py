@@ -5,7 +5,7 @@ meeting text outside it (`std::out_of_range` in `byte_to_token`), a failed GGML_
 allocation that fails. In the process that holds the release lock and the manifest that kills
 the whole step and leaves its temporaries behind. So every llama.cpp call of the quantize step
 (tokenization, logits, quantization, token counts, gate tasks on a quant) runs here, in a
-`python -m medrelease.quantize.llama_child JOBDIR` process:
+`python -m medrelease.quantize.gguf.child JOBDIR` process:
 
 * the parent writes `JOBDIR/job.json` (task name and arguments), starts the child with
   `GGML_NO_BACKTRACE=1` (ggml's abort hook would otherwise fork gdb to print ~180 lines of
@@ -158,7 +158,7 @@ def _job(
         job = Path(tmp)
         spec = {"task": task, "args": args, "parent": os.getpid()}
         (job / "job.json").write_text(json.dumps(spec), encoding="utf-8")
-        cmd = [sys.executable, "-m", "medrelease.quantize.llama_child", str(job)]
+        cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
         code = run_process(cmd, job / "log.txt")
         log = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
         if code == -signal.SIGINT:  # Ctrl-C reached the child too: an interruption, not a crash
@@ -257,8 +257,9 @@ def gguf_evaluate(path: Path, merged: Path, plan: Any, n_ctx: int, threads: int)
 # ---------- the child's side ----------
 
 
-def open_llama(path: str, n_ctx: int, threads: int, **extra: Any) -> Any:
-    """A llama_cpp.Llama with logits for every position (verbose: its log is the child's)."""
+def open_llama(path: str, n_ctx: int, threads: int, *, verbose: bool = True, **extra: Any) -> Any:
+    """A llama_cpp.Llama with logits for every position (verbose in a child: its log is the
+    child's log, whose tail explains a crash)."""
     from llama_cpp import Llama
 
     n = max(n_ctx, 64)
@@ -270,7 +271,7 @@ def open_llama(path: str, n_ctx: int, threads: int, **extra: Any) -> Any:
         logits_all=True,
         n_gpu_layers=0,
         n_threads=threads,
-        verbose=True,
+        verbose=verbose,
         **extra,
     )
 
@@ -382,7 +383,7 @@ def _task_quantize(args: dict[str, Any], job: Path) -> dict[str, Any]:
 def _task_evaluate(args: dict[str, Any], job: Path) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.gguf_lm import LlamaCppLM
+    from medrelease.quantize.gguf.lm import LlamaCppLM
 
     plan = pickle.loads(Path(args["plan"]).read_bytes())  # written by our parent (above)
     tokenizer = AutoTokenizer.from_pretrained(args["merged"])
