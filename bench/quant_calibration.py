@@ -85,9 +85,8 @@ def hf_reference(
 
 def gguf_chunk_logits(path: Path, chunks: Any, threads: int) -> list[Any]:
     """Per-chunk logits from llama.cpp, each chunk from a fresh state (in this process)."""
-    from medrelease.testing.llama import open_gguf
-
     from medrelease.quantize.measure.logits import gguf_logits
+    from medrelease.testing.llama import open_gguf
 
     llm = open_gguf(path, len(chunks.chunks[0]), threads)
     try:

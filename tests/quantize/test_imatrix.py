@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
@@ -30,12 +30,8 @@ IQ_TYPES = ["IQ3_XXS", "IQ2_XS"]
 
 
 def _quantize(workdir: Path, model: Path, gguf: dict[str, Any]) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     recipe = make_release(workdir, model, {"gguf": gguf})
-    result = quantize_release(load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=workdir)
     return {"record": result.record, "root": workdir / RELEASE, "recipe": recipe}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
 from medrelease.quantize.gguf.child import TEST_ABORT_ENV, LlamaChildError
@@ -67,9 +67,8 @@ def tiny_f32(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path
 
 
 def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) -> None:
-    from medrelease.testing.llama import open_gguf
-
     from medrelease.quantize.gguf.child import gguf_chunk_logits
+    from medrelease.testing.llama import open_gguf
 
     chunks = [[1, 5, 9, 13, 200, 17], [1, 40, 41, 42]]
     got = gguf_chunk_logits(tiny_f32, chunks, threads=2)
@@ -175,13 +174,9 @@ def test_quantize_rejects_the_byte_fallback_quant_with_the_fix(
 
 
 def _run_with_abort(tmp_path: Path, model: Path, spec: str, monkeypatch: Any) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     monkeypatch.setenv(TEST_ABORT_ENV, spec)
     recipe = make_release(tmp_path, model, {"gguf": ["Q8_0", "Q4_K_M"]})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=tmp_path)
     return {q["type"]: q for q in result.record["quants"]}
 
 
@@ -242,16 +237,13 @@ def test_a_killed_converter_rejects_every_gguf_quant_once(
 ) -> None:
     """The converter killed (as the OOM killer would): each type is rejected with that reason,
     the conversion is not retried for every type, and nothing is left behind."""
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.gguf import build as gguf
-    from medrelease.quantize.step import quantize_release
 
     runs = tmp_path / "runs.txt"
     killer = f"open({str(runs)!r}, 'a').write('x'); import os; os.kill(os.getpid(), 9)"
     monkeypatch.setattr(gguf, "CONVERTER", killer)
     recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0", "Q4_K_M"]})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=tmp_path)
     assert runs.read_text() == "x"
     for q in result.record["quants"]:
         assert q["accepted"] is False and q["files"] == {}
@@ -268,10 +260,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
 ) -> None:
     """llama-imatrix dying of SIGABRT (a stand-in tool that aborts): every quant of the
     recipe needs the matrix, so each is rejected naming the signal; the step completes."""
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.gguf import tools as llama_tools
-    from medrelease.quantize.step import quantize_release
 
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -282,7 +271,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: tools)
     gguf_cfg = {"types": ["Q4_K_M"], "imatrix": {"calibration": "default"}}
     recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf_cfg})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=tmp_path)
     (q,) = result.record["quants"]
     assert q["accepted"] is False and q["checks"]["imatrix"]["signal"] == "SIGABRT"
     assert q["reason"] == (

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
@@ -28,14 +28,8 @@ TYPES = ["Q8_0", "Q4_0"]  # two units; Q4_0's defaults accept the tiny model's q
 
 
 def _run(recipe: Path, workdir: Path, **kw: Any) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     # threads=1: each unit asks Ray for 1 CPU, what one node of the test cluster has
-    result = quantize_release(
-        load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True), threads=1, **kw
-    )
+    result = quantize_recorded(recipe, workdir, threads=1, **kw)
     return result.record
 
 

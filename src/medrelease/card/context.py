@@ -219,6 +219,28 @@ def quant_rows(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def not_shipped(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
+    """Rejected optional quants per family (`quantize.gguf.optional`, `quantize.awq.optional`),
+    left out of the release, and why: the check, the measure, its value and its limit
+    (`quants[].rejection`, quantize/verdict.py). A rejected required quant fails the quantize
+    step, so no card is made from it."""
+    out: dict[str, list[dict[str, Any]]] = {"gguf": [], "awq": []}
+    for q in evidence.quants:
+        if q["accepted"] or q.get("required", True):
+            continue
+        why = q.get("rejection")
+        row = {
+            "type": q["type"],
+            "check": why["check"] if why else None,
+            "measure": why["measure"] if why else None,
+            "value": why["value"] if why else None,
+            "limit": why["limit"] if why else None,
+            "detail": why["detail"] if why else (q.get("reason") or "rejected"),
+        }
+        out.setdefault(q["family"], []).append(row)
+    return out
+
+
 # What a user sets when generating (transformers GenerationConfig options). Everything else in
 # generation_config.json is bookkeeping (`_from_model_config`, `transformers_version`), output
 # switches (`output_attentions`) or token ids the tokenizer and config already carry.
@@ -314,6 +336,7 @@ def build_context(
             **evaluation_provenance(loaded, evidence.report, datasets, bundle),
         },
         "quants": quants,
+        "not_shipped": not_shipped(evidence),
         "quant_metrics": {
             fam: list(dict.fromkeys(name for q in rows for name in q["metrics"]))
             for fam, rows in quants.items()

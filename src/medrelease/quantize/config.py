@@ -7,8 +7,9 @@
         split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
         imatrix: {calibration: default}        # llama-imatrix/llama-quantize (`medrelease setup`)
         thresholds: {Q4_K_M: {max_kld_mean: 0.2}}   # keys: quantize/measure/limits.py
+        optional: [Q2_K]                       # may be left out when rejected (else: exit 5)
         pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
-      awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
+      awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64, optional: false}
       checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95}
       executor: ray                            # units on a Ray cluster (docs/cluster.md)
 
@@ -49,6 +50,12 @@ class GgufConfig(Section):
     split_max_size: str = "48G"
     imatrix: ImatrixConfig | None = None
     thresholds: dict[str, Thresholds] = Field(default_factory=dict)
+    optional: list[str] = Field(
+        default_factory=list,
+        description="listed types that may be left out of the release when their checks reject "
+        "them (the card says why); every other listed type is required: a rejected one stops "
+        "quantize and release with exit 5",
+    )
     pre_tokenizer: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9._-]*$",
@@ -68,6 +75,11 @@ class GgufConfig(Section):
             raise ValueError(f"duplicate GGUF types in {v}")
         return out
 
+    @field_validator("optional", mode="after")
+    @classmethod
+    def _optional_types(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(normalize_type(t) for t in v))
+
     @field_validator("thresholds", mode="after")
     @classmethod
     def _threshold_keys(cls, v: dict[str, Thresholds]) -> dict[str, Thresholds]:
@@ -85,6 +97,12 @@ class GgufConfig(Section):
         extra = sorted(set(self.thresholds) - set(self.types))
         if extra:
             raise ValueError(f"thresholds for {extra} but types are {self.types}")
+        unlisted = [t for t in self.optional if t not in self.types]
+        if unlisted:
+            raise ValueError(
+                f"optional names {unlisted}, which are not listed types ({self.types}): "
+                "list them under types, or remove them from optional"
+            )
         return self
 
 
@@ -107,6 +125,12 @@ class AwqConfig(Section):
         ),
     )
     thresholds: Thresholds = Thresholds()
+    optional: bool = Field(
+        default=False,
+        description="the AWQ quant may be left out of the release when its checks reject it "
+        "(the card says why); by default it is required: a rejected one stops quantize and "
+        "release with exit 5",
+    )
 
 
 class ChecksConfig(Section):
@@ -145,3 +169,10 @@ class QuantizeConfig(Section):
     @classmethod
     def _gguf_shorthand(cls, v: Any) -> Any:
         return {"types": v} if isinstance(v, list) else v
+
+    def required(self, family: str, qtype: str) -> bool:
+        """Whether a rejected quant of this family and type stops the release (the default)
+        or is left out of it (`gguf.optional: [TYPE]`, `awq.optional: true`)."""
+        if family == "gguf":
+            return self.gguf is None or qtype not in self.gguf.optional
+        return self.awq is None or not self.awq.optional

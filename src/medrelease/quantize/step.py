@@ -2,7 +2,8 @@
 
 Every quant is checked against the merged model (tokenization, logits on held-out text)
 before it is accepted. Accepted quants land in quant/gguf/ and quant/awq/ (what `publish`
-uploads); rejected ones are kept for inspection under quant/rejected/, never published.
+uploads); rejected ones are kept for inspection under quant/rejected/, never published. A
+rejected required quant stops the step with exit 5 after it is recorded (quantize/verdict.py).
 Library entry point: `quantize_release(loaded_recipe, workdir=..., reporter=...)`.
 """
 
@@ -29,6 +30,7 @@ from medrelease.quantize.config import QuantizeConfig
 from medrelease.quantize.gguf.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
+from medrelease.quantize.verdict import QuantRejected, enforce, rejection, required_rejected
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.gate_report import read_gate_report
 from medrelease.records.manifest import Files
@@ -153,7 +155,7 @@ def _quantize_locked(
     previous = None if force else run.previous(QuantizeRecord)  # checked against its type
     if previous is not None and not why_stale(previous, components, run.paths, run.hashes):
         run.reporter.info("quantize: inputs unchanged since the recorded run; nothing to do")
-        return StepResult("quantize", previous, run.paths.manifest, skipped=True)
+        return _verdict(StepResult("quantize", previous, run.paths.manifest, skipped=True))
     run.timer.lap("inputs")
 
     # one unit per GGUF type and one for AWQ (quantize/units.py); a cluster that cannot be
@@ -205,7 +207,18 @@ def _quantize_locked(
     run.record(record, components)
     for w in warnings:
         run.reporter.warn(w)
-    return StepResult("quantize", record, run.paths.manifest, warnings=warnings)
+    return _verdict(StepResult("quantize", record, run.paths.manifest, warnings=warnings))
+
+
+def _verdict(result: StepResult) -> StepResult:
+    """The rule on rejected quants (quantize/verdict.py), for a run and a skip alike: a
+    rejected required quant raises QuantRejected (exit 5) carrying the recorded result."""
+    try:
+        enforce(list(result.record.get("quants", [])))
+    except QuantRejected as err:
+        err.result = result
+        raise
+    return result
 
 
 def _make_and_judge(
@@ -369,10 +382,13 @@ def _record(
                 "size": sum(r["size"] for r in files.values()),
                 "checks": art.checks,
                 "notes": art.notes,
+                "required": cfg.required(art.family, art.type),
+                "rejection": None if art.accepted else rejection(art.checks),
             }
         )
     record: QuantizeRecord = {
-        "status": "done",
+        # a rejected required quant fails the step: never current, so release stops here
+        "status": "failed" if required_rejected(quants) else "done",
         "merged": {"content_hash": digest_of(merged_files)},
         "quants": quants,
         "imatrix": None,  # filled in by _quantize_locked when gguf.imatrix is set
