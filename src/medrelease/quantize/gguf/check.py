@@ -4,11 +4,12 @@ gate tasks, each in a child process (quantize/gguf/child.py): a crash rejects th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from medrelease.quantize.base import QuantArtifact, QuantContext
-from medrelease.quantize.gguf.child import LlamaChildError
+from medrelease.quantize.gguf.child import LlamaChildError, gguf_evaluate, gguf_greedy
 from medrelease.quantize.measure.limits import Thresholds
+from medrelease.records.quantize import QuantCheck
 
 
 def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
@@ -49,17 +50,18 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
         art.checks["eval"] = evaluate_gguf(art.entry, ctx)
 
 
-def gguf_stops(path: Path, ctx: QuantContext) -> dict[str, Any]:
+def gguf_stops(path: Path, ctx: QuantContext) -> QuantCheck:
     """output.stop_check on the GGUF: a greedy chat answer through llama.cpp (in a child)
     must end with an EOS id the release declares."""
     from medrelease.checks.stops import stops_when_generating
-    from medrelease.quantize.gguf.child import gguf_greedy
 
     def generate(prompt_ids: list[int], max_new_tokens: int) -> list[int]:
         return gguf_greedy(path, prompt_ids, ctx.eos_ids, max_new_tokens, ctx.threads)
 
     try:
-        return stops_when_generating(generate, ctx.tokenizer, ctx.eos_ids, ctx.stop_check)
+        # the stops check's entry ({"ok", "detail"}, checks/stops.py) is a quant check entry
+        found = stops_when_generating(generate, ctx.tokenizer, ctx.eos_ids, ctx.stop_check)
+        return cast("QuantCheck", found)
     except LlamaChildError as exc:
         return exc.record()
 
@@ -67,10 +69,8 @@ def gguf_stops(path: Path, ctx: QuantContext) -> dict[str, Any]:
 EVAL_CONTEXT = 2048
 
 
-def evaluate_gguf(path: Path, ctx: QuantContext) -> dict[str, Any]:
+def evaluate_gguf(path: Path, ctx: QuantContext) -> QuantCheck:
     """The recipe's gate tasks on the GGUF, through llama.cpp in a child process."""
-    from medrelease.quantize.gguf.child import gguf_evaluate
-
     assert ctx.eval is not None
     try:
         return gguf_evaluate(path, ctx.merged, ctx.eval, EVAL_CONTEXT, ctx.threads)
