@@ -79,7 +79,7 @@ def test_standalone_quantize_with_set_is_not_mistaken_for_the_recipe(release, ca
     assert {k: v["state"] for k, v in status(root).items()} == dict.fromkeys(STEPS, "current")
 
     # the sequence from the bug report: quantize alone with fewer types...
-    only_q4 = 'quantize.gguf.quant_types=["Q4_K_M"]'
+    only_q4 = 'quantize.gguf.types=["Q4_K_M"]'
     assert run_cli("quantize", root / "recipe.yaml", "--workdir", root / "build", "--set",
                    only_q4) == 0  # fmt: skip
     gguf = root / "build" / "tiny-pipeline" / "quant" / "gguf"
@@ -131,7 +131,7 @@ def test_standalone_quantize_with_set_is_not_mistaken_for_the_recipe(release, ca
             {"merge": ["recipe"], "card": ["recipe"]},
         ),
         ("gates.batch_size=2", {"gate": ["recipe"]}),
-        ('quantize.gguf.quant_types=["Q8_0"]', {"quantize": ["recipe"]}),
+        ('quantize.gguf.types=["Q8_0"]', {"quantize": ["recipe"]}),
         ("card.stage_licenses.base=mit", {"card": ["recipe"]}),
         ("release.version=0.2.0", {"card": ["recipe"], "publish": ["recipe"]}),
         ("publish.tag=release-{version}", {"publish": ["recipe"]}),

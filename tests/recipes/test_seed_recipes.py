@@ -188,7 +188,7 @@ def test_medswin_ships_an_alpaca_chat_template_and_two_gguf_quants():
     r = load("medswin-7b-sft.yaml").recipe
     assert r.stages["base"].hub == "medalpaca/medalpaca-7b"
     assert r.quantize is not None and r.quantize.gguf is not None
-    assert r.quantize.gguf.quant_types == ["Q8_0", "Q4_K_M"] and r.quantize.awq is None
+    assert r.quantize.gguf.types == ["Q8_0", "Q4_K_M"] and r.quantize.awq is None
     template = r.output.chat_template
     assert isinstance(template, str)
     rendered, _ = render_jinja_template(
