@@ -81,8 +81,8 @@ def main() -> int:
     ap.add_argument("--schemes", nargs="+", default=list(SCHEMES))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    from medrelease.quantize.awq import DEFAULT_LIMITS
-    from medrelease.quantize.checks import judge_logits
+    from medrelease.quantize.awq.check import DEFAULT_LIMITS
+    from medrelease.quantize.measure.judge import judge_logits
 
     rows = []
     for model in args.models:

@@ -8,7 +8,7 @@ For each model folder (a Hugging Face checkpoint): the merged-model reference ex
 tokens), once in float32 and once in the checkpoint's own dtype (what the product uses when a
 float32 copy would not fit); then llama.cpp's converter (F32/F16/BF16) and quantizer (every
 other type, from the F16 intermediate as the product does) and the same measures on each GGUF
-(quantize/checks.py: KLD mean and p99 as llama-perplexity reports them, top-1 agreement, PPL
+(quantize/measure/logits.py: KLD mean and p99 as llama-perplexity reports them, top-1 agreement, PPL
 ratio). `--wrong FOLDER`: a GGUF of another model with the same vocabulary, scored against the
 first model's reference (what a mix-up would look like). Prints a markdown table (the one in
 docs/quant-checks.md) and writes every figure as JSON. The default limits are applied to each
@@ -36,7 +36,12 @@ DEFAULT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0
 def held_out(model_dir: Path, max_tokens: int, context: int) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import bos_added, chunk_context, held_out_chunks, held_out_ids
+    from medrelease.quantize.measure.logits import (
+        bos_added,
+        chunk_context,
+        held_out_chunks,
+        held_out_ids,
+    )
     from medrelease.quantize.texts import load_text
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -54,7 +59,7 @@ def hf_reference(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medrelease.quantize.checks import Reference, hf_logits, reference_from_logits
+    from medrelease.quantize.measure.logits import Reference, hf_logits, reference_from_logits
 
     t0 = time.perf_counter()
     saved = cache / f"{model_dir.name}-{dtype}-{len(chunks)}.npz" if cache else None
@@ -80,7 +85,8 @@ def hf_reference(
 
 def gguf_chunk_logits(path: Path, chunks: Any, threads: int) -> list[Any]:
     """Per-chunk logits from llama.cpp, each chunk from a fresh state (in this process)."""
-    from medrelease.quantize.checks import gguf_logits, open_gguf
+    from medrelease.quantize.measure.logits import gguf_logits
+    from medrelease.testing.llama import open_gguf
 
     llm = open_gguf(path, len(chunks.chunks[0]), threads)
     try:
@@ -90,8 +96,8 @@ def gguf_chunk_logits(path: Path, chunks: Any, threads: int) -> list[Any]:
 
 
 def make_gguf(model_dir: Path, work: Path, qtype: str, threads: int) -> Path:
-    from medrelease.quantize.gguf import convert, quantize
-    from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.gguf.build import convert, quantize
+    from medrelease.quantize.gguf.quant_types import gguf_type
 
     if qtype in FLOATS:
         return convert(model_dir, work, qtype, qtype.lower(), None)[0]
@@ -102,10 +108,10 @@ def make_gguf(model_dir: Path, work: Path, qtype: str, threads: int) -> Path:
 
 
 def judge(qtype: str, measures: dict[str, Any]) -> bool:
-    from medrelease.quantize.checks import judge_logits
-    from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.gguf.quant_types import gguf_type
+    from medrelease.quantize.measure.judge import judge_logits
 
-    return bool(judge_logits(measures, gguf_type(qtype).thresholds())["ok"])
+    return bool(judge_logits(measures, gguf_type(qtype).limits)["ok"])
 
 
 def row(model: str, label: str, m: dict[str, Any], accepted: bool | None) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def calibrate(
     model_dir: Path, args: argparse.Namespace, wrong: Path | None
 ) -> list[dict[str, Any]]:
     from medrelease.core.compute_dtype import weights_info
-    from medrelease.quantize.checks import logit_measures
+    from medrelease.quantize.measure.logits import logit_measures
 
     name = model_dir.name
     info = weights_info(model_dir)

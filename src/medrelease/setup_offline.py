@@ -25,7 +25,7 @@ def prepare_offline_data() -> list[str]:
 
 
 def _llama_cpp_tools_for_imatrix() -> str:  # quantize step: llama-imatrix + llama-quantize
-    from medrelease.quantize.llama_tools import provide_llama_tools
+    from medrelease.quantize.gguf.tools import provide_llama_tools
 
     return provide_llama_tools()
 

@@ -44,3 +44,20 @@ def tiny_llama(llama: dict[str, Path]) -> Path:
     # llama.cpp's converter then builds a different vocabulary (the tokenization check
     # rejects such GGUFs: 3 of 8 probes differ)
     return llama["base"]
+
+
+def quantize_recorded(recipe: Path, workdir: Path, **kw: Any) -> Any:
+    """`quantize_release` on `recipe`, returning the recorded StepResult also when a required
+    quant was rejected: the step then raises QuantRejected (exit 5) after recording, and these
+    tests look at the record either way (the rule itself: tests/quantize/test_rejected_rule.py)."""
+    from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
+    from medrelease.quantize.step import quantize_release
+    from medrelease.quantize.verdict import QuantRejected
+
+    kw.setdefault("reporter", Reporter(quiet=True))
+    try:
+        return quantize_release(load_recipe(recipe), workdir=workdir, **kw)
+    except QuantRejected as err:
+        assert err.result is not None and err.result.record["status"] == "failed"
+        return err.result

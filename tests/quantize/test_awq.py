@@ -76,7 +76,7 @@ def test_skipped_layer_rejects_the_quant_naming_it(
     """llm-compressor leaving a layer unquantized (built on purpose) is a rejection."""
     from test_awq_contents import LAYER, store_unquantized
 
-    from medrelease.quantize import awq
+    from medrelease.quantize.awq import build as awq
 
     real = awq.quantize_awq
 
@@ -98,6 +98,14 @@ def test_skipped_layer_rejects_the_quant_naming_it(
     )
     assert not (tmp_path / RELEASE / "quant" / "awq").exists()  # never published
     assert (tmp_path / RELEASE / "quant" / "rejected" / "awq" / "config.json").is_file()
+
+    # the AWQ scheme marked optional: the same rejection leaves it out of the release, exit 0
+    optional = ("--set", "quantize.awq.optional=true")
+    assert run_cli("quantize", recipe, "-w", tmp_path, "--json", *optional) == 0
+    (q,) = json.loads(capsys.readouterr().out)["quants"]
+    assert q["accepted"] is False and q["required"] is False
+    assert q["rejection"]["check"] == "contents" and LAYER in q["rejection"]["detail"]
+    assert not (tmp_path / RELEASE / "quant" / "awq").exists()
 
 
 def test_shape_problem_stops_quantize_before_any_quant_work(

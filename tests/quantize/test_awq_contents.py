@@ -21,7 +21,7 @@ LAYER = "model.layers.1.mlp.down_proj"
 @pytest.fixture(scope="module")
 def awq_output(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from medrelease.core.console import Reporter
-    from medrelease.quantize.awq import quantize_awq, quiet_llmcompressor
+    from medrelease.quantize.awq.build import quantize_awq, quiet_llmcompressor
     from medrelease.quantize.config import AwqConfig
 
     out = tmp_path_factory.mktemp("awq") / "out"
@@ -33,7 +33,7 @@ def awq_output(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def plan_for(model: Path, ignore: list[str] | None = None, group_size: Any = "auto") -> Any:
-    from medrelease.quantize.awq_preflight import preflight_merged
+    from medrelease.quantize.awq.preflight import preflight_merged
 
     return preflight_merged(model, ignore or ["lm_head"], group_size)
 
@@ -61,8 +61,8 @@ def store_unquantized(folder: Path, layer: str) -> None:
 def test_good_output_has_every_targeted_layer_packed(awq_output: Path, tiny_llama: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from medrelease.quantize.awq import load_check
-    from medrelease.quantize.awq_contents import check_contents
+    from medrelease.quantize.awq.check import load_check
+    from medrelease.quantize.awq.contents import check_contents
 
     plan = plan_for(tiny_llama)
     assert plan.group_size == 128 and len(plan.layers) == 14
@@ -84,7 +84,7 @@ def test_good_output_has_every_targeted_layer_packed(awq_output: Path, tiny_llam
 def test_layer_stored_unquantized_is_named(
     awq_output: Path, tiny_llama: Path, tmp_path: Path
 ) -> None:
-    from medrelease.quantize.awq_contents import check_contents
+    from medrelease.quantize.awq.contents import check_contents
 
     broken = copy(awq_output, tmp_path / "broken")
     store_unquantized(broken, LAYER)
@@ -102,7 +102,7 @@ def test_unquantized_layer_is_also_caught_when_transformers_loads_it(
     """The second line of defence: transformers' own loading report."""
     from transformers import AutoModelForCausalLM
 
-    from medrelease.quantize.awq import load_check
+    from medrelease.quantize.awq.check import load_check
 
     broken = copy(awq_output, tmp_path / "broken")
     store_unquantized(broken, LAYER)
@@ -115,7 +115,7 @@ def test_unquantized_layer_is_also_caught_when_transformers_loads_it(
 def test_missing_quantization_config_is_named(
     awq_output: Path, tiny_llama: Path, tmp_path: Path
 ) -> None:
-    from medrelease.quantize.awq_contents import check_contents
+    from medrelease.quantize.awq.contents import check_contents
 
     broken = copy(awq_output, tmp_path / "noconfig")
     cfg = json.loads((broken / "config.json").read_text())
@@ -133,7 +133,7 @@ def test_missing_quantization_config_is_named(
 def test_layers_quantized_against_the_ignore_list_and_wrong_group_size(
     awq_output: Path, tiny_llama: Path
 ) -> None:
-    from medrelease.quantize.awq_contents import check_contents
+    from medrelease.quantize.awq.contents import check_contents
 
     ignoring = plan_for(tiny_llama, ["lm_head", "re:.*down_proj$"])
     assert len(ignoring.layers) == 12

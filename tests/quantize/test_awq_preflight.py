@@ -33,7 +33,7 @@ def config(tmp: Path, name: str, **changes: Any) -> Path:
 
 
 def test_auto_picks_the_largest_group_vllm_runs_that_divides_every_layer(tmp_path: Path) -> None:
-    from medrelease.quantize.awq_preflight import awq_preflight
+    from medrelease.quantize.awq.preflight import awq_preflight
 
     plan = awq_preflight(config(tmp_path, "smol"), ["lm_head"], "auto")
     assert plan.group_size == 64
@@ -55,7 +55,7 @@ def test_auto_picks_the_largest_group_vllm_runs_that_divides_every_layer(tmp_pat
 
 
 def test_explicit_group_that_does_not_divide_names_layers_and_the_fix(tmp_path: Path) -> None:
-    from medrelease.quantize.awq_preflight import awq_preflight
+    from medrelease.quantize.awq.preflight import awq_preflight
 
     with pytest.raises(RecipeError) as err:
         awq_preflight(config(tmp_path, "smol"), ["lm_head"], 128)
@@ -75,7 +75,7 @@ def test_explicit_group_that_does_not_divide_names_layers_and_the_fix(tmp_path: 
 
 
 def test_no_vllm_group_fits_says_channelwise_or_ignore(tmp_path: Path) -> None:
-    from medrelease.quantize.awq_preflight import awq_preflight
+    from medrelease.quantize.awq.preflight import awq_preflight
 
     odd = config(tmp_path, "odd", hidden_size=400, num_attention_heads=5, num_key_value_heads=5,
                  num_hidden_layers=2,
@@ -93,7 +93,7 @@ def test_no_vllm_group_fits_says_channelwise_or_ignore(tmp_path: Path) -> None:
 
 
 def test_ignoring_every_layer_is_refused(tmp_path: Path) -> None:
-    from medrelease.quantize.awq_preflight import awq_preflight
+    from medrelease.quantize.awq.preflight import awq_preflight
 
     with pytest.raises(RecipeError, match="AWQ would quantize no layer"):
         awq_preflight(config(tmp_path, "smol"), ["Linear"], "auto")
@@ -156,7 +156,7 @@ def test_validate_without_local_config_defers_to_quantize(
 
 def test_unknown_architecture_is_an_input_error(tmp_path: Path) -> None:
     from medrelease.core.errors import InputError
-    from medrelease.quantize.awq_preflight import awq_preflight
+    from medrelease.quantize.awq.preflight import awq_preflight
 
     path = config(tmp_path, "odd", model_type="medicaloracle")
     with pytest.raises(InputError) as err:

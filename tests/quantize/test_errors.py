@@ -16,7 +16,7 @@ from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, 
 def test_imatrix_without_built_tools_is_refused_before_any_work(
     tmp_path, tiny_llama, capsys, monkeypatch
 ):
-    from medrelease.quantize import llama_tools
+    from medrelease.quantize.gguf import tools as llama_tools
 
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: tmp_path / "nothing-built")
     recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["Q4_K_M"], "imatrix": {}}})
@@ -55,7 +55,7 @@ def test_missing_merged_model_and_missing_section(tmp_path, tiny_llama, capsys):
 
 def test_not_enough_disk(tmp_path, tiny_llama, monkeypatch):
     from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize import gguf
+    from medrelease.quantize.gguf import build as gguf
     from medrelease.quantize.step import quantize_release
 
     recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]})
@@ -76,7 +76,7 @@ def test_not_enough_disk(tmp_path, tiny_llama, monkeypatch):
 @pytest.mark.slow
 def test_unrecognised_bpe_tokenizer_is_explained(tmp_path):
     """A BPE tokenizer trained from scratch (tiny qwen2) is unknown to llama.cpp's converter."""
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
     from medrelease.testing.tiny import TinySpec, build_tiny_model
 
     model = build_tiny_model(tmp_path / "qwen2", TinySpec(arch="qwen2"))
@@ -90,7 +90,7 @@ def test_unrecognised_bpe_tokenizer_is_explained(tmp_path):
 
 @pytest.mark.slow
 def test_unsupported_architecture_is_explained(tmp_path, tiny_llama):
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
 
     model = tmp_path / "odd"
     shutil.copytree(tiny_llama, model)

@@ -80,9 +80,9 @@ def test_llama_cpp_lm_scores_like_transformers(tmp_path, tiny_llama):
     """Independent check of the LM subclass: F32 GGUF loglikelihoods == transformers' (HFLM)."""
     from lm_eval.models.huggingface import HFLM
 
-    from medrelease.quantize.checks import open_gguf
-    from medrelease.quantize.gguf import convert
-    from medrelease.quantize.gguf_lm import LlamaCppLM
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.lm import LlamaCppLM
+    from medrelease.testing.llama import open_gguf
 
     (path,) = convert(tiny_llama, tmp_path, "f32", "f32", None)
     reqs = [_Req(f"Question: {q}\nAnswer:", f" {c[a]}") for q, c, a in MCQ]
@@ -123,7 +123,7 @@ def test_eval_check_accepts_and_rejects_by_recovery(tmp_path, tiny_llama):
 
 def test_recovery_rule_rejects_a_collapsed_metric():
     from medrelease.quantize.base import QuantArtifact
-    from medrelease.quantize.checks import judge_recovery
+    from medrelease.quantize.measure.recovery import judge_recovery
 
     parent = {"t/acc": (0.60, True), "t/violation_rate": (0.02, False)}
     ok = judge_recovery({"t/acc": 0.58, "t/violation_rate": 0.02}, parent, 0.95)

@@ -28,8 +28,13 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str,
 
     workdir = tmp_path_factory.mktemp("gguf")
     quantize = {
-        # Q4_0 gets an impossible limit: it must be kept out, with the reason recorded
-        "gguf": {"types": TYPES, "thresholds": {"Q4_0": {"max_abs_logit_diff": 1e-4}}}
+        # Q4_0 gets an impossible limit: it must be kept out, with the reason recorded; it is
+        # optional, so the others are released without it (exit 0)
+        "gguf": {
+            "types": TYPES,
+            "thresholds": {"Q4_0": {"max_abs_logit_diff": 1e-4}},
+            "optional": ["Q4_0"],
+        }
     }
     recipe = make_release(workdir, tiny_llama, quantize)
     result = quantize_release(load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True))
@@ -141,12 +146,12 @@ def test_spm_space_prefix_differences_are_warnings(run):
 def test_cli_rerun_is_skipped_and_table_matches_manifest(run, capsys):
     code = run_cli("quantize", run["recipe"], "-w", run["workdir"], "--json")
     out = json.loads(capsys.readouterr().out)
-    assert code == 5  # one quant (Q4_0) was rejected
+    assert code == 0  # one quant (Q4_0) was rejected, an optional one: left out
     assert out["status"] == "skipped"
     assert [q["type"] for q in out["quants"]] == TYPES
     code = run_cli("quantize", run["recipe"], "-w", run["workdir"])
     table = capsys.readouterr().out
-    assert code == 5
+    assert code == 0
     for t, q in run["quants"].items():
         line = next(ln for ln in table.splitlines() if f" {t} " in ln)
         assert ("yes" if q["accepted"] else "no") in line
@@ -156,7 +161,8 @@ def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
     """A merged tokenizer that does not add BOS, checked against a GGUF whose runtime does."""
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf, open_gguf
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.testing.llama import open_gguf
 
     tok_dir = tmp_path / "tok"
     shutil.copytree(run["root"] / "merged", tok_dir)
@@ -177,8 +183,8 @@ def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
 
 def test_corrupted_quant_is_rejected(run, tmp_path):
     from medrelease.quantize.base import QuantArtifact
-    from medrelease.quantize.config import Thresholds
-    from medrelease.quantize.gguf import check_gguf
+    from medrelease.quantize.gguf.check import check_gguf
+    from medrelease.quantize.measure.limits import Thresholds
 
     bad = tmp_path / "bad.gguf"
     data = (run["root"] / "quant" / "gguf" / f"{RELEASE}-Q8_0.gguf").read_bytes()

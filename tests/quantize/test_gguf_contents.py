@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from medrelease.quantize.gguf_contents import (
+from medrelease.quantize.gguf.contents import (
     FLOOR_TYPE,
     bits_per_weight,
     check_gguf_files,
@@ -42,8 +42,8 @@ def rewrite_gguf(
 
 @pytest.fixture(scope="module")
 def ggufs(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Path]:
-    from medrelease.quantize.gguf import convert, quantize
-    from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.gguf.build import convert, quantize
+    from medrelease.quantize.gguf.quant_types import gguf_type
 
     out = tmp_path_factory.mktemp("contents")
     (f32,) = convert(tiny_llama, out, "m-F32", "f32", None)
@@ -158,7 +158,7 @@ def test_a_byte_token_missing_from_a_byte_level_vocabulary_is_named(tmp_path):
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
     from medrelease.testing.tiny import TinySpec, build_tiny_model
 
     model = build_tiny_model(tmp_path / "qwen2", TinySpec(arch="qwen2"))

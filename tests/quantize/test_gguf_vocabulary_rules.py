@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medrelease.quantize.gguf_contents import (
+from medrelease.quantize.gguf.contents import (
     TOKEN_TYPE_BYTE,
     UTF8_BYTES,
     GgufView,

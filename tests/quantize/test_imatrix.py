@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
-from medrelease.quantize import llama_tools
+from medrelease.quantize.gguf import tools as llama_tools
 from medrelease.quantize.texts import load_text
 
 pytestmark = pytest.mark.slow
@@ -30,12 +30,8 @@ IQ_TYPES = ["IQ3_XXS", "IQ2_XS"]
 
 
 def _quantize(workdir: Path, model: Path, gguf: dict[str, Any]) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     recipe = make_release(workdir, model, {"gguf": gguf})
-    result = quantize_release(load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=workdir)
     return {"record": result.record, "root": workdir / RELEASE, "recipe": recipe}
 
 
@@ -127,7 +123,7 @@ def test_types_that_need_an_imatrix_are_made_and_judged(with_imatrix, qtype):
 
 @pytest.fixture(scope="module")
 def f16_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
 
     (path,) = convert(tiny_llama, tmp_path_factory.mktemp("f16"), "tiny", "f16", None)
     return path
@@ -135,9 +131,9 @@ def f16_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path
 
 def test_imatrix_flags_match_what_llama_cpp_refuses(f16_gguf, tmp_path):
     """Every type through the bindings without an imatrix: exactly the flagged ones fail."""
-    from medrelease.quantize.gguf import quantize
-    from medrelease.quantize.gguf_types import TYPES as ALL_TYPES
-    from medrelease.quantize.llama_child import LlamaChildError
+    from medrelease.quantize.gguf.build import quantize
+    from medrelease.quantize.gguf.child import LlamaChildError
+    from medrelease.quantize.gguf.quant_types import TYPES as ALL_TYPES
 
     refused = []
     for t in ALL_TYPES.values():
@@ -157,8 +153,8 @@ def test_quantize_binary_equals_the_bindings(f16_gguf, tmp_path):
     """The built llama-quantize is the same code as llama-cpp-python's: identical bytes."""
     import subprocess
 
-    from medrelease.quantize.gguf import quantize
-    from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.gguf.build import quantize
+    from medrelease.quantize.gguf.quant_types import gguf_type
 
     (api,) = quantize([f16_gguf], tmp_path, "api", gguf_type("Q4_K_M"), 2)
     binary = tmp_path / "binary.gguf"

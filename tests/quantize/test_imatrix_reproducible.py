@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from quanthelpers import RELEASE, make_release
 
-from medrelease.quantize import llama_tools
-from medrelease.quantize.imatrix import dataset_name
+from medrelease.quantize.gguf import tools as llama_tools
+from medrelease.quantize.gguf.imatrix import dataset_name
 
 needs_tools = pytest.mark.skipif(
     not llama_tools.tools_present(), reason="llama.cpp tools not built: run `medrelease setup`"

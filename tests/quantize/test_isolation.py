@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
-from medrelease.quantize.llama_child import TEST_ABORT_ENV, LlamaChildError
+from medrelease.quantize.gguf.child import TEST_ABORT_ENV, LlamaChildError
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +60,15 @@ def byte_fallback_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_f32(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
 
     (path,) = convert(tiny_llama, tmp_path_factory.mktemp("f32"), "f32", "f32", None)
     return path
 
 
 def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) -> None:
-    from medrelease.quantize.checks import open_gguf
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
+    from medrelease.testing.llama import open_gguf
 
     chunks = [[1, 5, 9, 13, 200, 17], [1, 40, 41, 42]]
     got = gguf_chunk_logits(tiny_f32, chunks, threads=2)
@@ -94,7 +94,7 @@ def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) ->
 def test_an_abort_in_the_child_is_an_error_naming_the_signal(
     tiny_f32: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
 
     monkeypatch.setenv(TEST_ABORT_ENV, "logits")
     with pytest.raises(LlamaChildError) as info:
@@ -109,7 +109,7 @@ def test_an_abort_in_the_child_is_an_error_naming_the_signal(
 
 
 def test_a_python_error_in_the_child_is_reported_with_its_message(tmp_path: Path) -> None:
-    from medrelease.quantize.llama_child import gguf_chunk_logits
+    from medrelease.quantize.gguf.child import gguf_chunk_logits
 
     bad = tmp_path / "not-a-model.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
@@ -125,8 +125,8 @@ def test_the_byte_fallback_gguf_really_aborts_llama_cpp_but_only_the_child(
     """The crash of issue 11, reproduced: llama.cpp dies of SIGABRT in the child (no gdb)."""
     from gguf import GGUFReader
 
-    from medrelease.quantize.gguf import convert
-    from medrelease.quantize.llama_child import gguf_tokenize_probes
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.child import gguf_tokenize_probes
 
     (path,) = convert(byte_fallback_llama, tmp_path, "x", "f32", None)
     reader = GGUFReader(path)
@@ -174,13 +174,12 @@ def test_quantize_rejects_the_byte_fallback_quant_with_the_fix(
 
 
 def _run_with_abort(tmp_path: Path, model: Path, spec: str, monkeypatch: Any) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     monkeypatch.setenv(TEST_ABORT_ENV, spec)
-    recipe = make_release(tmp_path, model, {"gguf": ["Q8_0", "Q4_K_M"]})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    # Q8_0 (the type crashed) is optional: the release goes on with Q4_K_M and the step is
+    # done (a required one would stop it with exit 5: tests/quantize/test_rejected_rule.py)
+    gguf = {"types": ["Q8_0", "Q4_K_M"], "optional": ["Q8_0"]}
+    recipe = make_release(tmp_path, model, {"gguf": gguf})
+    result = quantize_recorded(recipe, workdir=tmp_path)
     return {q["type"]: q for q in result.record["quants"]}
 
 
@@ -218,9 +217,9 @@ def test_the_fix_the_rejection_names_works(tmp_path: Path, byte_fallback_llama: 
 
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf
-    from medrelease.quantize.gguf import convert
-    from medrelease.quantize.gguf_contents import check_gguf_files
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.contents import check_gguf_files
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
 
     model = tmp_path / "clean"
     shutil.copytree(byte_fallback_llama, model)
@@ -241,16 +240,13 @@ def test_a_killed_converter_rejects_every_gguf_quant_once(
 ) -> None:
     """The converter killed (as the OOM killer would): each type is rejected with that reason,
     the conversion is not retried for every type, and nothing is left behind."""
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize import gguf
-    from medrelease.quantize.step import quantize_release
+    from medrelease.quantize.gguf import build as gguf
 
     runs = tmp_path / "runs.txt"
     killer = f"open({str(runs)!r}, 'a').write('x'); import os; os.kill(os.getpid(), 9)"
     monkeypatch.setattr(gguf, "CONVERTER", killer)
     recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0", "Q4_K_M"]})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=tmp_path)
     assert runs.read_text() == "x"
     for q in result.record["quants"]:
         assert q["accepted"] is False and q["files"] == {}
@@ -267,10 +263,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
 ) -> None:
     """llama-imatrix dying of SIGABRT (a stand-in tool that aborts): every quant of the
     recipe needs the matrix, so each is rejected naming the signal; the step completes."""
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize import llama_tools
-    from medrelease.quantize.step import quantize_release
+    from medrelease.quantize.gguf import tools as llama_tools
 
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -281,7 +274,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: tools)
     gguf_cfg = {"types": ["Q4_K_M"], "imatrix": {"calibration": "default"}}
     recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf_cfg})
-    result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
+    result = quantize_recorded(recipe, workdir=tmp_path)
     (q,) = result.record["quants"]
     assert q["accepted"] is False and q["checks"]["imatrix"]["signal"] == "SIGABRT"
     assert q["reason"] == (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medrelease.core.errors import EnvironmentProblem
-from medrelease.quantize import llama_tools
+from medrelease.quantize.gguf import tools as llama_tools
 
 
 def test_missing_compiler_is_an_environment_problem(tmp_path, monkeypatch):

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 from medrelease.core import compute_dtype as cd
-from medrelease.quantize.checks import (
+from medrelease.quantize.config import ChecksConfig, QuantizeConfig
+from medrelease.quantize.gguf.quant_types import TYPES, gguf_type
+from medrelease.quantize.measure.judge import judge_logits, merged_limits
+from medrelease.quantize.measure.limits import Thresholds
+from medrelease.quantize.measure.logits import (
     bos_added,
     chunk_context,
     held_out_chunks,
-    judge_logits,
     logit_measures,
-    merged_limits,
     reference_from_logits,
 )
-from medrelease.quantize.config import ChecksConfig, QuantizeConfig, Thresholds
-from medrelease.quantize.gguf_types import TYPES, gguf_type
 from medrelease.quantize.texts import load_text
 
 # ---------- chunking ----------
@@ -141,7 +141,7 @@ def test_identical_logits_and_a_shifted_scale_have_zero_kld():
     assert shifted["kld_mean"] == pytest.approx(0.0, abs=1e-9)
     assert shifted["ppl_ratio"] == pytest.approx(1.0, abs=1e-9)
     assert shifted["max_abs_logit_diff"] == pytest.approx(3.0, abs=1e-5)
-    assert judge_logits(shifted, gguf_type("F32").thresholds())["ok"]
+    assert judge_logits(shifted, gguf_type("F32").limits)["ok"]
 
 
 def test_only_scored_rows_or_all_rows_give_the_same_answer():
@@ -178,7 +178,7 @@ def test_an_unrelated_model_fails_every_default():
     m = logit_measures(reference_from_logits(held, a), b)
     assert m["kld_mean"] > 1.0
     for name in ("F32", "Q8_0", "Q4_K_M", "Q2_K"):
-        verdict = judge_logits(m, gguf_type(name).thresholds())
+        verdict = judge_logits(m, gguf_type(name).limits)
         assert not verdict["ok"] and verdict["metric"] == "kld_mean", name
 
 
@@ -200,9 +200,9 @@ def test_judge_names_kld_first_and_reports_every_failure():
 
 
 def test_old_limit_keys_still_work_and_recipes_override_per_key():
-    limits = merged_limits(gguf_type("Q8_0").thresholds(), Thresholds(max_kld_mean=0.5))
+    limits = merged_limits(gguf_type("Q8_0").limits, Thresholds(max_kld_mean=0.5))
     assert limits.max_kld_mean == 0.5
-    assert limits.max_kld_p99 == gguf_type("Q8_0").max_kld_p99  # untouched defaults remain
+    assert limits.max_kld_p99 == gguf_type("Q8_0").limits.max_kld_p99  # untouched defaults remain
     legacy = QuantizeConfig.model_validate(
         {"gguf": {"types": ["F32"], "thresholds": {"F32": {"max_abs_logit_diff": 0.05}}}}
     )
@@ -215,16 +215,16 @@ def test_old_limit_keys_still_work_and_recipes_override_per_key():
 def test_every_type_has_ordered_limits():
     """Fewer bits never get a tighter limit (floats aside): a sanity net for the table."""
     for t in TYPES.values():
-        assert t.max_kld_mean < t.max_kld_p99, t.name
-        assert t.max_abs_logit_diff is None, t.name  # no default judges absolute logits
+        assert t.limits.max_kld_mean < t.limits.max_kld_p99, t.name
+        assert t.limits.max_abs_logit_diff is None, t.name  # no default judges absolute logits
     q = sorted((t for t in TYPES.values() if not t.is_float), key=lambda t: -t.bpw)
     by_bits = [
-        t.max_kld_mean
+        t.limits.max_kld_mean
         for t in q
         if t.name in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
     ]
     assert by_bits == sorted(by_bits)
-    assert gguf_type("F32").max_kld_mean <= gguf_type("Q8_0").max_kld_mean
+    assert gguf_type("F32").limits.max_kld_mean <= gguf_type("Q8_0").limits.max_kld_mean
 
 
 def test_checks_defaults():

@@ -25,8 +25,9 @@ def test_named_pre_tokenizer_converts_and_tokenizes_like_transformers(
     from gguf import GGUFReader
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf, open_gguf
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.testing.llama import open_gguf
 
     notes: list[str] = []
     files = convert(tiny_qwen2, tmp_path, "x", "f32", None, pre_tokenizer="qwen2", notes=notes)
@@ -51,8 +52,9 @@ def test_a_wrong_family_is_caught_by_the_tokenization_check(
     `llama-bpe` pre-tokenizer also makes the runtime add a BOS the Qwen2 tokenizer does not."""
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import check_tokenization_gguf, open_gguf
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.testing.llama import open_gguf
 
     files = convert(tiny_qwen2, tmp_path, "x", "f32", None, pre_tokenizer="llama-bpe")
     llm = open_gguf(files[0], 64, 1)
@@ -64,7 +66,7 @@ def test_a_wrong_family_is_caught_by_the_tokenization_check(
 
 
 def test_an_unknown_name_gets_a_did_you_mean(tmp_path: Path, tiny_qwen2: Path) -> None:
-    from medrelease.quantize.gguf import convert
+    from medrelease.quantize.gguf.build import convert
 
     with pytest.raises(InputError) as info:
         convert(tiny_qwen2, tmp_path, "x", "f32", None, pre_tokenizer="qwen")

@@ -76,7 +76,8 @@ def test_every_gguf_of_a_model_that_stops_is_generated_from(tiny_families, tmp_p
 def test_a_gguf_that_never_stops_is_rejected_with_the_reason(tiny_families, tmp_path: Path):
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.gguf import convert, gguf_stops
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.check import gguf_stops
 
     model = instruct_qwen(tiny_families("qwen2")["sft"], tmp_path / "m", stops=False)
     (gguf,) = convert(model, tmp_path, "q", "f32", None, pre_tokenizer="qwen2")

@@ -7,8 +7,9 @@ import pytest
 from helpers import write_recipe
 from medrelease.core.errors import RecipeError
 from medrelease.pipeline.recipes import load_recipe
-from medrelease.quantize.checks import judge_logits, merged_limits
-from medrelease.quantize.config import QuantizeConfig, Thresholds, size_to_bytes
+from medrelease.quantize.config import QuantizeConfig, size_to_bytes
+from medrelease.quantize.measure.judge import judge_logits, merged_limits
+from medrelease.quantize.measure.limits import Thresholds
 
 MERGE = {"merge_method": "linear", "models": [{"model": "base", "parameters": {"weight": 1.0}}]}
 

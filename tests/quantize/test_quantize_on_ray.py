@@ -17,25 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release
+from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
-from medrelease.quantize.llama_child import TEST_ABORT_ENV
+from medrelease.quantize.gguf.child import TEST_ABORT_ENV
 
 TYPES = ["Q8_0", "Q4_0"]  # two units; Q4_0's defaults accept the tiny model's quant
 
 
 def _run(recipe: Path, workdir: Path, **kw: Any) -> dict[str, Any]:
-    from medrelease.core.console import Reporter
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
     # threads=1: each unit asks Ray for 1 CPU, what one node of the test cluster has
-    result = quantize_release(
-        load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True), threads=1, **kw
-    )
+    result = quantize_recorded(recipe, workdir, threads=1, **kw)
     return result.record
 
 
@@ -166,7 +160,7 @@ def test_unreachable_address_is_exit_7_before_any_work(
 
 def test_units_declare_threads_and_memory(tiny_llama: Path) -> None:
     from medrelease.quantize.config import QuantizeConfig
-    from medrelease.quantize.gguf import parameter_count
+    from medrelease.quantize.gguf.files import parameter_count
     from medrelease.quantize.units import GIB, plan_units
 
     cfg = QuantizeConfig.model_validate({"gguf": {"types": ["Q8_0", "F16"]}, "awq": {}})
@@ -206,12 +200,12 @@ def test_saved_reference_gives_the_same_measures(tmp_path: Path, tiny_llama: Pat
     import numpy as np
 
     from medrelease.quantize.base import QuantContext
-    from medrelease.quantize.checks import (
+    from medrelease.quantize.measure.logits import (
         held_out_chunks,
         logit_measures,
         reference_from_logits,
     )
-    from medrelease.quantize.reference import load_reference, save_reference
+    from medrelease.quantize.measure.reference import load_reference, save_reference
 
     rng = np.random.default_rng(0)
     held = held_out_chunks(list(rng.integers(0, 100, 90)), 40, 60, bos_id=1)

@@ -19,7 +19,7 @@ def test_threaded_reference_equals_sequential(tiny_llama: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medrelease.quantize.reference import start_reference
+    from medrelease.quantize.measure.reference import start_reference
 
     heldout = load_text("heldout", "default", tiny_llama)
     ctx, job = start_reference(
@@ -56,7 +56,7 @@ def test_bf16_model_too_big_for_memory_is_streamed_not_copied(
     from transformers import AutoModelForCausalLM
 
     from medrelease.core import compute_dtype
-    from medrelease.quantize.reference import start_reference
+    from medrelease.quantize.measure.reference import start_reference
 
     folder = tmp_path / "bf16"
     shutil.copytree(tiny_llama, folder)
@@ -91,7 +91,7 @@ def test_float32_layer_by_layer_equals_a_float32_copy(
 
     from medrelease.core import compute_dtype
     from medrelease.core.upcast import upcast_per_module
-    from medrelease.quantize.reference import start_reference
+    from medrelease.quantize.measure.reference import start_reference
 
     folder = tmp_path / "bf16"
     shutil.copytree(tiny_llama, folder)
@@ -113,7 +113,7 @@ def test_float32_layer_by_layer_equals_a_float32_copy(
         want, got = copy(ids).logits, half(ids).logits
     assert got.dtype == torch.float32 and torch.equal(got, want)
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16}  # restored after each call
-    from medrelease.quantize.checks import hf_logits
+    from medrelease.quantize.measure.logits import hf_logits
 
     with torch.no_grad():
         full = hf_logits(copy, streamed.heldout)

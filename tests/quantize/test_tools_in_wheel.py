@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from medrelease.quantize import llama_tools
+from medrelease.quantize.gguf import tools as llama_tools
 
-HOOK = Path(llama_tools.__file__).parent.parent / "data" / "llama" / "tools_in_wheel.cmake"
+HOOK = Path(llama_tools.__file__).parents[2] / "data" / "llama" / "tools_in_wheel.cmake"
 
 # the parts of llama-cpp-python's CMakeLists that matter here
 TOP = """cmake_minimum_required(VERSION 3.21)

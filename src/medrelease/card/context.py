@@ -20,7 +20,7 @@ from medrelease.card.evidence import Evidence
 from medrelease.card.licenses import ParentLicense
 from medrelease.card.names import PUBLIC_HUB, hub_url, release_tag, repo_ids, stage_hub_id
 from medrelease.card.prompt_format import prompt_example
-from medrelease.card.quants import QuantRow, quant_rows
+from medrelease.card.quants import QuantRow, not_shipped, quant_rows
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
@@ -215,6 +215,7 @@ def build_context(
             **evaluation_provenance(loaded, evidence.report, datasets, bundle),
         },
         "quants": quants,
+        "not_shipped": not_shipped(evidence),
         "quant_metrics": {
             fam: list(dict.fromkeys(name for q in qs for name in q["metrics"]))
             for fam, qs in quants.items()

@@ -215,3 +215,25 @@ def _recommend(rows: list[QuantRow]) -> None:
     chosen = pick or next((r for r in rows if r["type"] == "Q4_K_M"), rows[0] if rows else None)
     if chosen is not None:
         chosen["recommended"] = True
+
+
+def not_shipped(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
+    """Rejected optional quants per family (`quantize.gguf.optional`, `quantize.awq.optional`),
+    left out of the release, and why: the check, the measure, its value and its limit
+    (`quants[].rejection`, quantize/verdict.py). A rejected required quant fails the quantize
+    step, so no card is made from it."""
+    out: dict[str, list[dict[str, Any]]] = {"gguf": [], "awq": []}
+    for q in evidence.quants:
+        if q["accepted"] or q.get("required", True):
+            continue
+        why = q.get("rejection")
+        row = {
+            "type": q["type"],
+            "check": why["check"] if why else None,
+            "measure": why["measure"] if why else None,
+            "value": why["value"] if why else None,
+            "limit": why["limit"] if why else None,
+            "detail": why["detail"] if why else (q.get("reason") or "rejected"),
+        }
+        out.setdefault(q["family"], []).append(row)
+    return out

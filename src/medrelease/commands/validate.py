@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         }
         if r.quantize is not None and r.quantize.awq is not None:
             # AWQ shapes vs scheme from a stage's config.json: fails here, in seconds
-            from medrelease.quantize.awq_preflight import recipe_preflight
+            from medrelease.quantize.awq.preflight import recipe_preflight
 
             summary["awq"] = recipe_preflight(loaded)
         if as_json:

@@ -170,7 +170,7 @@ def _quantize(
 
 def _quantize_preflight(loaded: LoadedRecipe) -> None:
     # AWQ shape problems show in seconds from a stage's config, not after merge and gate
-    from medrelease.quantize.awq_preflight import recipe_preflight
+    from medrelease.quantize.awq.preflight import recipe_preflight
 
     recipe_preflight(loaded)
 

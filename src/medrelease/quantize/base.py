@@ -60,6 +60,6 @@ class EvalPlan:
 
     def run(self, lm: Any) -> dict[str, Any]:
         from medrelease.gate.evaluate import evaluate_lm
-        from medrelease.quantize.checks import judge_recovery
+        from medrelease.quantize.measure.recovery import judge_recovery
 
         return judge_recovery(evaluate_lm(lm, self.loaded), self.parent, self.min_recovery)

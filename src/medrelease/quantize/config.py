@@ -6,14 +6,15 @@
         intermediate: f16                      # high-precision GGUF the quants are made from
         split_max_size: 48G                    # split files above this (the Hub refuses > 50 GB)
         imatrix: {calibration: default}        # llama-imatrix/llama-quantize (`medrelease setup`)
-        thresholds: {Q4_K_M: {max_kld_mean: 0.2}}   # keys: quantize/config.py Thresholds
+        thresholds: {Q4_K_M: {max_kld_mean: 0.2}}   # keys: quantize/measure/limits.py
+        optional: [Q2_K]                       # may be left out when rejected (else: exit 5)
         pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
-      awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64}
+      awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64, optional: false}
       checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95}
       executor: ray                            # units on a Ray cluster (docs/cluster.md)
 
 `calibration` / `heldout` are `default` (texts shipped with medrelease) or a recipe-relative
-text file. Thresholds not given fall back to per-type defaults (quantize/gguf_types.py).
+text file. Thresholds not given fall back to per-type defaults (quantize/gguf/quant_types.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medrelease.quantize.gguf.quant_types import normalize_type
+from medrelease.quantize.measure.limits import Thresholds
 from medrelease.recipe.base import Section
 
 SIZE_RE = re.compile(r"^(\d+)([KMG]?)$")
@@ -37,30 +40,6 @@ def size_to_bytes(text: str) -> int:
     return int(m.group(1)) * scale
 
 
-class Thresholds(Section):
-    """Acceptance limits of one quant against the merged model, on held-out text.
-
-    The measures are llama-perplexity's `--kl-divergence` statistics (quantize/checks.py);
-    per-type defaults are in quantize/gguf_types.py, measured in docs/quant-checks.md."""
-
-    max_kld_mean: float | None = Field(
-        default=None, gt=0, description="mean KL(merged || quant) per scored token, in nats"
-    )
-    max_kld_p99: float | None = Field(
-        default=None, gt=0, description="99th percentile of the per-token KL divergence"
-    )
-    max_ppl_ratio: float | None = Field(default=None, gt=0, description="ppl(quant)/ppl(merged)")
-    min_top1_agreement: float | None = Field(
-        default=None, ge=0, le=1, description="share of tokens where both rank the same token first"
-    )
-    max_abs_logit_diff: float | None = Field(
-        default=None,
-        gt=0,
-        description="largest absolute logit difference; no default uses it any more (it grows "
-        "with the logit scale and depth of a model, so it rejects healthy float quants)",
-    )
-
-
 class ImatrixConfig(Section):
     calibration: str = "default"
 
@@ -71,6 +50,12 @@ class GgufConfig(Section):
     split_max_size: str = "48G"
     imatrix: ImatrixConfig | None = None
     thresholds: dict[str, Thresholds] = Field(default_factory=dict)
+    optional: list[str] = Field(
+        default_factory=list,
+        description="listed types that may be left out of the release when their checks reject "
+        "them (the card says why); every other listed type is required: a rejected one stops "
+        "quantize and release with exit 5",
+    )
     pre_tokenizer: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9._-]*$",
@@ -83,8 +68,6 @@ class GgufConfig(Section):
     @field_validator("types", mode="after")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        from medrelease.quantize.gguf_types import normalize_type
-
         out = [normalize_type(t) for t in v]
         if not out:
             raise ValueError("list at least one GGUF type, e.g. [Q8_0, Q4_K_M]")
@@ -92,11 +75,14 @@ class GgufConfig(Section):
             raise ValueError(f"duplicate GGUF types in {v}")
         return out
 
+    @field_validator("optional", mode="after")
+    @classmethod
+    def _optional_types(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(normalize_type(t) for t in v))
+
     @field_validator("thresholds", mode="after")
     @classmethod
     def _threshold_keys(cls, v: dict[str, Thresholds]) -> dict[str, Thresholds]:
-        from medrelease.quantize.gguf_types import normalize_type
-
         return {normalize_type(k): t for k, t in v.items()}
 
     @field_validator("split_max_size")
@@ -111,6 +97,12 @@ class GgufConfig(Section):
         extra = sorted(set(self.thresholds) - set(self.types))
         if extra:
             raise ValueError(f"thresholds for {extra} but types are {self.types}")
+        unlisted = [t for t in self.optional if t not in self.types]
+        if unlisted:
+            raise ValueError(
+                f"optional names {unlisted}, which are not listed types ({self.types}): "
+                "list them under types, or remove them from optional"
+            )
         return self
 
 
@@ -129,10 +121,16 @@ class AwqConfig(Section):
         default="auto",
         description=(
             "input columns per scale; auto = the largest of 128, 64, 32 dividing every targeted "
-            "layer (vLLM's kernels accept -1 = channelwise, 32, 64, 128; quantize/awq_preflight.py)"
+            "layer (vLLM's kernels accept -1 = channelwise, 32, 64, 128; quantize/awq/preflight.py)"
         ),
     )
     thresholds: Thresholds = Thresholds()
+    optional: bool = Field(
+        default=False,
+        description="the AWQ quant may be left out of the release when its checks reject it "
+        "(the card says why); by default it is required: a rejected one stops quantize and "
+        "release with exit 5",
+    )
 
 
 class ChecksConfig(Section):
@@ -171,3 +169,10 @@ class QuantizeConfig(Section):
     @classmethod
     def _gguf_shorthand(cls, v: Any) -> Any:
         return {"types": v} if isinstance(v, list) else v
+
+    def required(self, family: str, qtype: str) -> bool:
+        """Whether a rejected quant of this family and type stops the release (the default)
+        or is left out of it (`gguf.optional: [TYPE]`, `awq.optional: true`)."""
+        if family == "gguf":
+            return self.gguf is None or qtype not in self.gguf.optional
+        return self.awq is None or not self.awq.optional

@@ -27,7 +27,7 @@ def llama_tools_build(loaded: LoadedRecipe) -> str | None:
     q = loaded.recipe.quantize
     if q is None or q.gguf is None or q.gguf.imatrix is None:
         return None
-    from medrelease.quantize.llama_tools import build_info
+    from medrelease.quantize.gguf.tools import build_info
 
     return build_info()
 
@@ -37,7 +37,7 @@ def gate_numbers(paths: ReleasePaths) -> dict[str, Any] | str:
     which way is better), not the report's bytes. A gate re-run with the same numbers
     (`gate --no-cache`, a changed rule threshold) leaves the quants current."""
     from medrelease.core.errors import MedreleaseError
-    from medrelease.quantize.checks import parent_metrics
+    from medrelease.quantize.measure.recovery import parent_metrics
     from medrelease.records.gate_report import read_gate_report
 
     if not paths.gate_report.is_file():

@@ -2,7 +2,8 @@
 
 Every quant is checked against the merged model (tokenization, logits on held-out text)
 before it is accepted. Accepted quants land in quant/gguf/ and quant/awq/ (what `publish`
-uploads); rejected ones are kept for inspection under quant/rejected/, never published.
+uploads); rejected ones are kept for inspection under quant/rejected/, never published. A
+rejected required quant stops the step with exit 5 after it is recorded (quantize/verdict.py).
 Library entry point: `quantize_release(loaded_recipe, workdir=..., reporter=...)`.
 """
 
@@ -26,9 +27,10 @@ from medrelease.core.step import StepResult
 from medrelease.executors import Executor, Unit, make_executor, resolve_executor_name
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import QuantizeConfig
-from medrelease.quantize.imatrix import Imatrix
+from medrelease.quantize.gguf.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
+from medrelease.quantize.verdict import QuantRejected, enforce, rejection, required_rejected
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.records.gate_report import read_gate_report
 from medrelease.records.manifest import Files
@@ -51,8 +53,8 @@ def _check_imatrix(cfg: QuantizeConfig) -> None:
     """Before any work: imatrix-only types need `gguf.imatrix`, which needs the built tools."""
     if cfg.gguf is None:
         return
-    from medrelease.quantize.gguf_types import gguf_type
-    from medrelease.quantize.llama_tools import TOOLS, tool_path
+    from medrelease.quantize.gguf.quant_types import gguf_type
+    from medrelease.quantize.gguf.tools import TOOLS, tool_path
 
     needs = [t for t in cfg.gguf.types if gguf_type(t).imatrix]
     if needs and cfg.gguf.imatrix is None:
@@ -83,13 +85,13 @@ def quantize_release(
     else a local Ray instance). Quantization happens once per type whichever runs it."""
     # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
     # thread, before any library is used: the converter, which needs none of them, starts
-    # sooner (quantize/reference.py)
+    # sooner (quantize/measure/reference.py)
     cfg = _config(loaded)
     executor = resolve_executor_name(executor, cfg.executor)  # a typo fails first
     _check_imatrix(cfg)
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     if cfg.awq is not None:  # before any quant work: the AWQ scheme must fit the model's shapes
-        from medrelease.quantize.awq_preflight import preflight_merged
+        from medrelease.quantize.awq.preflight import preflight_merged
 
         preflight_merged(paths.merged, list(cfg.awq.ignore), cfg.awq.group_size, loaded=loaded)
     sweep = [lambda p: p.quant]
@@ -97,7 +99,7 @@ def quantize_release(
         INPUTS, loaded, workdir, reporter, force=force, rerun=rerun, sweep=sweep, quiet=False
     ) as run:
         if run.skipped:  # inputs unchanged since the recorded run (INPUTS.rerun)
-            return run.skipped
+            return _verdict(run.skipped)
         n_threads = threads or min(2, os.cpu_count() or 1)
         return _quantize_locked(run, cfg, n_threads, executor, ray_address)
 
@@ -115,7 +117,7 @@ def _eval_plan(loaded: LoadedRecipe, cfg: QuantizeConfig, paths: ReleasePaths) -
     """checks.eval: the gate tasks on every quant, judged against gates/report.json."""
     if not cfg.checks.eval:
         return None
-    from medrelease.quantize.checks import parent_metrics
+    from medrelease.quantize.measure.recovery import parent_metrics
 
     gates = loaded.recipe.gates
     if gates is None or not gates.tasks:
@@ -165,7 +167,7 @@ def _quantize_locked(
     try:
         executor.check_resources(units)
         # the transformers reference runs in a thread while llama.cpp converts (reference.py)
-        from medrelease.quantize.reference import start_reference
+        from medrelease.quantize.measure.reference import start_reference
 
         ctx, reference = start_reference(
             run.paths.merged,
@@ -205,7 +207,18 @@ def _quantize_locked(
     run.record(record, components)
     for w in warnings:
         run.reporter.warn(w)
-    return StepResult("quantize", record, run.paths.manifest, warnings=warnings)
+    return _verdict(StepResult("quantize", record, run.paths.manifest, warnings=warnings))
+
+
+def _verdict(result: StepResult[QuantizeRecord]) -> StepResult[QuantizeRecord]:
+    """The rule on rejected quants (quantize/verdict.py), for a run and a skip alike: a
+    rejected required quant raises QuantRejected (exit 5) carrying the recorded result."""
+    try:
+        enforce(list(result.record.get("quants", [])))
+    except QuantRejected as err:
+        err.result = result
+        raise
+    return result
 
 
 def _make_and_judge(
@@ -302,7 +315,7 @@ def _make_quants(
         builder = None
         imatrix: Imatrix | None = None
         if cfg.gguf is not None:
-            from medrelease.quantize.gguf import GgufBuilder
+            from medrelease.quantize.gguf.build import GgufBuilder
 
             scratch = Path(
                 tempfile.mkdtemp(prefix=f"{TMP_PREFIX}gguf-intermediate-", dir=paths.quant)
@@ -315,7 +328,7 @@ def _make_quants(
         if in_process:  # as before units: the first build converts while the reference runs
             source = InProcess(ctx, reference.wait, reporter)
         else:
-            from medrelease.quantize.reference import save_reference
+            from medrelease.quantize.measure.reference import save_reference
 
             if builder is not None:
                 builder.prepare()  # every conversion here, once: the units only quantize
@@ -369,10 +382,13 @@ def _record(
                 "size": sum(r["size"] for r in files.values()),
                 "checks": art.checks,
                 "notes": art.notes,
+                "required": cfg.required(art.family, art.type),
+                "rejection": None if art.accepted else rejection(art.checks),
             }
         )
     record: QuantizeRecord = {
-        "status": "done",
+        # a rejected required quant fails the step: never current, so release stops here
+        "status": "failed" if required_rejected(quants) else "done",
         "merged": {"content_hash": digest_of(merged_files)},
         "quants": quants,
         "imatrix": None,  # filled in by _quantize_locked when gguf.imatrix is set

@@ -33,11 +33,12 @@ from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit
 from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
-from medrelease.quantize.config import AwqConfig, GgufConfig, QuantizeConfig, Thresholds
+from medrelease.quantize.config import AwqConfig, GgufConfig, QuantizeConfig
+from medrelease.quantize.measure.limits import Thresholds
 from medrelease.quantize.texts import TextSource
 
 if TYPE_CHECKING:
-    from medrelease.quantize.gguf import GgufBuilder
+    from medrelease.quantize.gguf.build import GgufBuilder
 
 GIB = 2**30
 AWQ_WEIGHT_COPIES = 3
@@ -91,7 +92,7 @@ class Shared:
         )
 
     def context(self) -> QuantContext:
-        from medrelease.quantize.reference import load_reference
+        from medrelease.quantize.measure.reference import load_reference
 
         for folder in (self.merged, self.reference_dir):
             if not folder.is_dir():  # only on a cluster: the driver wrote it
@@ -149,7 +150,8 @@ class AwqUnit:
 def run_gguf(unit: GgufUnit, state: dict[str, Any]) -> QuantArtifact:
     """Quantize one GGUF type from the intermediate and check it against the merged model.
     A llama.cpp crash becomes a rejected artifact (GgufBuilder.build, check_gguf)."""
-    from medrelease.quantize.gguf import GgufBuilder, check_gguf
+    from medrelease.quantize.gguf.build import GgufBuilder
+    from medrelease.quantize.gguf.check import check_gguf
 
     assert unit.source is not None
     ctx = unit.source.context()
@@ -174,7 +176,7 @@ def run_gguf(unit: GgufUnit, state: dict[str, Any]) -> QuantArtifact:
 
 def run_awq(unit: AwqUnit, state: dict[str, Any]) -> QuantArtifact:
     """Calibrate and quantize with llm-compressor, then check the folder and its logits."""
-    from medrelease.quantize.awq import quiet_llmcompressor
+    from medrelease.quantize.awq.build import quiet_llmcompressor
 
     assert unit.source is not None and unit.out_dir is not None and unit.calibration is not None
     unit.source.ready()  # AWQ's checks need the reference, and torch's threads are free then
@@ -190,8 +192,9 @@ def make_awq(
     calibration: TextSource,
     reporter: Reporter,
 ) -> QuantArtifact:
-    from medrelease.quantize.awq import DEFAULT_LIMITS, check_awq, quantize_awq
-    from medrelease.quantize.checks import merged_limits
+    from medrelease.quantize.awq.build import quantize_awq
+    from medrelease.quantize.awq.check import DEFAULT_LIMITS, check_awq
+    from medrelease.quantize.measure.judge import merged_limits
     from medrelease.quantize.texts import calibration_chats, render_calibration
 
     texts, templated = render_calibration(ctx.tokenizer, calibration_chats(calibration.text))
@@ -216,16 +219,16 @@ def _weights_bytes(folder: Path) -> int:
 def plan_units(cfg: QuantizeConfig, merged: Path, threads: int) -> list[Unit]:
     """One unit per GGUF type in the recipe's order, then one for the AWQ scheme, with their
     resources; where they get their inputs from is bound later (`bind`)."""
-    from medrelease.quantize.checks import merged_limits
-    from medrelease.quantize.gguf import parameter_count
-    from medrelease.quantize.gguf_types import gguf_type
+    from medrelease.quantize.gguf.files import parameter_count
+    from medrelease.quantize.gguf.quant_types import gguf_type
+    from medrelease.quantize.measure.judge import merged_limits
 
     units: list[Unit] = []
     if cfg.gguf is not None:
         n_params = parameter_count(merged)
         for name in cfg.gguf.types:
             qtype = gguf_type(name)
-            limits = merged_limits(qtype.thresholds(), cfg.gguf.thresholds.get(qtype.name))
+            limits = merged_limits(qtype.limits, cfg.gguf.thresholds.get(qtype.name))
             units.append(
                 Unit(
                     key=f"quantize-gguf-{qtype.name}",

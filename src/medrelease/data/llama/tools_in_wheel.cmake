@@ -7,7 +7,7 @@
 # libllama-common that the bindings load: llama.cpp is compiled once, and only the tools' own
 # three source files are extra. They are installed into the wheel at
 # llama_cpp/lib/medrelease-llama-tools/ with a BUILD_INFO stamp that `medrelease setup` checks
-# (src/medrelease/quantize/llama_tools.py). pip caches the built wheel, tools included, so a
+# (src/medrelease/quantize/gguf/tools.py). pip caches the built wheel, tools included, so a
 # second install compiles nothing.
 
 function(_medrelease_add_llama_tools)

@@ -5,7 +5,7 @@ meeting text outside it (`std::out_of_range` in `byte_to_token`), a failed GGML_
 allocation that fails. In the process that holds the release lock and the manifest that kills
 the whole step and leaves its temporaries behind. So every llama.cpp call of the quantize step
 (tokenization, logits, quantization, token counts, gate tasks on a quant) runs here, in a
-`python -m medrelease.quantize.llama_child JOBDIR` process:
+`python -m medrelease.quantize.gguf.child JOBDIR` process:
 
 * the parent writes `JOBDIR/job.json` (task name and arguments), starts the child with
   `GGML_NO_BACKTRACE=1` (ggml's abort hook would otherwise fork gdb to print ~180 lines of
@@ -32,9 +32,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # the child imports nothing of medrelease's but this module
+    from medrelease.quantize.base import EvalPlan
+    from medrelease.records.quantize import QuantCheck
 
 # Test hook: `MEDRELEASE_TEST_ABORT_LLAMA_CHILD=<task>[:<substring of the GGUF path>]` makes the
 # child call os.abort() before running that task (for that file only), standing in for a native
@@ -42,6 +46,80 @@ from typing import Any
 TEST_ABORT_ENV = "MEDRELEASE_TEST_ABORT_LLAMA_CHILD"
 ERROR_EXIT = 3  # a Python exception in the child, described in error.json
 LOG_TAIL_LINES = 12
+
+
+# ---------- what travels: each task's arguments (job.json) and result (result.json) ----------
+
+
+class TokenizeArgs(TypedDict):
+    path: str
+    probes: dict[str, tuple[str, bool]]  # probe name -> (text, add BOS/special tokens?)
+
+
+class Tokenized(TypedDict):
+    ids: dict[str, list[int]]  # probe name -> ids
+    bos: int | None
+    eos: int | None
+    n_vocab: int
+    metadata: dict[str, str | None]  # the TOKENIZER_KEYS of the GGUF's metadata
+
+
+class CountArgs(TypedDict):
+    path: str
+    text: str
+
+
+class Counted(TypedDict):
+    n_tokens: int
+
+
+class LogitsArgs(TypedDict):
+    path: str
+    chunks: list[list[int]]
+    threads: int
+
+
+class LogitsFiles(TypedDict):
+    files: list[str]  # one .npy per chunk, in the job folder
+
+
+class GenerateArgs(TypedDict):
+    path: str
+    prompt: list[int]
+    eos: list[int]
+    max_new_tokens: int
+    threads: int
+
+
+class Generated(TypedDict):
+    new: list[int]
+
+
+class QuantizeArgs(TypedDict):
+    source: str
+    target: str
+    ftype: int
+    threads: int
+    keep_split: bool
+
+
+class Quantized(TypedDict):
+    rc: int  # llama_model_quantize's return code
+
+
+class EvaluateArgs(TypedDict):
+    path: str
+    merged: str
+    plan: str  # the pickled EvalPlan's file
+    n_ctx: int
+    threads: int
+
+
+class Evaluated(TypedDict):
+    result: QuantCheck  # EvalPlan.run's check entry
+
+
+TOKENIZER_KEYS = ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template")
 
 
 class LlamaChildError(Exception):
@@ -85,12 +163,12 @@ class LlamaChildError(Exception):
             return head
         return f"{head}; last log lines: " + " | ".join(ln.strip()[:200] for ln in lines[-3:])
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> QuantCheck:
         """The check entry of a quant this failure rejects."""
-        out: dict[str, Any] = {"ok": False, "detail": self.reason}
+        out: QuantCheck = {"ok": False, "detail": self.reason}
         if self.signal:
             out["signal"] = self.signal
-        else:
+        elif isinstance(self.signal_or_code, int):
             out["exit_code"] = self.signal_or_code
         out["log_tail"] = [ln for ln in self.log_tail.splitlines() if ln.strip()]
         return out
@@ -151,14 +229,14 @@ def _job_root(near: Path | None) -> str | None:
 
 @contextlib.contextmanager
 def _job(
-    task: str, args: dict[str, Any], what: str, near: Path | None = None
+    task: str, args: Mapping[str, object], what: str, near: Path | None = None
 ) -> Iterator[tuple[dict[str, Any], Path]]:
     """Run one task in a child; yield (result, job folder) while the folder still exists."""
     with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(near)) as tmp:
         job = Path(tmp)
         spec = {"task": task, "args": args, "parent": os.getpid()}
         (job / "job.json").write_text(json.dumps(spec), encoding="utf-8")
-        cmd = [sys.executable, "-m", "medrelease.quantize.llama_child", str(job)]
+        cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
         code = run_process(cmd, job / "log.txt")
         log = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
         if code == -signal.SIGINT:  # Ctrl-C reached the child too: an interruption, not a crash
@@ -183,25 +261,34 @@ def gguf_chunk_logits(path: Path, chunks: list[list[int]], threads: int) -> list
     Raises LlamaChildError if llama.cpp aborts or cannot load the file."""
     import numpy as np
 
-    args = {"path": str(path), "chunks": [list(map(int, c)) for c in chunks], "threads": threads}
+    args: LogitsArgs = {
+        "path": str(path),
+        "chunks": [list(map(int, c)) for c in chunks],
+        "threads": threads,
+    }
     with _job("logits", args, f"llama.cpp logits on {path.name}", path) as (result, job):
         return [np.load(job / name) for name in result["files"]]
 
 
-def gguf_tokenize_probes(path: Path, probes: dict[str, tuple[str, bool]]) -> dict[str, Any]:
-    """llama.cpp's tokenization of each probe (text, add BOS/special?), in a child.
-
-    Returns {"ids": {probe: [ids]}, "bos": id|None, "eos": id|None, "n_vocab": n,
-    "metadata": {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"}}."""
-    args = {"path": str(path), "probes": {k: [t, bool(s)] for k, (t, s) in probes.items()}}
+def gguf_tokenize_probes(path: Path, probes: dict[str, tuple[str, bool]]) -> Tokenized:
+    """llama.cpp's tokenization of each probe (text, add BOS/special?), in a child."""
+    args: TokenizeArgs = {
+        "path": str(path),
+        "probes": {k: (t, bool(s)) for k, (t, s) in probes.items()},
+    }
     with _job("tokenize", args, f"llama.cpp tokenizer of {path.name}", path) as (result, _):
-        result.pop("log", None)
-        return result
+        return {
+            "ids": result["ids"],
+            "bos": result["bos"],
+            "eos": result["eos"],
+            "n_vocab": result["n_vocab"],
+            "metadata": result["metadata"],
+        }
 
 
 def gguf_count_tokens(path: Path, text: str) -> int:
     """Tokens llama.cpp makes of `text` (with BOS), loading the vocabulary only."""
-    args = {"path": str(path), "text": text}
+    args: CountArgs = {"path": str(path), "text": text}
     with _job("count_tokens", args, f"llama.cpp tokenizer of {path.name}", path) as (result, _):
         return int(result["n_tokens"])
 
@@ -210,7 +297,7 @@ def gguf_quantize(
     source: Path, target: Path, ftype: int, threads: int, keep_split: bool
 ) -> tuple[int, str]:
     """llama_model_quantize(source -> target) in a child: (llama.cpp's return code, its log)."""
-    args = {
+    args: QuantizeArgs = {
         "source": str(source),
         "target": str(target),
         "ftype": ftype,
@@ -226,7 +313,7 @@ def gguf_greedy(
 ) -> list[int]:
     """Greedy decoding (argmax of llama.cpp's logits) from `prompt_ids`, in a child: the new
     ids, ending at the first of `eos_ids` or after `max_new_tokens`."""
-    args = {
+    args: GenerateArgs = {
         "path": str(path),
         "prompt": [int(i) for i in prompt_ids],
         "eos": [int(i) for i in eos_ids],
@@ -237,13 +324,13 @@ def gguf_greedy(
         return [int(i) for i in result["new"]]
 
 
-def gguf_evaluate(path: Path, merged: Path, plan: Any, n_ctx: int, threads: int) -> dict[str, Any]:
+def gguf_evaluate(path: Path, merged: Path, plan: EvalPlan, n_ctx: int, threads: int) -> QuantCheck:
     """`plan.run(LlamaCppLM(...))` (the gate tasks on the quant) in a child."""
     with tempfile.TemporaryDirectory(prefix="medrelease-llama-plan-") as tmp:
         plan_file = Path(tmp) / "plan.pickle"
         # our own object, to our own child: pickle is the simple, faithful way across
         plan_file.write_bytes(pickle.dumps(plan))
-        args = {
+        args: EvaluateArgs = {
             "path": str(path),
             "merged": str(merged),
             "plan": str(plan_file),
@@ -251,14 +338,16 @@ def gguf_evaluate(path: Path, merged: Path, plan: Any, n_ctx: int, threads: int)
             "threads": threads,
         }
         with _job("evaluate", args, f"gate tasks on {path.name} (llama.cpp)", path) as (result, _):
-            return dict(result["result"])
+            check: QuantCheck = result["result"]
+            return check
 
 
 # ---------- the child's side ----------
 
 
-def open_llama(path: str, n_ctx: int, threads: int, **extra: Any) -> Any:
-    """A llama_cpp.Llama with logits for every position (verbose: its log is the child's)."""
+def open_llama(path: str, n_ctx: int, threads: int, *, verbose: bool = True, **extra: Any) -> Any:
+    """A llama_cpp.Llama with logits for every position (verbose in a child: its log is the
+    child's log, whose tail explains a crash)."""
     from llama_cpp import Llama
 
     n = max(n_ctx, 64)
@@ -270,14 +359,14 @@ def open_llama(path: str, n_ctx: int, threads: int, **extra: Any) -> Any:
         logits_all=True,
         n_gpu_layers=0,
         n_threads=threads,
-        verbose=True,
+        verbose=verbose,
         **extra,
     )
 
 
 def tokenize_with(
     llm: Any, probes: dict[str, tuple[str, bool]], *, trace: bool = False
-) -> dict[str, Any]:
+) -> Tokenized:
     """What a loaded llama.cpp model makes of the probes (shared by child and in-process use).
 
     `trace` logs each probe first, so a crash's log tail says which text llama.cpp died on."""
@@ -289,7 +378,6 @@ def tokenize_with(
             int(i) for i in llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
         ]
     meta = llm.metadata
-    keys = ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template")
 
     def token_id(value: int) -> int | None:
         return int(value) if value is not None and int(value) >= 0 else None
@@ -299,11 +387,11 @@ def tokenize_with(
         "bos": token_id(llm.token_bos()),
         "eos": token_id(llm.token_eos()),
         "n_vocab": int(llm.n_vocab()),
-        "metadata": {k: meta.get(k) for k in keys},
+        "metadata": {k: meta.get(k) for k in TOKENIZER_KEYS},
     }
 
 
-def _task_tokenize(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_tokenize(args: TokenizeArgs, job: Path) -> Tokenized:
     from llama_cpp import Llama
 
     llm = Llama(model_path=args["path"], vocab_only=True, verbose=True)
@@ -314,7 +402,7 @@ def _task_tokenize(args: dict[str, Any], job: Path) -> dict[str, Any]:
         llm.close()
 
 
-def _task_count_tokens(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_count_tokens(args: CountArgs, job: Path) -> Counted:
     from llama_cpp import Llama
 
     llm = Llama(model_path=args["path"], vocab_only=True, verbose=True)
@@ -324,10 +412,10 @@ def _task_count_tokens(args: dict[str, Any], job: Path) -> dict[str, Any]:
         llm.close()
 
 
-def _task_logits(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_logits(args: LogitsArgs, job: Path) -> LogitsFiles:
     import numpy as np
 
-    chunks: list[list[int]] = args["chunks"]
+    chunks = args["chunks"]
     llm = open_llama(args["path"], max((len(c) for c in chunks), default=1), args["threads"])
     files = []
     try:
@@ -343,10 +431,10 @@ def _task_logits(args: dict[str, Any], job: Path) -> dict[str, Any]:
     return {"files": files}
 
 
-def _task_generate(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_generate(args: GenerateArgs, job: Path) -> Generated:
     import numpy as np
 
-    prompt: list[int] = args["prompt"]
+    prompt = args["prompt"]
     eos, budget = set(args["eos"]), int(args["max_new_tokens"])
     llm = open_llama(args["path"], len(prompt) + budget, args["threads"])
     new: list[int] = []
@@ -364,7 +452,7 @@ def _task_generate(args: dict[str, Any], job: Path) -> dict[str, Any]:
     return {"new": new}
 
 
-def _task_quantize(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_quantize(args: QuantizeArgs, job: Path) -> Quantized:
     import ctypes
 
     import llama_cpp
@@ -379,10 +467,10 @@ def _task_quantize(args: dict[str, Any], job: Path) -> dict[str, Any]:
     return {"rc": int(rc)}
 
 
-def _task_evaluate(args: dict[str, Any], job: Path) -> dict[str, Any]:
+def _task_evaluate(args: EvaluateArgs, job: Path) -> Evaluated:
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.gguf_lm import LlamaCppLM
+    from medrelease.quantize.gguf.lm import LlamaCppLM
 
     plan = pickle.loads(Path(args["plan"]).read_bytes())  # written by our parent (above)
     tokenizer = AutoTokenizer.from_pretrained(args["merged"])
@@ -393,7 +481,8 @@ def _task_evaluate(args: dict[str, Any], job: Path) -> dict[str, Any]:
         llm.close()
 
 
-TASKS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+# task name -> its function; job.json is JSON, so each task reads its own TypedDict from it
+TASKS: dict[str, Callable[[Any, Path], Mapping[str, object]]] = {
     "tokenize": _task_tokenize,
     "count_tokens": _task_count_tokens,
     "logits": _task_logits,
@@ -403,7 +492,7 @@ TASKS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
 }
 
 
-def _test_abort(task: str, args: dict[str, Any]) -> None:
+def _test_abort(task: str, args: Mapping[str, object]) -> None:
     spec = os.environ.get(TEST_ABORT_ENV)
     if not spec:
         return

@@ -23,15 +23,15 @@ from pathlib import Path, PurePosixPath
 
 from medrelease.core.atomic import TMP_PREFIX
 from medrelease.core.errors import EnvironmentProblem, InputError
-from medrelease.quantize.gguf_types import GgufType
-from medrelease.quantize.llama_child import (
+from medrelease.quantize.gguf.child import (
     LlamaChildError,
     child_env,
     describe_exit,
     gguf_count_tokens,
     log_tail,
 )
-from medrelease.quantize.llama_tools import build_info, tool_path
+from medrelease.quantize.gguf.quant_types import GgufType
+from medrelease.quantize.gguf.tools import build_info, tool_path
 from medrelease.quantize.texts import DEFAULT
 from medrelease.records.quantize import ImatrixRecord
 
@@ -169,7 +169,7 @@ def quantize_with_imatrix(
 
     Run in the matrix's folder and given its bare file name, which the quant records as
     `quantize.imatrix.file` (the name it is published under, not a path of this machine)."""
-    from medrelease.quantize.gguf import gguf_files
+    from medrelease.quantize.gguf.files import gguf_files
 
     split = len(source) > 1
     # with --keep-split llama.cpp appends -0000i-of-0000n.gguf to the name it is given

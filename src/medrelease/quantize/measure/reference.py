@@ -1,10 +1,11 @@
 """The merged model's reference for every quant check, computed alongside the conversion.
 
 Every quant is compared with the merged model's logits on held-out text, cut into chunks as
-llama-perplexity does (quantize/checks.py). Computing them (import torch/transformers, load the
-model, one forward pass per chunk) needs nothing from llama.cpp, and llama.cpp's converter (a
-subprocess, mostly one core of numpy and I/O) needs nothing from them: so the reference runs in
-a thread while the conversion and the first quantization run, and the checks wait for it.
+llama-perplexity does (quantize/measure/logits.py). Computing them (import torch/transformers,
+load the model, one forward pass per chunk) needs nothing from llama.cpp, and llama.cpp's
+converter (a subprocess, mostly one core of numpy and I/O) needs nothing from them: so the
+reference runs in a thread while the conversion and the first quantization run, and the checks
+wait for it.
 
 Memory at real size: on a CPU without fast bf16 the forward pass runs in float32 (core/
 compute_dtype.py, the same rule as the gate). When a float32 copy would not fit (a 7B bf16 model
@@ -23,7 +24,7 @@ from pathlib import Path
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
 from medrelease.quantize.base import QuantContext
-from medrelease.quantize.checks import DEFAULT_CONTEXT
+from medrelease.quantize.measure.logits import DEFAULT_CONTEXT
 from medrelease.quantize.texts import TextSource
 
 
@@ -83,7 +84,7 @@ def compute_reference(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medrelease.core.compute_dtype import choose_compute_dtype, weights_info
-    from medrelease.quantize.checks import (
+    from medrelease.quantize.measure.logits import (
         bos_added,
         chunk_context,
         held_out_chunks,
@@ -173,7 +174,7 @@ def load_reference(ctx: QuantContext, folder: Path) -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from medrelease.quantize.checks import HeldOutIds, Reference
+    from medrelease.quantize.measure.logits import HeldOutIds, Reference
 
     meta = json.loads((folder / _HELDOUT).read_text())
     chunks = [list(c) for c in meta["chunks"]]

@@ -4,7 +4,7 @@ llm-compressor can match fewer layers than intended (or none) and still save a f
 loads: transformers then runs the unquantized layers in full precision and nothing complains
 (vllm-project/llm-compressor #2953, #1566). So before any logit comparison we read the
 safetensors headers and check, for every Linear layer the preflight says the scheme targets
-(quantize/awq_preflight.py, computed from the merged model and the recipe's ignore list),
+(quantize/awq/preflight.py, computed from the merged model and the recipe's ignore list),
 that it is stored the way compressed-tensors' `pack-quantized` format stores it
 (compressed_tensors/compressors/pack_quantized/base.py, 0.19):
 
@@ -25,7 +25,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from medrelease.quantize.awq_preflight import AwqPlan, LinearShape
+from medrelease.quantize.awq.preflight import AwqPlan, LinearShape
 
 BITS = 4  # W4A16
 PARAMS = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_point")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrelease.core.suggest import did_you_mean
-from medrelease.quantize.config import Thresholds
+from medrelease.quantize.measure.limits import Thresholds
 
 
 @dataclass(frozen=True)
@@ -20,37 +20,26 @@ class GgufType:
     name: str
     ftype: str | None  # llama_cpp.LLAMA_FTYPE_* name; None for converter outputs
     bpw: float
-    max_kld_mean: float  # mean KL(merged || quant) per scored token (nats)
-    max_kld_p99: float  # 99th percentile of the per-token KLD
-    max_ppl_ratio: float
-    min_top1_agreement: float | None = None
+    limits: Thresholds  # the default acceptance limits (a recipe overrides them per key)
     imatrix: bool = False  # llama.cpp requires an importance matrix for this type
-    max_abs_logit_diff: float | None = None  # never a default: see Thresholds
 
     @property
     def is_float(self) -> bool:
         return self.ftype is None
 
-    def thresholds(self) -> Thresholds:
-        """The default acceptance limits of this type (a recipe overrides them per key)."""
-        return Thresholds(
-            max_kld_mean=self.max_kld_mean,
-            max_kld_p99=self.max_kld_p99,
-            max_ppl_ratio=self.max_ppl_ratio,
-            min_top1_agreement=self.min_top1_agreement,
-        )
-
 
 def _f(name: str) -> GgufType:
     # F32/F16/BF16 are judged against a reference that may itself run in bf16 (a model whose
     # float32 copy does not fit): measured, that alone moves the mean KLD by ~0.001
-    return GgufType(name, None, 32.0 if name == "F32" else 16.0, 0.005, 0.05, 1.01)
+    limits = Thresholds(max_kld_mean=0.005, max_kld_p99=0.05, max_ppl_ratio=1.01)
+    return GgufType(name, None, 32.0 if name == "F32" else 16.0, limits)
 
 
 def _q(
     name: str, bpw: float, kld: float, p99: float, ppl: float, imatrix: bool = False
 ) -> GgufType:
-    return GgufType(name, f"LLAMA_FTYPE_MOSTLY_{name}", bpw, kld, p99, ppl, None, imatrix)
+    limits = Thresholds(max_kld_mean=kld, max_kld_p99=p99, max_ppl_ratio=ppl)
+    return GgufType(name, f"LLAMA_FTYPE_MOSTLY_{name}", bpw, limits, imatrix)
 
 
 # Limits: docs/quant-checks.md has the measurements behind them (SmolLM2-135M, llama, and
