@@ -73,7 +73,13 @@ def test_why_stale_names_each_reason(paths: ReleasePaths):
     assert why_stale(rec, now, paths, cache) == []
     # every changed component, by name and sorted; one that appeared or vanished counts too
     changed = {"recipe": "r2", "tools": "t2", "new": "n"}
-    assert why_stale(rec, changed, paths, cache) == ["files", "new", "recipe", "tools"]
+    # one reason per changed component, naming it and what changed (core/why.py)
+    assert why_stale(rec, changed, paths, cache) == [
+        "files: f1 → (none)",
+        "new: (none) → n",
+        "recipe: r1 → r2",
+        "tools: t1 → t2",
+    ]
 
 
 def test_outputs_on_disk_are_checked_by_size_and_content(paths: ReleasePaths):
@@ -123,7 +129,7 @@ def test_judge_reads_the_step_record_and_says_its_state(paths: ReleasePaths):
 
     value["x"] = 2
     verdict = judge(inputs, None, paths, Manifest.load(paths.root), cache)
-    assert (verdict.state, verdict.why) == ("stale", ["x"])
+    assert (verdict.state, verdict.why) == ("stale", ["x: 1 → 2"])
     assert verdict.components["x"] == 2
 
 
