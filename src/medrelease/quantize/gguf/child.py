@@ -182,7 +182,21 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def describe_exit(code: int) -> str | int:
-    """'SIGABRT' for a child killed by signal 6 (subprocess reports -6), else the code."""
+    """'SIGABRT' for a child killed by signal 6 (subprocess reports -6), else the code.
+
+    SIGILL is never the quant's fault: llama.cpp was compiled for instructions this machine
+    does not run (e.g. a -march=native build's AMX kernels on a VM that reports AMX without
+    enabling it). Every GGUF would be rejected, so it stops the release as a machine problem."""
+    if code == -signal.SIGILL:
+        from medrelease.core.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(
+            "llama.cpp was killed by SIGILL (illegal instruction): this llama-cpp-python build "
+            "uses CPU instructions this machine does not run",
+            hint="rebuild it for a portable CPU level: `make install` does (x86-64-v3), or "
+            "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' "
+            "pip install --force-reinstall --no-cache-dir llama-cpp-python",
+        )
     if code < 0:
         try:
             return signal.Signals(-code).name
