@@ -21,6 +21,7 @@ COMMANDS = (
     "card",
     "publish",
     "release",
+    "sweep",
     "status",
     "demo",
     "hub_server",

@@ -23,6 +23,7 @@ from medrelease.publish.config import PublishConfig
 from medrelease.quantize.config import QuantizeConfig
 from medrelease.recipe.base import Section
 from medrelease.recipe.stages import HUB_ID_RE, STAGE_NAME_RE, StageSpec, normalize_stage
+from medrelease.sweep.config import SweepConfig
 
 RELEASE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -107,6 +108,7 @@ class Recipe(Section):
     quantize: QuantizeConfig | None = None
     card: CardConfig | None = None
     publish: PublishConfig = PublishConfig()
+    sweep: SweepConfig | None = None
 
     @field_validator("stages", mode="before")
     @classmethod
