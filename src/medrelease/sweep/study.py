@@ -75,13 +75,16 @@ def study_name(loaded: LoadedRecipe) -> str:
     )
 
 
-def make_sampler(sweep: SweepConfig) -> Any:
+def make_sampler(sweep: SweepConfig, existing: int = 0) -> Any:
+    """The sampler; `existing`: trials already in the study. A resumed run's sampler is seeded
+    with seed + existing, so it does not propose the first run's sequence again (a fresh
+    study, and so an uninterrupted run, uses `seed` itself)."""
     import optuna
 
     from medrelease.sweep.space import grid
 
     name = sweep.sampler_name
-    seed = sweep.seed
+    seed = sweep.seed + existing
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_of)
     if name == "nsga2":
@@ -114,7 +117,7 @@ def open_study(loaded: LoadedRecipe, storage_url: str) -> Any:
             f"cannot open the study storage {storage_url!r}: {exc}",
             hint="--storage takes a database URL Optuna accepts, e.g. sqlite:///study.db",
         ) from None
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         study_name=study_name(loaded),
         sampler=make_sampler(sweep),
@@ -122,6 +125,10 @@ def open_study(loaded: LoadedRecipe, storage_url: str) -> Any:
         directions=[o.direction for o in sweep.objectives],
         load_if_exists=True,
     )
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:
+        study.sampler = make_sampler(sweep, existing)
+    return study
 
 
 def finished(study: Any) -> list[Any]:
