@@ -67,4 +67,6 @@ def test_sweep_runs_reports_resumes_and_adopts(
     manifest = json.loads(Path(merged["manifest"]).read_text())
     from medrelease.sweep.trial import weights_hash
 
-    assert weights_hash(manifest["steps"]["merge"]["outputs"]) == again["trials"][best]["weights_hash"]
+    assert (
+        weights_hash(manifest["steps"]["merge"]["outputs"]) == again["trials"][best]["weights_hash"]
+    )

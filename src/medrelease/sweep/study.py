@@ -109,7 +109,11 @@ def open_study(loaded: LoadedRecipe, storage_url: str) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner: Any = optuna.pruners.NopPruner()
     if sweep.pruning is not None and sweep.pruning.enabled:
-        pruner = optuna.pruners.WilcoxonPruner(p_threshold=sweep.pruning.p_threshold)
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental": its interface, not its results
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            pruner = optuna.pruners.WilcoxonPruner(p_threshold=sweep.pruning.p_threshold)
     try:
         storage = optuna.storages.RDBStorage(storage_url)
     except Exception as exc:  # sqlalchemy: bad URL, unreachable server, missing driver

@@ -161,7 +161,11 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
 def _optuna_trial(prune: PruneWith, trial_id: int) -> Any:
     import optuna
 
-    pruner = optuna.pruners.WilcoxonPruner(p_threshold=prune.p_threshold)
+    import warnings
+
+    with warnings.catch_warnings():  # "experimental": its interface, not its results
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        pruner = optuna.pruners.WilcoxonPruner(p_threshold=prune.p_threshold)
     study = optuna.load_study(study_name=prune.study_name, storage=prune.storage, pruner=pruner)
     return optuna.trial.Trial(study, trial_id)
 

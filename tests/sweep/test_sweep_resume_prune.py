@@ -1,0 +1,95 @@
+"""Resume after `kill -9` (the running trial is marked failed and re-run, no parameter set is
+evaluated twice) and pruning in item increments (items saved recorded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sweephelpers import write_sweep_recipe
+
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _states(db: Path) -> list[str]:
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(db) as con:
+            return [r[0] for r in con.execute("select state from trials order by number")]
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def test_kill_9_mid_trial_then_resume_repeats_no_trial(
+    tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    recipe = write_sweep_recipe(tmp_path, llama)
+    workdir = tmp_path / "build"
+    db = workdir / "tiny-sweep" / "sweep" / "study.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    code = "import sys; from medrelease.cli import main; sys.exit(main())"
+    args = [sys.executable, "-c", code, "sweep", str(recipe), "--workdir", str(workdir)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    # kill while the second trial runs (one complete, one RUNNING)
+    while time.monotonic() < deadline and _states(db) != ["COMPLETE", "RUNNING"]:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _states(db) == ["COMPLETE", "RUNNING"]
+
+    assert run_cli("sweep", recipe, "--workdir", workdir, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    trials = report["trials"]
+    assert [t["state"] for t in trials] == ["complete", "fail", "complete", "complete"]
+    assert "interrupted" in (trials[1]["reason"] or "")
+    assert trials[2]["retry_of"] == 1 and trials[2]["params"] == trials[1]["params"]
+    done = [tuple(sorted(t["params"].items())) for t in trials if t["state"] == "complete"]
+    assert len(done) == len(set(done)) == 3  # the budget, no parameter set twice
+
+
+def test_pruning_in_item_increments_records_items_saved(
+    tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    import optuna
+
+    sweep = {
+        "space": [
+            {"path": "models.0.parameters.weight", "low": 0.0, "high": 1.0},
+            {"path": "models.1.parameters.weight", "low": 0.0, "high": 1.0},
+        ],
+        "objectives": [{"metric": "demo_mcq/acc"}],
+        "search": {"demo_mcq": {"start": 4, "count": 8}},
+        "trials": 5,
+        "sampler": "random",
+        "seed": 11,
+        "pruning": {"increment": 2, "p_threshold": 0.99},
+    }
+    recipe = write_sweep_recipe(tmp_path, llama, sweep)
+    workdir = tmp_path / "build"
+    assert run_cli("sweep", recipe, "--workdir", workdir, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    total_saved = 0
+    for t in report["trials"]:
+        items = t["items"]
+        assert items["total"] == 8 and items["evaluated"] + items["saved"] == 8
+        assert items["evaluated"] % 2 == 0
+        assert (items["saved"] > 0) == (t["state"] == "pruned")
+        total_saved += items["saved"]
+    assert report["items"]["saved"] == total_saved
+    # every trial reported its items one by one (steps = item ids) before the last increment
+    db = workdir / "tiny-sweep" / "sweep" / "study.db"
+    study = optuna.load_study(study_name=report["study"], storage=f"sqlite:///{db}")
+    for t in study.trials:
+        assert sorted(t.intermediate_values)[:2] == [4, 5]
