@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))
-from gatehelpers import write_demo_task  # noqa: E402
+from gatehelpers import write_demo_task
 
 RECIPE_HEAD = """\
 # A sweep test recipe. Comments must survive --adopt.

@@ -18,6 +18,7 @@ from medrelease.card.licenses import ParentLicense
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
+from medrelease.card.sweep_section import sweep_section
 from medrelease.records.gate_report import GateReport
 
 
@@ -327,5 +328,6 @@ def build_context(
             "override_reason": license_override,
         },
         "chart": chart,
+        "sweep": sweep_section(evidence.sweep, evidence.merge, evidence.report),
         "citation": rel.citation or default_citation(loaded),
     }

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
+from medrelease.card.sweep_section import read_sweep_report
 from medrelease.records.gate_report import GateReport, read_gate_report
 from medrelease.records.manifest import MergeRecord, read_step
 from medrelease.records.quantize import QuantEntry, QuantizeRecord
@@ -29,6 +31,7 @@ class Evidence:
     # where the merged model's chat template ships: a file name, None when it has none, or
     # "unknown" when merged/ is not on disk (only the manifest's file list can tell then)
     chat_template_in: str | None = "unknown"
+    sweep: dict[str, Any] | None = None  # sweep/report.json when the merge was searched
 
     @property
     def quants(self) -> list[QuantEntry]:
@@ -60,6 +63,7 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         report_sha256=sha256_file_uncached(report_path),
         quantize=quantize,
         chat_template_in=chat_template_location(paths.merged),
+        sweep=read_sweep_report(paths.root / "sweep" / "report.json"),
     )
 
 

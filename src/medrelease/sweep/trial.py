@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import MedreleaseError
-from medrelease.core.hashing import digest_of
+from medrelease.core.hashing import weights_digest
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.models import CANDIDATE, GateModel
 from medrelease.recipe.load import LoadedRecipe
@@ -27,8 +27,6 @@ from medrelease.sweep.evaluate import (
     item_scores,
 )
 from medrelease.sweep.space import apply_params
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 @dataclass
@@ -58,14 +56,8 @@ class TrialJob:
 
 
 def weights_hash(outputs: dict[str, Any]) -> str:
-    """One digest of the merged weight files (name -> sha256), from the merge's own record:
-    what `medrelease merge` of the adopted recipe must reproduce."""
-    files = {
-        name.split("/", 1)[-1]: rec["sha256"]
-        for name, rec in outputs.items()
-        if name.endswith(WEIGHT_SUFFIXES)
-    }
-    return "sha256:" + digest_of(files)
+    """The merged weights' digest, from the merge record's outputs (core.hashing)."""
+    return weights_digest(outputs)
 
 
 def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
@@ -159,9 +151,9 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
 
 
 def _optuna_trial(prune: PruneWith, trial_id: int) -> Any:
-    import optuna
-
     import warnings
+
+    import optuna
 
     with warnings.catch_warnings():  # "experimental": its interface, not its results
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
