@@ -15,10 +15,10 @@ from medrelease.card.datasets import TaskData
 from medrelease.card.eval_bundle import EvalBundle
 from medrelease.card.evidence import Evidence
 from medrelease.card.licenses import ParentLicense
+from medrelease.card.sweep_section import sweep_section
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
-from medrelease.card.sweep_section import sweep_section
 from medrelease.records.gate_report import GateReport
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrelease.card.sweep_section import read_sweep_report
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
-from medrelease.card.sweep_section import read_sweep_report
 from medrelease.records.gate_report import GateReport, read_gate_report
 from medrelease.records.manifest import MergeRecord, read_step
 from medrelease.records.quantize import QuantEntry, QuantizeRecord

@@ -171,7 +171,7 @@ def item_scores(outcome: dict[str, Any], metric: str, leaves: list[str]) -> dict
 
 
 def require_metrics(
-    wanted: list[tuple[str, str]], outcomes: dict[str, dict[str, Any]], where: Any
+    wanted: list[tuple[str, tuple[Any, ...]]], outcomes: dict[str, dict[str, Any]], where: Any
 ) -> None:
     """An objective or constraint no searched task computes is a recipe error (exit 2)."""
     from medrelease.core.suggest import did_you_mean

@@ -13,6 +13,9 @@ from medrelease.core.errors import UsageError
 REPORT_SCHEMA_VERSION = 1
 
 
+State = Literal["complete", "pruned", "fail", "running", "waiting"]
+
+
 class MetricValue(TypedDict):
     value: float | None
     stderr: float | None
@@ -20,7 +23,7 @@ class MetricValue(TypedDict):
 
 class TrialEntry(TypedDict):
     number: int
-    state: Literal["complete", "pruned", "fail", "running", "waiting"]
+    state: State
     params: dict[str, Any]
     values: list[float | None] | None
     metrics: dict[str, MetricValue]
@@ -50,8 +53,9 @@ class SweepReport(TypedDict):
     items: dict[str, int]  # evaluated and saved by pruning, over all trials
 
 
-def _state(t: Any) -> str:
-    return str(t.state.name).lower()
+def _state(t: Any) -> State:
+    state: State = str(t.state.name).lower()  # type: ignore[assignment]
+    return state
 
 
 def trial_entries(study: Any) -> list[TrialEntry]:
@@ -62,7 +66,7 @@ def trial_entries(study: Any) -> list[TrialEntry]:
         rec = t.user_attrs.get(RECORD) or {}
         entry: TrialEntry = {
             "number": t.number,
-            "state": _state(t),  # type: ignore[typeddict-item]
+            "state": _state(t),
             "params": dict(t.params),
             "values": list(t.values) if t.values is not None else rec.get("values"),
             "metrics": rec.get("metrics") or {},
@@ -73,7 +77,7 @@ def trial_entries(study: Any) -> list[TrialEntry]:
         }
         for key in ("items", "duplicate_of", "retry_of"):
             if key in rec:
-                entry[key] = rec[key]  # type: ignore[literal-required]
+                entry[key] = rec[key]  # type: ignore[literal-required,unused-ignore]
         out.append(entry)
     return out
 
@@ -211,8 +215,8 @@ def write_front_png(report: SweepReport, path: Path) -> None:
         vals = t["values"] or []
         if not vals or vals[0] is None or (two and (len(vals) < 2 or vals[1] is None)):
             continue
-        x = float(vals[1]) if two else float(t["number"])
-        y = float(vals[0])
+        x = float(vals[1] or 0.0) if two else float(t["number"])
+        y = float(vals[0] or 0.0)
         if t["state"] == "pruned":
             kind = "pruned"
         elif t["state"] != "complete":

@@ -36,6 +36,7 @@ from medrelease.sweep.evaluate import (
     require_metrics,
     search_tasks,
 )
+from medrelease.sweep.report import SweepReport
 from medrelease.sweep.trial import PruneWith, TrialJob, run_trial
 
 RECORD = "record"  # the user attribute holding a trial's record (JSON)
@@ -43,7 +44,7 @@ RECORD = "record"  # the user attribute holding a trial's record (JSON)
 
 @dataclass
 class SweepResult:
-    report: dict[str, Any]
+    report: SweepReport
     report_path: Path
     ran: int = 0
     warnings: list[str] = field(default_factory=list)
