@@ -3,13 +3,10 @@ items 4..11), a linear merge whose sft weight and dpo weight are searched."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))
 from gatehelpers import write_demo_task
 
 RECIPE_HEAD = """\

@@ -10,6 +10,7 @@ per-item values, so the numbers equal one run on all the items at once.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class ModelEvaluator:
         self._lm: Any = None
         self.evaluated = 0
         self.cached = 0
+        self.lm_eval_s = 0.0  # inside lm-eval (the forward passes, mostly): the rest is overhead
 
     def _lm_for(self, batch_size: Any) -> Any:
         if self._lm is None:
@@ -108,7 +110,10 @@ class ModelEvaluator:
             return hit
         lm = self._lm_for(settings["batch_size"])
         samples = {leaf: sorted(indices) for leaf in stask.leaves}
-        out = extract_outcome(run_lm_eval(lm, stask.task, samples=samples), stask.task)
+        started = time.perf_counter()
+        raw = run_lm_eval(lm, stask.task, samples=samples)
+        self.lm_eval_s += time.perf_counter() - started
+        out = extract_outcome(raw, stask.task)
         material = {"model": self.model.content_hash, "task": stask.fingerprint, **settings}
         self.cache.put(key, out, {"sweep": True, **material})
         self.evaluated += 1

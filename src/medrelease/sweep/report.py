@@ -32,6 +32,8 @@ class TrialEntry(TypedDict):
     duration_s: float | None
     weights_hash: str | None
     items: NotRequired[dict[str, int]]
+    merge_s: NotRequired[float]  # the trial's merge (the merge step, in scratch)
+    lm_eval_s: NotRequired[float]  # inside lm-eval; duration - lm_eval_s is the overhead
     duplicate_of: NotRequired[int]
     retry_of: NotRequired[int]
 
@@ -75,7 +77,7 @@ def trial_entries(study: Any) -> list[TrialEntry]:
             "duration_s": rec.get("duration_s"),
             "weights_hash": rec.get("weights_hash"),
         }
-        for key in ("items", "duplicate_of", "retry_of"):
+        for key in ("items", "merge_s", "lm_eval_s", "duplicate_of", "retry_of"):
             if key in rec:
                 entry[key] = rec[key]  # type: ignore[literal-required,unused-ignore]
         out.append(entry)

@@ -146,6 +146,7 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
         constraints=[0.0 if r["passed"] else 1.0 for r in report["rules"]],
         items={"evaluated": used, "total": total, "saved": total - used},
         evaluations={"run": ev.evaluated, "cached": ev.cached},
+        lm_eval_s=round(ev.lm_eval_s, 3),
         eval_s=round(time.monotonic() - started, 3),
     )
 
