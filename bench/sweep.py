@@ -37,16 +37,18 @@ for sub in ("tests", "tests/gate", "tests/sweep"):
 
 def _recipe(tier: str, root: Path, trials: int) -> Path:
     if tier == "tiny":
-        from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
         from sweephelpers import write_sweep_recipe
+
+        from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
 
         base = build_tiny_model(root / "models" / "base", TinySpec(arch="llama", seed=1))
         stages = {"base": base}
         for i, name in enumerate(("sft", "dpo"), start=1):
             stages[name] = derive_stage(base, root / "models" / name, seed=100 + i, scale=0.02 * i)
         return write_sweep_recipe(root, stages)
-    from medrelease.testing.realmodels import fine_tunes, real_model
     from test_real_sweep import MODEL, write_real_recipe
+
+    from medrelease.testing.realmodels import fine_tunes, real_model
 
     stages = {"base": real_model(MODEL), **fine_tunes(MODEL)}
     return write_real_recipe(root, stages, trials)
