@@ -49,7 +49,7 @@ def test_sweep_runs_reports_resumes_and_adopts(
     # --show prints the table again
     assert run_cli("sweep", recipe, "--workdir", workdir, "--show") == 0
     shown = capsys.readouterr().out
-    assert "models.0.parameters.weight" in shown and "demo_mcq/acc" in shown
+    assert "models.0.weight" in shown and "demo_mcq/acc" in shown
 
     # adopt the best: comments kept, values the trial's, same merged weights byte for byte
     best = again["best"]

@@ -253,7 +253,8 @@ def table_rows(report: SweepReport) -> tuple[list[str], list[list[str]]]:
     """The table printed at the end of a run and by --show (plain strings)."""
     params = sorted({k for t in report["trials"] for k in t["params"]})
     objs = [o["metric"] for o in report["objectives"]]
-    header = ["trial", "state", "feasible", *params, *objs, "items", "s"]
+    short = [p.replace(".parameters.", ".") for p in params]  # models.0.weight
+    header = ["trial", "state", "feasible", *short, *objs, "items", "s"]
     rows = []
     front = set(report["front"])
     for t in report["trials"]:
