@@ -12,7 +12,8 @@ from helpers import two_node_ray_cluster
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.sweep.study import run_sweep
 
-pytestmark = pytest.mark.slow
+# a two-node cluster plus two sweeps: the heavy tier (CI runs it), not make test
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def _trials(report: dict) -> list[tuple]:

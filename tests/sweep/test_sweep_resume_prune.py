@@ -30,6 +30,7 @@ def _states(db: Path) -> list[str]:
         return []
 
 
+@pytest.mark.heavy  # a second process importing torch, three trials: not in make test
 def test_kill_9_mid_trial_then_resume_repeats_no_trial(
     tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:
@@ -71,7 +72,7 @@ def test_pruning_in_item_increments_records_items_saved(
         ],
         "objectives": [{"metric": "demo_mcq/acc"}],
         "search": {"demo_mcq": {"start": 4, "count": 8}},
-        "trials": 5,
+        "trials": 4,
         "sampler": "random",
         "seed": 11,
         "pruning": {"increment": 2, "p_threshold": 0.99},

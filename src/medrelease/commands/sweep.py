@@ -38,6 +38,12 @@ def register(app: typer.Typer) -> None:
             metavar="URL",
             help="Optuna storage URL (default: sqlite in <workdir>/<release>/sweep/study.db)",
         ),
+        parallel: int | None = typer.Option(
+            None,
+            "--parallel",
+            min=1,
+            help="trials run at once (default: 1 locally, the rest of the budget with Ray)",
+        ),
         executor: str = ExecutorOpt,
         ray_address: str = RayAddressOpt,
         show: bool = typer.Option(False, "--show", help="print the last run's table again"),
@@ -94,6 +100,7 @@ def register(app: typer.Typer) -> None:
             storage=storage,
             executor=executor,
             ray_address=ray_address,
+            parallel=parallel,
             reporter=Reporter(quiet=as_json),
         )
         if as_json:

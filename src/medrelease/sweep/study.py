@@ -181,6 +181,7 @@ class _Context:
     scratch: Path
     storage: str
     study_name: str
+    folder: Path | None = None  # where report.json is rewritten after every trial
 
 
 def run_sweep(
@@ -192,8 +193,11 @@ def run_sweep(
     storage: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
+    parallel: int | None = None,
     reporter: Reporter | None = None,
 ) -> SweepResult:
+    """`parallel`: trials asked and run at once (default: 1 locally; with Ray, the rest of the
+    budget, so a batch fills the cluster; fewer gives a model-based sampler more feedback)."""
     from medrelease.sweep.report import write_report
 
     reporter = reporter or Reporter()
@@ -207,7 +211,8 @@ def run_sweep(
         ctx = _prepare(loaded, sweep, workdir, folder, storage_url, reporter)
         study = open_study(loaded, storage_url)
         recover(study, reporter)
-        ran = _loop(study, ctx, budget, limit_s, executor_name, ray_address, reporter)
+        ctx.folder = folder
+        ran = _loop(study, ctx, budget, limit_s, executor_name, ray_address, parallel, reporter)
         report, path = write_report(study, loaded, ctx.stasks, ctx.baselines, ctx, folder)
     return SweepResult(report, path, ran)
 
@@ -319,6 +324,7 @@ def _loop(
     limit_s: float | None,
     executor_name: str,
     ray_address: str | None,
+    parallel: int | None,
     reporter: Reporter,
 ) -> int:
     from medrelease.sweep.space import distributions
@@ -332,7 +338,7 @@ def _loop(
             if limit_s is not None and time.monotonic() - start >= limit_s:
                 reporter.info(f"--timeout {limit_s:g}s reached: {left} trial(s) of the budget left")
                 break
-            width = 1 if executor_name == "local" else left
+            width = min(left, parallel or (1 if executor_name == "local" else left))
             asked = [study.ask(dists) for _ in range(width)]
             jobs: list[tuple[Any, TrialJob]] = []
             for slot, trial in enumerate(asked):
@@ -351,6 +357,10 @@ def _loop(
             for i, record in executor.run(units, reporter):
                 _tell(study, jobs[i][0], record, reporter)
                 ran += 1
+                if ctx.folder is not None:  # --show and a killed run see every told trial
+                    from medrelease.sweep.report import write_report
+
+                    write_report(study, ctx.loaded, ctx.stasks, ctx.baselines, ctx, ctx.folder)
     finally:
         executor.close()
     return ran
