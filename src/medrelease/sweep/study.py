@@ -93,8 +93,25 @@ def make_sampler(sweep: SweepConfig, existing: int = 0) -> Any:
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid(sweep), seed=seed)
+        return _GridSampler(grid(sweep), seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):  # type: ignore[misc]
+        """Optuna's grid sampler calls `study.stop()` when the grid is done, which only works
+        inside `study.optimize`; the sweep asks and tells, and stops on `is_exhausted`."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSampler
+
+
+def _GridSampler(search_space: dict[str, list[Any]], seed: int) -> Any:  # noqa: N802
+    return _grid_sampler_class()(search_space, seed=seed)
 
 
 def constraints_of(trial: Any) -> list[float]:
@@ -335,6 +352,9 @@ def _loop(
     executor = make_executor(executor_name, address=ray_address)
     try:
         while (left := budget - len(finished(study))) > 0:
+            if hasattr(study.sampler, "is_exhausted") and study.sampler.is_exhausted(study):
+                reporter.info(f"the grid is done: {left} trial(s) of the budget left unused")
+                break
             if limit_s is not None and time.monotonic() - start >= limit_s:
                 reporter.info(f"--timeout {limit_s:g}s reached: {left} trial(s) of the budget left")
                 break
