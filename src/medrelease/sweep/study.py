@@ -93,14 +93,14 @@ def make_sampler(sweep: SweepConfig, existing: int = 0) -> Any:
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "grid":
-        return _GridSampler(grid(sweep), seed=seed)
+        return _grid_sampler(grid(sweep), seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _grid_sampler_class() -> Any:
     import optuna
 
-    class GridSampler(optuna.samplers.GridSampler):  # type: ignore[misc]
+    class GridSampler(optuna.samplers.GridSampler):
         """Optuna's grid sampler calls `study.stop()` when the grid is done, which only works
         inside `study.optimize`; the sweep asks and tells, and stops on `is_exhausted`."""
 
@@ -110,7 +110,7 @@ def _grid_sampler_class() -> Any:
     return GridSampler
 
 
-def _GridSampler(search_space: dict[str, list[Any]], seed: int) -> Any:  # noqa: N802
+def _grid_sampler(search_space: dict[str, list[Any]], seed: int) -> Any:
     return _grid_sampler_class()(search_space, seed=seed)
 
 
