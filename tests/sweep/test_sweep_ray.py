@@ -38,3 +38,4 @@ def test_ray_sweep_equals_local_sweep(tmp_path: Path, llama: dict[str, Path]) ->
     assert ray.report["front"] == local.report["front"]
     # the trials ran in the sweep's scratch space and left nothing there
     assert not any((tmp_path / "ray" / "tiny-sweep" / "sweep" / "scratch").glob("*/*/merged"))
+    assert list((tmp_path / "ray" / "tiny-sweep" / "sweep" / "scratch").glob("slot*"))

@@ -80,6 +80,15 @@ def register(app: typer.Typer) -> None:
                 from medrelease.sweep.adopt import adopt as adopt_trial
 
                 written = adopt_trial(Path(recipe), dict(report), adopt, output)
+                entry = next(t for t in report["trials"] if t["number"] == adopt)
+                if not entry["feasible"]:
+                    from medrelease.core.console import err_console
+
+                    err_console.print(
+                        f"[yellow]warning:[/yellow] trial {adopt} broke a constraint on the "
+                        f"search split ({entry['reason']}); its release may fail the gate",
+                        soft_wrap=True,
+                    )
                 if as_json:
                     print_json({"adopted": adopt, "recipe": str(written)})
                 else:

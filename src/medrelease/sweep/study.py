@@ -23,7 +23,13 @@ from medrelease.core.errors import RecipeError
 from medrelease.core.hashing import HashCache, digest_of
 from medrelease.core.lock import release_lock
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
-from medrelease.executors import Resources, Unit, make_executor, resolve_executor_name
+from medrelease.executors import (
+    Executor,
+    Resources,
+    Unit,
+    make_executor,
+    resolve_executor_name,
+)
 from medrelease.gate.models import GateModel
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.sweep.check import check_sweep
@@ -224,13 +230,20 @@ def run_sweep(
     storage_url = storage or default_storage(loaded, workdir)
     budget = trials if trials is not None else sweep.trials
     limit_s = timeout if timeout is not None else sweep.timeout
-    with release_lock(folder):
-        ctx = _prepare(loaded, sweep, workdir, folder, storage_url, reporter)
-        study = open_study(loaded, storage_url)
-        recover(study, reporter)
-        ctx.folder = folder
-        ran = _loop(study, ctx, budget, limit_s, executor_name, ray_address, parallel, reporter)
-        report, path = write_report(study, loaded, ctx.stasks, ctx.baselines, ctx, folder)
+    runner = make_executor(executor_name, address=ray_address)
+    try:
+        with release_lock(folder):
+            # `auto` is judged where the trials run (a GPU cluster driven from a laptop)
+            gates = loaded.recipe.gates
+            device = runner.resolve_device(gates.device if gates else "auto")
+            ctx = _prepare(loaded, sweep, workdir, folder, storage_url, device, reporter)
+            study = open_study(loaded, storage_url)
+            recover(study, reporter)
+            ctx.folder = folder
+            ran = _loop(study, ctx, budget, limit_s, runner, parallel, reporter)
+            report, path = write_report(study, loaded, ctx.stasks, ctx.baselines, ctx, folder)
+    finally:
+        runner.close()
     return SweepResult(report, path, ran)
 
 
@@ -240,11 +253,12 @@ def _prepare(
     workdir: Path,
     folder: Path,
     storage_url: str,
+    device: str,
     reporter: Reporter,
 ) -> _Context:
     """Tasks, baselines and their search-split outcomes (gate cache), before any merge."""
     from medrelease.gate.models import baseline_models
-    from medrelease.gate.runner import eval_dtype, resolve_device, silence_progress_bars
+    from medrelease.gate.runner import eval_dtype, silence_progress_bars
     from medrelease.gate.tasks import resolve_all
 
     silence_progress_bars()
@@ -259,7 +273,6 @@ def _prepare(
     baselines = baseline_models(loaded, paths, hashes, reporter)
     probe = baselines or [_probe_model(loaded, paths, hashes, reporter)]
     hashes.save()
-    device = resolve_device(gates.device)
     dtype = eval_dtype(gates.backend, device, gates.model_args, [m.path for m in probe])
     ev = EvalSettings(gates, device, dtype, paths.cache / "gates")
     outcomes: list[dict[str, dict[str, dict[str, Any]]]] = []
@@ -339,8 +352,7 @@ def _loop(
     ctx: _Context,
     budget: int,
     limit_s: float | None,
-    executor_name: str,
-    ray_address: str | None,
+    executor: Executor,
     parallel: int | None,
     reporter: Reporter,
 ) -> int:
@@ -349,40 +361,37 @@ def _loop(
     dists = distributions(ctx.sweep)
     start = time.monotonic()
     ran = 0
-    executor = make_executor(executor_name, address=ray_address)
-    try:
-        while (left := budget - len(finished(study))) > 0:
-            if hasattr(study.sampler, "is_exhausted") and study.sampler.is_exhausted(study):
-                reporter.info(f"the grid is done: {left} trial(s) of the budget left unused")
-                break
-            if limit_s is not None and time.monotonic() - start >= limit_s:
-                reporter.info(f"--timeout {limit_s:g}s reached: {left} trial(s) of the budget left")
-                break
-            width = min(left, parallel or (1 if executor_name == "local" else left))
-            asked = [study.ask(dists) for _ in range(width)]
-            jobs: list[tuple[Any, TrialJob]] = []
-            for slot, trial in enumerate(asked):
-                if not _copy_duplicate(study, trial, reporter):
-                    jobs.append((trial, _job(ctx, trial, slot)))
-            units = [
-                Unit(
-                    key=f"trial-{trial.number}",
-                    label=f"trial {trial.number}: merge + search items",
-                    fn=run_trial,
-                    payload=job,
-                    resources=_resources(ctx) if executor_name != "local" else Resources(),
-                )
-                for trial, job in jobs
-            ]
-            for i, record in executor.run(units, reporter):
-                _tell(study, jobs[i][0], record, reporter)
-                ran += 1
-                if ctx.folder is not None:  # --show and a killed run see every told trial
-                    from medrelease.sweep.report import write_report
+    local = executor.name == "local"
+    while (left := budget - len(finished(study))) > 0:
+        if hasattr(study.sampler, "is_exhausted") and study.sampler.is_exhausted(study):
+            reporter.info(f"the grid is done: {left} trial(s) of the budget left unused")
+            break
+        if limit_s is not None and time.monotonic() - start >= limit_s:
+            reporter.info(f"--timeout {limit_s:g}s reached: {left} trial(s) of the budget left")
+            break
+        width = min(left, parallel or (1 if local else left))
+        asked = [study.ask(dists) for _ in range(width)]
+        jobs: list[tuple[Any, TrialJob]] = []
+        for slot, trial in enumerate(asked):
+            if not _copy_duplicate(study, trial, reporter):
+                jobs.append((trial, _job(ctx, trial, slot)))
+        units = [
+            Unit(
+                key=f"trial-{trial.number}",
+                label=f"trial {trial.number}: merge + search items",
+                fn=run_trial,
+                payload=job,
+                resources=Resources() if local else _resources(ctx),
+            )
+            for trial, job in jobs
+        ]
+        for i, record in executor.run(units, reporter):
+            _tell(study, jobs[i][0], record, reporter)
+            ran += 1
+            if ctx.folder is not None:  # --show and a killed run see every told trial
+                from medrelease.sweep.report import write_report
 
-                    write_report(study, ctx.loaded, ctx.stasks, ctx.baselines, ctx, ctx.folder)
-    finally:
-        executor.close()
+                write_report(study, ctx.loaded, ctx.stasks, ctx.baselines, ctx, ctx.folder)
     return ran
 
 

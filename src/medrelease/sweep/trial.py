@@ -72,7 +72,9 @@ def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
         record.update(state="fail", reason=f"{type(err).__name__}: {err}")
     finally:
         if not job.keep_merged:
-            shutil.rmtree(job.scratch, ignore_errors=True)
+            # the weights go; the slot's hash cache stays (the stages are not re-hashed)
+            release = job.scratch / job.loaded.recipe.release.name
+            shutil.rmtree(release / "merged", ignore_errors=True)
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
 
