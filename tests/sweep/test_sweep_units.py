@@ -111,3 +111,36 @@ def test_pareto_front_keeps_feasible_non_dominated_trials() -> None:
     ]
     assert pareto_front(trials, ["maximize", "maximize"]) == [1, 0]  # type: ignore[arg-type]
     assert pareto_front(trials, ["maximize", "minimize"]) == [1]  # type: ignore[arg-type]
+
+
+def _merge_record(sha: str) -> dict:
+    return {"outputs": {"merged/model.safetensors": {"sha256": sha, "size": 1}}}
+
+
+def test_card_section_credits_only_the_trial_whose_weights_were_released() -> None:
+    from medrelease.card.sweep_section import sweep_section
+    from medrelease.core.hashing import weights_digest
+
+    released = weights_digest(_merge_record("aa")["outputs"])
+    trial = {
+        "number": 3,
+        "state": "complete",
+        "params": {"w": 0.4},
+        "values": [0.75],
+        "weights_hash": released,
+        "metrics": {"t/acc": {"value": 0.75, "stderr": 0.1}},
+    }
+    other = {**trial, "number": 4, "weights_hash": "sha256:other", "values": [0.8]}
+    sweep = {
+        "sampler": "tpe", "seed": 0, "objectives": [{"metric": "t/acc", "direction": "maximize"}],
+        "search": {"t": {"start": 4, "count": 4, "subtasks": 1, "gate_items": 4}},
+        "trials": [trial, other], "front": [4, 3], "items": {"saved": 2},
+    }  # fmt: skip
+    report = {"candidate": "merged", "metrics": [{"metric": "t/acc", "values": {"merged": 0.5}}]}
+    section = sweep_section(sweep, _merge_record("aa"), report)  # type: ignore[arg-type]
+    assert section is not None and section["chosen"]["number"] == 3
+    assert section["rows"] == [{"metric": "t/acc", "search": 0.75, "held_out": 0.5}]
+    elsewhere = sweep_section(sweep, _merge_record("bb"), report)  # type: ignore[arg-type]
+    assert elsewhere is not None and elsewhere["chosen"] is None
+    assert elsewhere["rows"][0]["search"] is None  # no search number for a merge not searched
+    assert sweep_section(None, _merge_record("aa"), report) is None  # type: ignore[arg-type]
