@@ -117,3 +117,10 @@ def test_multi_objective_pruning_refused(tmp_path: Path, capsys: pytest.CaptureF
     recipe = write_sweep_recipe(tmp_path, FAKE, sweep)
     assert run_cli("sweep", recipe, "--workdir", tmp_path / "build") == 2
     assert "one objective" in capsys.readouterr().err
+
+
+def test_validate_checks_the_sweep_section(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = _with(search={"demo_mcq": {"start": 0, "count": 8}})
+    recipe = write_sweep_recipe(tmp_path, FAKE, bad)
+    assert run_cli("validate", recipe) == 2
+    assert "overlap the gate's items" in capsys.readouterr().err

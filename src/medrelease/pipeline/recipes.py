@@ -29,4 +29,8 @@ def load_recipe(
 
         check_merge_block(loaded)
         check_output_block(loaded)
+        if loaded.recipe.sweep is not None:  # `validate` checks the sweep section too
+            from medrelease.sweep.check import check_sweep
+
+            check_sweep(loaded)
     return loaded
