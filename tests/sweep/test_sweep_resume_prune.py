@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sweephelpers import write_sweep_recipe
@@ -94,3 +95,62 @@ def test_pruning_in_item_increments_records_items_saved(
     study = optuna.load_study(study_name=report["study"], storage=f"sqlite:///{db}")
     for t in study.trials:
         assert sorted(t.intermediate_values)[:2] == [4, 5]
+
+
+def test_a_trial_worse_on_every_item_is_pruned_early(
+    tmp_path: Path,
+    llama: dict[str, Path],
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evaluation is replaced by a fixed verdict (the first trial's merge answers every item
+    right, every other merge every item wrong): the merges and Optuna's WilcoxonPruner are real.
+    One-sided Wilcoxon on n items all worse: p = 2**-n, so p < 0.1 after 4 items (2 increments)."""
+    from medrelease.sweep import evaluate
+
+    first: list[str] = []
+
+    def fake_outcome(self: evaluate.ModelEvaluator, stask: Any, indices: list[int]) -> dict:
+        model = self.model
+        if model.name == "merged" and not first:
+            first.append(model.content_hash)
+        score = 1.0 if model.name != "merged" or model.content_hash == first[0] else 0.0
+        items = {f"demo_mcq:{i}": [score, 1.0] for i in indices}
+        value = sum(v[0] for v in items.values()) / len(items)
+        metric = {
+            "metric": "demo_mcq/acc",
+            "task": "demo_mcq",
+            "subtask": None,
+            "name": "acc",
+            "higher_is_better": True,
+            "value": value,
+            "stderr": None,
+        }
+        return {
+            "label": "demo_mcq",
+            "n_samples": len(indices),
+            "subtasks": [],
+            "metrics": {"demo_mcq/acc": metric},
+            "samples": {"demo_mcq/acc": items},
+        }
+
+    monkeypatch.setattr(evaluate.ModelEvaluator, "outcome", fake_outcome)
+    sweep = {
+        "space": [{"path": "models.0.parameters.weight", "choices": [0.2, 0.5, 0.8]}],
+        "objectives": [{"metric": "demo_mcq/acc"}],
+        "search": {"demo_mcq": {"start": 4, "count": 8}},
+        "trials": 3,
+        "sampler": "grid",
+        "seed": 0,
+        "pruning": {"increment": 2, "p_threshold": 0.1},
+    }
+    recipe = write_sweep_recipe(tmp_path, llama, sweep)
+    assert run_cli("sweep", recipe, "--workdir", tmp_path / "build", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    states = [t["state"] for t in report["trials"]]
+    assert states == ["complete", "pruned", "pruned"]
+    for t in report["trials"][1:]:
+        assert t["items"] == {"evaluated": 4, "total": 8, "saved": 4}
+        assert t["metrics"]["demo_mcq/acc"]["value"] == 0.0
+    assert report["items"] == {"evaluated": 16, "saved": 8}
+    assert report["front"] == [0] and report["best"] == 0
