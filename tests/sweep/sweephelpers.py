@@ -55,7 +55,8 @@ def write_sweep_recipe(
         "seed": 3,
     }
     text = RECIPE_HEAD.format(**{k: str(v) for k, v in llama.items()})
-    text += yaml.safe_dump({"gates": gate_block}, sort_keys=False)
+    card = {"stage_licenses": dict.fromkeys(("base", "sft", "dpo"), "apache-2.0")}
+    text += yaml.safe_dump({"gates": gate_block, "card": card}, sort_keys=False)
     text += "# the search\n" + yaml.safe_dump({"sweep": sweep_block}, sort_keys=False)
     path = root / "recipe.yaml"
     path.write_text(text)

@@ -62,11 +62,24 @@ def test_sweep_runs_reports_resumes_and_adopts(
     assert repr(chosen["models.0.parameters.weight"]) in text
     assert run_cli("validate", new) == 0
     capsys.readouterr()
-    assert run_cli("merge", new, "--workdir", tmp_path / "release", "--json") == 0
+    assert run_cli("merge", new, "--workdir", workdir, "--json") == 0
     merged = json.loads(capsys.readouterr().out)
     manifest = json.loads(Path(merged["manifest"]).read_text())
-    from medrelease.sweep.trial import weights_hash
+    from medrelease.core.hashing import weights_digest
 
-    assert (
-        weights_hash(manifest["steps"]["merge"]["outputs"]) == again["trials"][best]["weights_hash"]
-    )
+    chosen_hash = again["trials"][best]["weights_hash"]
+    assert weights_digest(manifest["steps"]["merge"]["outputs"]) == chosen_hash
+
+    # the release gates on the held-out items (0..3) and its card says how the merge was chosen
+    assert run_cli("gate", new, "--workdir", workdir, "--json") == 0
+    gate = json.loads(capsys.readouterr().out)
+    assert gate["tasks"]["demo_mcq"]["n_samples"] == 4
+    assert run_cli("card", new, "--workdir", workdir) == 0
+    capsys.readouterr()
+    card = (workdir / "tiny-sweep" / "card" / "README.md").read_text()
+    assert "### How the merge was chosen" in card
+    assert f"This merge is trial {best} of a `medrelease sweep`" in card
+    assert "`demo_mcq` items 4–11 (the gate reports items 0–3)" in card
+    held = next(m for m in gate["metrics"] if m["metric"] == "demo_mcq/acc")["values"]["merged"]
+    search = again["trials"][best]["metrics"]["demo_mcq/acc"]["value"]
+    assert f"| demo_mcq/acc | {search:.4f} | {held:.4f} |" in card  # the card's 4 decimals

@@ -52,15 +52,10 @@ class TrialJob:
     objectives: list[tuple[str, str]]  # (metric, maximize|minimize)
     constraints: GatesConfig  # the gate's harness settings with the constraint rules
     prune: PruneWith | None = None
-    keep_merged: bool = False
-
-
-def weights_hash(outputs: dict[str, Any]) -> str:
-    """The merged weights' digest, from the merge record's outputs (core.hashing)."""
-    return weights_digest(outputs)
 
 
 def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
+    """The executor's unit function (`state` unused: every trial is a new model)."""
     started = time.monotonic()
     record: dict[str, Any] = {"number": job.number, "params": job.params}
     try:
@@ -71,10 +66,9 @@ def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
     except MedreleaseError as err:
         record.update(state="fail", reason=f"{type(err).__name__}: {err}")
     finally:
-        if not job.keep_merged:
-            # the weights go; the slot's hash cache stays (the stages are not re-hashed)
-            release = job.scratch / job.loaded.recipe.release.name
-            shutil.rmtree(release / "merged", ignore_errors=True)
+        # the weights go; the slot's hash cache stays (the stages are not re-hashed)
+        release = job.scratch / job.loaded.recipe.release.name
+        shutil.rmtree(release / "merged", ignore_errors=True)
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
 
@@ -89,7 +83,7 @@ def _merge(job: TrialJob) -> tuple[GateModel, str]:
     merge = apply_params(recipe.merge, job.params)
     loaded = replace(job.loaded, recipe=recipe.model_copy(update={"merge": merge}))
     result = merge_release(loaded, workdir=job.scratch, force=True, reporter=Reporter(quiet=True))
-    whash = weights_hash(result.record["outputs"])
+    whash = weights_digest(dict(result.record["outputs"]))
     h = model_content_hash(result.merged, HashCache(None))
     return GateModel(CANDIDATE, result.merged, h, {"kind": "merged", "content_hash": h}), whash
 
