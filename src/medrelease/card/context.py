@@ -21,6 +21,7 @@ from medrelease.card.licenses import ParentLicense
 from medrelease.card.names import PUBLIC_HUB, hub_url, release_tag, repo_ids, stage_hub_id
 from medrelease.card.prompt_format import prompt_example
 from medrelease.card.quants import QuantRow, not_shipped, quant_rows
+from medrelease.card.sweep_section import sweep_section
 from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
@@ -235,6 +236,7 @@ def build_context(
             "override_reason": license_override,
         },
         "chart": chart,
+        "sweep": sweep_section(evidence.sweep, evidence.merge, evidence.report),
         "citation": rel.citation or default_citation(loaded, url),
     }
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from medrelease.card.model_facts import ModelFacts, model_facts
 from medrelease.card.prompt_format import special_tokens
+from medrelease.card.sweep_section import read_sweep_report
 from medrelease.core.errors import InputError
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.core.manifest import Manifest
@@ -39,6 +40,7 @@ class Evidence:
     special_tokens: dict[str, str] = field(default_factory=dict)
     # the merged model's folder when it is on disk (its tokenizer names probe tokens)
     merged_dir: Path | None = None
+    sweep: dict[str, Any] | None = None  # sweep/report.json when the merge was searched
 
     @property
     def quants(self) -> list[QuantEntry]:
@@ -74,6 +76,7 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         facts=model_facts(paths.merged, merge),
         special_tokens=special_tokens(_tokenizer_config(paths.merged)),
         merged_dir=paths.merged if paths.merged.is_dir() else None,
+        sweep=read_sweep_report(paths.root / "sweep" / "report.json"),
     )
 
 

@@ -23,6 +23,7 @@ COMMANDS = (
     "card",
     "publish",
     "release",
+    "sweep",
     "status",
     "demo",
     "hub_server",

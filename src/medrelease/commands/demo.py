@@ -25,10 +25,20 @@ def register(app: typer.Typer) -> None:
             metavar="DIR",
             help="where the demo writes everything",
         ),
+        sweep: bool = typer.Option(
+            False,
+            "--sweep",
+            help="instead of the release: a small merge sweep (6 trials) on the stand-ins, "
+            "the demo recipe with the overlay data/demo/sweep.yaml (see docs/sweep.md)",
+        ),
         as_json: bool = JsonOpt,
     ) -> None:
         """Run a complete offline release of tiny stand-in models into a local Hub server."""
         from medrelease.core.console import Reporter, out_console, print_json
+
+        if sweep:
+            _demo_sweep(workdir, as_json)
+            return
         from medrelease.gate.table import gate_table
         from medrelease.pipeline.demo import run_demo
         from medrelease.pipeline.report import release_table
@@ -53,3 +63,24 @@ def register(app: typer.Typer) -> None:
             f"  local Hub      {result.hub_root} (served at {result.hub_url} during the run)\n"
             "  run `medrelease demo` again: nothing changed, so every step is skipped"
         )
+
+
+def _demo_sweep(workdir: Path, as_json: bool) -> None:
+    """The demo's stand-ins (built or reused), swept with the demo recipe + sweep overlay."""
+    from medrelease.core.console import Reporter, out_console, print_json
+    from medrelease.pipeline.demo import demo_sweep_recipe
+    from medrelease.sweep.report import render_table
+    from medrelease.sweep.study import run_sweep
+
+    reporter = Reporter(quiet=as_json)
+    workdir = workdir.resolve()
+    result = run_sweep(demo_sweep_recipe(workdir, reporter), workdir=workdir, reporter=reporter)
+    if as_json:
+        print_json(result.report)
+        return
+    out_console.print(render_table(result.report))
+    out_console.print(
+        f"report {result.report_path}, plot {result.report_path.parent / 'front.png'}\n"
+        "adopt a trial: medrelease sweep RECIPE --adopt N -o NEW.yaml (with the recipe's "
+        "--stage/--overlay options)"
+    )

@@ -230,3 +230,17 @@ def folder_records(
 def digest_of(obj: Any) -> str:
     """Stable sha256 of a JSON-able object (used for step input hashes)."""
     return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def weights_digest(outputs: dict[str, Any]) -> str:
+    """One digest of a merged model's weight files (file name -> sha256) from a merge record's
+    `outputs`: a sweep trial's and the adopted recipe's merge are the same weights when equal."""
+    files = {
+        name.split("/", 1)[-1]: rec["sha256"]
+        for name, rec in outputs.items()
+        if name.endswith(WEIGHT_SUFFIXES)
+    }
+    return "sha256:" + digest_of(files)

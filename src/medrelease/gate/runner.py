@@ -55,8 +55,17 @@ def silence_progress_bars() -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> dict[str, Any]:
-    """One `lm_eval.simple_evaluate` call for one task on an already-built LM."""
+def run_lm_eval(
+    lm: Any,
+    task: ResolvedTask,
+    *,
+    bootstrap_iters: int = 1000,
+    samples: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """One `lm_eval.simple_evaluate` call for one task on an already-built LM.
+
+    `samples`: only these document indices of each lm-eval (leaf) task, instead of the task's
+    `limit` (the sweep evaluates its search items, disjoint from the gate's, this way)."""
     import lm_eval
     import lm_eval.evaluator
 
@@ -71,7 +80,8 @@ def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> 
             tasks=[task.lm_task],
             task_manager=task_manager_for(task),
             num_fewshot=s.get("num_fewshot"),
-            limit=s.get("limit"),
+            limit=None if samples is not None else s.get("limit"),
+            samples=samples,
             apply_chat_template=bool(s.get("apply_chat_template")),
             gen_kwargs=s.get("gen_kwargs") or None,
             log_samples=True,
@@ -82,6 +92,11 @@ def run_lm_eval(lm: Any, task: ResolvedTask, *, bootstrap_iters: int = 1000) -> 
             f"lm-eval could not load the data of task {task.label!r} ({task.lm_task}): {exc}",
             hint="air-gapped? put the dataset under gates.data_dir (see medrelease.gate.presets) "
             "or point the task YAML at local files",
+        ) from exc
+    except AssertionError as exc:  # lm-eval asserts that `samples` indices exist
+        raise InputError(
+            f"lm-eval could not select the items of task {task.label!r}: {exc}",
+            hint="the task has fewer documents than the items asked for (sweep.search)",
         ) from exc
     except (KeyError, ValueError) as exc:
         raise InputError(

@@ -111,3 +111,17 @@ def run_demo(
         )
         run = run_release(loaded, workdir=workdir, reporter=reporter, options=options)
         return DemoResult(run, loaded, workdir, hub.url, hub_root)
+
+
+def demo_sweep_recipe(workdir: Path, reporter: Reporter) -> LoadedRecipe:
+    """`medrelease demo --sweep`: the demo recipe on the stand-ins (built or reused under
+    `workdir`), with the overlay that gives it a `sweep:` section (data/demo/sweep.yaml)."""
+    from medrelease.core.data import packaged
+    from medrelease.demo.standins import build_demo_stages
+
+    stages = build_demo_stages(workdir / "standins", reporter=reporter)
+    return load_recipe(
+        DEMO_RECIPE,
+        overrides={k: str(v) for k, v in stages.items()},
+        overlays=[packaged("demo", "sweep.yaml")],
+    )

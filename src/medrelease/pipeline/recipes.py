@@ -35,7 +35,7 @@ def load_recipe(
     if check_merge:
         from medrelease.merge.config_check import check_merge_block, check_output_block
 
-        for check in (check_merge_block, check_output_block):
+        for check in (check_merge_block, check_output_block, _check_sweep):
             try:
                 check(loaded)
             except RecipeError as err:
@@ -51,3 +51,10 @@ def load_recipe(
             hint="fix each problem listed, then run it again",
         )
     return loaded
+
+
+def _check_sweep(loaded: LoadedRecipe) -> None:
+    if loaded.recipe.sweep is not None:  # `validate` checks the sweep section too
+        from medrelease.sweep.check import check_sweep
+
+        check_sweep(loaded)

@@ -25,6 +25,7 @@ from medrelease.quantize.config import QuantizeConfig
 from medrelease.recipe.base import Section
 from medrelease.recipe.licenses import LIST_URL, unknown_license
 from medrelease.recipe.stages import HUB_ID_RE, STAGE_NAME_RE, StageSpec, normalize_stage
+from medrelease.sweep.config import SweepConfig
 
 RELEASE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -144,6 +145,7 @@ class Recipe(Section):
     quantize: QuantizeConfig | None = None
     card: CardConfig | None = None
     publish: PublishConfig = PublishConfig()
+    sweep: SweepConfig | None = None
 
     @field_validator("stages", mode="before")
     @classmethod

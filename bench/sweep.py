@@ -1,0 +1,136 @@
+"""Measure `medrelease sweep`: trials per hour (local vs Ray), the overhead per trial, and the
+items pruning saves (with the front it leaves).
+
+    .venv/bin/python bench/sweep.py --tier tiny --trials 6 --out sweep-bench.json
+    .venv/bin/python bench/sweep.py --tier real --trials 12 --out sweep-bench-real.json
+
+`tiny`: the tiny llama stages of the test suite (medrelease.testing.tiny) and the demo MCQ
+task (search items 4..11). `real`: SmolLM2-135M-Instruct and its two real fine-tunes
+(medrelease.testing.realmodels; PyPI), real MMLU medical items, the recipe of
+tests/sweep/test_real_sweep.py. Runs, each in its own workdir, on a recorded seed with the random
+sampler (its proposals do not depend on the results, so every run sees the same parameters):
+
+1. local executor, no pruning;
+2. Ray executor (a local Ray instance on this machine's CPUs), no pruning;
+3. local executor, pruning (WilcoxonPruner, `--increment` items at a time).
+
+Overhead per trial: the trial's wall time minus the time inside lm-eval (the forward passes,
+plus lm-eval's own request building), as a share of the wall time; the merge counts as overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+for sub in ("tests", "tests/gate", "tests/sweep"):
+    sys.path.insert(0, str(ROOT / sub))
+
+
+def _recipe(tier: str, root: Path, trials: int) -> Path:
+    if tier == "tiny":
+        from sweephelpers import write_sweep_recipe
+
+        from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
+
+        base = build_tiny_model(root / "models" / "base", TinySpec(arch="llama", seed=1))
+        stages = {"base": base}
+        for i, name in enumerate(("sft", "dpo"), start=1):
+            stages[name] = derive_stage(base, root / "models" / name, seed=100 + i, scale=0.02 * i)
+        return write_sweep_recipe(root, stages)
+    from test_real_sweep import MODEL, write_real_recipe
+
+    from medrelease.testing.realmodels import fine_tunes, real_model
+
+    stages = {"base": real_model(MODEL), **fine_tunes(MODEL)}
+    return write_real_recipe(root, stages, trials)
+
+
+def _run(
+    recipe: Path, workdir: Path, trials: int, seed: int, sets: list[str], executor: str
+) -> dict[str, Any]:
+    from medrelease.core.console import Reporter
+    from medrelease.pipeline.recipes import load_recipe
+    from medrelease.sweep.study import run_sweep
+
+    sets = [*sets, "sweep.sampler=random", f"sweep.seed={seed}"]
+    loaded = load_recipe(recipe, sets=sets)
+    start = time.monotonic()
+    result = run_sweep(
+        loaded, workdir=workdir, trials=trials, executor=executor, reporter=Reporter(quiet=True)
+    )
+    wall = time.monotonic() - start
+    report = dict(result.report)
+    done = [t for t in report["trials"] if t["state"] in ("complete", "pruned")]
+    shares = [
+        (t["duration_s"] - t.get("lm_eval_s", 0.0)) / t["duration_s"]
+        for t in done
+        if t["duration_s"]
+    ]
+    return {
+        "executor": executor,
+        "sets": sets,
+        "wall_s": round(wall, 1),
+        "trials": len(done),
+        "trials_per_hour": round(len(done) / wall * 3600, 1),
+        "trial_s_median": statistics.median(t["duration_s"] for t in done),
+        "merge_s_median": statistics.median(t.get("merge_s", 0.0) for t in done),
+        "lm_eval_s_median": statistics.median(t.get("lm_eval_s", 0.0) for t in done),
+        "overhead_share_median": round(statistics.median(shares), 3) if shares else None,
+        "items": report["items"],
+        "front": report["front"],
+        "values": {t["number"]: t["values"] for t in report["trials"]},
+        "states": {t["number"]: t["state"] for t in report["trials"]},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tier", choices=("tiny", "real"), default="tiny")
+    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--increment", type=int, default=2)
+    ap.add_argument("--p-threshold", type=float, default=0.1)
+    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="medrelease-sweep-bench-") as tmp:
+        root = Path(tmp)
+        recipe = _recipe(args.tier, root, args.trials)
+        runs = {"local": _run(recipe, root / "local", args.trials, args.seed, [], "local")}
+        if not args.skip_ray:
+            runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, [], "ray")
+        prune = [f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}"]
+        runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
+    local, pruned = runs["local"], runs["pruned"]
+    result = {
+        "tier": args.tier,
+        "seed": args.seed,
+        "runs": runs,
+        "same_front_with_pruning": pruned["front"] == local["front"],
+        "items_saved_by_pruning": pruned["items"]["saved"],
+        "overhead_share_local": local["overhead_share_median"],
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
+    for name, r in runs.items():
+        print(
+            f"{name:7s} {r['trials']} trials in {r['wall_s']} s: {r['trials_per_hour']} trials/h,"
+            f" trial {r['trial_s_median']:.1f} s (merge {r['merge_s_median']:.1f} s, lm-eval "
+            f"{r['lm_eval_s_median']:.1f} s), overhead {r['overhead_share_median']}, items "
+            f"{r['items']}"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Evaluate a model on the search split, in increments of items, with the gate's own code.
+
+Each increment is one lm-eval run per searched task on chosen document indices (lm-eval's
+`samples`), extracted by `gate.runner.extract_outcome` and cached in the gate's evaluation cache
+under a key that names those indices: a baseline is evaluated once per study (and a trial whose
+weights equal an earlier one's is served from the cache). Increments are combined from their
+per-item values, so the numbers equal one run on all the items at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import RecipeError
+from medrelease.gate.cache import EvalCache, cache_key
+from medrelease.gate.config import GatesConfig
+from medrelease.gate.models import GateModel
+from medrelease.gate.runner import extract_outcome, make_lm, run_lm_eval
+from medrelease.gate.tasks import ResolvedTask
+from medrelease.sweep.config import SweepConfig
+
+Chunk = dict[str, list[int]]  # task label -> document indices (the same in every subtask)
+
+
+@dataclass
+class SearchTask:
+    task: ResolvedTask  # the gate's task, with `limit` dropped (the items are chosen)
+    leaves: list[str]  # the lm-eval tasks the indices apply to (a group's subtasks)
+    indices: list[int]
+    fingerprint: str
+
+
+def search_tasks(tasks: list[ResolvedTask], sweep: SweepConfig) -> list[SearchTask]:
+    out = []
+    for task in tasks:
+        items = sweep.search.get(task.label)
+        if items is None:
+            continue
+        leaves = [leaf for leaf, _ in task.preset.leaves] if task.preset else [task.lm_task]
+        searched = replace(task, settings={**task.settings, "limit": None})
+        out.append(SearchTask(searched, leaves, items.indices, task.fingerprint()))
+    return out
+
+
+def chunks(stasks: list[SearchTask], increment: int | None) -> list[Chunk]:
+    """The increments: every task's items, `increment` at a time (all at once without)."""
+    longest = max(len(s.indices) for s in stasks)
+    step = increment or longest
+    out: list[Chunk] = []
+    for k in range(math.ceil(longest / step)):
+        chunk = {
+            s.task.label: s.indices[k * step : (k + 1) * step]
+            for s in stasks
+            if s.indices[k * step : (k + 1) * step]
+        }
+        out.append(chunk)
+    return out
+
+
+@dataclass
+class EvalSettings:
+    """The gate's harness settings, fixed once per study (part of every cache key)."""
+
+    gates: GatesConfig
+    device: str
+    dtype: dict[str, Any] | None
+    cache_dir: Path
+
+    def settings(self, stask: SearchTask, indices: list[int]) -> dict[str, Any]:
+        return {
+            **stask.task.settings,
+            "backend": self.gates.backend,
+            "model_args": self.gates.model_args,
+            "device": self.device,
+            "dtype": (self.dtype or {}).get("dtype"),
+            "samples": {leaf: indices for leaf in stask.leaves},
+        }
+
+
+class ModelEvaluator:
+    """One model's search-split outcomes, increment by increment (the LM built on first need)."""
+
+    def __init__(self, model: GateModel, ev: EvalSettings):
+        self.model = model
+        self.ev = ev
+        self.cache = EvalCache(ev.cache_dir)
+        self._lm: Any = None
+        self.evaluated = 0
+        self.cached = 0
+        self.lm_eval_s = 0.0  # inside lm-eval (the forward passes, mostly): the rest is overhead
+
+    def _lm_for(self, batch_size: Any) -> Any:
+        if self._lm is None:
+            g = self.ev.gates
+            self._lm = make_lm(
+                g.backend, self.model.path, g.model_args, batch_size, self.ev.device, self.ev.dtype
+            )
+        return self._lm
+
+    def outcome(self, stask: SearchTask, indices: list[int]) -> dict[str, Any]:
+        settings = self.ev.settings(stask, indices)
+        key = cache_key(self.model.content_hash, stask.fingerprint, settings)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.cached += 1
+            return hit
+        lm = self._lm_for(settings["batch_size"])
+        samples = {leaf: sorted(indices) for leaf in stask.leaves}
+        started = time.perf_counter()
+        raw = run_lm_eval(lm, stask.task, samples=samples)
+        self.lm_eval_s += time.perf_counter() - started
+        out = extract_outcome(raw, stask.task)
+        material = {"model": self.model.content_hash, "task": stask.fingerprint, **settings}
+        self.cache.put(key, out, {"sweep": True, **material})
+        self.evaluated += 1
+        return out
+
+    def close(self) -> None:
+        self._lm = None
+
+
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Increments of one task, as one outcome: values from the union of per-item values (the
+    size-weighted mean lm-eval takes of a group), stderr the standard error of that mean."""
+    first = parts[0]
+    metrics: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
+    for name, m in first["metrics"].items():
+        per: dict[str, list[float]] = {}
+        for p in parts:
+            per.update(p["samples"].get(name, {}))
+        entry = dict(m)
+        if per:
+            samples[name] = per
+            entry["value"], entry["stderr"] = mean_and_stderr(per)
+        else:  # a corpus-level metric without per-item values: weighted by items
+            n = [max(1, int(p.get("n_samples") or 1)) for p in parts]
+            vals = [p["metrics"].get(name, {}).get("value") for p in parts]
+            known = [(v, k) for v, k in zip(vals, n, strict=True) if v is not None]
+            entry["value"] = sum(v * k for v, k in known) / sum(k for _, k in known)
+            entry["stderr"] = None if len(parts) > 1 else m.get("stderr")
+        metrics[name] = entry
+    return {
+        **first,
+        "n_samples": sum(int(p.get("n_samples") or 0) for p in parts),
+        "metrics": metrics,
+        "samples": samples,
+    }
+
+
+def mean_and_stderr(per: dict[str, list[float]]) -> tuple[float, float | None]:
+    num = sum(v[0] for v in per.values())
+    den = sum(v[1] for v in per.values())
+    mean = num / den if den else float("nan")
+    scores = [v[0] / v[1] for v in per.values() if v[1]]
+    if len(scores) < 2:
+        return mean, None
+    mu = sum(scores) / len(scores)
+    var = sum((s - mu) ** 2 for s in scores) / (len(scores) - 1)
+    return mean, math.sqrt(var / len(scores))
+
+
+def item_scores(outcome: dict[str, Any], metric: str, leaves: list[str]) -> dict[int, float]:
+    """Per-item values of `metric` keyed by a step number unique within the task (the
+    WilcoxonPruner pairs trials on these steps: the same item, the same step)."""
+    out: dict[int, float] = {}
+    for item, (num, den) in (outcome["samples"].get(metric) or {}).items():
+        leaf, _, doc = item.rpartition(":")
+        if den and leaf in leaves:
+            out[leaves.index(leaf) * 1_000_000 + int(doc)] = num / den
+    return out
+
+
+def require_metrics(
+    wanted: list[tuple[str, tuple[Any, ...]]], outcomes: dict[str, dict[str, Any]], where: Any
+) -> None:
+    """An objective or constraint no searched task computes is a recipe error (exit 2)."""
+    from medrelease.core.suggest import did_you_mean
+
+    produced = {n for o in outcomes.values() for n in o["metrics"]}
+    for metric, loc in wanted:
+        if metric not in produced:
+            task = metric.split("/", 1)[0]
+            mine = sorted(n for n in produced if n.startswith(task + "/"))
+            raise RecipeError(
+                f"no gate task computes {metric!r}{did_you_mean(metric, produced)}",
+                where=where(loc) if callable(where) else None,
+                hint=f"metrics of {task}: {', '.join(mine) or 'none'}",
+            )
