@@ -117,3 +117,11 @@ def register(app: typer.Typer) -> None:
             return
         out_console.print(render_table(result.report))
         out_console.print(f"report: {result.report_path}")
+
+
+# `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)
+SUMMARY = "Choose the merge by a gated search (Optuna); --show, --adopt."
+EXAMPLES = (
+    "medrelease sweep merges/med-advisor-4b.yaml --trials 24    # run or continue the study",
+    "medrelease sweep merges/med-advisor-4b.yaml --adopt 7 -o merges/med-advisor-4b-swept.yaml",
+)
