@@ -105,9 +105,7 @@ def test_gate_under_a_terminal_shows_no_third_party_progress(
     assert "gates:" in text and "PASSED" in text  # the table follows
 
 
-def test_torch_fx_tracing_notice_is_filtered(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_torch_fx_tracing_notice_is_filtered(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
     import torch.fx._symbolic_trace as symbolic_trace
@@ -117,14 +115,24 @@ def test_torch_fx_tracing_notice_is_filtered(
     monkeypatch.delenv("MEDRELEASE_DEBUG", raising=False)
     logger = logging.getLogger("torch.fx._symbolic_trace")
     monkeypatch.setattr(logger, "level", logger.level)  # restored after the test
+    seen: list[str] = []
 
-    def notice() -> list[str]:
-        caplog.clear()
-        symbolic_trace.is_fx_tracing_warning.cache_clear()  # torch says it once per process
-        with caplog.at_level(logging.WARNING):
+    class Keep(logging.Handler):  # on the logger itself: torch's loggers do not propagate
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+
+        def notice() -> list[str]:
+            seen.clear()
+            symbolic_trace.is_fx_tracing_warning.cache_clear()  # said once per process
             symbolic_trace.is_fx_tracing()
-        return [r.getMessage() for r in caplog.records if "is_fx_tracing" in r.getMessage()]
+            return [m for m in seen if "is_fx_tracing" in m]
 
-    assert notice()  # what AWQ's tracing prints without us
-    quiet_libraries()
-    assert notice() == []
+        assert notice()  # what AWQ's tracing prints without us
+        quiet_libraries()
+        assert notice() == []
+    finally:
+        logger.removeHandler(handler)
