@@ -11,8 +11,9 @@ the same machine, within the tolerances below (docs/cluster.md, "GPU readiness",
    quantize/reference.py computes them) on CUDA vs on the CPU.
 
 The model: a real small one, SmolLM2-135M-Instruct (testing/realmodels.py: needs PyPI once,
-or `--model DIR` with the prepared folder), merged with itself (linear 0.5/0.5: the merge
-is the model; mergekit needs two folders, so a copy), gated on the real MMLU medical items of tests/real/data/mmlu.
+or `--model DIR` with the prepared folder), merged with a copy of itself (linear 0.5/0.5:
+the merge is the model; mergekit refuses one folder twice), gated on the real MMLU medical
+items of tests/real/data/mmlu.
 
     python bench/gpu_check.py --work /tmp/mr-gpu [--model DIR] [--skip-vllm]
 
@@ -171,8 +172,13 @@ def reference_check(merged: Path, device: str = "cuda") -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medrelease.quantize.checks import bos_added, chunk_context, held_out_chunks
-    from medrelease.quantize.checks import held_out_ids, hf_logits
+    from medrelease.quantize.checks import (
+        bos_added,
+        chunk_context,
+        held_out_chunks,
+        held_out_ids,
+        hf_logits,
+    )
     from medrelease.quantize.texts import load_text
 
     tok = AutoTokenizer.from_pretrained(str(merged))
@@ -241,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mr-gpu-check"))
     ap.add_argument("--model", type=Path, help="a prepared HF folder (default: SmolLM2-135M)")
     ap.add_argument("--skip-vllm", action="store_true", help="no vLLM in this environment")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="no GPU needed: the CPU half of every step (checks the script)")  # fmt: skip
+    ap.add_argument(
+        "--dry-run", action="store_true", help="no GPU: the CPU half of every step (the script)"
+    )
     args = ap.parse_args(argv)
     import torch
 

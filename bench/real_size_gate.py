@@ -56,11 +56,11 @@ import json, sys, lm_eval
 from lm_eval.tasks import TaskManager
 tasks_dir, model, dtype, batch, limit, out = sys.argv[1:7]
 res = lm_eval.simple_evaluate(
-    model="hf", model_args=f"pretrained={model},dtype={dtype}", tasks=["%s"],
+    model="hf", model_args=f"pretrained={model},dtype={dtype}", tasks=["TASK"],
     task_manager=TaskManager(include_path=[tasks_dir], include_defaults=False),
     num_fewshot=5, batch_size=int(batch), device="cpu", limit=int(limit))
-open(out, "w").write(json.dumps(res["results"]["%s"], default=str))
-""" % (TASK, TASK)
+open(out, "w").write(json.dumps(res["results"]["TASK"], default=str))
+""".replace("TASK", TASK)
 
 
 def shape(scale: float, layers: int | None) -> dict[str, int]:
@@ -150,9 +150,7 @@ def write_task(folder: Path, n_test: int, question_chars: int, seed: int = 0) ->
         "task": TASK,
         "dataset_path": "json",
         "dataset_name": None,
-        "dataset_kwargs": {
-            "data_files": {k: str(folder / f"{k}.jsonl") for k in ("test", "dev")}
-        },
+        "dataset_kwargs": {"data_files": {k: str(folder / f"{k}.jsonl") for k in ("test", "dev")}},
     }
     (folder / f"{TASK}.yaml").write_text(yaml.safe_dump(cfg))
     return folder
@@ -161,8 +159,8 @@ def write_task(folder: Path, n_test: int, question_chars: int, seed: int = 0) ->
 def measured(label: str, cmd: list[str], cwd: Path | None = None) -> Run:
     print(f"  {label} ...", flush=True)
     run = run_measured(cmd, env=OFFLINE, cwd=cwd)
-    print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB "
-          f"(process tree {run.tree_rss_mib:.0f} MiB), exit {run.returncode}", flush=True)  # fmt: skip
+    rss = f"peak RSS {run.max_rss_mib:.0f} MiB (process tree {run.tree_rss_mib:.0f} MiB)"
+    print(f"  {label}: {run.wall_s:.1f} s, {rss}, exit {run.returncode}", flush=True)
     if run.returncode not in (0, 4):  # 4: a rule failed; the run itself is what is measured
         raise SystemExit(f"{label} failed (exit {run.returncode})")
     return run
@@ -220,15 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_stock:
         out = work / "stock.json"
         dtype = report["harness"]["dtype"] or "auto"
-        stock = measured("lm-eval hf (stock)", [sys.executable, "-c", STOCK, str(tasks),
-                         str(model), dtype, str(args.batch_size), str(args.limit), str(out)])  # fmt: skip
+        cmd = [sys.executable, "-c", STOCK, str(tasks), str(model), dtype]
+        stock = measured(
+            "lm-eval hf (stock)", [*cmd, str(args.batch_size), str(args.limit), str(out)]
+        )
         res = json.loads(out.read_text())
         fig["stock"] = {"wall_s": stock.wall_s, "rss_mib": stock.max_rss_mib,
                         "tree_rss_mib": stock.tree_rss_mib, "acc": res["acc,none"],
                         "acc_stderr": res["acc_stderr,none"], "dtype": dtype}  # fmt: skip
-        fig["equal_1e-6"] = abs(fig["ours"]["acc"] - res["acc,none"]) <= 1e-6 and abs(
-            fig["ours"]["acc_stderr"] - float(res["acc_stderr,none"])
-        ) <= 1e-6
+        fig["equal_1e-6"] = (
+            abs(fig["ours"]["acc"] - res["acc,none"]) <= 1e-6
+            and abs(fig["ours"]["acc_stderr"] - float(res["acc_stderr,none"])) <= 1e-6
+        )
         rows.append(("lm-eval hf (stock)", stock))
     print()
     print("| route | wall | peak RSS | process tree peak RSS | acc |")
@@ -237,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {r.wall_s:.1f} s | {r.max_rss_mib / 1024:.2f} GiB | "
               f"{r.tree_rss_mib / 1024:.2f} GiB | {fig[key]['acc']:.4f} |")  # fmt: skip
     if "stock" in fig:
-        print(f"  equal to 1e-6: {fig['equal_1e-6']}; "
-              f"time ratio {ours.wall_s / rows[1][1].wall_s:.2f}x, "
-              f"RSS ratio {ours.tree_rss_mib / max(rows[1][1].tree_rss_mib, 1):.2f}x")
+        print(
+            f"  equal to 1e-6: {fig['equal_1e-6']}; "
+            f"time ratio {ours.wall_s / rows[1][1].wall_s:.2f}x, "
+            f"RSS ratio {ours.tree_rss_mib / max(rows[1][1].tree_rss_mib, 1):.2f}x"
+        )
     print(f"  gate dtype: {fig['ours']['dtype']} ({fig['ours']['dtype_reason']})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

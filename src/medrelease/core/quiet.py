@@ -10,7 +10,6 @@ import logging
 import os
 import warnings
 
-
 UNACTIONABLE_LOGGERS = ("torch.fx._symbolic_trace",)
 
 

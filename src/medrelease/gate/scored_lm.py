@@ -45,7 +45,7 @@ def scored_positions(spans: list[tuple[int, int]]) -> tuple[list[int], dict[int,
     return keep, {p: i for i, p in enumerate(keep)}
 
 
-class ScoredHFLM(HFLM):  # type: ignore[misc]  # lm-eval ships no type hints
+class ScoredHFLM(HFLM):
     """HFLM whose log-likelihood requests compute the head at scored positions only."""
 
     def _loglikelihood_tokens(
@@ -65,12 +65,10 @@ class ScoredHFLM(HFLM):  # type: ignore[misc]  # lm-eval ships no type hints
             group_fn=lambda req: req[-2] + req[-1][:-1],
         )
         auto = self.batch_size == "auto"
-        batch_size = (
-            self.batch_size if not auto else override_bs if override_bs is not None else 0
-        )
+        batch_size = self.batch_size if not auto else override_bs if override_bs is not None else 0
         batch_fn = self._batch_scheduler if auto and len(re_ord) > 0 and not override_bs else None
         if batch_fn is not None:
-            self.batch_sizes = {}  # as lm-eval: detect again for these requests
+            self.batch_sizes: dict[int, int] = {}  # as lm-eval: detect them anew
         pbar = tqdm(
             total=len(requests),
             disable=(disable_tqdm or (self.rank != 0)),
@@ -120,9 +118,9 @@ class ScoredHFLM(HFLM):  # type: ignore[misc]  # lm-eval ships no type hints
                 for request_str_, cont_toks_, logits_ in re_ord.get_cache(
                     req_str=request_str, cxt_toks=ctx_tokens, cont_toks=cont_toks, logits=logits
                 ):
-                    cont = torch.tensor(
-                        cont_toks_, dtype=torch.long, device=self.device
-                    ).unsqueeze(0)  # [1, seq]
+                    cont = torch.tensor(cont_toks_, dtype=torch.long, device=self.device).unsqueeze(
+                        0
+                    )  # [1, seq]
                     max_equal = (greedy_tokens[:, -cont.shape[1] :] == cont).all()
                     scored = torch.gather(logits_, 2, cont.unsqueeze(-1)).squeeze(-1)
                     answer = (float(scored.sum()), bool(max_equal))
