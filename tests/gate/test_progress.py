@@ -114,7 +114,8 @@ def test_torch_fx_tracing_notice_is_filtered(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.delenv("MEDRELEASE_DEBUG", raising=False)
     logger = logging.getLogger("torch.fx._symbolic_trace")
-    monkeypatch.setattr(logger, "level", logger.level)  # restored after the test
+    # as in a fresh process (another test may have quieted it already); restored after
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
     seen: list[str] = []
 
     class Keep(logging.Handler):  # on the logger itself: torch's loggers do not propagate
