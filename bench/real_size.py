@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/real_size.py --scale 0.1          # ~85M params: minutes, proves it works
     .venv/bin/python bench/real_size.py                      # Qwen2.5-7B shape: hours, ~80 GB disk
+    .venv/bin/python bench/real_size.py --gate [--scale S]   # the gate, Qwen3-4B shape
+                                                             # (bench/real_size_gate.py)
 
 Shape at scale 1: hidden 3584, 28 layers, intermediate 18944, 28 heads / 4 KV heads of 128,
 vocab 152064, untied head, bf16 (7.6B parameters, 15.2 GB per stage), as a llama-architecture
@@ -316,4 +318,8 @@ def _finish(fig: dict[str, Any], rows: list[tuple[str, Run, Run]], args: argpars
 
 
 if __name__ == "__main__":
+    if "--gate" in sys.argv[1:]:  # the gate at real size: a Qwen3-4B shape (real_size_gate.py)
+        from real_size_gate import main as gate_main
+
+        raise SystemExit(gate_main([a for a in sys.argv[1:] if a != "--gate"]))
     raise SystemExit(main())

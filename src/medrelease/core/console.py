@@ -22,6 +22,7 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
@@ -112,6 +113,7 @@ class Reporter:
             BarColumn(),
             *counts,
             TimeElapsedColumn(),
+            TimeRemainingColumn(),  # the ETA, once a row knows its total
             console=err_console,
             disable=self.quiet,
             transient=False,

@@ -10,6 +10,8 @@ import logging
 import os
 import warnings
 
+UNACTIONABLE_LOGGERS = ("torch.fx._symbolic_trace",)
+
 
 def quiet_libraries() -> None:
     if os.environ.get("MEDRELEASE_DEBUG"):
@@ -34,4 +36,8 @@ def quiet_libraries() -> None:
     except ImportError:
         pass
     for name in ("mergekit", "accelerate", "peft", "lm-eval", "lm_eval", "llmcompressor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # Warnings about the libraries' own code, which a user cannot act on: torch.fx's notice
+    # that `is_fx_tracing` also covers torch.export (hit by AWQ's calibration tracing).
+    for name in UNACTIONABLE_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -28,8 +28,12 @@ class LocalExecutor:
 
     def run(self, units: Sequence[Unit], reporter: Reporter) -> Iterator[tuple[int, Any]]:
         for i, unit in enumerate(units):
-            with reporter.phase(unit.label, total=None):
+            with reporter.phase(unit.label, total=None) as advance:
+                # the unit may drive its own row: state["progress"] is the row's advance(n,
+                # total=...) (the gate routes lm-eval's request counts there)
+                self._state["progress"] = advance
                 result = unit.fn(unit.payload, self._state)
+            self._state.pop("progress", None)
             yield i, result
 
     def describe(self) -> ExecutorRecord:

@@ -19,6 +19,7 @@ def evaluate_lm(
 ) -> dict[str, float]:
     """{metric name: value} for every gate task of the recipe, evaluated on `lm`."""
     from medrelease.core.quiet import quiet_libraries
+    from medrelease.gate.progress import lm_eval_progress
     from medrelease.gate.runner import (
         extract_outcome,
         metric_values,
@@ -35,7 +36,10 @@ def evaluate_lm(
     values: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="medrelease-gate-tasks-") as tmp:
         for task in resolve_all(gates, loaded.base_dir, Path(tmp), where=loaded.where):
-            with reporter.phase(f"{task.label}: lm-eval", total=None):
+            with (
+                reporter.phase(f"{task.label}: lm-eval", total=None) as advance,
+                lm_eval_progress(advance),
+            ):
                 raw = run_lm_eval(lm, task)
             values.update(metric_values(extract_outcome(raw, task)))
     return values

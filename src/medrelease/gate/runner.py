@@ -238,7 +238,8 @@ def make_lm(
     device: str,
     dtype: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the lm-eval model (any registered backend; `hf` by default) for one folder.
+    """Build the lm-eval model (any registered backend; `hf` by default, as ScoredHFLM) for
+    one folder.
 
     `dtype`: the gate-wide choice from `eval_dtype` (one dtype for the candidate and every
     baseline, so their differences are not dtype noise)."""
@@ -251,6 +252,13 @@ def make_lm(
             f"lm-eval has no model backend {backend!r}",
             hint="gates.backend is an lm-eval model type: hf, vllm, ...",
         ) from exc
+    hf = sys.modules.get("lm_eval.models.huggingface")  # get_model imported it for `hf`
+    if hf is not None and cls is hf.HFLM:
+        # lm-eval's hf backend, with the LM head computed only where a request is scored:
+        # the same numbers, without [batch, length, vocab] float32 log-probabilities in memory
+        from medrelease.gate.scored_lm import ScoredHFLM
+
+        cls = ScoredHFLM
     args = {"pretrained": str(pretrained), **model_args_with_dtype(model_args, dtype)}
     lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
     if dtype and dtype.get("per_layer") and "dtype" not in model_args:

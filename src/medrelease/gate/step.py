@@ -119,7 +119,11 @@ def evaluate_unit(unit: EvalUnit, state: dict[str, Any]) -> dict[str, Any]:
             unit.device,
             dtype=unit.dtype,
         )
-    raw = run_lm_eval(lms[lm_key], unit.task)
+    from medrelease.gate.progress import lm_eval_progress
+
+    # the local executor hands over the unit's row (state["progress"]); a Ray worker has none
+    with lm_eval_progress(state.get("progress")):
+        raw = run_lm_eval(lms[lm_key], unit.task)
     return extract_outcome(raw, unit.task)
 
 

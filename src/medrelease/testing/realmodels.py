@@ -13,6 +13,14 @@ issue 11 point 1 (`byte_fallback_variant`).
 
 Test and benchmark code only: nothing under src/medrelease imports this module at runtime.
 
+No Qwen3 checkpoint is here: none was found on PyPI (2026-12-05). Searched: every package whose
+name or summary mentions Qwen3 in the registry's package list (the small-model ones checked
+through PyPI's simple API: nanohat 4.0.0, md-reheader 0.2.3, qwen3-0-6b 0.1.0 and
+qwen3-embed 1.14.0 ship code only, 7-60 kB wheels that download weights at run time), and
+every chunked-weights family (`*-part<N>`, `*-shard-<N>`, "model part"/"weight shard"
+summaries): Gemma 3 270M, DeepSeek-R1-Distill-Qwen-7B (qwen2, 7B), Qwen2.5-Coder (used
+here), all-mpnet, gpt4all, Whisper and image backbones, but no Qwen3.
+
     python -m medrelease.testing.realmodels prepare smollm2-135m [--out DIR] [--fine-tunes]
 """
 
