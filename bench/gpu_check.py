@@ -170,8 +170,6 @@ def reference_check(merged: Path, device: str = "cuda") -> dict[str, Any]:
     import types
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from medrelease.quantize.checks import (
         bos_added,
         chunk_context,
@@ -179,6 +177,8 @@ def reference_check(merged: Path, device: str = "cuda") -> dict[str, Any]:
         held_out_ids,
         hf_logits,
     )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from medrelease.quantize.texts import load_text
 
     tok = AutoTokenizer.from_pretrained(str(merged))
