@@ -81,3 +81,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         rel = Path(str(item.path)).relative_to(root).as_posix()
         item.add_marker(pytest.mark.xdist_group(_xdist_group(rel)))
+
+
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Result tables one row per line, whatever width the console took when it was created
+    (COLUMNS is read once, at import, by whichever test imported it first in this worker)."""
+    from medrelease.core.console import out_console
+
+    monkeypatch.setattr(out_console, "width", 200)

@@ -126,6 +126,9 @@ def _stdout_closed() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _take_debug(list(sys.argv[1:] if argv is None else argv))
+    console = sys.modules.get("medrelease.core.console")  # not imported yet: nothing to forget
+    if console is not None:  # an earlier main() in this process (a library user, tests)
+        console.interrupted_activity()  # its unread interrupt is not this run's
     as_json = "--json" in args
     if not _debug():
         # Libraries' own tqdm bars would interleave with our progress display; this must be

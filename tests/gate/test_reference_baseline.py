@@ -90,6 +90,7 @@ def test_reference_models_cannot_feed_the_release(
     expected: str,
 ) -> None:
     (tmp_path / "peer").mkdir()
+    write_demo_task(tmp_path / "tasks")  # the recipe's task file exists: one problem, this one
     patch = changes.pop("stages_patch", None)
     recipe = _recipe(tmp_path, llama, peer, **changes)
     if patch:

@@ -14,8 +14,7 @@ from pipeline.test_release import recipe_for
 
 
 @pytest.mark.slow
-def test_release_ends_with_the_step_tables(tmp_path: Path, llama, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("COLUMNS", "160")  # the tables' rows on one line each, for the asserts
+def test_release_ends_with_the_step_tables(tmp_path: Path, llama, capsys, wide_console) -> None:
     recipe = recipe_for(tmp_path, llama)
     workdir = tmp_path / "build"
     assert run_cli("release", recipe, "--workdir", workdir, "--no-publish") == 0
@@ -37,8 +36,7 @@ def test_release_ends_with_the_step_tables(tmp_path: Path, llama, capsys, monkey
 
 
 @pytest.mark.slow
-def test_a_failed_rule_shows_its_numbers(tmp_path: Path, llama, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("COLUMNS", "160")
+def test_a_failed_rule_shows_its_numbers(tmp_path: Path, llama, capsys, wide_console) -> None:
     recipe = recipe_for(tmp_path, llama)
     data = yaml.safe_load(recipe.read_text())
     data["gates"]["rules"] = [

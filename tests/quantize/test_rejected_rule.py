@@ -38,7 +38,7 @@ def _manifest(root: Path) -> dict[str, Any]:
 
 
 def test_quantize_required_rejected_exits_5_then_optional_is_left_out(
-    tmp_path: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str], wide_console: None
 ) -> None:
     gguf = {"types": TYPES, "thresholds": IMPOSSIBLE}
     recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf})

@@ -346,7 +346,13 @@ def test_copied_stage_keeps_every_step_current_and_a_second_hub_gets_published(
             out = _run_json("release", recipe, "--workdir", build, "--endpoint", second.url,
                             "--json")  # fmt: skip
             states = {s["step"]: s["state"] for s in out["steps"]}
-            assert states == {**dict.fromkeys(STEPS[:-1], "skipped"), "publish": "ran"}, states
+            # the cards link to the Hub the release goes to (issue 24): they are rendered
+            # again for the second endpoint; nothing is merged, evaluated or quantized again
+            assert states == {
+                **dict.fromkeys(STEPS[:3], "skipped"),
+                "card": "ran",
+                "publish": "ran",
+            }, states
             tag = "v" + str(data["release"]["version"])
             for repo in (data["release"]["repo"], data["release"]["repo"] + "-GGUF"):
                 refs = HfApi(endpoint=second.url, token=TOKEN).list_repo_refs(repo)
@@ -434,7 +440,9 @@ def test_gate_on_ray_gives_the_same_numbers(release: RealRelease) -> None:
     assert result.record["executor"]["name"] == "ray"
     # the dtype is the same; its reason quotes the memory available at each run's start
     got, want = json.loads(json.dumps(result.report)), json.loads(json.dumps(local))
-    assert got["harness"]["dtype"] == want["harness"]["dtype"] == "float32"
+    # float32, or bfloat16 on a CPU with fast bf16 (core/compute_dtype.py): the same on both
+    assert got["harness"]["dtype"] == want["harness"]["dtype"]
+    assert got["harness"]["dtype"] in ("float32", "bfloat16")
     for report in (got, want):
         report["harness"].pop("dtype_reason")
     _assert_same_report(got, want)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_runs_reports_resumes_and_adopts(
-    tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture
+    tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture, wide_console: None
 ) -> None:
     recipe = write_sweep_recipe(tmp_path, llama)
     workdir = tmp_path / "build"
