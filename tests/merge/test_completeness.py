@@ -177,6 +177,26 @@ def test_likely_causes():
     )
 
 
+def test_a_config_with_wrongly_typed_fields_is_one_clear_error(tmp_path):
+    """config.json's fields the check reads are checked on read: a wrong type is a
+    VerificationError naming the file and the field, not a TypeError halfway through."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"architectures": "LlamaForCausalLM", "text_config": {"vocab_size": "32"}})
+    )
+    with pytest.raises(VerificationError) as info:
+        header_problems(tmp_path, {}, LINEAR)
+    assert info.value.message == (
+        'config.json has value(s) of the wrong type: architectures: "LlamaForCausalLM"; '
+        'vocab_size: "32"'
+    )
+    assert info.value.where == str(config)
+    config.write_text("[]")
+    with pytest.raises(VerificationError) as info:
+        header_problems(tmp_path, {}, LINEAR)
+    assert info.value.message == "config.json is not a JSON object"
+
+
 @pytest.mark.slow
 def test_merge_refuses_an_incomplete_output(llama, tmp_path, capsys, monkeypatch):
     """Through the CLI: mergekit's output loses tensors -> exit 5, nothing in merged/."""

@@ -20,11 +20,13 @@ Each problem names the tensors and the likely cause.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, TypeGuard
 
+from medrelease.core.errors import VerificationError
+from medrelease.core.manifest import Json
 from medrelease.stages.safetensors_check import read_header
 
 # `dtype:` / `out_dtype:` of a mergekit config -> safetensors dtype tag
@@ -72,19 +74,86 @@ def tensor_table(folder: Path) -> dict[str, TensorInfo]:
     return table
 
 
-def text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+class ModelConfig(TypedDict, total=False):
+    """The config.json fields this module reads (a multimodal config's text model's). The file's
+    other fields stay in the mapping: mergekit's architecture lookup builds a config from all
+    of them. None where the file says null (each reader then falls back, as for an absent key)."""
+
+    architectures: list[str] | None
+    model_type: str | None
+    num_hidden_layers: int | None
+    vocab_size: int | None
+    tie_word_embeddings: bool | None  # absent means tied (transformers' default)
+
+
+def _is_int(value: Json) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# each field ModelConfig declares -> the test its non-null value must pass
+_FIELD_TESTS: dict[str, Callable[[Json], bool]] = {
+    "architectures": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
+    "model_type": lambda v: isinstance(v, str),
+    "num_hidden_layers": _is_int,
+    "vocab_size": _is_int,
+    "tie_word_embeddings": lambda v: isinstance(v, bool),
+}
+
+
+def _wrong_fields(fields: Mapping[str, Json]) -> list[str]:
+    return [
+        f"{key}: {json.dumps(fields[key])}"
+        for key, fits in _FIELD_TESTS.items()
+        if fields.get(key) is not None and not fits(fields[key])
+    ]
+
+
+def _is_model_config(fields: Mapping[str, Json]) -> TypeGuard[ModelConfig]:
+    return not _wrong_fields(fields)
+
+
+def text_config(cfg: Mapping[str, Json]) -> dict[str, Json]:
+    """A multimodal config's text model's fields over the outer ones (vocabulary, depth)."""
     inner = cfg.get("text_config")
-    return {**cfg, **inner} if isinstance(inner, dict) else cfg
+    return {**cfg, **inner} if isinstance(inner, dict) else dict(cfg)
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    return text_config(json.loads((folder / "config.json").read_text()))
+def read_config(folder: Path) -> ModelConfig:
+    """config.json of a model folder, its fields this module reads checked for their types."""
+    path = folder / "config.json"
+    raw: Json = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise VerificationError(
+            "config.json is not a JSON object",
+            where=str(path),
+            hint="a model's config.json is a mapping of its settings; rewrite it from a stage",
+        )
+    fields = text_config(raw)
+    if not _is_model_config(fields):
+        raise VerificationError(
+            f"config.json has value(s) of the wrong type: {'; '.join(_wrong_fields(fields))}",
+            where=str(path),
+            hint="architectures is a list of class names, model_type a string, "
+            "num_hidden_layers and vocab_size integers, tie_word_embeddings true or false; "
+            "fix the file (or the stage it came from)",
+        )
+    return fields
 
 
 def list_names(names: list[str]) -> str:
     names = sorted(names)
     shown = ", ".join(names[:SHOW])
     return shown + (f" (and {len(names) - SHOW} more)" if len(names) > SHOW else "")
+
+
+class LoadingInfo(TypedDict, total=False):
+    """transformers' loading report (`output_loading_info=True`): sets in transformers 5, lists
+    before; a mismatched key is (name, shape in the files, shape the config gives)."""
+
+    missing_keys: Collection[str]
+    unexpected_keys: Collection[str]
+    mismatched_keys: Collection[str | tuple[object, ...]]
+    error_msgs: list[str]
 
 
 @dataclass
@@ -97,7 +166,7 @@ class Problem:
     warning: bool = False  # reported in the check's detail, not a failure
 
 
-def likely_cause(cfg: dict[str, Any], merge: dict[str, Any]) -> str:
+def likely_cause(cfg: ModelConfig, merge: Mapping[str, Json]) -> str:
     """Why mergekit's output can miss tensors, most specific first."""
     arch = ", ".join(cfg.get("architectures") or []) or str(cfg.get("model_type"))
     if merge.get("slices") or merge.get("modules"):
@@ -117,12 +186,13 @@ def likely_cause(cfg: dict[str, Any], merge: dict[str, Any]) -> str:
     )
 
 
-def _mergekit_knows(cfg: dict[str, Any]) -> bool | None:
+def _mergekit_knows(cfg: ModelConfig) -> bool | None:
     try:
         from mergekit.architecture import arch_info_for_config
         from transformers import PretrainedConfig
 
-        return arch_info_for_config(PretrainedConfig(**cfg)) is not None
+        # every field of config.json, not only ModelConfig's (from_dict: the constructor's **)
+        return arch_info_for_config(PretrainedConfig.from_dict(dict(cfg))) is not None
     except Exception:  # mergekit absent or the config too unusual: say nothing specific
         return None
 
@@ -130,7 +200,7 @@ def _mergekit_knows(cfg: dict[str, Any]) -> bool | None:
 def header_problems(
     merged: Path,
     references: dict[str, Path],
-    merge: dict[str, Any],
+    merge: Mapping[str, Json],
 ) -> list[Problem]:
     """Compare the merged files' headers with each reference stage and with the config:
     tensor names and shapes, then dtypes, then the tied/untied output layer."""
@@ -147,11 +217,11 @@ def header_problems(
 
 
 def _stage_problems(
-    cfg: dict[str, Any],
+    cfg: ModelConfig,
     table: dict[str, TensorInfo],
     references: dict[str, Path],
     ref_tables: dict[str, dict[str, TensorInfo]],
-    merge: dict[str, Any],
+    merge: Mapping[str, Json],
 ) -> list[Problem]:
     """Names and shapes against the first stage that differs: one stage's differences are
     enough to read, the others repeat them."""
@@ -172,9 +242,9 @@ def _against_stage(
     stage: str,
     table: dict[str, TensorInfo],
     ref: dict[str, TensorInfo],
-    cfg: dict[str, Any],
-    ref_cfg: dict[str, Any],
-    merge: dict[str, Any],
+    cfg: ModelConfig,
+    ref_cfg: ModelConfig,
+    merge: Mapping[str, Json],
 ) -> list[Problem]:
     """Tensors missing, extra, or reshaped against one stage (vocabulary rows may differ)."""
     problems: list[Problem] = []
@@ -221,7 +291,7 @@ def _against_stage(
 def _dtype_problems(
     table: dict[str, TensorInfo],
     ref_tables: dict[str, dict[str, TensorInfo]],
-    merge: dict[str, Any],
+    merge: Mapping[str, Json],
 ) -> list[Problem]:
     """Each float tensor in the dtype the merge asked for (else its stage's): narrower loses
     precision (a failure), wider is lossless but larger, e.g. arcee_fusion's float32 mask
@@ -273,7 +343,7 @@ def _vocab_resize(
     return len(diff) == 1 and merged[diff[0]] == vocab and ref[diff[0]] == ref_vocab
 
 
-def _wanted_dtype(merge: dict[str, Any]) -> str | None:
+def _wanted_dtype(merge: Mapping[str, Json]) -> str | None:
     name = merge.get("out_dtype") or merge.get("dtype")
     return SAFETENSORS_DTYPE.get(str(name)) if name else None
 
@@ -291,7 +361,7 @@ def output_embedding_names(names: list[str] | set[str]) -> list[str]:
 
 
 def _tie_problems(
-    cfg: dict[str, Any],
+    cfg: ModelConfig,
     table: dict[str, TensorInfo],
     ref_tables: dict[str, dict[str, TensorInfo]],
     ref_tied: dict[str, bool],
@@ -329,15 +399,15 @@ def _tie_problems(
     return []
 
 
-def _tied(cfg: dict[str, Any]) -> bool:
+def _tied(cfg: ModelConfig) -> bool:
     # transformers' default (PretrainedConfig) is tied, so an absent key means tied
     return bool(cfg.get("tie_word_embeddings", True))
 
 
 def loading_problems(
-    info: dict[str, Any],
-    cfg: dict[str, Any],
-    merge: dict[str, Any],
+    info: LoadingInfo,
+    cfg: ModelConfig,
+    merge: Mapping[str, Json],
     already: Sequence[Problem] = (),
 ) -> list[Problem]:
     """transformers' loading report: keys it had to invent, ignore, or could not fit

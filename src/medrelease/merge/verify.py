@@ -16,11 +16,14 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrelease.core.errors import VerificationError
 from medrelease.core.filecache import file_identity
 from medrelease.core.hashing import HashCache
+
+if TYPE_CHECKING:
+    from medrelease.merge.completeness import LoadingInfo
 
 ROUND_TRIP_TEXTS = (
     "The liver filters toxins and makes bile.",
@@ -129,7 +132,7 @@ def verify_model_folder(
 @dataclass
 class _Loaded:
     model: Any  # None: streamed, but a parameter is not in the files (see completeness)
-    info: dict[str, Any]  # transformers' loading report
+    info: LoadingInfo  # transformers' loading report
     streamed: bool = False
     meta: Any = None  # streamed: the model on the "meta" device (parameter count, class)
 
@@ -178,7 +181,7 @@ def _load(folder: Path) -> tuple[Any, _Loaded]:
 
 
 def _check_completeness(
-    checks: _Checks, folder: Path, gaps: list[Any], info: dict[str, Any], merge: dict[str, Any]
+    checks: _Checks, folder: Path, gaps: list[Any], info: LoadingInfo, merge: dict[str, Any]
 ) -> None:
     from medrelease.merge.completeness import loading_problems, read_config
 
