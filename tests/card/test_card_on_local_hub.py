@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from card_fixture import RELEASE, make_release
 
+from card.card_fixture import RELEASE, make_release
 from helpers import HUB_TOKEN, run_cli
 
 pytestmark = pytest.mark.slow  # the CLI's recipe loader imports mergekit

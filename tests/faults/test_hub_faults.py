@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faultkit import check_consistent
 
+from faults.faultkit import check_consistent
 from helpers import HUB_TOKEN, run_cli
 from publish.pubhelpers import REPO, build_release
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import (
+
+from faults.faultkit import (
     check_consistent,
     check_safetensors_complete,
     cli,
@@ -22,7 +23,6 @@ from faultkit import (
     run,
     temp_leftovers,
 )
-
 from helpers import HUB_TOKEN, LINEAR, write_recipe
 from publish.pubhelpers import REPO, build_release
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gatehelpers import write_demo_task
 
+from gate.gatehelpers import write_demo_task
 from helpers import run_cli
 
 TEMPLATE = """{% extends "builtin/model.md.j2" %}
