@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real models built once per test session, never downloaded."""
+"""Shared fixtures: tiny real models built once per test session (never downloaded), and the
+local Hub every Hub test talks to."""
 
 from __future__ import annotations
 
