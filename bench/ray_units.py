@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "gate"))
-sys.path.insert(0, str(ROOT / "tests" / "quantize"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' import root, as pytest has it
 
 
 def busy(seconds: float, state: dict[str, Any]) -> int:
@@ -110,8 +108,7 @@ def synthetic(address: str, n: int, unit_s: float, n_noop: int) -> dict[str, Any
 
 
 def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
-    from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
-
+    from gate.gatehelpers import fake_merge, write_demo_task, write_gate_recipe
     from medrelease.gate.step import gate_release
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
@@ -145,12 +142,11 @@ def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
 
 
 def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str, Any]:
-    from quanthelpers import make_release
-
     from medrelease.core.console import Reporter
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
     from medrelease.testing.tiny import TinySpec, build_tiny_model
+    from quantize.quanthelpers import make_release
 
     base = build_tiny_model(work / "base", TinySpec(seed=1))
     workdir = work / "build"

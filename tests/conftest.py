@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real models built once per test session, never downloaded."""
+"""Shared fixtures: tiny real models built once per test session (never downloaded), and the
+local Hub every Hub test talks to."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from helpers import HUB_TOKEN, HUB_USER
 
 # Tests never reach a hub; the local Hub server tests unset this for their own calls.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,6 +61,67 @@ def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small real model (not a stage family) for the Hub and publish tests."""
+    from medrelease.testing.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("pub-model") / "m", TinySpec(seed=7))
+
+
+@pytest.fixture
+def hub(tmp_path: Path, isolated_hf_home: Path) -> Iterator[Any]:
+    """The project's local Hub (medrelease.localhub), accepting only HUB_TOKEN as HUB_USER.
+
+    The client in this process may reach it (offline mode off) and HF_TOKEN is HUB_TOKEN, but
+    huggingface_hub's default endpoint is left alone: code under test gets the URL passed in
+    (`--endpoint hub.url`) or the test asks for `hub_default`. Uploads above 100 kB go through
+    multipart LFS (64 kB parts), so a tiny model exercises that path too.
+    """
+    from huggingface_hub import constants
+
+    from medrelease.localhub import serve
+
+    # a MonkeyPatch of its own: a test's `monkeypatch.undo()` must not turn this off mid-test
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("HF_HUB_OFFLINE", raising=False)
+        mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        mp.setenv("HF_TOKEN", HUB_TOKEN)
+        with serve(
+            tmp_path / "hub", tokens={HUB_TOKEN: HUB_USER}, multipart_threshold=100_000,
+            multipart_chunk=64_000,
+        ) as server:  # fmt: skip
+            yield server
+
+
+@pytest.fixture
+def hub_default(hub: Any) -> Iterator[Any]:
+    """`hub`, also as huggingface_hub's default endpoint, for code that passes no `endpoint=`
+    (a recipe's Hub stages, `medrelease release`)."""
+    from medrelease.localhub.client import use_local_hub
+
+    with use_local_hub(hub.url):
+        yield hub
+
+
+@pytest.fixture(params=["xet", "lfs"])
+def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Upload through Xet (hf_xet, local CAS folder) or through basic/multipart LFS."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", request.param == "lfs")
+    return str(request.param)
+
+
+@pytest.fixture
+def lfs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every upload and download is plain HTTP (no Xet), so faults can be injected into it."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
 
 
 # `make test` runs on two pytest-xdist workers with `--dist loadgroup`. Each test file is one

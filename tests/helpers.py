@@ -9,6 +9,11 @@ from typing import Any
 
 import yaml
 
+# The one token the local Hub (tests/conftest.py `hub`) accepts, as user HUB_USER; every test
+# that talks to a local Hub uses it, so a test that means a *wrong* token says so plainly.
+HUB_TOKEN = "hf_LocalHubTestToken0123456789abcdefg"
+HUB_USER = "alice"
+
 
 def free_port() -> int:
     """A loopback port nothing listens on (for an unreachable cluster address)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from action_support import LintResults, make_actionlint
+
+from action.action_support import LintResults, make_actionlint
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from action_support import REPO, load_yaml_file
+
+from action.action_support import REPO, load_yaml_file
 
 ACTION = load_yaml_file(REPO / "action.yml")
 STEPS = ACTION["runs"]["steps"]

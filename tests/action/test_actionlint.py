@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from action_support import REPO, LintResults, apply_config, format_problems, load_yaml_file
+
+from action.action_support import REPO, LintResults, apply_config, format_problems, load_yaml_file
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 

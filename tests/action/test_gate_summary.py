@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from action_support import REPO
+from action.action_support import REPO
 
 SCRIPT = REPO / ".github" / "scripts" / "gate_summary.py"
 SAMPLE = Path(__file__).with_name("sample_report.json")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from card_fixture import load, make_release
+
+from card.card_fixture import load, make_release
 
 
 @pytest.fixture

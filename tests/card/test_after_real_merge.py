@@ -6,8 +6,8 @@ import copy
 import json
 
 import pytest
-from card_fixture import REPORT
 
+from card.card_fixture import REPORT
 from helpers import write_recipe
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from card_fixture import RELEASE, REPORT, make_release
 
+from card.card_fixture import RELEASE, REPORT, make_release
 from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # the recipe loader imports mergekit (~10-20 s on 2 busy cores)

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from card_fixture import REPORT, load, make_release
 
+from card.card_fixture import REPORT, load, make_release
 from medrelease.card.step import CARD_FILES, card_release
 from medrelease.core.console import Reporter
 
@@ -168,9 +168,10 @@ def test_a_new_endpoint_makes_the_cards_stale(tmp_path, monkeypatch):
 
 
 def test_probe_differences_are_shown_as_tokens_and_text_from_the_merged_tokenizer(tmp_path):
-    from card_fixture import quantize_record
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
+
+    from card.card_fixture import quantize_record
 
     recipe, workdir = make_release(tmp_path)
     merged = workdir / "tiny-med" / "merged"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from card_fixture import RELEASE, REPORT, load, make_release
 
+from card.card_fixture import RELEASE, REPORT, load, make_release
 from medrelease.card.step import CARD_FILES, card_release
 from medrelease.core.console import Reporter
 

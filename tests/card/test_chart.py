@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from card_fixture import REPORT, quantize_record
-
+from card.card_fixture import REPORT, quantize_record
 from medrelease.card.chart import chart_data, chart_series, render_chart
 from medrelease.card.evaluation import evaluation
 

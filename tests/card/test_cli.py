@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from card_fixture import RELEASE, make_release
 
+from card.card_fixture import RELEASE, make_release
 from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # the recipe loader imports mergekit (~10-20 s on 2 busy cores)

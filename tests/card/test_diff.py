@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from card_fixture import make_release
 
+from card.card_fixture import make_release
 from helpers import run_cli
 from medrelease.card.diff import diff_published, diff_texts, fetch_published_readme
 from medrelease.core.errors import EnvironmentProblem

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from card_fixture import load, make_release
 
+from card.card_fixture import load, make_release
 from medrelease.card.errors import LicenseConflict
 from medrelease.card.licenses import compatible
 from medrelease.card.step import card_release

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from card_fixture import REPORT, load, make_release
 
+from card.card_fixture import REPORT, load, make_release
 from medrelease.card import metadata as md
 from medrelease.core.errors import VerificationError
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from card_fixture import REPORT, quantize_record
+from card.card_fixture import REPORT, quantize_record
 
 D = 4
 
@@ -184,8 +184,7 @@ def test_quant_cards_numbers_come_from_manifest_and_report(rendered):
 def test_a_missing_score_is_a_dash_not_a_number(tmp_path):
     import copy
 
-    from card_fixture import load, make_release
-
+    from card.card_fixture import load, make_release
     from medrelease.card.step import card_release
     from medrelease.core.console import Reporter
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pubhelpers import REPO, TOKEN, Release, build_release, hub, tiny_model  # noqa: F401
 
+from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
+from publish.pubhelpers import REPO, Release, build_release
 
 EVAL_YAML = "task: demo_mcq\ndataset_path: json\n"
 RESULTS_YAML = "- dataset:\n    id: TIGER-Lab/MMLU-Pro\n    task_id: mmlu_pro\n  value: 0.41\n"
@@ -29,7 +30,7 @@ def add_card_extras(release: Release) -> None:
 
 
 @pytest.fixture
-def release_with_extras(tmp_path: Path, tiny_model: Path) -> Release:  # noqa: F811
+def release_with_extras(tmp_path: Path, tiny_model: Path) -> Release:
     release = build_release(tmp_path, tiny_model)
     add_card_extras(release)
     return release
@@ -49,7 +50,7 @@ def test_plan_maps_card_extras_into_the_main_repo(release_with_extras):
 
 
 @pytest.mark.slow
-def test_extras_are_published_with_their_bytes(release_with_extras, hub):  # noqa: F811
+def test_extras_are_published_with_their_bytes(release_with_extras, hub):
     from huggingface_hub import HfApi, hf_hub_download
 
     from medrelease.publish.step import publish_release
@@ -59,11 +60,11 @@ def test_extras_are_published_with_their_bytes(release_with_extras, hub):  # noq
         r.load(), workdir=r.workdir, reporter=Reporter(quiet=True), endpoint=hub.url,
         backoff_s=0.0,
     )  # fmt: skip
-    api: Any = HfApi(endpoint=hub.url, token=TOKEN)
+    api: Any = HfApi(endpoint=hub.url, token=HUB_TOKEN)
     files = set(api.list_repo_files(REPO))
     assert {"eval/tasks/demo_mcq.yaml", ".eval_results/mmlu_pro.yaml"} <= files
     got = hf_hub_download(
-        REPO, ".eval_results/mmlu_pro.yaml", endpoint=hub.url, token=TOKEN,
+        REPO, ".eval_results/mmlu_pro.yaml", endpoint=hub.url, token=HUB_TOKEN,
         cache_dir=str(r.workdir / "dl"),
     )  # fmt: skip
     assert Path(got).read_text() == RESULTS_YAML

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from gatehelpers import write_demo_task
 from test_numbers import fmt, fmt_delta, section, tables
 
+from gate.gatehelpers import write_demo_task
 from helpers import write_recipe
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import copy
 from pathlib import Path
 
 import yaml
-from card_fixture import REPORT, load, make_release
 
+from card.card_fixture import REPORT, load, make_release
 from medrelease.card.step import card_release
 from medrelease.core.console import Reporter
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from card_fixture import load, make_release
 
+from card.card_fixture import load, make_release
 from helpers import run_cli
 from medrelease.card.errors import CardTemplateError
 from medrelease.card.step import card_release

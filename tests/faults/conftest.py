@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 class FaultLog:

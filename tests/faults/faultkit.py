@@ -154,10 +154,3 @@ def _one_kill(
         proc.kill()
         _, err = proc.communicate()
     return _Run(sig, round(delay, 3), hit, proc.returncode, err or "", ran_s=0.0 if hit else ran)
-
-
-def publish_fixture() -> Any:
-    """tests/publish/pubhelpers.py builds a complete release folder; reuse it, do not copy it."""
-    import pubhelpers
-
-    return pubhelpers

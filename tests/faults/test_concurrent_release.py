@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import check_consistent, cli, temp_leftovers
 
+from faults.faultkit import check_consistent, cli, temp_leftovers
 from helpers import LINEAR, write_recipe
 
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import check_consistent, temp_leftovers
 
+from faults.faultkit import check_consistent, temp_leftovers
 from helpers import LINEAR, run_cli, write_recipe
 
 

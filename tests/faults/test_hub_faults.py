@@ -8,40 +8,14 @@ sleeps are recorded instead of slept, so the tests stay fast and can count the r
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faultkit import check_consistent, publish_fixture
 
-from helpers import run_cli
-
-
-@pytest.fixture
-def pub() -> Any:
-    return publish_fixture()
-
-
-@pytest.fixture
-def hub(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_hf_home: Path, pub
-) -> Iterator[Any]:
-    from huggingface_hub import constants
-
-    from medrelease.localhub import serve
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # LFS: every upload is HTTP
-    monkeypatch.setenv("HF_TOKEN", pub.TOKEN)
-    server = serve(tmp_path / "hub", tokens={pub.TOKEN: "alice"}, multipart_threshold=100_000,
-                   multipart_chunk=64_000)  # fmt: skip
-    try:
-        yield server
-    finally:
-        server.stop()
+from faults.faultkit import check_consistent
+from helpers import HUB_TOKEN, run_cli
+from publish.pubhelpers import REPO, build_release
 
 
 @pytest.fixture
@@ -61,8 +35,7 @@ def publish(release: Any, hub: Any) -> int:
 def commits(hub: Any, repo: str) -> int:
     from huggingface_hub import HfApi
 
-    token = publish_fixture().TOKEN
-    return len(HfApi(endpoint=hub.url, token=token).list_repo_commits(repo))
+    return len(HfApi(endpoint=hub.url, token=HUB_TOKEN).list_repo_commits(repo))
 
 
 @pytest.mark.parametrize(
@@ -70,11 +43,11 @@ def commits(hub: Any, repo: str) -> int:
     [("/commit/", 500, 2), ("/commit/", 503, 1), ("/preupload/", 502, 1), ("/_lfs/", 500, 1)],
 )
 def test_server_errors_are_retried(
-    tmp_path, llama, hub, pub, sleeps, capsys, path_part, status, times, fault_log
+    tmp_path, llama, hub, lfs_only, sleeps, capsys, path_part, status, times, fault_log
 ):
     from medrelease.localhub.server import Fault
 
-    release = pub.build_release(tmp_path, llama["base"])
+    release = build_release(tmp_path, llama["base"])
     fault = Fault(path_part, status, times=times)
     hub.state.faults.append(fault)
     fault_log.add(f"hub:{status}", path=path_part, times=times)
@@ -84,16 +57,16 @@ def test_server_errors_are_retried(
         assert len(sleeps) == times, "medrelease's own retry loop backs off once per failure"
     manifest = check_consistent(release.root)
     assert manifest is not None and manifest["steps"]["publish"]["status"] == "done"
-    assert commits(hub, pub.REPO) == 2  # the repo's initial commit + exactly one release commit
+    assert commits(hub, REPO) == 2  # the repo's initial commit + exactly one release commit
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 422])
 def test_client_errors_are_not_retried(
-    tmp_path, llama, hub, pub, sleeps, capsys, status, fault_log
+    tmp_path, llama, hub, lfs_only, sleeps, capsys, status, fault_log
 ):
     from medrelease.localhub.server import Fault
 
-    release = pub.build_release(tmp_path, llama["base"])
+    release = build_release(tmp_path, llama["base"])
     fault = Fault("/commit/", status, times=5)
     hub.state.faults.append(fault)
     fault_log.add(f"hub:{status}", path="/commit/")
@@ -107,11 +80,11 @@ def test_client_errors_are_not_retried(
 
 
 def test_persistent_server_error_gives_up_with_clear_message(
-    tmp_path, llama, hub, pub, sleeps, capsys, fault_log
+    tmp_path, llama, hub, lfs_only, sleeps, capsys, fault_log
 ):
     from medrelease.localhub.server import Fault
 
-    release = pub.build_release(tmp_path, llama["base"])
+    release = build_release(tmp_path, llama["base"])
     fault = Fault("/commit/", 503, times=100)
     hub.state.faults.append(fault)
     fault_log.add("hub:503-persistent", path="/commit/")
@@ -119,7 +92,7 @@ def test_persistent_server_error_gives_up_with_clear_message(
     err = capsys.readouterr().err
     assert "server error (503)" in err and "after 4 attempts" in err, err
     assert 100 - fault.times == 4  # 1 try + 3 retries
-    assert commits(hub, pub.REPO) <= 1
+    assert commits(hub, REPO) <= 1
 
 
 @pytest.fixture
@@ -145,22 +118,22 @@ def drop_connections(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.mark.parametrize("path_part", ["/commit/", "/preupload/", "/_lfs/"])
 def test_dropped_connections_are_retried(
-    tmp_path, llama, hub, pub, sleeps, capsys, drop_connections, path_part, fault_log
+    tmp_path, llama, hub, lfs_only, sleeps, capsys, drop_connections, path_part, fault_log
 ):
-    release = pub.build_release(tmp_path, llama["base"])
+    release = build_release(tmp_path, llama["base"])
     drop_connections[path_part] = 1
     fault_log.add("hub:dropped-connection", path=path_part)
     assert publish(release, hub) == 0, capsys.readouterr().err
     assert drop_connections[path_part] == 0, "the drop was never hit"
     manifest = check_consistent(release.root)
     assert manifest is not None and manifest["steps"]["publish"]["status"] == "done"
-    assert commits(hub, pub.REPO) == 2
+    assert commits(hub, REPO) == 2
 
 
-def test_client_error_message_says_how_to_fix(tmp_path, llama, hub, pub, sleeps, capsys):
+def test_client_error_message_says_how_to_fix(tmp_path, llama, hub, lfs_only, sleeps, capsys):
     from medrelease.localhub.server import Fault
 
-    release = pub.build_release(tmp_path, llama["base"])
+    release = build_release(tmp_path, llama["base"])
     hub.state.faults.append(Fault("/commit/", 400, times=1))
     assert publish(release, hub) == 6
     assert "fix:" in capsys.readouterr().err

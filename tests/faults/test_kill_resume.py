@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import (
+
+from faults.faultkit import (
     check_consistent,
     check_safetensors_complete,
     cli,
     kill_at_random_point,
-    publish_fixture,
     run,
     temp_leftovers,
 )
-
-from helpers import LINEAR, write_recipe
+from helpers import HUB_TOKEN, LINEAR, write_recipe
+from publish.pubhelpers import REPO, build_release
 
 pytestmark = pytest.mark.slow
 SIGS = ["SIGKILL", "SIGINT"]
@@ -119,49 +119,40 @@ def _undo_publish(root: Path, endpoint: str, token: str) -> None:
 
 
 @pytest.mark.parametrize("sig", SIGS)
-def test_publish(tmp_path: Path, llama, sig: str, rng, fault_log, monkeypatch) -> None:
-    from huggingface_hub import HfApi, constants
+def test_publish(tmp_path: Path, llama, sig: str, rng, fault_log, monkeypatch, hub) -> None:
+    from huggingface_hub import HfApi
 
-    from medrelease.localhub import serve
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # this process reads the local Hub
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home-test"))
-    pub = publish_fixture()
-    release = pub.build_release(tmp_path, llama["base"])
-    hub = serve(tmp_path / "hub", tokens={pub.TOKEN: "alice"}, multipart_threshold=100_000,
-                multipart_chunk=64_000)  # fmt: skip
-    env = {"HF_TOKEN": pub.TOKEN, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
+    release = build_release(tmp_path, llama["base"])
+    env = {"HF_TOKEN": HUB_TOKEN, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
            "HF_HUB_DISABLE_XET": "1"}  # fmt: skip
     args = cli("publish", release.recipe, "--workdir", release.workdir, "--endpoint", hub.url)
-    try:
-        kill = kill_at_random_point(
-            args,
-            sig=sig,
-            rng=rng,
-            started=lambda: True,
-            window_s=3.0,
-            env=env,
-            reset=lambda: _undo_publish(release.root, hub.url, pub.TOKEN),
-        )
-        fault_log.add("kill:publish", signal=sig, delay_s=kill.delay_s, hit=kill.hit,
-                      returncode=kill.returncode, attempts=kill.attempts)  # fmt: skip
-        after_signal(kill, release.root)
-        again = run(args, env=env)
-        assert again.returncode == 0, again.stderr[-2000:]
-        manifest = check_consistent(release.root)
-        assert manifest is not None and manifest["steps"]["publish"]["status"] == "done"
-        api = HfApi(endpoint=hub.url, token=pub.TOKEN)
-        for repo in manifest["steps"]["publish"]["repos"]:
-            info = api.model_info(repo["repo"], files_metadata=True)
-            names = {s.rfilename for s in info.siblings or []}
-            assert "README.md" in names and "manifest.json" in names
-            tags = [t.name for t in api.list_repo_refs(repo["repo"]).tags]
-            assert "v0.1.0" in tags
-            assert len(api.list_repo_commits(repo["repo"])) <= 3  # init + one release commit
-        published = json.loads(
-            Path(api.hf_hub_download(pub.REPO, "manifest.json", local_dir=tmp_path / "dl"))
-            .read_text()
-        )  # fmt: skip
-        assert published["steps"]["merge"] == manifest["steps"]["merge"]
-    finally:
-        hub.stop()
+    kill = kill_at_random_point(
+        args,
+        sig=sig,
+        rng=rng,
+        started=lambda: True,
+        window_s=3.0,
+        env=env,
+        reset=lambda: _undo_publish(release.root, hub.url, HUB_TOKEN),
+    )
+    fault_log.add("kill:publish", signal=sig, delay_s=kill.delay_s, hit=kill.hit,
+                  returncode=kill.returncode, attempts=kill.attempts)  # fmt: skip
+    after_signal(kill, release.root)
+    again = run(args, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest = check_consistent(release.root)
+    assert manifest is not None and manifest["steps"]["publish"]["status"] == "done"
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    for repo in manifest["steps"]["publish"]["repos"]:
+        info = api.model_info(repo["repo"], files_metadata=True)
+        names = {s.rfilename for s in info.siblings or []}
+        assert "README.md" in names and "manifest.json" in names
+        tags = [t.name for t in api.list_repo_refs(repo["repo"]).tags]
+        assert "v0.1.0" in tags
+        assert len(api.list_repo_commits(repo["repo"])) <= 3  # init + one release commit
+    published = json.loads(
+        Path(api.hf_hub_download(REPO, "manifest.json", local_dir=tmp_path / "dl"))
+        .read_text()
+    )  # fmt: skip
+    assert published["steps"]["merge"] == manifest["steps"]["merge"]

@@ -8,30 +8,21 @@ from typing import Any
 
 import pytest
 
-from helpers import write_recipe
+from helpers import HUB_TOKEN, write_recipe
 from medrelease.core.console import Reporter
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.stages.sources import fetch_weights, locate_stage
 
-TOKEN = "hf_HubDownloadTestToken0123456789abc"
-
 
 @pytest.fixture
-def hub_with_model(tmp_path: Path, llama: dict[str, Path], isolated_hf_home: Path) -> Any:
+def hub_with_model(hub_default: Any, llama: dict[str, Path]) -> str:
+    """The local Hub as the default endpoint, holding the tiny base as alice/tiny-base."""
     from huggingface_hub import HfApi
 
-    from medrelease.localhub import serve
-    from medrelease.localhub.client import use_local_hub
-
-    server = serve(tmp_path / "hub", tokens={TOKEN: "alice"})
-    try:
-        with use_local_hub(server.url):
-            api = HfApi(endpoint=server.url, token=TOKEN)
-            api.create_repo("alice/tiny-base")
-            commit = api.upload_folder(repo_id="alice/tiny-base", folder_path=llama["base"])
-            yield commit.oid
-    finally:
-        server.stop()
+    api = HfApi(endpoint=hub_default.url, token=HUB_TOKEN)
+    api.create_repo("alice/tiny-base")
+    commit = api.upload_folder(repo_id="alice/tiny-base", folder_path=llama["base"])
+    return commit.oid
 
 
 def test_hub_stage_downloads_with_byte_progress(

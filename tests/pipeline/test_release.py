@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gatehelpers import write_demo_task
 
+from gate.gatehelpers import write_demo_task
 from helpers import run_cli
 
-TOKEN = "hf_pipelineTestTokenAbcdefghijklmnop"
 TEMPLATE = """{% extends "builtin/model.md.j2" %}
 {% block citation %}Cite this tiny release as: {{ release.name }} ({{ marker }}).{% endblock %}
 """
@@ -63,20 +62,6 @@ def recipe_for(root: Path, llama: dict[str, Path]) -> Path:
     return path
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch, isolated_hf_home):
-    from medrelease.localhub import serve
-    from medrelease.localhub.client import use_local_hub
-
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    server = serve(tmp_path / "hub", tokens={TOKEN: "tester"})
-    try:
-        with use_local_hub(server.url):
-            yield server
-    finally:
-        server.stop()
-
-
 def forbid(monkeypatch, target: str, attr: str, what: str) -> None:
     import importlib
 
@@ -89,7 +74,9 @@ def forbid(monkeypatch, target: str, attr: str, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_release_then_cached_rerun_then_template_change(tmp_path, llama, hub, monkeypatch, capsys):
+def test_release_then_cached_rerun_then_template_change(
+    tmp_path, llama, hub_default, monkeypatch, capsys
+):
     recipe = recipe_for(tmp_path, llama)
     workdir = tmp_path / "build"
     assert run_cli("release", recipe, "--workdir", workdir, "--json") == 0
@@ -105,8 +92,8 @@ def test_release_then_cached_rerun_then_template_change(tmp_path, llama, hub, mo
         "Cite this tiny release as: tiny-pipeline (first)"
         in (root / "card" / "README.md").read_text()
     )
-    commits_after_first = hub.state.events["commit"]
-    uploads_after_first = sum(hub.state.uploads.values())
+    commits_after_first = hub_default.state.events["commit"]
+    uploads_after_first = sum(hub_default.state.uploads.values())
     assert commits_after_first >= 2  # main repo + GGUF repo
 
     # nothing changed: no merge, no evaluation, no quantization, no upload
@@ -117,20 +104,16 @@ def test_release_then_cached_rerun_then_template_change(tmp_path, llama, hub, mo
     assert run_cli("release", recipe, "--workdir", workdir, "--json") == 0
     second = json.loads(capsys.readouterr().out)
     assert [s["state"] for s in second["steps"]] == ["skipped"] * 5, second
-    assert hub.state.events["commit"] == commits_after_first
-    assert sum(hub.state.uploads.values()) == uploads_after_first
+    assert hub_default.state.events["commit"] == commits_after_first
+    assert sum(hub_default.state.uploads.values()) == uploads_after_first
 
     # only the card template changes: only card (and the publish of the card) run
-    monkeypatch.undo()
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    from medrelease.localhub.client import use_local_hub
-
+    monkeypatch.undo()  # the hub fixtures keep their own settings (tests/conftest.py)
     (tmp_path / "card.md.j2").write_text(TEMPLATE.replace("{{ marker }}", "second"))
     forbid(monkeypatch, "medrelease.merge.step", "run_mergekit", "mergekit")
     forbid(monkeypatch, "lm_eval", "simple_evaluate", "lm-eval")
     forbid(monkeypatch, "llama_cpp", "llama_model_quantize", "llama.cpp quantize")
-    with use_local_hub(hub.url):
-        assert run_cli("release", recipe, "--workdir", workdir, "--json") == 0
+    assert run_cli("release", recipe, "--workdir", workdir, "--json") == 0
     third = json.loads(capsys.readouterr().out)
     states = {s["step"]: s["state"] for s in third["steps"]}
     assert states == {
@@ -141,8 +124,10 @@ def test_release_then_cached_rerun_then_template_change(tmp_path, llama, hub, mo
         "publish": "ran",
     }, third
     assert "(second)" in (root / "card" / "README.md").read_text()
-    assert sum(hub.state.uploads.values()) == uploads_after_first  # weights not re-sent
-    assert hub.state.events["commit"] == commits_after_first + 1  # only the main card changed
+    assert sum(hub_default.state.uploads.values()) == uploads_after_first  # weights not re-sent
+    assert (
+        hub_default.state.events["commit"] == commits_after_first + 1
+    )  # only the main card changed
 
     # status agrees: everything current
     assert run_cli("status", recipe, "--workdir", workdir, "--json") == 0

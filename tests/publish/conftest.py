@@ -1,3 +1,14 @@
-"""Fixtures for tests/publish live in pubhelpers.py, which tests can import."""
+"""The publish tests' release folder; the local Hub and `tiny_model` are in tests/conftest.py."""
 
-from pubhelpers import *  # noqa: F403
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from publish.pubhelpers import Release, build_release
+
+
+@pytest.fixture
+def release(tmp_path: Path, tiny_model: Path) -> Release:
+    return build_release(tmp_path, tiny_model)

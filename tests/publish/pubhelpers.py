@@ -1,4 +1,5 @@
-"""Fixtures for publishing: a complete release folder built by hand, and a local Hub.
+"""A complete release folder built by hand, for the publish tests (the local Hub is `hub` in
+tests/conftest.py).
 
 The release folder holds a real tiny model in merged/, a well-formed gate report, a GGUF and
 an AWQ quant (one GGUF type rejected, so it must never be published), cards, and manifest
@@ -10,16 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from helpers import write_recipe
 
-TOKEN = "hf_LocalPublishTestToken0123456789xyz"
 RELEASE = "tiny-release"
 REPO = "medrelease-tests/tiny-release"
 
@@ -58,13 +55,6 @@ class Release:
         data["steps"]["gate"]["status"] = "done" if passed else "failed"  # as gate/step.py does
         data["steps"]["gate"]["report"] = {"gates/report.json": file_record(report_path)}
         self.write_manifest(data)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medrelease.testing.tiny import TinySpec, build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("pub-model") / "m", TinySpec(seed=7))
 
 
 def _records(root: Path, rels: list[str]) -> dict[str, dict[str, Any]]:
@@ -155,45 +145,3 @@ def build_release(tmp: Path, model: Path) -> Release:
         name=RELEASE,
     )  # fmt: skip
     return Release(recipe, workdir)
-
-
-@pytest.fixture
-def release(tmp_path: Path, tiny_model: Path) -> Release:
-    return build_release(tmp_path, tiny_model)
-
-
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_hf_home: Path) -> Iterator[Any]:
-    """A local Hub accepting only TOKEN; the client may reach it (offline mode off)."""
-    from huggingface_hub import constants
-
-    from medrelease.localhub import serve
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    server = serve(
-        tmp_path / "hub", tokens={TOKEN: "alice"}, multipart_threshold=100_000,
-        multipart_chunk=64_000,
-    )  # fmt: skip
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["xet", "lfs"])
-def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Upload through Xet (hf_xet, local CAS folder) or through basic/multipart LFS."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", request.param == "lfs")
-    return str(request.param)
-
-
-@pytest.fixture
-def lfs_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pubhelpers import TOKEN
+
+from helpers import HUB_TOKEN
 
 
 def _build_from(loaded: Any, tmp: Path, used: dict[str, Path]) -> Any:
@@ -45,7 +46,7 @@ def test_a_copy_of_the_declared_hub_revision_is_the_declared_checkpoint(tmp_path
     from medrelease.stages.provenance import banner, overridden_stages
 
     with use_local_hub(hub.url):
-        api = HfApi(endpoint=hub.url, token=TOKEN)
+        api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
         api.create_repo("org/sft")
         commit = api.upload_folder(folder_path=str(tiny_model), repo_id="org/sft").oid
         declared = {"sft": f"org/sft@{commit}", "grpo": str(tiny_model)}

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pubhelpers import REPO, TOKEN, Release
 
-from helpers import run_cli
+from helpers import HUB_TOKEN, run_cli
+from publish.pubhelpers import REPO, Release
 
 
 def cli(release: Release, *args: str) -> int:
@@ -103,7 +103,7 @@ def test_token_never_reaches_output_logs_or_files(
     outputs.append(capfd.readouterr())
     text = "".join(o.out + o.err for o in outputs) + caplog.text
     assert "401" in text  # the failure was reported ...
-    for secret in (TOKEN, bad):
+    for secret in (HUB_TOKEN, bad):
         assert secret not in text  # ... without the token
         for root in (release.workdir, hub.root, tmp_path):
             for path in root.rglob("*"):

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pubhelpers import Release
 
 from helpers import run_cli
+from publish.pubhelpers import Release
 
 
 def _publish(release: Release, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

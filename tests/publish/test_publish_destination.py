@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pubhelpers import REPO, TOKEN, Release
-
+from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
+from publish.pubhelpers import REPO, Release
 
 
 def _why(release: Release, options: dict[str, Any] | None) -> list[str]:
@@ -41,7 +41,7 @@ def test_publish_is_current_only_where_the_release_is(release: Release, hub: Any
     assert _why(release, None) == []  # status: judged at the recorded destination
 
     # another endpoint is another destination: not published there
-    other = serve(tmp_path / "hub2", tokens={TOKEN: "bob"})
+    other = serve(tmp_path / "hub2", tokens={HUB_TOKEN: "bob"})
     try:
         why = _why(release, {"endpoint": other.url, "target": None})
         assert any(w.startswith(f"destination: endpoint {hub.url} → {other.url}") for w in why)
@@ -53,7 +53,7 @@ def test_publish_is_current_only_where_the_release_is(release: Release, hub: Any
     assert why and why[0].startswith("destination: "), why
 
     # the version tag deleted on the Hub: the release is no longer there
-    HfApi(endpoint=hub.url, token=TOKEN).delete_tag(REPO, tag="v0.1.0")
+    HfApi(endpoint=hub.url, token=HUB_TOKEN).delete_tag(REPO, tag="v0.1.0")
     why = _why(release, here)
     assert why and why[0].startswith(f"remote: {REPO}.tag "), why
     assert _why(release, None) == why  # status says the same

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pubhelpers import REPO, TOKEN, Release
 
+from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
 from medrelease.core.errors import GateFailed, PublishError, VerificationError
+from publish.pubhelpers import REPO, Release
 
 GGUF_REPO = f"{REPO}-GGUF"
 AWQ_REPO = f"{REPO}-AWQ"
@@ -30,7 +31,7 @@ def publish(release: Release, hub: Any, **kwargs: Any) -> Any:
 def api(hub: Any) -> Any:
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=hub.url, token=TOKEN)
+    return HfApi(endpoint=hub.url, token=HUB_TOKEN)
 
 
 def expected_files(release: Release) -> dict[str, dict[str, str]]:
@@ -233,7 +234,7 @@ def test_bad_token_gets_the_401_message(
     message = str(err.value) + (err.value.hint or "")
     assert "rejected the token (401 Unauthorized)" in message
     assert "HF_TOKEN" in message
-    assert bad not in message and TOKEN not in message
+    assert bad not in message and HUB_TOKEN not in message
     assert err.value.exit_code == 6
 
 

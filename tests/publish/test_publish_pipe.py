@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from pubhelpers import Release
+
+from publish.pubhelpers import Release
 
 
 @pytest.mark.slow  # two CLI processes (start-up imports huggingface_hub)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pubhelpers import REPO, TOKEN, Release
 
-from helpers import run_cli
+from helpers import HUB_TOKEN, run_cli
 from medrelease.core.console import Reporter
 from medrelease.core.errors import PublishError
+from publish.pubhelpers import REPO, Release
 
 GGUF_REPO = f"{REPO}-GGUF"
 AWQ_REPO = f"{REPO}-AWQ"
@@ -55,7 +55,7 @@ def flip_last_byte(data: bytes) -> bytes:
 def api(hub: Any) -> Any:
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=hub.url, token=TOKEN)
+    return HfApi(endpoint=hub.url, token=HUB_TOKEN)
 
 
 def head(hub: Any, repo: str) -> str:

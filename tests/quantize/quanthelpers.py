@@ -11,8 +11,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from helpers import write_recipe
 from medrelease.testing.tiny import ALPACA_TEMPLATE
 
@@ -36,14 +34,6 @@ def make_release(
         name=name,
         quantize=quantize,
     )
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(llama: dict[str, Path]) -> Path:
-    # the base keeps tokenizer.model; derived stages are saved with tokenizer.json only, and
-    # llama.cpp's converter then builds a different vocabulary (the tokenization check
-    # rejects such GGUFs: 3 of 8 probes differ)
-    return llama["base"]
 
 
 def quantize_recorded(recipe: Path, workdir: Path, **kw: Any) -> Any:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quanthelpers import RELEASE, make_release
 
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.texts import load_text
+from quantize.quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from quanthelpers import RELEASE, make_release
 
 from helpers import run_cli
 from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, UsageError
+from quantize.quanthelpers import RELEASE, make_release
 
 
 def test_imatrix_without_built_tools_is_refused_before_any_work(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from quanthelpers import RELEASE, make_release
+
+from quantize.quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.gguf import tools as llama_tools
 from medrelease.quantize.texts import load_text
+from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release
 
 from medrelease.quantize.gguf import tools as llama_tools
 from medrelease.quantize.gguf.imatrix import dataset_name
+from quantize.quanthelpers import RELEASE, make_release
 
 needs_tools = pytest.mark.skipif(
     not llama_tools.tools_present(), reason="llama.cpp tools not built: run `medrelease setup`"

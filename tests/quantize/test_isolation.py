@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import run_cli
 from medrelease.quantize.gguf.child import TEST_ABORT_ENV, LlamaChildError
+from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
 
 pytestmark = pytest.mark.slow
 

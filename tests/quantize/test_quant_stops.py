@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from quanthelpers import RELEASE, make_release
 
 from medrelease.core.console import Reporter
 from medrelease.recipe.schema import StopCheck
+from quantize.quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow  # llama.cpp converter and children
 

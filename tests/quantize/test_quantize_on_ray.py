@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quanthelpers import RELEASE, make_release, quantize_recorded
 
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.quantize.gguf.child import TEST_ABORT_ENV
+from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
 
 TYPES = ["Q8_0", "Q4_0"]  # two units; Q4_0's defaults accept the tiny model's quant
 

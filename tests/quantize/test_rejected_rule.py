@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from gatehelpers import write_demo_task
-from quanthelpers import RELEASE, make_release
 
+from gate.gatehelpers import write_demo_task
 from helpers import run_cli
+from quantize.quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

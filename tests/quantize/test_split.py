@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from quanthelpers import RELEASE, make_release
+
+from quantize.quanthelpers import RELEASE, make_release
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import run_cli
+from helpers import HUB_TOKEN, run_cli
 from medrelease.core.hashing import sha256_file
 from medrelease.testing.standins import (
     StandinFamily,
@@ -29,7 +29,7 @@ from medrelease.testing.standins import (
 REPO = Path(__file__).resolve().parents[2]
 MERGES = REPO / "merges"
 OVERLAYS = Path(__file__).resolve().parent / "standins"
-TOKEN = "hf_seedRecipesEndToEndToken0123456789"
+TOKEN = HUB_TOKEN  # tests/real/test_real_release.py imports it from here
 STEPS = ["merge", "gate", "quantize", "card", "publish"]
 # Quant families an overlay removes, and why (see the overlay's comment); nothing else may go.
 DROPPED: dict[str, set[str]] = {}
@@ -62,21 +62,6 @@ def punkt_tab(tmp_path_factory: pytest.TempPathFactory) -> None:
         nltk.data.path.append(str(root))
 
 
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_hf_home: Path):
-    from medrelease.localhub import serve
-    from medrelease.localhub.client import use_local_hub
-
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    server = serve(tmp_path / "hub", tokens={TOKEN: "tester"})
-    try:
-        with use_local_hub(server.url):
-            yield server
-    finally:
-        server.stop()
-
-
 def test_every_recipe_has_an_overlay():
     recipes = sorted(p.name for p in MERGES.glob("*.yaml"))
     assert sorted(p.name for p in OVERLAYS.glob("*.yaml")) == recipes
@@ -89,10 +74,13 @@ def test_recipe_runs_end_to_end_on_standins(
     tmp_path: Path,
     standin_families: Any,
     punkt_tab: None,
-    hub: Any,
+    hub_default: Any,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    release_on_standins(recipe, tmp_path, standin_families, hub, capsys)
+    # the Hub is reachable, but the gate's data sets are the stand-ins' local files
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    release_on_standins(recipe, tmp_path, standin_families, hub_default, capsys)
 
 
 def release_on_standins(

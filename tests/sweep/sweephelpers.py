@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from gatehelpers import write_demo_task
+
+from gate.gatehelpers import write_demo_task
 
 RECIPE_HEAD = """\
 # A sweep test recipe. Comments must survive --adopt.

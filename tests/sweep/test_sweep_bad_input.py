@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweephelpers import write_sweep_recipe
 
 from helpers import run_cli
+from sweep.sweephelpers import write_sweep_recipe
 
 FAKE = {"base": Path("/nonexistent/base"), "sft": Path("/nonexistent/sft"),
         "dpo": Path("/nonexistent/dpo")}  # fmt: skip

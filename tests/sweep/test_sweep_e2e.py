@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from sweephelpers import write_sweep_recipe
 
 from helpers import run_cli
+from sweep.sweephelpers import write_sweep_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sweephelpers import write_sweep_recipe
 
 from helpers import two_node_ray_cluster
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.sweep.study import run_sweep
+from sweep.sweephelpers import write_sweep_recipe
 
 # a two-node cluster plus two sweeps: the heavy tier (CI runs it), not make test
 pytestmark = [pytest.mark.slow, pytest.mark.heavy]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweephelpers import write_sweep_recipe
 
 from helpers import run_cli
+from sweep.sweephelpers import write_sweep_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
 
+from gate.gatehelpers import fake_merge, write_demo_task, write_gate_recipe
 from helpers import run_cli
 
 GATES: dict[str, Any] = {

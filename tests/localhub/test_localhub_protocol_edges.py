@@ -15,18 +15,18 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pubhelpers import TOKEN
+
+from helpers import HUB_TOKEN
 
 REPO = "alice/edges"
 SIZE = 512
 OID = "ab" * 32  # a well-formed sha256 that no upload URL was signed for
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {HUB_TOKEN}"}
 
 
 @dataclass
@@ -43,28 +43,22 @@ class Hub:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_hf_home: Path) -> Iterator[Hub]:
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+def hub(hub: Any, lfs_only: None) -> Hub:
+    """The shared local Hub (tests/conftest.py) holding text.txt and w.bin in REPO; downloads
+    are plain HTTP (no Xet)."""
+    from urllib.parse import urlsplit
 
-    from medrelease.localhub.server import make_server, serve_in_thread
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # downloads are plain HTTP
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    server, state = make_server(tmp_path / "hub", tokens={TOKEN: "alice"})
-    serve_in_thread(server)
-    try:
-        text = bytes(ord("a") + i % 26 for i in range(SIZE))
-        weights = os.urandom(SIZE)
-        api = HfApi(endpoint=state.base_url, token=TOKEN)
-        api.create_repo(REPO)
-        ops = [CommitOperationAdd("text.txt", text), CommitOperationAdd("w.bin", weights)]
-        api.create_commit(REPO, ops, commit_message="files")
-        yield Hub(state.base_url, server.server_address[1], text, weights)
-    finally:
-        server.shutdown()
-        server.server_close()
+    text = bytes(ord("a") + i % 26 for i in range(SIZE))
+    weights = os.urandom(SIZE)
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    api.create_repo(REPO)
+    ops = [CommitOperationAdd("text.txt", text), CommitOperationAdd("w.bin", weights)]
+    api.create_commit(REPO, ops, commit_message="files")
+    port = urlsplit(hub.url).port
+    assert port is not None
+    return Hub(hub.url, port, text, weights)
 
 
 def get(
@@ -163,7 +157,7 @@ def test_real_client_reads_at_and_past_the_end(hub: Hub, tmp_path: Path) -> None
         http_get(url, fh, resume_size=500, expected_size=SIZE)
     assert target.read_bytes() == hub.weights
 
-    fs = HfFileSystem(endpoint=hub.url, token=TOKEN)
+    fs = HfFileSystem(endpoint=hub.url, token=HUB_TOKEN)
     with fs.open(f"{REPO}/w.bin", "rb") as fh:
         fh.seek(500)
         assert fh.read(100) == hub.weights[500:]
@@ -175,7 +169,9 @@ def test_real_client_reads_at_and_past_the_end(hub: Hub, tmp_path: Path) -> None
     assert err.value.response.headers["Content-Range"] == f"bytes */{SIZE}"
 
     for name, data in (("text.txt", hub.text), ("w.bin", hub.weights)):
-        got = hf_hub_download(REPO, name, endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "c")
+        got = hf_hub_download(
+            REPO, name, endpoint=hub.url, token=HUB_TOKEN, cache_dir=tmp_path / "c"
+        )
         assert Path(got).read_bytes() == data
 
 
@@ -227,7 +223,7 @@ def test_well_formed_paths_still_work_through_the_client(hub: Hub) -> None:
     folder, info at a revision, paths-info, tags and branches."""
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
     assert sorted(f.path for f in api.list_repo_tree(REPO)) == [
         ".gitattributes",
         "text.txt",
@@ -367,7 +363,7 @@ def test_connection_close_is_echoed_on_every_reply(
 ) -> None:
     request = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
-        f"Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        f"Authorization: Bearer {HUB_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     got, headers, body = raw_exchange(hub.port, request.encode())
     assert got == status

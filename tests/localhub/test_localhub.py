@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from pubhelpers import TOKEN
+
+from helpers import HUB_TOKEN
 
 
 @pytest.fixture
 def client(hub: Any) -> Any:
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
     api.create_repo("alice/m")
     return api
 
@@ -89,7 +90,7 @@ def test_lfs_upload_with_wrong_content_is_rejected(client: Any, hub: Any) -> Non
     body = os.urandom(5000)
     info = UploadInfo.from_bytes(body)
     actions, _errors, _ = post_lfs_batch_info(
-        upload_infos=[info], token=TOKEN, repo_type="model", repo_id="alice/m", endpoint=hub.url
+        upload_infos=[info], token=HUB_TOKEN, repo_type="model", repo_id="alice/m", endpoint=hub.url
     )
     href = actions[0]["actions"]["upload"]["href"]
     assert httpx.put(href, content=b"not the announced bytes").status_code == 400
@@ -108,7 +109,7 @@ def test_commit_naming_an_unuploaded_lfs_file_is_refused(client: Any, hub: Any) 
     r = httpx.post(
         f"{hub.url}/api/models/alice/m/commit/main",
         content=payload,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"},
+        headers={"Authorization": f"Bearer {HUB_TOKEN}", "Content-Type": "application/x-ndjson"},
     )
     assert r.status_code == 422 and "was not uploaded" in r.headers["X-Error-Message"]
 
@@ -191,7 +192,7 @@ def test_recipe_hub_stage_resolves_through_the_local_hub(
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.stages.folders import stage_folder
 
-    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
     api.create_repo("alice/tiny-base")
     commit = api.upload_folder(repo_id="alice/tiny-base", folder_path=tiny_model)
     api.create_tag("alice/tiny-base", tag="v1", revision=commit.oid)
