@@ -398,7 +398,7 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
 ) -> None:
     """Issue 11 point 1 on the real model: `medrelease quantize` does not abort, it rejects
     the quant (exit 5) naming the vocabulary problem and its fix, and leaves nothing behind."""
-    from quanthelpers import make_release
+    from quantize.quanthelpers import make_release
 
     from medrelease.testing.realmodels import byte_fallback_variant
 
