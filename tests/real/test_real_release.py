@@ -398,9 +398,8 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
 ) -> None:
     """Issue 11 point 1 on the real model: `medrelease quantize` does not abort, it rejects
     the quant (exit 5) naming the vocabulary problem and its fix, and leaves nothing behind."""
-    from quantize.quanthelpers import make_release
-
     from medrelease.testing.realmodels import byte_fallback_variant
+    from quantize.quanthelpers import make_release
 
     variant = byte_fallback_variant(MODEL, tmp_path / "variant")
     workdir = tmp_path / "w"
