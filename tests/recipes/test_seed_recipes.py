@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from medrelease.pipeline.recipes import load_recipe
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage
 from medrelease.testing.tiny import ARCHS
 

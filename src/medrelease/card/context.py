@@ -22,7 +22,7 @@ from medrelease.card.names import PUBLIC_HUB, hub_url, release_tag, repo_ids, st
 from medrelease.card.prompt_format import prompt_example
 from medrelease.card.quants import QuantRow, not_shipped, quant_rows
 from medrelease.card.sweep_section import sweep_section
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
 

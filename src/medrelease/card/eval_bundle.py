@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from medrelease.card.datasets import TaskData
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.gate_report import GateReport, TaskInfo
 
 EVAL_DIR = "eval"

@@ -13,7 +13,7 @@ from medrelease.card.datasets import TaskData
 from medrelease.card.eval_bundle import EvalBundle
 from medrelease.card.metadata import subset_note
 from medrelease.card.reproduce import Rerun, eval_dtype, reproduce
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.gate_report import GateReport, RuleEntry
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from medrelease.card.errors import LicenseConflict
 from medrelease.core.errors import RecipeError
 from medrelease.core.suggest import did_you_mean
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage, looks_local, split_revision
 
 # licenses whose terms allow a derivative under any license (notice kept)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import HubStage
 
 PUBLIC_HUB = "https://huggingface.co"

@@ -11,7 +11,7 @@ from medrelease.card.diff import CardDiff, diff_published
 from medrelease.core.console import out_console
 from medrelease.core.paths import ReleasePaths
 from medrelease.core.step import StepResult
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 
 def card_table(result: StepResult) -> Table:

@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 from medrelease.card.eval_bundle import EVAL_DIR, EvalBundle
 from medrelease.card.names import release_tag, stage_hub_id
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import HubStage
 from medrelease.records.gate_report import GateReport
 from medrelease.records.lm_eval_command import lm_eval_command

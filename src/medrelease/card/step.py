@@ -33,7 +33,7 @@ from medrelease.core.runner import step_run
 from medrelease.core.secrets import assert_no_secrets
 from medrelease.core.step import StepResult
 from medrelease.core.suggest import did_you_mean
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import CardRecord
 
 CHART_NAME = "metrics.png"
@@ -121,7 +121,6 @@ def card_inputs(
     loaded: LoadedRecipe, evidence: Evidence, *, hashes: HashCache | None = None
 ) -> CardInputs:
     """Every variable the templates see, with the license check done."""
-    from medrelease.card.chart import chart_data
     from medrelease.card.context import build_context
     from medrelease.card.datasets import task_datasets
     from medrelease.card.eval_bundle import build_bundle
@@ -159,20 +158,7 @@ def card_inputs(
         datasets=datasets,
         bundle=bundle,
     )
-    # a build of checkpoints that are not the recipe's says so first (stages/provenance.py)
-    from medrelease.stages.provenance import banner, overridden_stages
-
-    overridden = overridden_stages(loaded, evidence.manifest, hashes or HashCache(None))
-    context["provenance"] = {
-        "overridden": [s.as_dict() for s in overridden],
-        "banner": banner(overridden) if overridden else "",
-    }
-    warnings: list[str] = []
-    if overridden:
-        warnings.append(
-            "built from checkpoints that are not the recipe's "
-            f"({', '.join(s.name for s in overridden)}): every card carries a banner saying so"
-        )
+    context["provenance"], warnings = _provenance(loaded, evidence, hashes)
     if unverified:
         warnings.append(
             f"license of stand-in stage(s) {', '.join(unverified)} not verified: the card says "
@@ -180,14 +166,7 @@ def card_inputs(
         )
     if not evidence.report.get("passed"):
         warnings.append("the gate report did not pass: the card says so in its overview")
-    series = None
-    if cfg.chart:
-        data = chart_data(context["evaluation"], context["quants"])
-        if data.metrics and data.series:
-            series = data
-            context["chart"] = CHART_NAME
-        else:
-            warnings.append("no gated metric has values: the card has no chart")
+    series = _chart(context, warnings) if cfg.chart else None
 
     filters = card_filters(cfg.decimals)
     # user text fields are Jinja too, rendered in the same sandbox
@@ -204,6 +183,39 @@ def card_inputs(
             "as such; write the release's own for a release that is not a demo"
         )
     return CardInputs(context, merge_inputs, base_models, series, warnings, datasets, bundle)
+
+
+def _provenance(
+    loaded: LoadedRecipe, evidence: Evidence, hashes: HashCache | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The banner of a build made of checkpoints that are not the recipe's (it comes first on
+    every card: stages/provenance.py), and the warning that says so."""
+    from medrelease.stages.provenance import banner, overridden_stages
+
+    overridden = overridden_stages(loaded, evidence.manifest, hashes or HashCache(None))
+    block = {
+        "overridden": [s.as_dict() for s in overridden],
+        "banner": banner(overridden) if overridden else "",
+    }
+    if not overridden:
+        return block, []
+    names = ", ".join(s.name for s in overridden)
+    return block, [
+        f"built from checkpoints that are not the recipe's ({names}): every card carries a "
+        "banner saying so"
+    ]
+
+
+def _chart(context: dict[str, Any], warnings: list[str]) -> Any:
+    """The chart's data when a gated metric has values (the context names its file)."""
+    from medrelease.card.chart import chart_data
+
+    data = chart_data(context["evaluation"], context["quants"])
+    if data.metrics and data.series:
+        context["chart"] = CHART_NAME
+        return data
+    warnings.append("no gated metric has values: the card has no chart")
+    return None
 
 
 # card name -> (template option, Hub metadata, model-index results the card must carry)

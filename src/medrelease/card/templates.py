@@ -31,7 +31,7 @@ from medrelease.card.errors import CardTemplateError
 from medrelease.core.data import packaged
 from medrelease.core.errors import RecipeError
 from medrelease.core.hashing import sha256_bytes
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 TEMPLATE_REF_RE = re.compile(r"""{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 # name of each card -> shipped template

@@ -10,7 +10,7 @@ import typer
 from medrelease.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from medrelease.recipe.load import LoadedRecipe
+    from medrelease.recipe.loaded import LoadedRecipe
 
 RecipeArg = typer.Argument(
     ..., metavar="RECIPE", help="release recipe (YAML), e.g. merges/afm-4.5b-openmed.yaml"

@@ -27,7 +27,7 @@ from medrelease.commands.common import (
 
 if TYPE_CHECKING:
     from medrelease.pipeline.run import ReleaseRun
-    from medrelease.recipe.load import LoadedRecipe
+    from medrelease.recipe.loaded import LoadedRecipe
 
 SUMMARY = "Run every step; skip those whose inputs are unchanged."
 EXAMPLES = (

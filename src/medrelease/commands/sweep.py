@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -77,22 +78,7 @@ def register(app: typer.Typer) -> None:
             check_sweep(loaded)
             report = read_report(sweep_dir(loaded, workdir))
             if adopt is not None:
-                from medrelease.sweep.adopt import adopt as adopt_trial
-
-                written = adopt_trial(Path(recipe), dict(report), adopt, output)
-                entry = next(t for t in report["trials"] if t["number"] == adopt)
-                if not entry["feasible"]:
-                    from medrelease.core.console import err_console
-
-                    err_console.print(
-                        f"[yellow]warning:[/yellow] trial {adopt} broke a constraint on the "
-                        f"search split ({entry['reason']}); its release may fail the gate",
-                        soft_wrap=True,
-                    )
-                if as_json:
-                    print_json({"adopted": adopt, "recipe": str(written)})
-                else:
-                    out_console.print(f"trial {adopt} adopted: {written}")
+                _adopt(Path(recipe), report, adopt, output, as_json)
                 return
             if as_json:
                 print_json(report)
@@ -117,6 +103,25 @@ def register(app: typer.Typer) -> None:
             return
         out_console.print(render_table(result.report))
         out_console.print(f"report: {result.report_path}")
+
+
+def _adopt(recipe: Path, report: Any, trial: int, output: Path | None, as_json: bool) -> None:
+    """Write the recipe with `trial`'s merge block; warn when it broke a constraint."""
+    from medrelease.core.console import err_console, out_console, print_json
+    from medrelease.sweep.adopt import adopt as adopt_trial
+
+    written = adopt_trial(recipe, dict(report), trial, output)
+    entry = next(t for t in report["trials"] if t["number"] == trial)
+    if not entry["feasible"]:
+        err_console.print(
+            f"[yellow]warning:[/yellow] trial {trial} broke a constraint on the "
+            f"search split ({entry['reason']}); its release may fail the gate",
+            soft_wrap=True,
+        )
+    if as_json:
+        print_json({"adopted": trial, "recipe": str(written)})
+    else:
+        out_console.print(f"trial {trial} adopted: {written}")
 
 
 # `medrelease --help`'s line and the examples under "Examples:" (commands/__init__.py)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.console import Reporter
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 
 def evaluate_lm(

@@ -8,7 +8,7 @@ from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import GATE
 from medrelease.stages.identity import stage_identities
 

@@ -20,7 +20,7 @@ from medrelease.gate.config import GateTask
 from medrelease.gate.presets import PRESETS, lm_eval_tasks_dir, shipped_tasks_dir, subtask_of
 
 if TYPE_CHECKING:
-    from medrelease.recipe.load import LoadedRecipe
+    from medrelease.recipe.loaded import LoadedRecipe
 
 
 def result_names(keys: Iterable[str]) -> dict[str, tuple[str, str]]:

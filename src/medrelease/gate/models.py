@@ -11,7 +11,7 @@ from medrelease.core.errors import InputError, RecipeError
 from medrelease.core.hashing import HashCache, digest_of, folder_records
 from medrelease.core.paths import ReleasePaths
 from medrelease.core.suggest import did_you_mean
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.gate_report import ModelEntry
 
 CANDIDATE = "merged"

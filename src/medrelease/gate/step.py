@@ -35,7 +35,7 @@ from medrelease.gate.runner import (
 )
 from medrelease.gate.tasks import ResolvedTask, resolve_all
 from medrelease.gate.units import EvalUnit, unit_resources
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.gate_report import (
     REPORT_SCHEMA_VERSION,
     GateReport,

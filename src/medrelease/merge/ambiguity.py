@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import RecipeError
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.yamlsource import Loc
 
 

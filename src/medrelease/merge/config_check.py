@@ -21,7 +21,7 @@ from medrelease.merge.generation_keys import (
     known_generation_keys,
     unknown_generation_keys,
 )
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.merge_refs import model_refs
 from medrelease.recipe.yamlsource import Loc
 

@@ -8,7 +8,7 @@ from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import Rerun, StepInputs, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.stages import AdapterStage
 from medrelease.records.manifest import MERGE

@@ -34,7 +34,7 @@ from medrelease.merge.verify import (
     verification_inputs,
     verify_model_folder,
 )
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.merge_refs import merge_stage_names
 from medrelease.recipe.schema import chat_template_text
 from medrelease.recipe.stages import AdapterStage

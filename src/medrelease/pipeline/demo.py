@@ -20,7 +20,7 @@ from medrelease.core.data import packaged
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.pipeline.run import ReleaseRun, run_release
 from medrelease.pipeline.steps import PublishOptions, ReleaseOptions
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 DEMO_RECIPE = packaged("demo", "recipe.yaml")
 # Accepted only by the demo's own loopback server; not a credential anywhere else.

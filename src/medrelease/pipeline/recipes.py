@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from medrelease.core.errors import Problem, RecipeError
-from medrelease.recipe.load import LoadedRecipe
 from medrelease.recipe.load import load_recipe as load_schema_checked
+from medrelease.recipe.loaded import LoadedRecipe
 
 
 def load_recipe(

@@ -21,7 +21,7 @@ from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
 from medrelease.pipeline.steps import IN_RELEASE, STEP_NAMES, STEPS, ReleaseOptions, StepDef
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 
 @dataclass

@@ -23,7 +23,7 @@ from medrelease.gate.inputs import INPUTS as GATE_INPUTS
 from medrelease.merge.inputs import INPUTS as MERGE_INPUTS
 from medrelease.publish.inputs import INPUTS as PUBLISH_INPUTS
 from medrelease.quantize.inputs import INPUTS as QUANTIZE_INPUTS
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 
 # what `release` asks of every step it runs: it has judged the step stale (or the user forced
 # it), so the step re-runs and replaces its own outputs (core/inputs.py `Rerun`)

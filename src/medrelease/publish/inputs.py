@@ -15,7 +15,7 @@ from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import StepInputs, outputs_digest, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import CARD, GATE, MERGE, PUBLISH, QUANTIZE
 
 TOOLS = ("huggingface_hub", "hf_xet")

@@ -28,7 +28,7 @@ from medrelease.publish.checks import (
     require_gates,
     verify_files,
 )
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import CardRecord, MergeRecord, read_step
 from medrelease.records.public import public_manifest_data
 from medrelease.records.quantize import QuantizeRecord

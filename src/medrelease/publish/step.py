@@ -21,7 +21,7 @@ from medrelease.publish.export import export_repo
 from medrelease.publish.inputs import INPUTS
 from medrelease.publish.plan import PublishPlan, RepoPlan, build_plan
 from medrelease.publish.target import parse_dir_target, resolve_endpoint
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import PlannedRepo, PublishRecord, RepoOutcome, TargetRecord
 
 

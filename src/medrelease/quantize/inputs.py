@@ -9,7 +9,7 @@ from medrelease.core.hashing import HashCache
 from medrelease.core.inputs import Rerun, StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.manifest import QUANTIZE
 
 TOOLS = (

@@ -31,7 +31,7 @@ from medrelease.quantize.gguf.imatrix import Imatrix
 from medrelease.quantize.inputs import INPUTS
 from medrelease.quantize.texts import TextSource, load_text
 from medrelease.quantize.verdict import QuantRejected, enforce, rejection, required_rejected
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.records.gate_report import read_gate_report
 from medrelease.records.manifest import Files
 from medrelease.records.quantize import QuantEntry, QuantizeRecord

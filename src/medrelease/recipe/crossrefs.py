@@ -16,7 +16,7 @@ from medrelease.recipe.licenses import LIST_URL, unknown_license
 from medrelease.recipe.yamlsource import Loc
 
 if TYPE_CHECKING:
-    from medrelease.recipe.load import LoadedRecipe
+    from medrelease.recipe.loaded import LoadedRecipe
 
 
 def cross_reference_problems(loaded: LoadedRecipe) -> list[Problem]:

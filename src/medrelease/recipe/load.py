@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +12,10 @@ from medrelease.core.errors import Problem, RecipeError
 from medrelease.core.hashing import sha256_bytes
 from medrelease.core.suggest import did_you_mean
 from medrelease.recipe.crossrefs import cross_reference_problems
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.schema import Recipe
 from medrelease.recipe.stages import normalize_stage
-from medrelease.recipe.yamlsource import Loc, Places, YamlSource, decode_utf8, load_yaml
-
-
-@dataclass(frozen=True)
-class LoadedRecipe:
-    recipe: Recipe
-    path: Path
-    sha256: str
-    source: YamlSource
-    overrides: dict[str, str]
-    changes: tuple[str, ...] = ()  # overlays and --set assignments applied, for the manifest
-    places: Places | None = None  # where each value came from (recipe line or --set)
-
-    @property
-    def base_dir(self) -> Path:
-        """Relative stage paths in the recipe are relative to the recipe file."""
-        return self.path.parent
-
-    def where(self, loc: Loc) -> str:
-        """`file:line` of the value at `loc`, or the `--set` that gave it."""
-        return self.places.where(loc) if self.places is not None else self.source.where(loc)
+from medrelease.recipe.yamlsource import Loc, Places, decode_utf8, load_yaml
 
 
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from medrelease.core.console import Reporter
 from medrelease.core.hashing import HashCache
 from medrelease.core.paths import ReleasePaths
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.stages import checks
 from medrelease.stages.sources import ResolvedStage, fetch_weights, locate_stage
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medrelease.core.hashing import HashCache, digest_of, folder_records
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage, looks_local
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")

@@ -22,7 +22,8 @@ from typing import Any
 from medrelease.core.errors import MedreleaseError
 from medrelease.core.hashing import HashCache
 from medrelease.core.manifest import Manifest
-from medrelease.recipe.load import LoadedRecipe, load_recipe
+from medrelease.recipe.load import load_recipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage
 from medrelease.stages.identity import COMMIT_RE, stage_identities
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.recipe.stages import AdapterStage, HubStage, LocalStage, split_revision
 
 METADATA_PATTERNS = [

@@ -11,7 +11,7 @@ from typing import Any
 from medrelease.core.errors import RecipeError
 from medrelease.core.suggest import did_you_mean
 from medrelease.gate.config import GateRule, GatesConfig
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.config import SpaceParam, SweepConfig
 
 # mergekit methods that merge the same `models:` list; which of them need a `base_model`.

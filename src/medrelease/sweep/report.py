@@ -16,6 +16,9 @@ REPORT_SCHEMA_VERSION = 1
 State = Literal["complete", "pruned", "fail", "running", "waiting"]
 
 
+RECORD = "record"  # the Optuna user attribute holding a trial's record (JSON)
+
+
 class MetricValue(TypedDict):
     value: float | None
     stderr: float | None
@@ -61,8 +64,6 @@ def _state(t: Any) -> State:
 
 
 def trial_entries(study: Any) -> list[TrialEntry]:
-    from medrelease.sweep.study import RECORD
-
     out: list[TrialEntry] = []
     for t in study.get_trials(deepcopy=False):
         rec = t.user_attrs.get(RECORD) or {}

@@ -31,7 +31,7 @@ from medrelease.executors import (
     resolve_executor_name,
 )
 from medrelease.gate.models import GateModel
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.check import check_sweep
 from medrelease.sweep.config import SweepConfig
 from medrelease.sweep.evaluate import (
@@ -42,10 +42,8 @@ from medrelease.sweep.evaluate import (
     require_metrics,
     search_tasks,
 )
-from medrelease.sweep.report import SweepReport
+from medrelease.sweep.report import RECORD, SweepReport
 from medrelease.sweep.trial import PruneWith, TrialJob, run_trial
-
-RECORD = "record"  # the user attribute holding a trial's record (JSON)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from medrelease.core.errors import MedreleaseError
 from medrelease.core.hashing import weights_digest
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.models import CANDIDATE, GateModel
-from medrelease.recipe.load import LoadedRecipe
+from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.evaluate import (
     Chunk,
     EvalSettings,
