@@ -20,6 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Evaluate in float32 on every CPU, so numbers compared across runs with other thread counts
+# (local against Ray) are exactly equal; bf16 on CPUs with fast bf16 is core/compute_dtype.py's
+# own tests' business.
+os.environ.setdefault("MEDRELEASE_CPU_FAST_BF16", "0")
 # medrelease remembers file hashes and NaN-scan verdicts per user (core/filecache.py): tests
 # (and the subprocesses they start) get their own cache, never the user's ~/.cache/medrelease
 _CACHE = tempfile.mkdtemp(prefix="medrelease-test-cache-")

@@ -96,6 +96,7 @@ def _assert_same_report(ray_report: dict[str, Any], local_report: dict[str, Any]
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_ray_report_equals_local_and_each_result_is_cached(local: Local, cluster: Any) -> None:
     result = step.gate_release(
         load_recipe(local.recipe),
@@ -130,6 +131,7 @@ def test_ray_report_equals_local_and_each_result_is_cached(local: Local, cluster
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_worker_killed_during_a_unit_is_retried(
     local: Local, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

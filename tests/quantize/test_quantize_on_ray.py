@@ -87,6 +87,7 @@ def _on_disk(workdir: Path, record: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_ray_instance_gives_the_local_records(
     local: Local, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +112,7 @@ def test_ray_instance_gives_the_local_records(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_two_nodes_a_killed_worker_and_an_abort(
     local: Local, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
