@@ -61,6 +61,7 @@ def distinct_copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_every_merge_method_gives_the_same_bytes_under_any_hash_seed(tmp_path: Path, llama):
     stages = {
         "base": llama["base"],

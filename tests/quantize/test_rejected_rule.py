@@ -37,6 +37,7 @@ def _manifest(root: Path) -> dict[str, Any]:
     return json.loads((root / "manifest.json").read_text())
 
 
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_quantize_required_rejected_exits_5_then_optional_is_left_out(
     tmp_path: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str], wide_console: None
 ) -> None:
@@ -124,6 +125,7 @@ def _release_recipe(root: Path, llama: dict[str, Path]) -> Path:
     return path
 
 
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 def test_release_stops_before_card_on_required_and_ships_without_optional(
     tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

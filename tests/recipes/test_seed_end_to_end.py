@@ -68,6 +68,7 @@ def test_every_recipe_has_an_overlay():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: the heavy tier (make test-heavy, in CI)
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_runs_end_to_end_on_standins(
     recipe: Path,
