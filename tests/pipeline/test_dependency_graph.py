@@ -385,3 +385,15 @@ def test_a_stand_in_build_is_refused_by_publish(release, capsys, tmp_path):
         manifest = json.loads((folder / "manifest.json").read_text())
         assert [s["stage"] for s in manifest["publication"]["overridden_stages"]] == ["sft"]
         assert "NOT THE DECLARED CHECKPOINTS" in manifest["publication"]["warning"]
+
+
+@pytest.mark.slow
+def test_a_sweep_report_makes_the_card_stale(release):
+    """The card's "How the merge was chosen" reads sweep/report.json: a new sweep report makes
+    the card (and publish after it) stale, and nothing before it."""
+    root, _ = release
+    assert direct(status(root)) == {}
+    build = next((root / "build").glob("*/manifest.json")).parent
+    (build / "sweep").mkdir()
+    (build / "sweep" / "report.json").write_text("{}")
+    assert direct(status(root)) == {"card": ["sweep_report"]}

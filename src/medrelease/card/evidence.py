@@ -76,7 +76,7 @@ def load_evidence(paths: ReleasePaths) -> Evidence:
         facts=model_facts(paths.merged, merge),
         special_tokens=special_tokens(_tokenizer_config(paths.merged)),
         merged_dir=paths.merged if paths.merged.is_dir() else None,
-        sweep=read_sweep_report(paths.root / "sweep" / "report.json"),
+        sweep=read_sweep_report(paths.sweep_report),
     )
 
 

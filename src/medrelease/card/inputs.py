@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medrelease.card.names import hub_url
-from medrelease.core.hashing import HashCache
+from medrelease.core.hashing import HashCache, sha256_file
 from medrelease.core.inputs import StepInputs, outputs_digest, referenced_files, section
 from medrelease.core.manifest import Manifest
 from medrelease.core.paths import ReleasePaths
@@ -55,6 +55,10 @@ def _components(
         # the cards' links point at the Hub the release goes to (HF_ENDPOINT)
         "endpoint": hub_url(),
         "upstream": {s.name: outputs_digest(manifest, s.name) for s in (MERGE, GATE, QUANTIZE)},
+        # "How the merge was chosen" is read from the sweep's report, when there is one
+        "sweep_report": (
+            sha256_file(paths.sweep_report, cache) if paths.sweep_report.is_file() else None
+        ),
     }
 
 

@@ -44,6 +44,15 @@ class ReleasePaths:
         return self.gates / "report.json"
 
     @property
+    def sweep(self) -> Path:
+        """`medrelease sweep`'s study, scratch space and report (never the release's merged/)."""
+        return self.root / "sweep"
+
+    @property
+    def sweep_report(self) -> Path:
+        return self.sweep / "report.json"
+
+    @property
     def quant(self) -> Path:
         return self.root / "quant"
 

@@ -55,7 +55,7 @@ class SweepResult:
 
 
 def sweep_dir(loaded: LoadedRecipe, workdir: Path) -> Path:
-    return ReleasePaths(workdir, loaded.recipe.release.name).root / "sweep"
+    return ReleasePaths(workdir, loaded.recipe.release.name).sweep
 
 
 def default_storage(loaded: LoadedRecipe, workdir: Path) -> str:
