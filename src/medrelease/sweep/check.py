@@ -14,38 +14,27 @@ from medrelease.gate.config import GateRule, GatesConfig
 from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.config import SpaceParam, SweepConfig
 
-# mergekit methods that merge the same `models:` list; which of them need a `base_model`.
-METHODS = (
-    "linear",
-    "ties",
-    "dare_ties",
-    "dare_linear",
-    "della",
-    "della_linear",
-    "task_arithmetic",
-    "breadcrumbs",
-    "breadcrumbs_ties",
-    "sce",
-    "slerp",
-    "nuslerp",
-    "arcee_fusion",
-    "karcher",
-    "model_stock",
-)
-NEEDS_BASE = {
-    "ties",
-    "dare_ties",
-    "dare_linear",
-    "della",
-    "della_linear",
-    "task_arithmetic",
-    "breadcrumbs",
-    "breadcrumbs_ties",
-    "sce",
-    "slerp",
-    "arcee_fusion",
-    "model_stock",
+# mergekit methods that merge the same `models:` list -> whether they need a `base_model`
+# (one table, so a method's name and its requirement cannot drift apart)
+NEEDS_BASE_BY_METHOD = {
+    "linear": False,
+    "ties": True,
+    "dare_ties": True,
+    "dare_linear": True,
+    "della": True,
+    "della_linear": True,
+    "task_arithmetic": True,
+    "breadcrumbs": True,
+    "breadcrumbs_ties": True,
+    "sce": True,
+    "slerp": True,
+    "nuslerp": False,
+    "arcee_fusion": True,
+    "karcher": False,
+    "model_stock": True,
 }
+METHODS = tuple(NEEDS_BASE_BY_METHOD)
+NEEDS_BASE = {m for m, needs in NEEDS_BASE_BY_METHOD.items() if needs}
 
 # (low bound, low inclusive, high bound, high inclusive) of mergekit's parameters, by name
 DOMAINS: dict[str, tuple[float, bool, float, bool]] = {
