@@ -125,8 +125,18 @@ def _origin(version: str, sdist: Path) -> str:
     )
 
 
-def build_tools(version: str, target: Path, jobs: int = 2) -> float:
-    """Build the tools into `target` (atomically); return the seconds it took."""
+def build_tools(
+    version: str,
+    target: Path,
+    jobs: int = 2,
+    tools: tuple[str, ...] = TOOLS,
+    cpu_flags: tuple[str, ...] = (),
+) -> float:
+    """Build `tools` into `target` (atomically); return the seconds it took.
+
+    `cpu_flags`: extra ggml cmake flags (e.g. GGML_AVX2=ON); none gives generic CPU code. The
+    benchmarks build llama-perplexity this way, for the bindings' instruction set
+    (bench/route_tools.py)."""
     for program in ("cmake", "c++"):
         if shutil.which(program) is None:
             raise EnvironmentProblem(
@@ -152,17 +162,18 @@ def build_tools(version: str, target: Path, jobs: int = 2) -> float:
             "LLAMA_BUILD_TESTS=OFF",
             "LLAMA_BUILD_EXAMPLES=OFF",
             "LLAMA_BUILD_SERVER=OFF",
+            *cpu_flags,
         ):
             configure.append(f"-D{flag}")
         _progress("configuring with cmake ...")
         _run(configure, log, "cmake configure")
-        _progress(f"building {', '.join(TOOLS)} with -j{jobs} (several minutes on 2 cores) ...")
+        _progress(f"building {', '.join(tools)} with -j{jobs} (several minutes on 2 cores) ...")
         compile_cmd = ["cmake", "--build", str(build), "--config", "Release", f"-j{jobs}"]
-        _run([*compile_cmd, "--target", *TOOLS], log, "cmake build")
+        _run([*compile_cmd, "--target", *tools], log, "cmake build")
         staged = target.parent / f".mr-tmp-{target.name}-{os.getpid()}"
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir(parents=True)
-        for name in TOOLS:
+        for name in tools:
             built = build / "bin" / name
             if not built.is_file():
                 raise EnvironmentProblem(f"the build did not produce {name}", where=str(build))
