@@ -17,7 +17,11 @@ Measured, one after the other, each in a fresh process (wall time and peak RSS o
 tree, bench/child_stats.py):
   merge:    `medrelease merge` of two stages (linear, bf16)  vs  `mergekit-yaml` on the same config
   quantize: `medrelease quantize` (Q8_0 + Q4_K_M, with its checks on 2,048 held-out tokens)
-            vs  the converter to f16 + `llama_model_quantize` to Q8_0 and Q4_K_M (no checks)
+            vs  the scripted route to the same evidence (`scripted_route`): the converter to
+            F16, `llama-quantize`, `llama-perplexity --kl-divergence-base` on the F16 GGUF and
+            `--kl-divergence` per quant, on the same text, chunks and context (llama.cpp's
+            tools built by bench/route_tools.py from the bindings' source)
+  files:    medrelease's GgufBuilder (converter + quantizer, no checks) vs the route's steps 1-2
 Intermediates are removed as soon as the next step no longer needs them. Prints a markdown
 table and writes the figures as JSON (`--out`).
 """
@@ -44,14 +48,6 @@ QWEN7B = {"hidden": 3584, "layers": 28, "intermediate": 18944, "vocab": 152064, 
           "kv_heads": 4, "head_dim": 128}  # fmt: skip
 SHARD_BYTES = 2 * 10**9
 TYPES = ["Q8_0", "Q4_K_M"]
-RAW_QUANTIZE = """
-import ctypes, sys, llama_cpp
-src, dst, qtype = sys.argv[1:4]
-p = llama_cpp.llama_model_quantize_default_params()
-p.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + qtype)
-p.nthread = 2
-sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p)))
-"""
 
 
 def shape(scale: float) -> dict[str, int]:
@@ -173,6 +169,103 @@ def measured(label: str, cmd: list[str]) -> Run:
     return run
 
 
+def scripted_route(merged: Path, raw: Path, n_chunks: int, fig: dict[str, Any]) -> tuple[Run, Run]:
+    """The field's own way to the same evidence, each tool in its own process:
+    1. llama.cpp's converter to F16; 2. `llama-quantize` for each type; 3. `llama-perplexity
+    --kl-divergence-base` on the F16 GGUF; 4. `llama-perplexity --kl-divergence` per quant;
+    on the same held-out text, chunks and context as medrelease's checks. Returns the route's
+    totals (steps 1-4, and steps 1-2: the files alone); its KLD figures go into `fig`."""
+    from route_tools import ensure_route_tools
+
+    tools = ensure_route_tools()
+    heldout = Path(__file__).resolve().parents[1] / "src/medrelease/data/calibration/heldout.txt"
+    f16, base = raw / "model-f16.gguf", raw / "base.kld"
+    steps = [measured("1. convert_hf_to_gguf --outtype f16", [
+        str(VENV_BIN / "convert-hf-to-gguf"), str(merged), "--outtype", "f16", "--outfile", str(f16)
+    ])]  # fmt: skip
+    for t in TYPES:
+        steps.append(measured(f"2. llama-quantize {t}", [
+            str(tools / "llama-quantize"), str(f16), str(raw / f"model-{t}.gguf"), t, str(THREADS)
+        ]))  # fmt: skip
+    ppl = [str(tools / "llama-perplexity"), "-f", str(heldout), "-c", "512", "--chunks",
+           str(n_chunks), "-t", str(THREADS), "-b", "512"]  # fmt: skip
+    logs = raw / "logs"
+    logs.mkdir(exist_ok=True)
+    steps.append(measured("3. llama-perplexity --kl-divergence-base (F16)", logged(
+        logs / "base.txt", [*ppl, "-m", str(f16), "--kl-divergence-base", str(base)]
+    )))  # fmt: skip
+    fig["route_kld"] = {}
+    for t in TYPES:
+        steps.append(measured(f"4. llama-perplexity --kl-divergence {t}", logged(
+            logs / f"{t}.txt", [*ppl, "-m", str(raw / f"model-{t}.gguf"), "--kl-divergence-base",
+                                str(base), "--kl-divergence"]
+        )))  # fmt: skip
+        fig["route_kld"][t] = perplexity_stats((logs / f"{t}.txt").read_text(errors="replace"))
+    for f in (f16, base, *(raw / f"model-{t}.gguf" for t in TYPES)):
+        f.unlink(missing_ok=True)
+    fig["route_steps"] = [
+        {"step": label, "wall_s": r.wall_s, "rss_mib": r.max_rss_mib}
+        for label, r in zip(ROUTE_LABELS, steps, strict=False)
+    ]
+    files = steps[: 1 + len(TYPES)]
+    return _total(steps), _total(files)
+
+
+ROUTE_LABELS = ["convert f16", *(f"quantize {t}" for t in TYPES), "perplexity base",
+                *(f"perplexity {t}" for t in TYPES)]  # fmt: skip
+
+
+def _total(runs: list[Run]) -> Run:
+    """One after the other: the walls add up, the peaks do not."""
+    return Run(
+        sum(r.wall_s for r in runs),
+        max(r.max_rss_mib for r in runs),
+        0,
+        max(r.tree_rss_mib for r in runs),
+    )
+
+
+def logged(log: Path, cmd: list[str]) -> list[str]:
+    """`cmd` with its output in `log` (exec: the measured process is the tool itself)."""
+    return ["bash", "-c", f'exec "$@" >"{log}" 2>&1', "_", *cmd]
+
+
+def perplexity_stats(text: str) -> dict[str, float | None]:
+    """llama-perplexity's summary lines, as medrelease's measure names."""
+    import re
+
+    def grab(pattern: str) -> float | None:
+        m = re.search(pattern + r"\s*:\s*([-\d.e+]+)", text)
+        return float(m.group(1)) if m else None
+
+    same = grab(r"Same top p")
+    return {
+        "kld_mean": grab(r"Mean\s+KLD"),
+        "kld_p99": grab(r"99\.0%\s+KLD"),
+        "ppl_ratio": grab(r"Mean PPL\(Q\)/PPL\(base\)"),
+        "top1_agreement": same / 100 if same is not None else None,
+    }
+
+
+# medrelease's own making of the files, without its checks: the same GgufBuilder the step uses
+OURS_FILES_ONLY = """
+import sys
+from pathlib import Path
+from medrelease.core.console import Reporter
+from medrelease.quantize.base import QuantContext
+from medrelease.quantize.config import GgufConfig
+from medrelease.quantize.gguf.build import GgufBuilder
+merged, out, threads, types = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+(out / "scratch").mkdir(parents=True, exist_ok=True)
+ctx = QuantContext(merged, "real-size", merged, None, [], None, threads=threads, seed=0)
+b = GgufBuilder(ctx, GgufConfig(types=types), out, out / "scratch", Reporter(quiet=True))
+for t in types:
+    art = b.build(t)
+    assert art.files, art.checks
+"""
+THREADS = 2
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0, help="of Qwen2.5-7B's dims (default 1)")
@@ -180,7 +273,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the built stages for a re-run")
     ap.add_argument("--merge-only", action="store_true", help="measure the merge step alone")
+    ap.add_argument("--threads", type=int, default=2, help="for every tool and medrelease")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     s = shape(args.scale)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -240,46 +336,38 @@ def main() -> int:
     merged = wd / "real-size" / "merged"
     ours_q = measured(
         "medrelease quantize",
-        [medrelease, "quantize", str(recipe), "--workdir", str(wd), "--threads", "2"],
+        [medrelease, "quantize", str(recipe), "--workdir", str(wd), "--threads", str(THREADS)],
     )
     manifest = json.loads((wd / "real-size" / "manifest.json").read_text())
     step = manifest["steps"]["quantize"]
     fig["quants"] = [
         {"type": q["type"], "accepted": q["accepted"], "size": q["size"],
          "logits": {k: (q["checks"].get("logits") or {}).get("measures", {}).get(k)
-                    for k in ("kld_mean", "kld_p99", "top1_agreement", "ppl_ratio",
-                              "reference_dtype")}}
+                    for k in ("kld_mean", "kld_p99", "top1_agreement", "ppl_ratio", "chunks",
+                              "tokens", "reference_dtype")},
+         "conversion": (q["checks"].get("conversion") or {}).get("detail")}
         for q in step["quants"]
     ]  # fmt: skip
     fig["quantize_timings"] = step.get("timings")
     fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
-    f16 = raw / "model-f16.gguf"
-    conv = measured(
-        "converter f16",
+    n_chunks = fig["quants"][0]["logits"]["chunks"] or 9
+    route, route_files = scripted_route(merged, raw, n_chunks, fig)
+    ours_files = measured(
+        "medrelease, files only (GgufBuilder: converter + quantizer, no checks)",
         [
-            str(VENV_BIN / "convert-hf-to-gguf"),
+            sys.executable,
+            "-c",
+            OURS_FILES_ONLY,
             str(merged),
-            "--outtype",
-            "f16",
-            "--outfile",
-            str(f16),
+            str(raw / "ours"),
+            str(THREADS),
+            *TYPES,
         ],
-    )
-    raw_q = [
-        measured(f"llama_model_quantize {t}", [sys.executable, "-c", RAW_QUANTIZE, str(f16),
-                                                str(raw / f"model-{t}.gguf"), t])
-        for t in TYPES
-    ]  # fmt: skip
-    f16.unlink()
-    theirs_q = Run(
-        conv.wall_s + sum(r.wall_s for r in raw_q),
-        max([conv.max_rss_mib, *(r.max_rss_mib for r in raw_q)]),
-        0,
-        max([conv.tree_rss_mib, *(r.tree_rss_mib for r in raw_q)]),
     )
     rows = [
         ("merge (2 stages, linear, bf16)", ours_merge, theirs_merge),
-        ("quantize Q8_0 + Q4_K_M (medrelease: with checks)", ours_q, theirs_q),
+        ("quantize Q8_0 + Q4_K_M with KLD checks vs the scripted route (steps 1-4)", ours_q, route),
+        ("files only: converter + quantizer (steps 1-2)", ours_files, route_files),
     ]
     return _finish(fig, rows, args)
 
@@ -302,8 +390,21 @@ def _finish(fig: dict[str, Any], rows: list[tuple[str, Run, Run]], args: argpars
               f"{a.max_rss_mib / b.max_rss_mib:.2f}x | {a.tree_rss_mib:.0f} MiB | "
               f"{b.tree_rss_mib:.0f} MiB | "
               f"{a.tree_rss_mib / max(b.tree_rss_mib, 1):.2f}x |")  # fmt: skip
+    if "route_kld" in fig:
+        print()
+        print("| quant | medrelease KLD mean | llama-perplexity KLD mean | medrelease KLD p99 | "
+              "llama-perplexity KLD p99 | medrelease PPL ratio | llama-perplexity PPL ratio | "
+              "medrelease same top | llama-perplexity same top |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for q in fig["quants"]:
+            ours, theirs = q["logits"], fig["route_kld"].get(q["type"], {})
+            cells = [f"{d.get(k)}" for k in ("kld_mean", "kld_p99", "ppl_ratio", "top1_agreement")
+                     for d in (ours, theirs)]  # fmt: skip
+            print(f"| {q['type']} | " + " | ".join(cells) + " |")
     for q in fig.get("quants", []):
-        print(f"  {q['type']}: accepted={q['accepted']} {q['logits']}")
+        print(
+            f"  {q['type']}: accepted={q['accepted']} {q['logits']} conversion: {q['conversion']}"
+        )
     if "quantize_timings" in fig:
         print(f"  quantize timings: {fig['quantize_timings']}")
     print(f"  merge timings: {fig['merge_timings']}")

@@ -185,7 +185,7 @@ def _run_with_abort(tmp_path: Path, model: Path, spec: str, monkeypatch: Any) ->
 
 @pytest.mark.parametrize(
     ("spec", "check"),
-    [("logits:Q8_0", "logits"), ("quantize:Q8_0", "build"), ("tokenize:Q8_0", "tokenization")],
+    [("compare:Q8_0", "logits"), ("quantize:Q8_0", "build"), ("tokenize:Q8_0", "tokenization")],
 )
 def test_a_crashed_type_is_rejected_and_the_next_is_accepted(
     tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, spec: str, check: str

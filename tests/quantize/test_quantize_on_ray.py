@@ -47,8 +47,8 @@ def local(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Local:
     assert record["executor"] == {"name": "local"}
     assert [q["type"] for q in record["quants"]] == TYPES
     assert all(q["accepted"] for q in record["quants"]), record["quants"]
-    # the phases as before units existed
-    assert list(record["timings"]["phases_s"]) == ["inputs", "gguf"]
+    # the GGUF intermediate and its logits (the reference), then the quants
+    assert list(record["timings"]["phases_s"]) == ["inputs", "reference", "gguf"]
     return Local(recipe, workdir, record)
 
 
@@ -107,7 +107,7 @@ def test_ray_instance_gives_the_local_records(
     _assert_same(record["quants"], local.record["quants"])
     assert record["outputs"] == local.record["outputs"]
     assert record["settings"] == local.record["settings"]  # the executor is not a setting
-    assert list(record["timings"]["phases_s"]) == ["inputs", "prepare", "units"]
+    assert list(record["timings"]["phases_s"]) == ["inputs", "reference", "prepare", "units"]
     _on_disk(local.workdir, record)
 
 
@@ -121,7 +121,7 @@ def test_two_nodes_a_killed_worker_and_an_abort(
     killed = tmp_path / "killed"
     killed.mkdir()
     monkeypatch.setenv(FAULT_INJECT_KILL_FIRST_ATTEMPT, str(killed))
-    monkeypatch.setenv(TEST_ABORT_ENV, "logits:Q4_0")
+    monkeypatch.setenv(TEST_ABORT_ENV, "compare:Q4_0")
     record = _run(
         local.recipe, local.workdir, force=True, executor="ray", ray_address=cluster.address
     )

@@ -3,6 +3,7 @@ same reference a sequential run computes, and its errors must still reach the us
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from medrelease.quantize.texts import load_text
 from quantize.quanthelpers import RELEASE, make_release
 
 
-def test_threaded_reference_equals_sequential(tiny_llama: Path):
+def test_threaded_reference_equals_sequential(tiny_llama: Path, tmp_path: Path):
     """Same chunks, same dtype, same logits as a plain forward pass per chunk."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -23,7 +24,7 @@ def test_threaded_reference_equals_sequential(tiny_llama: Path):
 
     heldout = load_text("heldout", "default", tiny_llama)
     ctx, job = start_reference(
-        tiny_llama, "x", tiny_llama, heldout, 64, 2, 0, Reporter(quiet=True), context=48
+        tiny_llama, "x", tiny_llama, heldout, 64, 2, 0, Reporter(quiet=True), tmp_path, context=48
     )
     reference = job.wait().reference_logits
     tok = AutoTokenizer.from_pretrained(str(tiny_llama))
@@ -68,7 +69,10 @@ def test_bf16_model_too_big_for_memory_is_streamed_not_copied(
 
     def reference_with(available: int):
         monkeypatch.setattr(compute_dtype, "mem_available", lambda: available)
-        _, job = start_reference(folder, "x", folder, heldout, 32, 2, 0, Reporter(quiet=True))
+        ref_dir = Path(tempfile.mkdtemp(dir=tmp_path))
+        _, job = start_reference(
+            folder, "x", folder, heldout, 32, 2, 0, Reporter(quiet=True), ref_dir
+        )
         return job.wait().reference_logits
 
     roomy, tight = reference_with(64 * 2**30), reference_with(1024)
@@ -103,7 +107,9 @@ def test_float32_layer_by_layer_equals_a_float32_copy(
     # room for the bf16 weights (2 B/param) but not for half of a float32 copy (4 B/param)
     monkeypatch.setattr(compute_dtype, "mem_available", lambda: 3 * n_params)
     heldout = load_text("heldout", "default", folder)
-    _, job = start_reference(folder, "x", folder, heldout, 32, 2, 0, Reporter(quiet=True))
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    _, job = start_reference(folder, "x", folder, heldout, 32, 2, 0, Reporter(quiet=True), ref_dir)
     streamed = job.wait().reference_logits
     assert streamed.dtype == "float32" and "layer by layer" in streamed.dtype_reason
     copy = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrelease.records.quantize import QuantCheck
+
 
 @dataclass
 class QuantArtifact:
@@ -40,7 +42,7 @@ class QuantContext:
     base_dir: Path  # recipe folder (relative calibration files)
     tokenizer: Any  # the merged model's HF tokenizer
     heldout_ids: list[int]
-    reference_logits: Any  # numpy [tokens, vocab], merged model in float32
+    reference_logits: Any  # a measure.logits.Reference: the merged model's scored logits
     threads: int
     seed: int
     eval: EvalPlan | None = None
@@ -48,6 +50,11 @@ class QuantContext:
     # quant must end a greedy chat answer with one of them (checks/stops.py)
     stop_check: Any = None
     eos_ids: list[int] = field(default_factory=list)
+    # with a GGUF reference (quantize.checks.reference): the GGUF intermediate against
+    # transformers on one chunk; every GGUF quant carries it (quantize/measure/reference.py)
+    conversion: QuantCheck | None = None
+    # the folder the reference is saved in (measure/reference.py), once it is complete
+    reference_dir: Path | None = None
 
 
 @dataclass

@@ -146,6 +146,13 @@ class ChecksConfig(Section):
         description="tokens per chunk, each scored from a fresh state on its second half "
         "(llama-perplexity's -c); capped by the model's max_position_embeddings",
     )
+    reference: Literal["auto", "gguf", "transformers"] = Field(
+        default="auto",
+        description="what every quant is compared with: gguf (llama.cpp on the high-precision "
+        "GGUF intermediate, checked against transformers on one chunk; llama-perplexity's "
+        "convention) | transformers (the merged model on every chunk) | auto (gguf when the "
+        "recipe makes GGUFs, else transformers)",
+    )
     eval: bool = Field(default=False, description="run the recipe's gate tasks on every quant")
     min_recovery: float = Field(
         default=0.95, gt=0, le=1, description="quant metric / merged metric must reach this"
@@ -169,6 +176,21 @@ class QuantizeConfig(Section):
     @classmethod
     def _gguf_shorthand(cls, v: Any) -> Any:
         return {"types": v} if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _reference_needs_gguf(self) -> QuantizeConfig:
+        if self.checks.reference == "gguf" and self.gguf is None:
+            raise ValueError(
+                "checks.reference: gguf scores the GGUF intermediate, and this quantize "
+                "section makes no GGUF: add gguf: types, or use reference: transformers"
+            )
+        return self
+
+    def reference_source(self) -> str:
+        """Where the reference logits come from: `gguf` or `transformers` (checks.reference)."""
+        if self.checks.reference == "auto":
+            return "gguf" if self.gguf is not None else "transformers"
+        return self.checks.reference
 
     def required(self, family: str, qtype: str) -> bool:
         """Whether a rejected quant of this family and type stops the release (the default)

@@ -164,9 +164,14 @@ def _quantize_locked(
 
     units = plan_units(cfg, run.paths.merged, threads)
     executor = make_executor(executor_name, address=ray_address)
+    run.paths.quant.mkdir(parents=True, exist_ok=True)
+    # the reference's folder, in the build folder (every Ray node sees it; a `.mr-tmp-` name
+    # is swept if we are killed), removed when the step ends
+    ref_dir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}quant-reference-", dir=run.paths.quant))
     try:
         executor.check_resources(units)
-        # the transformers reference runs in a thread while llama.cpp converts (reference.py)
+        # the tokenizer and transformers' logits (every chunk, or the conversion check's one)
+        # are computed in a thread while llama.cpp converts (quantize/measure/reference.py)
         from medrelease.quantize.measure.reference import start_reference
 
         ctx, reference = start_reference(
@@ -178,7 +183,9 @@ def _quantize_locked(
             threads,
             run.loaded.recipe.seed,
             run.reporter,
+            ref_dir,
             context=cfg.checks.context,
+            source=cfg.reference_source(),
         )
         ctx.eval = eval_plan
         ctx.stop_check = run.loaded.recipe.output.stop_check_settings()
@@ -190,6 +197,7 @@ def _quantize_locked(
         executor_record = executor.describe()
     finally:
         executor.close()
+        shutil.rmtree(ref_dir, ignore_errors=True)
     record = _record(run.paths, cfg, artifacts, texts, merged_files, run.hashes, warnings)
     if imatrix is not None:  # recorded (and listed in outputs) but not published as a quant
         rec = file_record(imatrix.path, run.hashes)
@@ -324,21 +332,18 @@ def _make_quants(
             builder = GgufBuilder(ctx, cfg.gguf, gguf_dir, scratch, reporter)
             builder.preflight()
             imatrix = builder.make_imatrix(texts["imatrix"]) if "imatrix" in texts else None
+            if reference.source == "gguf":
+                _gguf_reference(ctx, builder, reference, cfg.awq is not None, reporter)
+                timer.lap("reference")
         source: Source
-        if in_process:  # as before units: the first build converts while the reference runs
+        if in_process:  # a transformers reference: the first build converts meanwhile
             source = InProcess(ctx, reference.wait, reporter)
         else:
-            from medrelease.quantize.measure.reference import save_reference
-
             if builder is not None:
                 builder.prepare()  # every conversion here, once: the units only quantize
-            reference.wait()
-            ref_dir = Path(
-                tempfile.mkdtemp(prefix=f"{TMP_PREFIX}quant-reference-", dir=paths.quant)
-            )
-            cleanup.append(ref_dir)
-            save_reference(ctx, ref_dir)  # in the build folder every node sees
-            source = Shared.of(ctx, ref_dir)
+            reference.wait()  # saved in the build folder every node sees
+            assert ctx.reference_dir is not None
+            source = Shared.of(ctx, ctx.reference_dir)
             timer.lap("prepare")
         bind(units, source, builder=builder, awq_dir=awq_dir, calibration=texts.get("calibration"))
         n_gguf = sum(isinstance(u.payload, GgufUnit) for u in units)
@@ -355,6 +360,43 @@ def _make_quants(
     finally:
         for folder in cleanup:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _gguf_reference(
+    ctx: QuantContext, builder: Any, job: Any, has_awq: bool, reporter: Reporter
+) -> None:
+    """The reference from llama.cpp on the GGUF intermediate (quantize.checks.reference),
+    with its conversion check in `ctx.conversion`. When there is no sound intermediate (the
+    converter crashed, llama.cpp cannot run it, or it fails the check), every GGUF is rejected
+    with that reason, and an AWQ quant is judged against transformers' logits instead."""
+    from medrelease.quantize.gguf.child import LlamaChildError
+    from medrelease.quantize.gguf.quant_types import gguf_type
+    from medrelease.quantize.measure.logits import HeldOutIds
+    from medrelease.quantize.measure.reference import (
+        gguf_reference,
+        hf_reference,
+        open_reference,
+        save_reference,
+    )
+
+    outtype = builder.cfg.intermediate
+    builder.prepare()  # the conversion; the thread scores the check's chunk in transformers
+    job.wait()
+    try:
+        model = builder.reference_model()
+        reporter.info(
+            f"scoring the {outtype.upper()} GGUF on held-out text (reference for every quant)"
+        )
+        ctx.conversion = gguf_reference(
+            ctx, model, outtype, job.cross_check, gguf_type(outtype).limits, job.folder
+        )
+    except LlamaChildError as exc:
+        ctx.conversion = exc.record()
+    if not ctx.conversion["ok"] and has_awq:  # AWQ is judged against transformers instead
+        assert isinstance(ctx.heldout_ids, HeldOutIds)
+        ctx.reference_logits = hf_reference(ctx.merged, ctx.heldout_ids)
+        save_reference(ctx, job.folder)
+        ctx.reference_logits, ctx.reference_dir = open_reference(job.folder), job.folder
 
 
 def _record(

@@ -36,6 +36,7 @@ from medrelease.quantize.base import EvalPlan, QuantArtifact, QuantContext
 from medrelease.quantize.config import AwqConfig, GgufConfig, QuantizeConfig
 from medrelease.quantize.measure.limits import Thresholds
 from medrelease.quantize.texts import TextSource
+from medrelease.records.quantize import QuantCheck
 
 if TYPE_CHECKING:
     from medrelease.quantize.gguf.build import GgufBuilder
@@ -76,6 +77,7 @@ class Shared:
     eval: EvalPlan | None = None
     stop_check: Any = None
     eos_ids: list[int] = field(default_factory=list)
+    conversion: QuantCheck | None = None
 
     @classmethod
     def of(cls, ctx: QuantContext, reference_dir: Path) -> Shared:
@@ -89,6 +91,7 @@ class Shared:
             eval=ctx.eval,
             stop_check=ctx.stop_check,
             eos_ids=list(ctx.eos_ids),
+            conversion=ctx.conversion,
         )
 
     def context(self) -> QuantContext:
@@ -115,6 +118,7 @@ class Shared:
             eval=self.eval,
             stop_check=self.stop_check,
             eos_ids=list(self.eos_ids),
+            conversion=self.conversion,
         )
         load_reference(ctx, self.reference_dir)
         return ctx

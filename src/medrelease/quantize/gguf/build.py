@@ -309,6 +309,12 @@ class GgufBuilder:
         needed = inter + sum(self.estimate(gguf_type(t)) for t in self.cfg.types)
         check_free_space(self.out_dir.parent, int(needed * 1.1), "the GGUF intermediate and quants")
 
+    def reference_model(self) -> Path:
+        """The GGUF the reference logits come from: an intermediate already made (the first
+        file of it), else the unsplit one. Raises LlamaChildError if the conversion crashed."""
+        made = next(iter(self._intermediates.values()), None)
+        return (made or self.intermediate(False))[0]
+
     def intermediate(self, split: bool) -> list[Path]:
         key = f"convert-{split}"
         if key in self._failed:

@@ -17,11 +17,15 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
     and the gate tasks, each in a child process: a crash rejects this quant, nothing more."""
     from medrelease.quantize.gguf.contents import check_gguf_files
     from medrelease.quantize.measure.judge import judge_logits
-    from medrelease.quantize.measure.logits import gguf_logits, logit_measures
+    from medrelease.quantize.measure.logits import gguf_measures
     from medrelease.quantize.measure.tokenization import check_tokenization_gguf
 
     if any(not c.get("ok") for c in art.checks.values()):
         return  # llama.cpp could not make it (build/imatrix): nothing to check
+    if ctx.conversion is not None:  # every GGUF is made from the intermediate it checks
+        art.checks["conversion"] = ctx.conversion
+        if not ctx.conversion.get("ok"):
+            return  # judged against a reference that is itself wrong, a quant proves nothing
     try:
         art.checks.update(check_gguf_files(art.files, ctx.merged, art.type, ctx.tokenizer))
     except Exception as exc:  # any parse failure means: not a readable GGUF
@@ -34,10 +38,9 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
         return  # llama.cpp would tokenize with the wrong vocabulary (or abort): nothing to learn
     try:
         art.checks["tokenization"] = check_tokenization_gguf(art.entry, ctx.tokenizer)
-        logits = gguf_logits(art.entry, ctx.heldout_ids, ctx.threads)
-        art.checks["logits"] = judge_logits(
-            logit_measures(ctx.reference_logits, logits, ctx.heldout_ids), limits
-        )
+        assert ctx.reference_dir is not None, "the reference is saved before any check"
+        measures = gguf_measures(art.entry, ctx.reference_logits, ctx.reference_dir, ctx.threads)
+        art.checks["logits"] = judge_logits(measures, limits)
     except LlamaChildError as exc:
         name = "logits" if "tokenization" in art.checks else "tokenization"
         art.checks[name] = exc.record()

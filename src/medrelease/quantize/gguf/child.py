@@ -77,10 +77,34 @@ class LogitsArgs(TypedDict):
     path: str
     chunks: list[list[int]]
     threads: int
+    first: int | None  # keep rows first .. len-2 (the scored ones) only; None: every row
 
 
 class LogitsFiles(TypedDict):
     files: list[str]  # one .npy per chunk, in the job folder
+
+
+class ReferenceArgs(TypedDict):
+    path: str
+    out: str  # the reference folder: logits-NNNN.npy and lse-NNNN.npy per chunk go there
+    chunks: list[list[int]]
+    first: int
+    threads: int
+
+
+class Referenced(TypedDict):
+    chunks: int
+
+
+class CompareArgs(TypedDict):
+    path: str
+    reference: str  # a reference folder (quantize/measure/reference.py), heldout.json included
+    threads: int
+
+
+class Compared(TypedDict):
+    stats: str  # an .npz of measure.logits.TOKEN_STATS arrays, in the job folder
+    max_diff: float
 
 
 class GenerateArgs(TypedDict):
@@ -269,8 +293,11 @@ def _job(
 # ---------- the parent's API ----------
 
 
-def gguf_chunk_logits(path: Path, chunks: list[list[int]], threads: int) -> list[Any]:
-    """float32 logits [len(chunk), n_vocab] of each chunk, each from a fresh KV state.
+def gguf_chunk_logits(
+    path: Path, chunks: list[list[int]], threads: int, first: int | None = None
+) -> list[Any]:
+    """float32 logits [len(chunk), n_vocab] of each chunk, each from a fresh KV state; with
+    `first`, only the scored rows first .. len(chunk)-2 (half the bytes to write and read).
 
     Raises LlamaChildError if llama.cpp aborts or cannot load the file."""
     import numpy as np
@@ -279,9 +306,40 @@ def gguf_chunk_logits(path: Path, chunks: list[list[int]], threads: int) -> list
         "path": str(path),
         "chunks": [list(map(int, c)) for c in chunks],
         "threads": threads,
+        "first": first,
     }
     with _job("logits", args, f"llama.cpp logits on {path.name}", path) as (result, job):
         return [np.load(job / name) for name in result["files"]]
+
+
+def gguf_reference_logits(
+    path: Path, out: Path, chunks: list[list[int]], first: int, threads: int
+) -> None:
+    """The scored rows' logits (float32) and their log-sum-exps (float64) of every chunk, as
+    `out/logits-NNNN.npy` and `out/lse-NNNN.npy`: a reference folder's arrays, written by the
+    child straight to disk (reference.py writes the folder's heldout.json)."""
+    args: ReferenceArgs = {
+        "path": str(path),
+        "out": str(out),
+        "chunks": [list(map(int, c)) for c in chunks],
+        "first": first,
+        "threads": threads,
+    }
+    with _job("reference", args, f"llama.cpp logits on {path.name}", path):
+        return
+
+
+def gguf_compare(path: Path, reference: Path, threads: int) -> tuple[dict[str, Any], float]:
+    """Every scored token's measures (measure.logits.token_stats) of the GGUF against the
+    reference folder, computed in the child one chunk at a time."""
+    import numpy as np
+
+    args: CompareArgs = {"path": str(path), "reference": str(reference), "threads": threads}
+    with _job("compare", args, f"llama.cpp logits on {path.name}", path) as (result, job):
+        data = np.load(job / result["stats"])
+        stats = {k: data[k] for k in data.files}  # read while the job folder exists
+        data.close()
+        return stats, float(result["max_diff"])
 
 
 def gguf_tokenize_probes(path: Path, probes: dict[str, tuple[str, bool]]) -> Tokenized:
@@ -429,7 +487,7 @@ def _task_count_tokens(args: CountArgs, job: Path) -> Counted:
 def _task_logits(args: LogitsArgs, job: Path) -> LogitsFiles:
     import numpy as np
 
-    chunks = args["chunks"]
+    chunks, first = args["chunks"], args.get("first")
     llm = open_llama(args["path"], max((len(c) for c in chunks), default=1), args["threads"])
     files = []
     try:
@@ -438,11 +496,72 @@ def _task_logits(args: LogitsArgs, job: Path) -> LogitsFiles:
             llm.reset()  # a fresh KV state for every chunk
             llm.eval(ids)
             name = f"logits-{i:05d}.npy"
-            np.save(job / name, np.asarray(llm.scores[: len(ids), :], dtype=np.float32))
+            rows = slice(0, len(ids)) if first is None else slice(first, len(ids) - 1)
+            np.save(job / name, np.asarray(llm.scores[rows, :], dtype=np.float32))
             files.append(name)
     finally:
         llm.close()
     return {"files": files}
+
+
+def _scored_rows(
+    path: str, chunks: list[list[int]], first: int, threads: int
+) -> Iterator[tuple[int, Any]]:
+    """Each chunk's scored rows (first .. len-2) from a fresh KV state, as llama-perplexity
+    evaluates them (flash attention on, as its default resolves on a CPU)."""
+    import numpy as np
+
+    llm = open_llama(path, max(len(c) for c in chunks), threads, flash_attn=True)
+    try:
+        for i, ids in enumerate(chunks):
+            print(f"medrelease: logits of chunk {i} ({len(ids)} tokens)", file=sys.stderr)
+            llm.reset()
+            llm.eval(ids)
+            yield i, np.asarray(llm.scores[first : len(ids) - 1, :], dtype=np.float32)
+    finally:
+        llm.close()
+
+
+def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
+    import numpy as np
+
+    from medrelease.quantize.measure.logits import logsumexp_rows
+
+    out, n = Path(args["out"]), 0
+    for i, rows in _scored_rows(args["path"], args["chunks"], args["first"], args["threads"]):
+        for name, arr in (
+            (f"logits-{i:04d}.npy", rows),
+            (f"lse-{i:04d}.npy", logsumexp_rows(rows)),
+        ):
+            tmp = out / f".{name}.part"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, out / name)
+        n += 1
+    return {"chunks": n}
+
+
+def _task_compare(args: CompareArgs, job: Path) -> Compared:
+    import numpy as np
+
+    from medrelease.quantize.measure.logits import TOKEN_STATS, token_stats
+
+    ref = Path(args["reference"])
+    meta = json.loads((ref / "heldout.json").read_text(encoding="utf-8"))
+    chunks, first = meta["chunks"], int(meta["first"])
+    parts: dict[str, list[Any]] = {k: [] for k in TOKEN_STATS}
+    max_diff = 0.0
+    for i, rows in _scored_rows(args["path"], chunks, first, args["threads"]):
+        logits = np.load(ref / f"logits-{i:04d}.npy", mmap_mode="r")
+        lse = np.load(ref / f"lse-{i:04d}.npy", mmap_mode="r")
+        stats, diff = token_stats(logits, lse, rows, np.asarray(chunks[i][first + 1 :]))
+        for k in TOKEN_STATS:
+            parts[k].append(stats[k])
+        max_diff = max(max_diff, diff)
+        del logits, lse, rows
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    np.savez(job / "stats.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds
+    return {"stats": "stats.npz", "max_diff": max_diff}
 
 
 def _task_generate(args: GenerateArgs, job: Path) -> Generated:
@@ -500,6 +619,8 @@ TASKS: dict[str, Callable[[Any, Path], Mapping[str, object]]] = {
     "tokenize": _task_tokenize,
     "count_tokens": _task_count_tokens,
     "logits": _task_logits,
+    "reference": _task_reference,
+    "compare": _task_compare,
     "generate": _task_generate,
     "quantize": _task_quantize,
     "evaluate": _task_evaluate,

@@ -143,7 +143,8 @@ def gguf_logits(gguf: Any, ids: list[int], threads: int = 1) -> Any:
         from medrelease.quantize.gguf.child import gguf_chunk_logits
 
         if isinstance(ids, HeldOutIds):
-            return gguf_chunk_logits(Path(gguf), [list(c) for c in ids.chunks], threads)
+            chunks = [list(c) for c in ids.chunks]
+            return gguf_chunk_logits(Path(gguf), chunks, threads, first=ids.first)
         return gguf_chunk_logits(Path(gguf), [list(ids)], threads)[0]
     if isinstance(ids, HeldOutIds):
         return [gguf_logits(gguf, list(chunk)) for chunk in ids.chunks]
@@ -160,7 +161,7 @@ def reference_from_logits(
     for chunk, arr in zip(heldout.chunks, chunk_logits, strict=True):
         rows = _scored(arr, chunk, heldout)
         logits.append(rows)
-        lse.append(_logsumexp_rows(rows))
+        lse.append(logsumexp_rows(rows))
     return Reference(heldout, logits, lse, dtype, reason)
 
 
@@ -176,7 +177,7 @@ def _scored(arr: Any, chunk: list[int], heldout: HeldOutIds) -> Any:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _logsumexp_rows(x: Any) -> Any:
+def logsumexp_rows(x: Any) -> Any:
     import numpy as np
 
     out = np.empty(x.shape[0], dtype=np.float64)
@@ -185,6 +186,45 @@ def _logsumexp_rows(x: Any) -> Any:
         m = block.max(axis=-1, keepdims=True)
         out[s : s + ROW_BLOCK] = m[:, 0] + np.log(np.exp(block - m).sum(axis=-1))
     return out
+
+
+def token_stats(ref: Any, ref_lse: Any, got: Any, targets: Any) -> tuple[dict[str, Any], float]:
+    """Per scored row of one chunk: KL(reference || got), both NLLs of the actual next token,
+    whether both rank the same token first and the change of its probability; and the largest
+    absolute logit difference. `ref`/`got`: float32 [rows, vocab] (`got` may be memory-mapped
+    or fresh from llama.cpp); `ref_lse`: float64 log-sum-exp of `ref`'s rows; `targets`: the
+    next token of each row. Shared by the step (in process) and the llama.cpp child, which
+    streams a quant's chunks against the reference on disk."""
+    import numpy as np
+
+    vocab = min(ref.shape[1], got.shape[1])
+    out: dict[str, list[Any]] = {k: [] for k in TOKEN_STATS}
+    max_diff = 0.0
+    for s in range(0, ref.shape[0], ROW_BLOCK):
+        r64 = np.asarray(ref[s : s + ROW_BLOCK], dtype=np.float64)
+        q64 = np.asarray(got[s : s + ROW_BLOCK], dtype=np.float64)
+        lp_r = r64 - np.asarray(ref_lse[s : s + ROW_BLOCK])[:, None]
+        mq = q64.max(axis=-1, keepdims=True)
+        lp_q = q64 - (mq + np.log(np.exp(q64 - mq).sum(axis=-1, keepdims=True)))
+        lp_r, lp_q = lp_r[:, :vocab], lp_q[:, :vocab]
+        out["kld"].append((np.exp(lp_r) * (lp_r - lp_q)).sum(axis=-1))
+        t = np.asarray(targets[s : s + ROW_BLOCK])
+        rows = np.arange(len(t))
+        ok = t < vocab  # a target outside the shared vocabulary cannot be compared
+        out["nll_ref"].append(-lp_r[rows[ok], t[ok]])
+        out["nll_q"].append(-lp_q[rows[ok], t[ok]])
+        out["dp"].append(np.exp(lp_q[rows[ok], t[ok]]) - np.exp(lp_r[rows[ok], t[ok]]))
+        out["same"].append(r64.argmax(-1) == q64.argmax(-1))
+        max_diff = max(max_diff, float(np.abs(r64[:, :vocab] - q64[:, :vocab]).max()))
+    return {k: np.concatenate(v) for k, v in out.items()}, max_diff
+
+
+TOKEN_STATS = ("kld", "nll_ref", "nll_q", "same", "dp")
+
+
+def chunk_targets(chunk: list[int], heldout: HeldOutIds) -> list[int]:
+    """The next token of each scored row of `chunk`."""
+    return list(chunk[heldout.first + 1 :])
 
 
 def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dict[str, Any]:
@@ -202,33 +242,22 @@ def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dic
     held = reference.heldout
     if len(got) != len(held.chunks):
         raise ValueError(f"{len(got)} chunks of logits for {len(held.chunks)} held-out chunks")
-    kld_all, nll_ref, nll_q, same, dp = [], [], [], [], []
-    max_diff = 0.0
-    for chunk, ref, ref_lse, arr in zip(
-        held.chunks, reference.logits, reference.lse, got, strict=True
-    ):
-        q = _scored(arr, chunk, held)
-        vocab = min(ref.shape[1], q.shape[1])
-        targets = np.asarray(chunk[held.first + 1 :])
-        for s in range(0, ref.shape[0], ROW_BLOCK):
-            r64 = ref[s : s + ROW_BLOCK].astype(np.float64)
-            q64 = q[s : s + ROW_BLOCK].astype(np.float64)
-            lp_r = r64 - ref_lse[s : s + ROW_BLOCK, None]
-            mq = q64.max(axis=-1, keepdims=True)
-            lp_q = q64 - (mq + np.log(np.exp(q64 - mq).sum(axis=-1, keepdims=True)))
-            lp_r, lp_q = lp_r[:, :vocab], lp_q[:, :vocab]
-            p_r = np.exp(lp_r)
-            kld_all.append((p_r * (lp_r - lp_q)).sum(axis=-1))
-            t = targets[s : s + ROW_BLOCK]
-            rows = np.arange(len(t))
-            ok = t < vocab  # a target outside the shared vocabulary cannot be compared
-            nll_ref.append(-lp_r[rows[ok], t[ok]])
-            nll_q.append(-lp_q[rows[ok], t[ok]])
-            dp.append(np.exp(lp_q[rows[ok], t[ok]]) - np.exp(lp_r[rows[ok], t[ok]]))
-            same.append(r64.argmax(-1) == q64.argmax(-1))
-            max_diff = max(max_diff, float(np.abs(r64[:, :vocab] - q64[:, :vocab]).max()))
-    kld = np.concatenate(kld_all)
-    n_ref, n_q = np.concatenate(nll_ref), np.concatenate(nll_q)
+    per_chunk = [
+        token_stats(ref, lse, _scored(arr, chunk, held), np.asarray(chunk_targets(chunk, held)))
+        for chunk, ref, lse, arr in zip(
+            held.chunks, reference.logits, reference.lse, got, strict=True
+        )
+    ]
+    stats = {k: np.concatenate([c[0][k] for c in per_chunk]) for k in TOKEN_STATS}
+    return summarize(stats, max(c[1] for c in per_chunk), reference)
+
+
+def summarize(stats: dict[str, Any], max_diff: float, reference: Reference) -> dict[str, Any]:
+    """The measures llama-perplexity reports, from every scored token's `token_stats`."""
+    import numpy as np
+
+    held = reference.heldout
+    kld, n_ref, n_q = stats["kld"], stats["nll_ref"], stats["nll_q"]
     ppl_ref, ppl_q = math.exp(float(n_ref.mean())), math.exp(float(n_q.mean()))
     n = len(kld)
     stderr = float(kld.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
@@ -238,11 +267,11 @@ def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dic
         "kld_p99": round(float(np.percentile(kld, 99.0)), 8),
         "kld_median": round(float(np.median(kld)), 8),
         "kld_max": round(float(kld.max()), 8),
-        "top1_agreement": round(float(np.concatenate(same).mean()), 6),
+        "top1_agreement": round(float(stats["same"].mean()), 6),
         "ppl_merged": round(ppl_ref, 6),
         "ppl_quant": round(ppl_q, 6),
         "ppl_ratio": round(math.exp(float(n_q.mean() - n_ref.mean())), 6),
-        "delta_p_rms": round(float(np.sqrt(np.mean(np.concatenate(dp) ** 2))), 6),
+        "delta_p_rms": round(float(np.sqrt(np.mean(stats["dp"] ** 2))), 6),
         "max_abs_logit_diff": round(max_diff, 6),
         "tokens": n,
         "chunks": len(held.chunks),
@@ -250,3 +279,15 @@ def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dic
         "reference_dtype": reference.dtype,
         "reference_dtype_reason": reference.dtype_reason,
     }
+
+
+def gguf_measures(
+    gguf: Path, reference: Reference, reference_dir: Path, threads: int
+) -> dict[str, Any]:
+    """`logit_measures` of a GGUF against the reference saved in `reference_dir`, computed in
+    the llama.cpp child chunk by chunk, as llama-perplexity --kl-divergence does: neither
+    process ever holds more than one chunk of the quant's logits, and the parent none."""
+    from medrelease.quantize.gguf.child import gguf_compare
+
+    stats, max_diff = gguf_compare(gguf, reference_dir, threads)
+    return summarize(stats, max_diff, reference)

@@ -1,18 +1,26 @@
-"""The merged model's reference for every quant check, computed alongside the conversion.
+"""The merged model's reference for every quant check.
 
 Every quant is compared with the merged model's logits on held-out text, cut into chunks as
-llama-perplexity does (quantize/measure/logits.py). Computing them (import torch/transformers,
-load the model, one forward pass per chunk) needs nothing from llama.cpp, and llama.cpp's
-converter (a subprocess, mostly one core of numpy and I/O) needs nothing from them: so the
-reference runs in a thread while the conversion and the first quantization run, and the checks
-wait for it.
+llama-perplexity does (quantize/measure/logits.py). Where the reference comes from is
+`quantize.checks.reference`:
 
-Memory at real size: on a CPU without fast bf16 the forward pass runs in float32 (core/
-compute_dtype.py, the same rule as the gate). When a float32 copy would not fit (a 7B bf16 model
-is 28 GB of float32), the model is not loaded at all: each module reads its weights from the
-safetensors files as it runs, as float32 (core/upcast.py `streamed_from_disk`). The numbers
-are a float32 model's; memory is one module (measured at Qwen2.5-7B shape: docs/benchmarks.md).
-Only the scored rows' logits are kept.
+* `gguf` (the default when the recipe makes GGUFs): llama.cpp's logits of the high-precision
+  GGUF intermediate (F16 by default) that every quant is made from anyway: the field's own
+  convention (`llama-perplexity --kl-divergence-base` on the F16 GGUF), at the cost of one
+  llama.cpp pass. The conversion itself is checked against transformers on one chunk: a thread
+  scores the merged model on the first chunk while the converter runs (`cross_check`), and
+  `gguf_reference` judges the intermediate's logits on that chunk with the limits of its float
+  type. That check ("conversion") is part of every GGUF quant's record: a converter bug
+  rejects them all, and a float quant that *is* the intermediate is not judged against itself
+  alone.
+* `transformers` (the default for an AWQ-only recipe): the merged model in transformers, on
+  every chunk, in a thread while the conversion and the first quantization run.
+
+Memory at real size (transformers): on a CPU without fast bf16 the forward pass runs in
+float32 (core/compute_dtype.py, the same rule as the gate). When a float32 copy would not fit
+(a 7B bf16 model is 28 GB of float32), the model is not loaded at all: each module reads its
+weights from the safetensors files as it runs, as float32 (core/upcast.py
+`streamed_from_disk`). Only the scored rows' logits are kept.
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ from pathlib import Path
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
 from medrelease.quantize.base import QuantContext
-from medrelease.quantize.measure.logits import DEFAULT_CONTEXT
+from medrelease.quantize.measure.limits import Thresholds
+from medrelease.quantize.measure.logits import DEFAULT_CONTEXT, HeldOutIds, Reference
 from medrelease.quantize.texts import TextSource
+from medrelease.records.quantize import QuantCheck
 
 
 class ReferenceJob:
-    """Fills `ctx.tokenizer`, `ctx.heldout_ids` and `ctx.reference_logits` in a thread."""
+    """Fills `ctx.tokenizer` and `ctx.heldout_ids` in a thread, then, for a `transformers`
+    reference, `ctx.reference_logits`; for a `gguf` one, `cross_check` (the first chunk's
+    transformers logits, which `gguf_reference` compares the intermediate with)."""
 
     def __init__(
         self,
@@ -37,9 +49,14 @@ class ReferenceJob:
         heldout: TextSource,
         max_tokens: int,
         reporter: Reporter,
+        folder: Path,
         context: int = DEFAULT_CONTEXT,
+        source: str = "transformers",
     ):
         self.ctx = ctx
+        self.folder = folder  # where the reference is saved (every check reads it there)
+        self.source = source
+        self.cross_check: Reference | None = None
         self.heldout = heldout
         self.max_tokens = max_tokens
         self.context = context
@@ -50,7 +67,10 @@ class ReferenceJob:
         self._thread = threading.Thread(target=self._run, name="mr-reference", daemon=True)
 
     def start(self) -> ReferenceJob:
-        self.reporter.info("scoring the merged model on held-out text (reference for every quant)")
+        if self.source == "transformers":
+            self.reporter.info(
+                "scoring the merged model on held-out text (reference for every quant)"
+            )
         self._thread.start()
         return self
 
@@ -60,16 +80,25 @@ class ReferenceJob:
         t0 = time.perf_counter()
         try:
             quiet_libraries()  # first use of transformers in this step: silence it here
-            compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
+            if self.source == "transformers":
+                compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
+            else:  # the intermediate's logits are the reference: transformers checks chunk 1
+                held = tokenize_heldout(self.ctx, self.heldout, self.max_tokens, self.context)
+                self.cross_check = hf_reference(self.ctx.merged, first_chunk(held))
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         self.seconds = round(time.perf_counter() - t0, 3)
 
     def wait(self) -> QuantContext:
-        """Block until the reference is ready; re-raise its error in the caller's thread."""
+        """Block until the thread is done; re-raise its error in the caller's thread. A
+        transformers reference is then saved to `folder` and memory-mapped from there."""
         self._thread.join()
         if self._error is not None:
             raise self._error
+        if self.source == "transformers" and self.ctx.reference_dir is None:
+            save_reference(self.ctx, self.folder)
+            self.ctx.reference_logits = open_reference(self.folder)  # the arrays go
+            self.ctx.reference_dir = self.folder
         return self.ctx
 
 
@@ -77,20 +106,24 @@ def compute_reference(
     ctx: QuantContext, heldout: TextSource, max_tokens: int, context: int = DEFAULT_CONTEXT
 ) -> None:
     """The merged model's tokenizer, the held-out chunks and the merged model's logits on them."""
-    import gc
+    held = tokenize_heldout(ctx, heldout, max_tokens, context)
+    ctx.reference_logits = hf_reference(ctx.merged, held)
+
+
+def tokenize_heldout(
+    ctx: QuantContext, heldout: TextSource, max_tokens: int, context: int = DEFAULT_CONTEXT
+) -> HeldOutIds:
+    """`ctx.tokenizer` (the merged tokenizer) and `ctx.heldout_ids` (the chunks every runtime
+    is scored on), set and returned."""
     import json
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from medrelease.core.compute_dtype import choose_compute_dtype, weights_info
     from medrelease.quantize.measure.logits import (
         bos_added,
         chunk_context,
         held_out_chunks,
         held_out_ids,
-        hf_logits,
-        reference_from_logits,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))
@@ -104,50 +137,97 @@ def compute_reference(
         raise InputError(
             f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
         ) from None
-    info = weights_info(ctx.merged)
+    ctx.tokenizer, ctx.heldout_ids = tokenizer, chunks
+    return chunks
+
+
+def first_chunk(held: HeldOutIds) -> HeldOutIds:
+    """The first chunk alone, chunked as in `held` (the conversion check's text)."""
+    one = HeldOutIds(held.chunks[0])
+    one.chunks, one.first = [held.chunks[0]], held.first
+    return one
+
+
+def hf_reference(merged: Path, held: HeldOutIds) -> Reference:
+    """The merged model's logits on `held`'s scored rows, in transformers."""
+    import gc
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medrelease.core.compute_dtype import choose_compute_dtype, weights_info
+    from medrelease.quantize.measure.logits import hf_logits, reference_from_logits
+
+    info = weights_info(merged)
     choice = choose_compute_dtype(info.dtype, info.n_params, per_layer=True, streamed=True)
     model = None
     if choice.streamed:  # a model too big for a float32 copy is never loaded at all
         from medrelease.core.upcast import streamed_from_disk
 
-        model = streamed_from_disk(ctx.merged)
+        model = streamed_from_disk(merged)
     if model is None:
         load_dtype = info.dtype if choice.per_layer else choice.dtype
-        model = AutoModelForCausalLM.from_pretrained(
-            str(ctx.merged), dtype=getattr(torch, load_dtype)
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=getattr(torch, load_dtype))
         model.eval()
         if choice.per_layer:
             from medrelease.core.upcast import upcast_per_module
 
             upcast_per_module(model)
-    logits = hf_logits(model, chunks)
+    logits = hf_logits(model, held)
     del model
     gc.collect()  # the weights go before the checks load a quant next to the reference
-    reference = reference_from_logits(chunks, logits, choice.dtype, choice.reason)
-    del logits
-    ctx.tokenizer, ctx.heldout_ids, ctx.reference_logits = tokenizer, chunks, reference
+    return reference_from_logits(held, logits, choice.dtype, choice.reason)
 
 
-# ---------- the reference as files: for units that run in other processes ----------
+def gguf_reference(
+    ctx: QuantContext,
+    gguf: Path,
+    outtype: str,
+    cross_check: Reference,
+    limits: Thresholds,
+    folder: Path,
+) -> QuantCheck:
+    """llama.cpp's logits of the GGUF intermediate `gguf` on every held-out chunk, written by
+    the child into `folder`, become the reference; returned: the conversion check, their first
+    chunk judged against transformers' (`cross_check`) with the limits of its float type."""
+    from medrelease.quantize.gguf.child import gguf_reference_logits
+    from medrelease.quantize.measure.judge import judge_logits
+    from medrelease.quantize.measure.logits import logit_measures
+
+    held = ctx.heldout_ids
+    assert isinstance(held, HeldOutIds), "tokenize_heldout runs first"
+    gguf_reference_logits(gguf, folder, held.chunks, held.first, ctx.threads)
+    reason = (
+        f"llama.cpp on the {outtype.upper()} GGUF intermediate (quantize.checks.reference: "
+        "gguf); the conversion is checked against transformers on one chunk"
+    )
+    _write_meta(folder, held, f"gguf-{outtype}", reason)
+    ctx.reference_logits = open_reference(folder)
+    ctx.reference_dir = folder
+    first = ctx.reference_logits.logits[0]
+    check = judge_logits(logit_measures(cross_check, [first]), limits)
+    check["detail"] = f"{outtype.upper()} GGUF vs transformers on 1 chunk: {check['detail']}"
+    return check
+
+
+# ---------- the reference as files ----------
 #
-# A Ray worker cannot share the driver's memory, and a real cluster's object store would copy
-# the logits (1.2 GB at a 152k vocabulary) to every node. So the reference is saved once into
-# the release's build folder, which every node sees at the driver's paths (the same shared
-# filesystem the gate's units read the models from), and each unit memory-maps it: float32
-# logits and float64 log-sum-exps exactly as computed, so every measure is the same number.
+# The reference lives in a folder of the release's build folder, whoever computed it: a GGUF
+# quant is compared with it inside its llama.cpp child, chunk by chunk, as llama-perplexity
+# --kl-divergence reads its base file (no process holds the whole reference, a quant's logits
+# never travel); a Ray worker (which cannot share the driver's memory, and whose object store
+# would copy 1.2 GB of logits at a 152k vocabulary to every node) memory-maps it from the
+# shared build folder. float32 logits and float64 log-sum-exps exactly as computed, so every
+# measure is the same number wherever it is taken.
 
 _HELDOUT = "heldout.json"
 
 
 def save_reference(ctx: QuantContext, folder: Path) -> None:
     """Write `ctx`'s held-out chunks and reference logits into `folder` (an empty folder)."""
-    import json
     import os
 
     import numpy as np
-
-    from medrelease.core.atomic import atomic_write_text
 
     ref = ctx.reference_logits
     for i, (logits, lse) in enumerate(zip(ref.logits, ref.lse, strict=True)):
@@ -156,25 +236,29 @@ def save_reference(ctx: QuantContext, folder: Path) -> None:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
             os.replace(tmp, folder / name)
-    held = ref.heldout
+    _write_meta(folder, ref.heldout, ref.dtype, ref.dtype_reason)
+
+
+def _write_meta(folder: Path, held: HeldOutIds, dtype: str, reason: str) -> None:
+    import json
+
+    from medrelease.core.atomic import atomic_write_text
+
     meta = {
         "chunks": [list(map(int, c)) for c in held.chunks],
         "first": held.first,
-        "dtype": ref.dtype,
-        "dtype_reason": ref.dtype_reason,
+        "dtype": dtype,
+        "dtype_reason": reason,
     }
     atomic_write_text(folder / _HELDOUT, json.dumps(meta))  # last: present means complete
 
 
-def load_reference(ctx: QuantContext, folder: Path) -> None:
-    """Fill `ctx` (tokenizer, held-out ids, reference) from `save_reference`'s folder; the
-    logits stay on disk, memory-mapped read-only (pages shared by the units of a node)."""
+def open_reference(folder: Path) -> Reference:
+    """The reference saved in `folder`, its logits memory-mapped read-only (pages shared by
+    every check that reads them, and dropped by the kernel when memory is short)."""
     import json
 
     import numpy as np
-    from transformers import AutoTokenizer
-
-    from medrelease.quantize.measure.logits import HeldOutIds, Reference
 
     meta = json.loads((folder / _HELDOUT).read_text())
     chunks = [list(c) for c in meta["chunks"]]
@@ -183,9 +267,17 @@ def load_reference(ctx: QuantContext, folder: Path) -> None:
     n = len(chunks)
     logits = [np.load(folder / f"logits-{i:04d}.npy", mmap_mode="r") for i in range(n)]
     lse = [np.load(folder / f"lse-{i:04d}.npy", mmap_mode="r") for i in range(n)]
-    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))  # as compute_reference
-    ctx.heldout_ids = held
-    ctx.reference_logits = Reference(held, logits, lse, meta["dtype"], meta["dtype_reason"])
+    return Reference(held, logits, lse, meta["dtype"], meta["dtype_reason"])
+
+
+def load_reference(ctx: QuantContext, folder: Path) -> None:
+    """Fill `ctx` (tokenizer, held-out ids, reference) from a reference folder (a unit in
+    another process: a Ray worker)."""
+    from transformers import AutoTokenizer
+
+    ref = open_reference(folder)
+    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))  # as tokenize_heldout
+    ctx.heldout_ids, ctx.reference_logits, ctx.reference_dir = ref.heldout, ref, folder
 
 
 def start_reference(
@@ -197,7 +289,9 @@ def start_reference(
     threads: int,
     seed: int,
     reporter: Reporter,
+    folder: Path,
     context: int = DEFAULT_CONTEXT,
+    source: str = "transformers",
 ) -> tuple[QuantContext, ReferenceJob]:
     """A context whose path fields are usable now and whose reference fields `wait()` fills."""
     ctx = QuantContext(
@@ -210,4 +304,5 @@ def start_reference(
         threads=threads,
         seed=seed,
     )
-    return ctx, ReferenceJob(ctx, heldout, max_tokens, reporter, context).start()
+    job = ReferenceJob(ctx, heldout, max_tokens, reporter, folder, context, source)
+    return ctx, job.start()
