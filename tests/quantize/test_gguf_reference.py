@@ -50,7 +50,7 @@ def both(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str
 
 
 def test_default_reference_is_the_gguf_intermediate(both):
-    for qtype, q in both["gguf"].items():
+    for q in both["gguf"].values():
         assert q["accepted"], q["reason"]
         measures = q["checks"]["logits"]["measures"]
         assert measures["reference_dtype"] == "gguf-f16", measures
