@@ -95,6 +95,24 @@ def gguf_chunk_logits(path: Path, chunks: Any, threads: int) -> list[Any]:
         llm.close()
 
 
+def gguf_f16_reference(f16: Path, chunks: Any, work: Path, threads: int) -> tuple[Any, Path]:
+    """The product's GGUF reference of `f16` on `chunks`, saved in a folder (and that folder)."""
+    from medrelease.quantize.gguf.child import gguf_reference_logits
+    from medrelease.quantize.measure.reference import open_reference, write_meta
+
+    folder = work / "reference-gguf-f16"
+    folder.mkdir(exist_ok=True)
+    gguf_reference_logits(f16, folder, chunks.chunks, chunks.first, threads)
+    write_meta(folder, chunks, "gguf-f16", "llama.cpp on the F16 GGUF intermediate")
+    return open_reference(folder), folder
+
+
+def gguf_measures(path: Path, reference: Any, folder: Path, threads: int) -> dict[str, Any]:
+    from medrelease.quantize.measure.logits import gguf_measures as measures
+
+    return measures(path, reference, folder, threads)
+
+
 def make_gguf(model_dir: Path, work: Path, qtype: str, threads: int) -> Path:
     from medrelease.quantize.gguf.build import convert, quantize
     from medrelease.quantize.gguf.quant_types import gguf_type
@@ -167,6 +185,15 @@ def calibrate(
         refs[info.dtype] = ref_own
         m = logit_measures(ref32, list(ref_own.logits))
         rows.append(row(name, f"HF {info.dtype} compute", m, None))
+    # the product's default reference: llama.cpp on the F16 intermediate, every quant compared
+    # in its llama.cpp child (quantize/measure/reference.py), exactly as `medrelease quantize`
+    gguf_ref = gguf_f16_reference(
+        make_gguf(model_dir, work, "F16", args.threads), chunks, work, args.threads
+    )
+    m = logit_measures(ref32, list(gguf_ref[0].logits))
+    rows.append(
+        row(name, "F16 GGUF reference vs HF float32 (the conversion check, all chunks)", m, None)
+    )
     for qtype in args.types:
         t0 = time.perf_counter()
         path = make_gguf(model_dir, work, qtype, args.threads)
@@ -175,6 +202,8 @@ def calibrate(
             m = logit_measures(ref, got)
             label = qtype if ref_dtype == "float32" else f"{qtype} (ref {ref_dtype})"
             rows.append(row(name, label, m, judge(qtype, m)))
+        m = gguf_measures(path, gguf_ref[0], gguf_ref[1], args.threads)
+        rows.append(row(name, f"{qtype} (ref F16 GGUF: the default)", m, judge(qtype, m)))
         del got
         gc.collect()
         print(f"   {qtype} ({time.perf_counter() - t0:.0f} s): "
@@ -190,6 +219,9 @@ def calibrate(
         got = gguf_chunk_logits(path, chunks, args.threads)
         m = logit_measures(ref32, got)
         rows.append(row(name, f"Q8_0 of {wrong.name} (wrong model)", m, judge("Q8_0", m)))
+        m = gguf_measures(path, gguf_ref[0], gguf_ref[1], args.threads)
+        label = f"Q8_0 of {wrong.name} (wrong model, ref F16 GGUF)"
+        rows.append(row(name, label, m, judge("Q8_0", m)))
         print(f"   wrong model: {json.dumps(rows[-1])}", flush=True)
         shutil.rmtree(path.parent, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -200,7 +232,8 @@ def row_order(r: dict[str, Any]) -> tuple[str, int, str]:
     """Model, then HF reference first, types in FLOATS + DEFAULT_TYPES order, wrong model last."""
     order = list(dict.fromkeys((*FLOATS, *DEFAULT_TYPES)))
     qtype = r["type"].split(" ")[0]
-    rank = -1 if r["type"].startswith("HF ") else len(order) + 1
+    reference = r["type"].startswith(("HF ", "F16 GGUF reference"))
+    rank = -1 if reference else len(order) + 1
     if " of " not in r["type"] and qtype in order:
         rank = order.index(qtype)
     return (r["model"], rank, r["type"])
@@ -209,7 +242,7 @@ def row_order(r: dict[str, Any]) -> tuple[str, int, str]:
 def rejudge(r: dict[str, Any]) -> bool | None:
     """The verdict of today's default limits on a measured row (None: not a GGUF)."""
     qtype = r["type"].split(" ")[0]
-    if r["type"].startswith("HF "):
+    if r["type"].startswith(("HF ", "F16 GGUF reference")):
         return None
     return judge(qtype, r)
 

@@ -274,24 +274,35 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the built stages for a re-run")
     ap.add_argument("--merge-only", action="store_true", help="measure the merge step alone")
     ap.add_argument("--threads", type=int, default=2, help="for every tool and medrelease")
+    ap.add_argument("--real", metavar="NAME", help="a real model of the real-model tier instead "
+                    "(medrelease.testing.realmodels: smollm2-135m, qwen2.5-coder-0.5b): its two "
+                    "real fine-tunes are merged; --scale is ignored")  # fmt: skip
     args = ap.parse_args()
     global THREADS
     THREADS = args.threads
     s = shape(args.scale)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    print(f"shape: {s} -> {n_params(s) / 1e9:.3f}B params, bf16", flush=True)
-    tok = tokenizer_folder(work / "cache")
     t0 = time.perf_counter()
-    stages = {
-        n: build_stage(work / "stages" / n, s, seed, tok) for n, seed in (("sft", 1), ("dpo", 2))
-    }
-    print(f"stages built in {time.perf_counter() - t0:.0f} s "
-          f"({folder_bytes(stages['sft']) / 2**30:.2f} GiB each)", flush=True)  # fmt: skip
+    if args.real:
+        from medrelease.testing.realmodels import fine_tunes
+
+        stages = fine_tunes(args.real)
+        print(f"real model {args.real}: stages {sorted(stages)}", flush=True)
+    else:
+        print(f"shape: {s} -> {n_params(s) / 1e9:.3f}B params, bf16", flush=True)
+        tok = tokenizer_folder(work / "cache")
+        stages = {
+            n: build_stage(work / "stages" / n, s, seed, tok)
+            for n, seed in (("sft", 1), ("dpo", 2))
+        }
+    first, second = sorted(stages)
+    print(f"stages ready in {time.perf_counter() - t0:.0f} s "
+          f"({folder_bytes(stages[first]) / 2**30:.2f} GiB each)", flush=True)  # fmt: skip
     merge_cfg = {
         "merge_method": "linear",
-        "models": [{"model": "sft", "parameters": {"weight": 0.5}},
-                   {"model": "dpo", "parameters": {"weight": 0.5}}],
+        "models": [{"model": first, "parameters": {"weight": 0.5}},
+                   {"model": second, "parameters": {"weight": 0.5}}],
         "dtype": "bfloat16",
     }  # fmt: skip
     recipe = work / "recipe.yaml"
@@ -313,7 +324,11 @@ def main() -> int:
     for d in (wd, raw):
         shutil.rmtree(d, ignore_errors=True)
     raw.mkdir()
-    fig: dict[str, Any] = {"shape": s, "params": n_params(s), "scale": args.scale}
+    fig: dict[str, Any] = (
+        {"real": args.real}
+        if args.real
+        else {"shape": s, "params": n_params(s), "scale": args.scale}
+    )
 
     print("merge", flush=True)
     medrelease = str(VENV_BIN / "medrelease")
@@ -329,7 +344,7 @@ def main() -> int:
         fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
         fig["merge_checks"] = manifest["steps"]["merge"].get("checks")
         return _finish(fig, [("merge (2 stages, linear, bf16)", ours_merge, theirs_merge)], args)
-    if not args.keep:  # quantize reads only the merged model: free the stages' disk now
+    if not args.keep and not args.real:  # quantize reads only merged/: free the stages' disk
         shutil.rmtree(work / "stages", ignore_errors=True)
 
     print("quantize", flush=True)

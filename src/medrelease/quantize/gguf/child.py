@@ -419,9 +419,12 @@ def gguf_evaluate(path: Path, merged: Path, plan: EvalPlan, n_ctx: int, threads:
 
 def open_llama(path: str, n_ctx: int, threads: int, *, verbose: bool = True, **extra: Any) -> Any:
     """A llama_cpp.Llama with logits for every position (verbose in a child: its log is the
-    child's log, whose tail explains a crash)."""
+    child's log, whose tail explains a crash). Flash attention is on, as llama.cpp's own tools
+    resolve their default (`auto`) on a CPU: the same kernels as llama-perplexity, and ~10%
+    faster at 512 tokens of context (llama-cpp-python's default is off)."""
     from llama_cpp import Llama
 
+    extra.setdefault("flash_attn", True)
     n = max(n_ctx, 64)
     return Llama(
         model_path=path,
@@ -508,10 +511,10 @@ def _scored_rows(
     path: str, chunks: list[list[int]], first: int, threads: int
 ) -> Iterator[tuple[int, Any]]:
     """Each chunk's scored rows (first .. len-2) from a fresh KV state, as llama-perplexity
-    evaluates them (flash attention on, as its default resolves on a CPU)."""
+    evaluates them."""
     import numpy as np
 
-    llm = open_llama(path, max(len(c) for c in chunks), threads, flash_attn=True)
+    llm = open_llama(path, max(len(c) for c in chunks), threads)
     try:
         for i, ids in enumerate(chunks):
             print(f"medrelease: logits of chunk {i} ({len(ids)} tokens)", file=sys.stderr)

@@ -201,7 +201,7 @@ def gguf_reference(
         f"llama.cpp on the {outtype.upper()} GGUF intermediate (quantize.checks.reference: "
         "gguf); the conversion is checked against transformers on one chunk"
     )
-    _write_meta(folder, held, f"gguf-{outtype}", reason)
+    write_meta(folder, held, f"gguf-{outtype}", reason)
     ctx.reference_logits = open_reference(folder)
     ctx.reference_dir = folder
     first = ctx.reference_logits.logits[0]
@@ -236,10 +236,10 @@ def save_reference(ctx: QuantContext, folder: Path) -> None:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
             os.replace(tmp, folder / name)
-    _write_meta(folder, ref.heldout, ref.dtype, ref.dtype_reason)
+    write_meta(folder, ref.heldout, ref.dtype, ref.dtype_reason)
 
 
-def _write_meta(folder: Path, held: HeldOutIds, dtype: str, reason: str) -> None:
+def write_meta(folder: Path, held: HeldOutIds, dtype: str, reason: str) -> None:
     import json
 
     from medrelease.core.atomic import atomic_write_text
