@@ -54,7 +54,10 @@ ForceOpt = typer.Option(
     help="run the step again and replace its outputs, even if its inputs are unchanged",
 )
 ThreadsOpt = typer.Option(
-    0, "--threads", metavar="N", help="CPU threads per llama.cpp quantize (0: up to 2)"
+    0,
+    "--threads",
+    metavar="N",
+    help="CPU threads for llama.cpp's quantizer and checks (0: every core this process may use)",
 )
 TargetOpt = typer.Option(
     None,

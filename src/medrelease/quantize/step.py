@@ -100,8 +100,18 @@ def quantize_release(
     ) as run:
         if run.skipped:  # inputs unchanged since the recorded run (INPUTS.rerun)
             return _verdict(run.skipped)
-        n_threads = threads or min(2, os.cpu_count() or 1)
+        # locally the checks run one llama.cpp process at a time: it gets every core we may
+        # use (`taskset` and cgroups included), as llama-perplexity takes all it finds; on a
+        # cluster each unit reserves its threads as CPUs, so 2 (units run side by side)
+        n_threads = threads or (usable_cores() if executor == "local" else 2)
         return _quantize_locked(run, cfg, n_threads, executor, ray_address)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset`, cgroup cpusets), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _texts(loaded: LoadedRecipe, cfg: QuantizeConfig) -> dict[str, TextSource]:
