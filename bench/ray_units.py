@@ -146,7 +146,7 @@ def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str,
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
     from medrelease.testing.tiny import TinySpec, build_tiny_model
-    from quantize.quanthelpers import make_release
+    from quantize.quanthelpers import quant_release
 
     base = build_tiny_model(work / "base", TinySpec(seed=1))
     workdir = work / "build"
@@ -155,7 +155,7 @@ def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str,
     section: dict[str, Any] = {"gguf": {"types": types, "optional": types}}
     if awq:  # a short calibration: the unit is still the real llm-compressor run and checks
         section["awq"] = {"num_samples": 8, "max_seq_length": 64, "optional": True}
-    loaded = load_recipe(make_release(workdir, base, section))
+    loaded = load_recipe(quant_release(workdir, base, section).recipe)
 
     def run(executor: str) -> dict[str, Any]:
         return quantize_release(
