@@ -104,7 +104,7 @@ class BuiltRelease:
 def built_release(
     root: Path,
     upto: str,
-    recipe: Mapping[str, Any],
+    recipe: Mapping[str, Any] | Path,
     *,
     workdir: Path | None = None,
     merged: Path | None = None,
@@ -114,6 +114,7 @@ def built_release(
 ) -> BuiltRelease:
     """The release of `recipe` built up to step `upto` (a step name, or "recipe" for none).
 
+    `recipe`: its data (written to root/recipe.yaml), or a recipe file already written.
     `merged`: a model folder standing in for the merge (copied to merged/); `chat_template`:
     written into merged/tokenizer_config.json when it has none. `given`: stand-ins for other
     steps. `check_merge`: check the recipe's merge block on load (default: when the merge is
@@ -133,24 +134,29 @@ def built_release(
         raise ValueError(f"stand-ins for unknown steps: {sorted(unknown)}")
 
     root.mkdir(parents=True, exist_ok=True)
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(dict(recipe), sort_keys=False))
+    if isinstance(recipe, Path):
+        path = recipe
+    else:
+        path = root / "recipe.yaml"
+        path.write_text(yaml.safe_dump(dict(recipe), sort_keys=False))
     built = BuiltRelease(path, root / "build" if workdir is None else workdir)
     if upto == "recipe":
         return built
     if check_merge is None:
         check_merge = "merge" not in stand_ins
-    loaded = load_recipe(path, check_merge=check_merge)
+    loaded = None  # loaded for the first real step: a recipe may be wrong on purpose
     options = registry.ReleaseOptions()
     for step in registry.STEPS[: names.index(upto) + 1]:
         if step.name in stand_ins:
             _write_stand_in(built.root, step.name, stand_ins[step.name])
-        elif step.configured(loaded):
+            continue
+        loaded = loaded or load_recipe(path, check_merge=check_merge)
+        if step.configured(loaded):
             reporter = Reporter(quiet=True)
             opts = step.options(options)
             built.results[step.name] = step.run(loaded, built.workdir, reporter, opts, False)
-        if step.name == "merge" and chat_template is not None:
-            _add_chat_template(built.root / "merged", chat_template)
+    if chat_template is not None:
+        _add_chat_template(built.root / "merged", chat_template)
     return built
 
 

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatehelpers import (
-    gate_tiny_release,
-)
 
+from gate.gatehelpers import gate_inputs, gate_recipe
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit, make_executor
@@ -29,6 +27,7 @@ from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.gate import step
 from medrelease.gate.units import unit_resources
 from medrelease.pipeline.recipes import load_recipe
+from releases import built_release
 
 
 def _gates() -> dict[str, Any]:
@@ -66,7 +65,10 @@ class Local:
 def local(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> Local:
     """The tiny release gated by the local executor: the reference every Ray run must equal."""
     root = tmp_path_factory.mktemp("ray-gate")
-    recipe, workdir, result = gate_tiny_release(root, llama, _gates())
+    built = built_release(
+        root, "gate", gate_recipe(llama, _gates()), merged=gate_inputs(root, llama)
+    )
+    (recipe, workdir), result = built, built.results["gate"]
     assert result.record["executor"] == {"name": "local"}
     return Local(recipe, workdir, result.report)
 
