@@ -74,9 +74,8 @@ def test_skipped_layer_rejects_the_quant_naming_it(
     tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
     """llm-compressor leaving a layer unquantized (built on purpose) is a rejection."""
-    from test_awq_contents import LAYER, store_unquantized
-
     from medrelease.quantize.awq import build as awq
+    from quantize.test_awq_contents import LAYER, store_unquantized
 
     real = awq.quantize_awq
 
@@ -113,7 +112,7 @@ def test_shape_problem_stops_quantize_before_any_quant_work(
 ):
     """A merged model shaped like SmolLM2-135M (hidden 576): GGUF would run first, so the AWQ
     rule must be checked before it; only config.json is needed to know."""
-    from test_awq_preflight import SMOL
+    from quantize.test_awq_preflight import SMOL
 
     recipe = quant_release(
         tmp_path, tiny_llama, {"gguf": {"types": ["Q8_0"]}, "awq": {"group_size": 128}}
