@@ -65,6 +65,15 @@ def write_demo_task(folder: Path, *, relative: bool = False) -> Path:
     return path
 
 
+# how the gate tests evaluate gate_inputs' tasks and data: on the CPU, against the base
+LOCAL_GATES: dict[str, Any] = {
+    "baselines": ["base"],
+    "batch_size": 4,
+    "device": "cpu",
+    "data_dir": "eval-data",
+}
+
+
 def gate_recipe(llama: dict[str, Path], gates: dict[str, Any]) -> dict[str, Any]:
     """The gate tests' recipe: release `tiny-gate`, stages base/sft/dpo, this `gates:`."""
     return {

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gate.gatehelpers import gate_inputs, gate_recipe
+from gate.gatehelpers import LOCAL_GATES, gate_inputs, gate_recipe
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit, make_executor
@@ -32,10 +32,7 @@ from releases import built_release
 
 def _gates() -> dict[str, Any]:
     return {
-        "baselines": ["base"],
-        "batch_size": 4,
-        "device": "cpu",
-        "data_dir": "eval-data",
+        **LOCAL_GATES,
         "tasks": [
             {"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml"},
             {"preset": "mmlu_medical", "num_fewshot": 1},  # a group: per-subject metrics
@@ -68,9 +65,8 @@ def local(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> L
     built = built_release(
         root, "gate", gate_recipe(llama, _gates()), merged=gate_inputs(root, llama)
     )
-    (recipe, workdir), result = built, built.results["gate"]
-    assert result.record["executor"] == {"name": "local"}
-    return Local(recipe, workdir, result.report)
+    assert built.results["gate"].record["executor"] == {"name": "local"}
+    return Local(built.recipe, built.workdir, built.results["gate"].report)
 
 
 @pytest.fixture(scope="module")

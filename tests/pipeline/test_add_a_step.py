@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gate.gatehelpers import write_demo_task
+from gate.gatehelpers import gate_recipe, write_demo_task
 from helpers import run_cli
 from releases import BuiltRelease, built_release
 
@@ -112,34 +112,13 @@ def _register(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _recipe(root: Path, llama: dict[str, Path]) -> dict[str, Any]:
+    """The gate tests' recipe (stages base, sft, dpo), gated on a few items of the local task
+    and carded."""
     write_demo_task(root / "tasks", relative=True)
-    return {
-        "release": {
-            "name": "tiny-steps",
-            "version": "0.1.0",
-            "repo": "medrelease-tests/tiny-steps",
-            "license": "apache-2.0",
-        },
-        "stages": {
-            "base": str(llama["base"]),
-            "sft": {"path": str(llama["sft"]), "parent": "base"},
-        },
-        "merge": {
-            "merge_method": "linear",
-            "models": [
-                {"model": "base", "parameters": {"weight": 0.5}},
-                {"model": "sft", "parameters": {"weight": 0.5}},
-            ],
-            "dtype": "float32",
-        },
-        "gates": {
-            "device": "cpu",
-            "batch_size": 4,
-            "tasks": [{"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml", "limit": 4}],
-            "rules": [{"metric": "demo_mcq/acc", "min": 0.0}],
-        },
-        "card": {"stage_licenses": {"base": "apache-2.0", "sft": "apache-2.0"}},
-    }
+    task = {"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml", "limit": 4}
+    gates = {"device": "cpu", "tasks": [task], "rules": [{"metric": "demo_mcq/acc", "min": 0.0}]}
+    licenses = dict.fromkeys(("base", "sft", "dpo"), "apache-2.0")
+    return {**gate_recipe(llama, gates), "card": {"stage_licenses": licenses}}
 
 
 def _states(built: BuiltRelease, **kw: Any) -> dict[str, str]:
