@@ -76,14 +76,10 @@ def register(app: typer.Typer) -> None:
         from medrelease.commands.common import load
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.core.errors import GateFailed, UsageError
+        from medrelease.pipeline import steps
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
-        from medrelease.pipeline.steps import (
-            ExecutorOptions,
-            PublishOptions,
-            ReleaseOptions,
-            step_names,
-        )
+        from medrelease.pipeline.steps import ExecutorOptions, PublishOptions, ReleaseOptions
 
         if force and (from_step or only):
             raise UsageError(
@@ -97,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 loaded,
                 workdir=workdir,
                 reporter=Reporter(quiet=as_json),
-                from_step=step_names()[0] if force else from_step,  # --force: all of them
+                from_step=steps.step_names()[0] if force else from_step,  # --force: all
                 only=only or None,
                 publish=not no_publish,
                 options=ReleaseOptions(
