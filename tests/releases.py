@@ -110,15 +110,13 @@ def built_release(
     merged: Path | None = None,
     chat_template: str | None = None,
     given: Mapping[str, StandIn] | None = None,
-    check_merge: bool | None = None,
 ) -> BuiltRelease:
-    """The release of `recipe` built up to step `upto` (a step name, or "recipe" for none).
+    """The release of `recipe` built up to step `upto` (a step's name), that step included.
 
     `recipe`: its data (written to root/recipe.yaml), or a recipe file already written.
     `merged`: a model folder standing in for the merge (copied to merged/); `chat_template`:
     written into merged/tokenizer_config.json when it has none. `given`: stand-ins for other
-    steps. `check_merge`: check the recipe's merge block on load (default: when the merge is
-    real; a stood-in merge keeps mergekit out of the test)."""
+    steps. The recipe's merge block is checked (mergekit) only when the merge is real."""
     from medrelease.core.console import Reporter
     from medrelease.pipeline import steps as registry
     from medrelease.pipeline.recipes import load_recipe
@@ -127,8 +125,8 @@ def built_release(
     if merged is not None:
         stand_ins["merge"] = StandIn(files={"merged": merged})
     names = [s.name for s in registry.STEPS]
-    if upto != "recipe" and upto not in names:
-        raise ValueError(f"unknown step {upto!r}: one of recipe, {', '.join(names)}")
+    if upto not in names:
+        raise ValueError(f"unknown step {upto!r}: one of {', '.join(names)}")
     unknown = set(stand_ins) - set(names)
     if unknown:
         raise ValueError(f"stand-ins for unknown steps: {sorted(unknown)}")
@@ -140,10 +138,7 @@ def built_release(
         path = root / "recipe.yaml"
         path.write_text(yaml.safe_dump(dict(recipe), sort_keys=False))
     built = BuiltRelease(path, root / "build" if workdir is None else workdir)
-    if upto == "recipe":
-        return built
-    if check_merge is None:
-        check_merge = "merge" not in stand_ins
+    check_merge = "merge" not in stand_ins
     loaded = None  # loaded for the first real step: a recipe may be wrong on purpose
     options = registry.ReleaseOptions()
     for step in registry.STEPS[: names.index(upto) + 1]:
