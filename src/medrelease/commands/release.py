@@ -79,7 +79,6 @@ def register(app: typer.Typer) -> None:
         from medrelease.pipeline import steps
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
-        from medrelease.pipeline.steps import ExecutorOptions, PublishOptions, ReleaseOptions
 
         if force and (from_step or only):
             raise UsageError(
@@ -96,9 +95,9 @@ def register(app: typer.Typer) -> None:
                 from_step=steps.step_names()[0] if force else from_step,  # --force: all
                 only=only or None,
                 publish=not no_publish,
-                options=ReleaseOptions(
-                    executor=ExecutorOptions(executor=executor, ray_address=ray_address),
-                    publish=PublishOptions(
+                options=steps.ReleaseOptions(
+                    executor=steps.ExecutorOptions(executor=executor, ray_address=ray_address),
+                    publish=steps.PublishOptions(
                         target=target,
                         endpoint=endpoint,
                         dry_run=dry_run,
