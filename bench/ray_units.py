@@ -108,10 +108,10 @@ def synthetic(address: str, n: int, unit_s: float, n_noop: int) -> dict[str, Any
 
 
 def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
-    from gate.gatehelpers import fake_merge, write_demo_task, write_gate_recipe
+    from gate.gatehelpers import gate_recipe, write_demo_task
     from medrelease.gate.step import gate_release
-    from medrelease.pipeline.recipes import load_recipe
     from medrelease.testing.tiny import TinySpec, build_tiny_model, derive_stage
+    from releases import built_release
 
     base = build_tiny_model(work / "base", TinySpec(seed=1))
     fam = {"base": base, "sft": derive_stage(base, work / "sft", seed=101),
@@ -122,10 +122,9 @@ def gate(address: str, tasks: int, limit: int, work: Path) -> dict[str, Any]:
              "tasks": [{"name": f"mcq{i}", "task_yaml": "tasks/demo_mcq.yaml", "limit": limit - i}
                        for i in range(tasks)],
              "rules": [{"metric": "mcq0/acc", "min": 0.0}]}  # fmt: skip
-    recipe = write_gate_recipe(work, fam, gates)
-    workdir = work / "build"
-    fake_merge(workdir, derive_stage(base, work / "cand", seed=7, scale=0.5))
-    loaded = load_recipe(recipe)
+    cand = derive_stage(base, work / "cand", seed=7, scale=0.5)
+    built = built_release(work, "merge", gate_recipe(fam, gates), merged=cand)
+    workdir, loaded = built.workdir, built.load()
     gate_release(loaded, workdir=workdir)  # warm: imports, OS caches, task files
     out: dict[str, Any] = {"units": 2 * tasks, "limit": limit}
     reports = {}
@@ -146,7 +145,7 @@ def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str,
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
     from medrelease.testing.tiny import TinySpec, build_tiny_model
-    from quantize.quanthelpers import make_release
+    from quantize.quanthelpers import quant_release
 
     base = build_tiny_model(work / "base", TinySpec(seed=1))
     workdir = work / "build"
@@ -155,7 +154,7 @@ def quantize(address: str, types: list[str], awq: bool, work: Path) -> dict[str,
     section: dict[str, Any] = {"gguf": {"types": types, "optional": types}}
     if awq:  # a short calibration: the unit is still the real llm-compressor run and checks
         section["awq"] = {"num_samples": 8, "max_seq_length": 64, "optional": True}
-    loaded = load_recipe(make_release(workdir, base, section))
+    loaded = load_recipe(quant_release(workdir, base, section).recipe)
 
     def run(executor: str) -> dict[str, Any]:
         return quantize_release(

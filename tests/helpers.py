@@ -51,8 +51,9 @@ def two_node_ray_cluster() -> Iterator[Any]:
         c.shutdown()
 
 
-def write_recipe(path: Path, stages: dict[str, Any], merge: dict[str, Any], **extra: Any) -> Path:
-    data: dict[str, Any] = {
+def recipe_data(stages: dict[str, Any], merge: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A recipe's data: `name` names the release, other keyword arguments are sections."""
+    return {
         "release": {
             "name": extra.pop("name", "tiny-release"),
             "version": "0.1.0",
@@ -63,7 +64,10 @@ def write_recipe(path: Path, stages: dict[str, Any], merge: dict[str, Any], **ex
         "merge": merge,
         **extra,
     }
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def write_recipe(path: Path, stages: dict[str, Any], merge: dict[str, Any], **extra: Any) -> Path:
+    path.write_text(yaml.safe_dump(recipe_data(stages, merge, **extra), sort_keys=False))
     return path
 
 

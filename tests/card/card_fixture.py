@@ -1,4 +1,5 @@
-"""A tiny release on disk for card tests: recipe, manifest.json and gates/report.json only.
+"""The card tests' tiny release: its recipe, and the merge, gate and quantize records that
+stand in for those steps (tests/releases.py builds it up to the quantize step with them).
 
 The card step reads nothing else, so no model is built. The report and manifest follow
 docs/CONTRACTS.md field for field; values carry more digits than a card shows, to test the
@@ -8,11 +9,10 @@ rounding rule.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from releases import BuiltRelease, StandIn, built_release
 
 RELEASE = "tiny-med"
 SHA_A = "a" * 64
@@ -210,7 +210,7 @@ def readme_with_license(folder: Path, license: str | None) -> Path:
     return folder
 
 
-def make_release(
+def release_for_cards(
     root: Path,
     *,
     card: dict[str, Any] | None = None,
@@ -218,8 +218,9 @@ def make_release(
     quantize: bool = True,
     licenses: dict[str, str | None] | None = None,
     release_license: str = "apache-2.0",
-) -> tuple[Path, Path]:
-    """(recipe path, workdir) of a release that has merged, gated and quantized."""
+) -> BuiltRelease:
+    """The release built up to the quantize step (the gate without `quantize`), every step
+    stood in for by the records above; it unpacks as (recipe path, workdir)."""
     lic = {"dpo": "apache-2.0", "grpo": "mit", **(licenses or {})}
     for stage in ("dpo", "grpo"):
         readme_with_license(root / stage, lic[stage])
@@ -246,17 +247,12 @@ def make_release(
         # the base is a Hub stage not in the (offline) cache: its license is declared here
         "card": {"stage_licenses": {"base": "apache-2.0"}, **(card or {})},
     }
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    workdir = root / "build"
-    rel = workdir / RELEASE
-    (rel / "gates").mkdir(parents=True, exist_ok=True)
-    (rel / "gates" / "report.json").write_text(json.dumps(report or REPORT, indent=2))
-    steps: dict[str, Any] = {"merge": copy.deepcopy(MERGE_RECORD)}
-    if quantize:
-        steps["quantize"] = quantize_record()
-    (rel / "manifest.json").write_text(json.dumps({"schema_version": 1, "steps": steps}))
-    return path, workdir
+    given = {
+        "merge": StandIn(record=copy.deepcopy(MERGE_RECORD)),
+        "gate": StandIn(files={"gates/report.json": report or REPORT}),
+        "quantize": StandIn(record=quantize_record()),
+    }
+    return built_release(root, "quantize" if quantize else "gate", recipe, given=given)
 
 
 def load(path: Path) -> Any:

@@ -1,4 +1,5 @@
-"""Fixtures for card tests: a tiny release folder (recipe + manifest + report, no model)."""
+"""Fixtures for card tests: a tiny release folder (recipe + manifest + report, no model),
+built by tests/releases.py from card_fixture.py's records."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from card.card_fixture import load, make_release
+from card.card_fixture import load, release_for_cards
 
 
 @pytest.fixture
 def release(tmp_path: Path) -> tuple[Path, Path]:
-    return make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
+    return recipe, workdir
 
 
 @pytest.fixture

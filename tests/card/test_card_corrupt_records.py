@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from card.card_fixture import RELEASE, REPORT, make_release
+from card.card_fixture import RELEASE, REPORT, release_for_cards
 from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # the recipe loader imports mergekit (~10-20 s on 2 busy cores)
@@ -29,7 +29,7 @@ def _edit_manifest(workdir: Path, edit: Any) -> None:
 
 
 def test_hand_edited_quant_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
 
     def edit(data: dict[str, Any]) -> None:
         data["steps"]["quantize"]["quants"][0]["accepted"] = "yes"  # a string, not true/false
@@ -46,7 +46,7 @@ def test_hand_edited_quant_record(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_merge_record_missing_its_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     _edit_manifest(workdir, lambda data: data["steps"]["merge"].pop("status"))
     code, err = _card(recipe, workdir, capsys)
     assert code == 3
@@ -70,7 +70,7 @@ def test_hand_edited_gate_report(
 ) -> None:
     report = copy.deepcopy(REPORT)
     edit(report)
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     code, err = _card(recipe, workdir, capsys)
     assert code == 3
     assert "gate report is malformed" in err and expected in err
@@ -79,7 +79,7 @@ def test_hand_edited_gate_report(
 
 
 def test_truncated_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     path = workdir / RELEASE / "gates" / "report.json"
     path.write_text(path.read_text()[:200])
     code, err = _card(recipe, workdir, capsys)
@@ -88,7 +88,7 @@ def test_truncated_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_manifest_steps_not_an_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     (workdir / RELEASE / "manifest.json").write_text(json.dumps({"steps": []}))
     code, err = _card(recipe, workdir, capsys)
     assert code == 3
@@ -98,7 +98,7 @@ def test_manifest_steps_not_an_object(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_status_names_the_corrupt_record(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     _edit_manifest(workdir, lambda data: data["steps"]["merge"].update(outputs=["merged/x"]))
     assert run_cli("status", recipe, "--workdir", workdir) == 3
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from card.card_fixture import REPORT, load, make_release
+from card.card_fixture import REPORT, load, release_for_cards
 from medrelease.card.step import CARD_FILES, card_release
 from medrelease.core.console import Reporter
 
@@ -45,7 +45,7 @@ def _merged_without_template(workdir: Path) -> None:
 
 
 def test_no_chat_template_means_no_chat_commands_anywhere(tmp_path, monkeypatch):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     data = __import__("yaml").safe_load(recipe.read_text())
     del data["output"]["chat_template"]
     recipe.write_text(__import__("yaml").safe_dump(data, sort_keys=False))
@@ -77,7 +77,7 @@ def test_with_a_chat_template_the_quant_cards_chat(rendered):
 
 def test_links_use_the_endpoint_the_release_is_published_to(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org/")
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     cards = _render(recipe, workdir)
     for name, text in cards.items():
         assert "huggingface.co" not in text, name
@@ -124,7 +124,7 @@ def test_rule_text_reads_as_written_and_dtype_reason_is_prose(tmp_path):
         "bfloat16 weights, no fast bfloat16 on this CPU, float32 copy (3.2 GiB) < 60% of "
         "available memory (12.0 GiB)"
     )
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     model = _render(recipe, workdir)["model"]
     assert "`mmlu_medical/acc >= base - 1`" in model
     assert "+ -" not in model
@@ -139,7 +139,7 @@ def test_rule_text_reads_as_written_and_dtype_reason_is_prose(tmp_path):
 @pytest.mark.parametrize("written", [False, True])
 def test_default_prose_is_marked_as_default(tmp_path, written):
     card = {"intended_use": "Clinical QA research.", "out_of_scope": "Bedside use."}
-    recipe, workdir = make_release(tmp_path, card=card if written else None)
+    recipe, workdir = release_for_cards(tmp_path, card=card if written else None)
     model = _render(recipe, workdir)["model"]
     marked = "_(medrelease's default text: the publisher of this release did not write one.)_"
     assert (marked in model) is not written
@@ -153,7 +153,7 @@ def test_a_new_endpoint_makes_the_cards_stale(tmp_path, monkeypatch):
     from medrelease.core.manifest import Manifest
     from medrelease.core.paths import ReleasePaths
 
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     loaded = load(recipe)
     paths = ReleasePaths(workdir, "tiny-med")
     cache = HashCache(paths.hash_cache)
@@ -173,7 +173,7 @@ def test_probe_differences_are_shown_as_tokens_and_text_from_the_merged_tokenize
 
     from card.card_fixture import quantize_record
 
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     merged = workdir / "tiny-med" / "merged"
     merged.mkdir(parents=True)
     vocab = {"<unk>": 0, "<s>": 1, "▁leading": 2, "▁space": 3, "▁": 4}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from card.card_fixture import RELEASE, make_release
+from card.card_fixture import RELEASE, release_for_cards
 from helpers import HUB_TOKEN, run_cli
 
 pytestmark = pytest.mark.slow  # the CLI's recipe loader imports mergekit
@@ -21,7 +21,7 @@ def _publish_readme(url: str, repo: str, text: str) -> None:
 
 
 def test_diff_against_the_published_cards(tmp_path, hub_default, capsys):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     assert run_cli("card", recipe, "--workdir", workdir) == 0
     card = (workdir / RELEASE / "card" / "README.md").read_text()
     gguf = (workdir / RELEASE / "card" / "gguf" / "README.md").read_text()

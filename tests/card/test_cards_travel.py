@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from card.card_fixture import RELEASE, REPORT, load, make_release
+from card.card_fixture import RELEASE, REPORT, load, release_for_cards
 from medrelease.card.step import CARD_FILES, card_release
 from medrelease.core.console import Reporter
 
@@ -61,7 +61,7 @@ def local_report(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_published_files_carry_no_local_paths(tmp_path):
-    recipe, workdir = make_release(tmp_path, report=local_report(tmp_path))
+    recipe, workdir = release_for_cards(tmp_path, report=local_report(tmp_path))
     _, card_dir = run_card(recipe, workdir)
     text = published_text(card_dir)
     assert str(tmp_path) not in text
@@ -78,7 +78,7 @@ def test_published_files_carry_no_local_paths(tmp_path):
 
 
 def test_stage_repos_replace_local_only_placeholders(tmp_path):
-    recipe, workdir = make_release(tmp_path, card={"stage_repos": {"grpo": "org/tiny-grpo"}})
+    recipe, workdir = release_for_cards(tmp_path, card={"stage_repos": {"grpo": "org/tiny-grpo"}})
     _, card_dir = run_card(recipe, workdir)
     readme = (card_dir / "README.md").read_text()
     assert "pretrained=org/tiny-grpo," in readme
@@ -90,7 +90,7 @@ def test_lm_eval_loads_the_shipped_eval_folder_from_a_clone(tmp_path, monkeypatc
     """`lm_eval --include_path eval/` from the repo root finds every task the card names."""
     from lm_eval.tasks import TaskManager
 
-    recipe, workdir = make_release(tmp_path, report=local_report(tmp_path))
+    recipe, workdir = release_for_cards(tmp_path, report=local_report(tmp_path))
     _, card_dir = run_card(recipe, workdir)
     clone = tmp_path / "clone"  # what `git clone` of the main repo gives: eval/ at the root
     clone.mkdir()
@@ -154,7 +154,7 @@ def test_a_custom_task_ships_with_its_data_and_runs_from_the_clone(tmp_path, mon
     from lm_eval.tasks import TaskManager
 
     custom_task_folder(tmp_path)
-    recipe, workdir = make_release(tmp_path, report=custom_report())
+    recipe, workdir = release_for_cards(tmp_path, report=custom_report())
     _, card_dir = run_card(recipe, workdir)
     shipped = card_dir / "eval" / "tasks"
     assert sorted(p.name for p in shipped.iterdir()) == ["helpers.py", "qa.jsonl", "qa.yaml"]
@@ -180,7 +180,7 @@ def test_a_custom_task_ships_with_its_data_and_runs_from_the_clone(tmp_path, mon
 
 def test_eval_data_false_keeps_data_files_out(tmp_path):
     custom_task_folder(tmp_path)
-    recipe, workdir = make_release(tmp_path, report=custom_report(), card={"eval_data": False})
+    recipe, workdir = release_for_cards(tmp_path, report=custom_report(), card={"eval_data": False})
     _, card_dir = run_card(recipe, workdir)
     assert not (card_dir / "eval" / "tasks" / "qa.jsonl").exists()
     readme = (card_dir / "README.md").read_text()
@@ -259,7 +259,7 @@ def registered_report(limit: int | None) -> dict[str, Any]:
 def test_eval_results_files_for_a_registered_benchmark(tmp_path):
     from huggingface_hub import parse_eval_result_entries
 
-    recipe, workdir = make_release(tmp_path, report=registered_report(limit=None))
+    recipe, workdir = release_for_cards(tmp_path, report=registered_report(limit=None))
     result, card_dir = run_card(recipe, workdir)
     files = sorted(p.name for p in (card_dir / "eval_results").iterdir())
     assert files == ["mmlu_pro.yaml"]  # ifeval and mmlu are not registered benchmarks here
@@ -276,7 +276,7 @@ def test_eval_results_files_for_a_registered_benchmark(tmp_path):
 
 
 def test_a_limited_run_is_no_leaderboard_entry(tmp_path):
-    recipe, workdir = make_release(tmp_path, report=registered_report(limit=100))
+    recipe, workdir = release_for_cards(tmp_path, report=registered_report(limit=100))
     result, card_dir = run_card(recipe, workdir)
     assert not (card_dir / "eval_results").exists()
     assert any("mmlu_pro: not written to .eval_results/ (limit 100" in w for w in result.warnings)
@@ -285,7 +285,7 @@ def test_a_limited_run_is_no_leaderboard_entry(tmp_path):
 def test_recipe_registers_more_benchmarks(tmp_path):
     report = copy.deepcopy(REPORT)
     report["tasks"]["ifeval"]["limit"] = None
-    recipe, workdir = make_release(
+    recipe, workdir = release_for_cards(
         tmp_path, report=report, card={"hub_benchmarks": {"google/IFEval": "ifeval"}}
     )
     _, card_dir = run_card(recipe, workdir)
@@ -313,7 +313,7 @@ def test_recommended_decoding_lists_only_user_settings(rendered):
 
 def test_chat_template_location_follows_the_merged_files(tmp_path, rendered):
     assert "it ships in `chat_template.jinja`" in rendered["model"]
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     manifest = workdir / RELEASE / "manifest.json"
     data = json.loads(manifest.read_text())
     data["steps"]["merge"]["outputs"] = {"merged/tokenizer_config.json": {"sha256": "1", "size": 1}}
@@ -327,7 +327,7 @@ def test_evaluation_dtype_is_shown_and_optional(tmp_path, rendered):
     assert ",dtype=float32 --tasks" in rendered["model"]
     report = copy.deepcopy(REPORT)
     del report["harness"]["dtype"]  # a report from before the gate recorded it
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     _, card_dir = run_card(recipe, workdir)
     text = (card_dir / CARD_FILES["model"]).read_text()
     assert "Weights evaluated" not in text
@@ -337,7 +337,7 @@ def test_evaluation_dtype_is_shown_and_optional(tmp_path, rendered):
 def test_hub_benchmarks_must_name_dataset_ids(tmp_path):
     from medrelease.core.errors import RecipeError
 
-    recipe, _ = make_release(tmp_path, card={"hub_benchmarks": {"mmlu": "default"}})
+    recipe, _ = release_for_cards(tmp_path, card={"hub_benchmarks": {"mmlu": "default"}})
     with pytest.raises(RecipeError) as err:
         load(recipe)
     assert "'mmlu' is not a Hub dataset id" in str(err.value)
@@ -355,7 +355,7 @@ def test_hub_benchmarks_must_name_dataset_ids(tmp_path):
     ],
 )  # fmt: skip
 def test_chat_template_statement_reads_the_merged_folder(tmp_path, files, want):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     data = yaml.safe_load(recipe.read_text())
     del data["output"]["chat_template"]  # inherited from the stages
     recipe.write_text(yaml.safe_dump(data))
@@ -371,7 +371,7 @@ def test_chat_template_statement_reads_the_merged_folder(tmp_path, files, want):
 
 def test_a_local_copy_of_a_hub_dataset_is_named_and_not_ranked(tmp_path):
     report = registered_report(limit=None)
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     data = yaml.safe_load(recipe.read_text())
     data["gates"] = {
         "data_dir": "./eval-data",
@@ -395,7 +395,7 @@ def test_a_task_file_naming_a_local_folder_is_reported(tmp_path):
     helper.write_text("output_type: multiple_choice\n")
     text = (folder / "qa.yaml").read_text()
     (folder / "qa.yaml").write_text(f"include: {helper}\n" + text)
-    recipe, workdir = make_release(tmp_path, report=custom_report())
+    recipe, workdir = release_for_cards(tmp_path, report=custom_report())
     result, _ = run_card(recipe, workdir)
     assert any(
         w.startswith("eval/tasks/qa.yaml names ") and "will not run elsewhere" in w

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from card.card_fixture import RELEASE, make_release
+from card.card_fixture import RELEASE, release_for_cards
 from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # the recipe loader imports mergekit (~10-20 s on 2 busy cores)
 
 
 def test_card_json_summary_and_manifest(tmp_path, capsys):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     assert run_cli("card", recipe, "--workdir", workdir, "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == "card" and summary["status"] == "done"
@@ -45,7 +45,7 @@ def test_card_json_summary_and_manifest(tmp_path, capsys):
 
 
 def test_variables_lists_the_context(tmp_path, capsys):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     assert run_cli("card", recipe, "--workdir", workdir, "--variables") == 0
     ctx = json.loads(capsys.readouterr().out)
     assert {"release", "evaluation", "quants", "sections", "license", "lineage"} <= set(ctx)
@@ -53,7 +53,7 @@ def test_variables_lists_the_context(tmp_path, capsys):
 
 
 def test_missing_report_is_an_input_error(tmp_path, capsys):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     (workdir / RELEASE / "gates" / "report.json").unlink()
     assert run_cli("card", recipe, "--workdir", workdir) == 3
     err = capsys.readouterr().err
@@ -64,13 +64,13 @@ def test_malformed_report_is_an_input_error(tmp_path, capsys):
     bad = {"schema_version": 1, "candidate": "merged", "models": {"merged": {}},
            "metrics": [{"metric": "x/acc", "values": {"merged": "high"}}], "rules": [],
            "tasks": {}}  # fmt: skip
-    recipe, workdir = make_release(tmp_path, report=bad)
+    recipe, workdir = release_for_cards(tmp_path, report=bad)
     assert run_cli("card", recipe, "--workdir", workdir) == 3
     assert "'values' must map model -> number or null" in capsys.readouterr().err
 
 
 def test_without_quantize_only_the_main_card(tmp_path, capsys):
-    recipe, workdir = make_release(tmp_path, quantize=False)
+    recipe, workdir = release_for_cards(tmp_path, quantize=False)
     assert run_cli("card", recipe, "--workdir", workdir, "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert list(summary["cards"]) == ["model"]
@@ -80,7 +80,7 @@ def test_without_quantize_only_the_main_card(tmp_path, capsys):
 
 
 def test_rerun_replaces_the_cards(tmp_path):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     assert run_cli("card", recipe, "--workdir", workdir) == 0
     (workdir / RELEASE / "card" / "stale.txt").write_text("old")
     assert run_cli("card", recipe, "--workdir", workdir) == 0

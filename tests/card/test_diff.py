@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from card.card_fixture import make_release
+from card.card_fixture import release_for_cards
 from helpers import run_cli
 from medrelease.card.diff import diff_published, diff_texts, fetch_published_readme
 from medrelease.core.errors import EnvironmentProblem
@@ -20,7 +20,7 @@ from medrelease.core.errors import EnvironmentProblem
 
 @pytest.mark.slow  # the CLI loads the recipe with mergekit
 def test_diff_against_file_via_cli(tmp_path, capsys):
-    recipe, workdir = make_release(tmp_path)
+    recipe, workdir = release_for_cards(tmp_path)
     assert run_cli("card", recipe, "--workdir", workdir) == 0
     published = (workdir / "tiny-med" / "card" / "README.md").read_text()
     old = tmp_path / "published.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from card.card_fixture import load, make_release
+from card.card_fixture import load, release_for_cards
 from medrelease.card.errors import LicenseConflict
 from medrelease.card.licenses import compatible
 from medrelease.card.step import card_release
@@ -12,7 +12,7 @@ from medrelease.core.console import Reporter
 
 
 def _run(tmp_path, **kw):
-    recipe, workdir = make_release(tmp_path, **kw)
+    recipe, workdir = release_for_cards(tmp_path, **kw)
     card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     return workdir / "tiny-med" / "card" / "README.md"
 
@@ -59,7 +59,7 @@ def test_override_is_stated_in_the_card(tmp_path):
 def test_override_needs_a_real_reason(tmp_path):
     from medrelease.core.errors import RecipeError
 
-    recipe, _ = make_release(tmp_path, card={"license_override": {"reason": "ok"}})
+    recipe, _ = release_for_cards(tmp_path, card={"license_override": {"reason": "ok"}})
     with pytest.raises(RecipeError, match="reason"):
         load(recipe)
 
@@ -90,7 +90,7 @@ def test_policy(parent, release, ok):
 def test_stand_in_stages_use_the_recipe_checkpoint_license(tmp_path):
     from medrelease.pipeline.recipes import load_recipe
 
-    recipe, workdir = make_release(tmp_path, card={"stage_licenses": {}})
+    recipe, workdir = release_for_cards(tmp_path, card={"stage_licenses": {}})
     standin = tmp_path / "standin"
     standin.mkdir()  # no README: a stand-in says nothing about the real parent
     loaded = load_recipe(

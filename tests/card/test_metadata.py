@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from card.card_fixture import REPORT, load, make_release
+from card.card_fixture import REPORT, load, release_for_cards
 from medrelease.card import metadata as md
 from medrelease.core.errors import VerificationError
 
@@ -54,7 +54,7 @@ def test_stage_repos_add_local_parents_to_base_model(tmp_path):
     from medrelease.card.step import render_cards
     from medrelease.core.paths import ReleasePaths
 
-    recipe, workdir = make_release(tmp_path, card={"stage_repos": {"dpo": "org/tiny-dpo"}})
+    recipe, workdir = release_for_cards(tmp_path, card={"stage_repos": {"dpo": "org/tiny-dpo"}})
     loaded = load(recipe)
     out = render_cards(loaded, load_evidence(ReleasePaths(workdir, "tiny-med")))
     assert out.metadata["model"]["base_model"] == ["medrelease-tests/tiny-base", "org/tiny-dpo"]

@@ -184,7 +184,7 @@ def test_quant_cards_numbers_come_from_manifest_and_report(rendered):
 def test_a_missing_score_is_a_dash_not_a_number(tmp_path):
     import copy
 
-    from card.card_fixture import load, make_release
+    from card.card_fixture import load, release_for_cards
     from medrelease.card.step import card_release
     from medrelease.core.console import Reporter
 
@@ -192,7 +192,7 @@ def test_a_missing_score_is_a_dash_not_a_number(tmp_path):
     anatomy = next(m for m in report["metrics"] if m["metric"] == "mmlu_medical/anatomy/acc")
     anatomy["values"]["grpo"] = None
     anatomy["stderr"]["grpo"] = None
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     text = (workdir / "tiny-med" / "card" / "README.md").read_text()
     assert "| anatomy | 0.5200 | 0.4800 | – | +0.0400 | – |" in text

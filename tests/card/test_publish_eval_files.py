@@ -9,13 +9,14 @@ import pytest
 
 from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
-from publish.pubhelpers import REPO, Release, build_release
+from publish.pubhelpers import REPO, release_for_publish
+from releases import BuiltRelease
 
 EVAL_YAML = "task: demo_mcq\ndataset_path: json\n"
 RESULTS_YAML = "- dataset:\n    id: TIGER-Lab/MMLU-Pro\n    task_id: mmlu_pro\n  value: 0.41\n"
 
 
-def add_card_extras(release: Release) -> None:
+def add_card_extras(release: BuiltRelease) -> None:
     """What the card step writes beside the main card, recorded as its outputs."""
     from medrelease.core.hashing import file_record
 
@@ -30,8 +31,8 @@ def add_card_extras(release: Release) -> None:
 
 
 @pytest.fixture
-def release_with_extras(tmp_path: Path, tiny_model: Path) -> Release:
-    release = build_release(tmp_path, tiny_model)
+def release_with_extras(tmp_path: Path, tiny_model: Path) -> BuiltRelease:
+    release = release_for_publish(tmp_path, tiny_model)
     add_card_extras(release)
     return release
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_numbers import fmt, fmt_delta, section, tables
 
+from card.test_numbers import fmt, fmt_delta, section, tables
 from gate.gatehelpers import write_demo_task
 from helpers import write_recipe
 

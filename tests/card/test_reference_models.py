@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from card.card_fixture import REPORT, load, make_release
+from card.card_fixture import REPORT, load, release_for_cards
 from medrelease.card.step import card_release
 from medrelease.core.console import Reporter
 
@@ -23,7 +23,7 @@ def test_reference_model_is_compared_not_inherited(tmp_path: Path) -> None:
     }  # fmt: skip
     for metric in report["metrics"]:
         metric["values"]["peer"] = 0.123456
-    recipe, workdir = make_release(tmp_path, report=report)
+    recipe, workdir = release_for_cards(tmp_path, report=report)
     data = yaml.safe_load(recipe.read_text())
     # a Hub model absent from the offline cache with no license declared: were it treated as
     # a parent, the license check would stop the card

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from card.card_fixture import load, make_release
+from card.card_fixture import load, release_for_cards
 from medrelease.card.errors import CardTemplateError
 from medrelease.card.required import MEDICAL_SAFETY
 from medrelease.card.step import card_release
@@ -30,7 +30,7 @@ def test_every_shipped_template_references_both_sections():
 
 
 def _run(tmp_path: Path, card: dict) -> tuple[Path, Path]:
-    recipe, workdir = make_release(tmp_path, card=card)
+    recipe, workdir = release_for_cards(tmp_path, card=card)
     card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     return recipe, workdir
 

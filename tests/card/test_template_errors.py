@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from card.card_fixture import load, make_release
+from card.card_fixture import load, release_for_cards
 from helpers import run_cli
 from medrelease.card.errors import CardTemplateError
 from medrelease.card.step import card_release
@@ -17,7 +17,7 @@ GOOD_TOP = "# {{ release.name }}\n\n{{ sections.intended_use }}\n{{ sections.med
 
 def _render(tmp_path: Path, template: str, **card) -> CardTemplateError:
     (tmp_path / "mine.md.j2").write_text(template)
-    recipe, workdir = make_release(tmp_path, card={"template": "mine.md.j2", **card})
+    recipe, workdir = release_for_cards(tmp_path, card={"template": "mine.md.j2", **card})
     with pytest.raises(CardTemplateError) as info:
         card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     assert not (workdir / "tiny-med" / "card").exists()
@@ -61,7 +61,7 @@ def test_sandbox_escape_is_refused_with_location(tmp_path, escape):
 
 
 def test_error_in_a_block_override_names_the_recipe_key_and_line(tmp_path):
-    recipe, workdir = make_release(
+    recipe, workdir = release_for_cards(
         tmp_path, card={"blocks": {"overview": "fine\n{{ release.__class__.__mro__ }}"}}
     )
     with pytest.raises(CardTemplateError) as info:
@@ -70,7 +70,7 @@ def test_error_in_a_block_override_names_the_recipe_key_and_line(tmp_path):
 
 
 def test_unknown_block_suggests(tmp_path):
-    recipe, workdir = make_release(tmp_path, card={"blocks": {"overveiw": "x"}})
+    recipe, workdir = release_for_cards(tmp_path, card={"blocks": {"overveiw": "x"}})
     with pytest.raises(CardTemplateError) as info:
         card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     assert "did you mean 'overview'" in str(info.value)
@@ -78,7 +78,7 @@ def test_unknown_block_suggests(tmp_path):
 
 
 def test_block_override_replaces_the_block(tmp_path):
-    recipe, workdir = make_release(
+    recipe, workdir = release_for_cards(
         tmp_path, card={"blocks": {"overview": "Built for {{ release.name }} tests."}}
     )
     card_release(load(recipe), workdir=workdir, reporter=Reporter(quiet=True))
@@ -89,7 +89,7 @@ def test_block_override_replaces_the_block(tmp_path):
 
 def test_cli_reports_one_line_and_exit_code_2(tmp_path, capsys):
     (tmp_path / "mine.md.j2").write_text(GOOD_TOP + "{{ nope }}\n")
-    recipe, workdir = make_release(tmp_path, card={"template": "mine.md.j2"})
+    recipe, workdir = release_for_cards(tmp_path, card={"template": "mine.md.j2"})
     code = run_cli("card", recipe, "--workdir", workdir)
     err = capsys.readouterr().err
     assert code == 2
@@ -98,7 +98,7 @@ def test_cli_reports_one_line_and_exit_code_2(tmp_path, capsys):
 
 
 def test_missing_template_file(tmp_path):
-    recipe, workdir = make_release(tmp_path, card={"template": "nowhere.md.j2"})
+    recipe, workdir = release_for_cards(tmp_path, card={"template": "nowhere.md.j2"})
     from medrelease.core.errors import RecipeError
 
     with pytest.raises(RecipeError) as info:
@@ -109,7 +109,7 @@ def test_missing_template_file(tmp_path):
 def test_unknown_card_key_is_located_with_a_suggestion(tmp_path):
     from medrelease.core.errors import RecipeError
 
-    recipe, _ = make_release(tmp_path, card={"templat": "x.md.j2"})
+    recipe, _ = release_for_cards(tmp_path, card={"templat": "x.md.j2"})
     with pytest.raises(RecipeError) as info:
         load(recipe)
     assert "did you mean 'template'" in str(info.value)

@@ -15,7 +15,7 @@ import pytest
 
 from faults.faultkit import check_consistent
 from helpers import HUB_TOKEN, run_cli
-from publish.pubhelpers import REPO, build_release
+from publish.pubhelpers import REPO, release_for_publish
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_server_errors_are_retried(
 ):
     from medrelease.localhub.server import Fault
 
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     fault = Fault(path_part, status, times=times)
     hub.state.faults.append(fault)
     fault_log.add(f"hub:{status}", path=path_part, times=times)
@@ -66,7 +66,7 @@ def test_client_errors_are_not_retried(
 ):
     from medrelease.localhub.server import Fault
 
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     fault = Fault("/commit/", status, times=5)
     hub.state.faults.append(fault)
     fault_log.add(f"hub:{status}", path="/commit/")
@@ -84,7 +84,7 @@ def test_persistent_server_error_gives_up_with_clear_message(
 ):
     from medrelease.localhub.server import Fault
 
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     fault = Fault("/commit/", 503, times=100)
     hub.state.faults.append(fault)
     fault_log.add("hub:503-persistent", path="/commit/")
@@ -120,7 +120,7 @@ def drop_connections(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_dropped_connections_are_retried(
     tmp_path, llama, hub, lfs_only, sleeps, capsys, drop_connections, path_part, fault_log
 ):
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     drop_connections[path_part] = 1
     fault_log.add("hub:dropped-connection", path=path_part)
     assert publish(release, hub) == 0, capsys.readouterr().err
@@ -133,7 +133,7 @@ def test_dropped_connections_are_retried(
 def test_client_error_message_says_how_to_fix(tmp_path, llama, hub, lfs_only, sleeps, capsys):
     from medrelease.localhub.server import Fault
 
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     hub.state.faults.append(Fault("/commit/", 400, times=1))
     assert publish(release, hub) == 6
     assert "fix:" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from faults.faultkit import (
     temp_leftovers,
 )
 from helpers import HUB_TOKEN, LINEAR, write_recipe
-from publish.pubhelpers import REPO, build_release
+from publish.pubhelpers import REPO, release_for_publish
 
 pytestmark = pytest.mark.slow
 SIGS = ["SIGKILL", "SIGINT"]
@@ -123,7 +123,7 @@ def test_publish(tmp_path: Path, llama, sig: str, rng, fault_log, monkeypatch, h
     from huggingface_hub import HfApi
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home-test"))
-    release = build_release(tmp_path, llama["base"])
+    release = release_for_publish(tmp_path, llama["base"])
     env = {"HF_TOKEN": HUB_TOKEN, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
            "HF_HUB_DISABLE_XET": "1"}  # fmt: skip
     args = cli("publish", release.recipe, "--workdir", release.workdir, "--endpoint", hub.url)

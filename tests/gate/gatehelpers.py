@@ -1,10 +1,9 @@
 """Helpers for the gate tests: a tiny local MCQ task (jsonl + lm-eval YAML), tiny MMLU-format
-data, a recipe with a `gates:` block, and a stand-in for `medrelease merge`."""
+data, a recipe with a `gates:` block, and a candidate to stand in for `medrelease merge`."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +65,18 @@ def write_demo_task(folder: Path, *, relative: bool = False) -> Path:
     return path
 
 
-def write_gate_recipe(
-    root: Path, llama: dict[str, Path], gates: dict[str, Any], name: str = "recipe.yaml"
-) -> Path:
-    recipe = {
+# how the gate tests evaluate gate_inputs' tasks and data: on the CPU, against the base
+LOCAL_GATES: dict[str, Any] = {
+    "baselines": ["base"],
+    "batch_size": 4,
+    "device": "cpu",
+    "data_dir": "eval-data",
+}
+
+
+def gate_recipe(llama: dict[str, Path], gates: dict[str, Any]) -> dict[str, Any]:
+    """The gate tests' recipe: release `tiny-gate`, stages base/sft/dpo, this `gates:`."""
+    return {
         "release": {
             "name": "tiny-gate",
             "version": "0.1.0",
@@ -87,32 +94,25 @@ def write_gate_recipe(
         },
         "gates": gates,
     }
+
+
+def write_gate_recipe(
+    root: Path, llama: dict[str, Path], gates: dict[str, Any], name: str = "recipe.yaml"
+) -> Path:
     path = root / name
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    path.write_text(yaml.safe_dump(gate_recipe(llama, gates), sort_keys=False))
     return path
 
 
-def fake_merge(workdir: Path, source: Path) -> Path:
-    """Stand in for `medrelease merge`: the gate only reads <workdir>/<release>/merged/."""
-    merged = workdir / "tiny-gate" / "merged"
-    if not merged.exists():
-        shutil.copytree(source, merged)
-    return merged
-
-
-def gate_tiny_release(root: Path, llama: dict[str, Path], gates: dict[str, Any]) -> Any:
-    """Tasks, offline MMLU rows, a recipe and a candidate clearly different from the base (so
-    deltas are not all zero), gated once: returns (recipe, workdir, gate result)."""
-    from medrelease.gate import step
-    from medrelease.pipeline.recipes import load_recipe
+def gate_inputs(root: Path, llama: dict[str, Path]) -> Path:
+    """What the gate tests' recipe names beside it (the local task, offline MMLU rows), and a
+    candidate clearly different from the base (so deltas are not all zero), to stand in for
+    the merge (tests/releases.py): the gate only reads <workdir>/<release>/merged/."""
     from medrelease.testing.tiny import derive_stage
 
     write_demo_task(root / "tasks")
     write_mmlu_medical_data(root / "eval-data")
-    recipe = write_gate_recipe(root, llama, gates)
-    workdir = root / "build"
-    fake_merge(workdir, derive_stage(llama["base"], root / "cand", seed=7, scale=0.5))
-    return recipe, workdir, step.gate_release(load_recipe(recipe), workdir=workdir)
+    return derive_stage(llama["base"], root / "cand", seed=7, scale=0.5)
 
 
 MMLU_ROWS = [

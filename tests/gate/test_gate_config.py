@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gatehelpers import write_gate_recipe
 from pydantic import ValidationError
 
+from gate.gatehelpers import write_gate_recipe
 from medrelease.core.errors import RecipeError
 from medrelease.gate.config import GatesConfig, GateTask
 from medrelease.pipeline.recipes import load_recipe

@@ -10,17 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
-from gatehelpers import (
-    gate_tiny_release,
-    write_gate_recipe,
-)
 
+from gate.gatehelpers import LOCAL_GATES, gate_inputs, gate_recipe, write_gate_recipe
 from helpers import run_cli
 from medrelease.core.errors import GateFailed, RecipeError
 from medrelease.core.hashing import sha256_file
 from medrelease.gate import runner, step
 from medrelease.gate.presets import lm_eval_tasks_dir, shipped_tasks_dir
 from medrelease.pipeline.recipes import load_recipe
+from releases import built_release
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +32,7 @@ PASSING_RULES = [
 
 def gates_block(**changes: Any) -> dict[str, Any]:
     block: dict[str, Any] = {
-        "baselines": ["base"],
-        "batch_size": 4,
-        "device": "cpu",
-        "data_dir": "eval-data",
+        **LOCAL_GATES,
         "tasks": [
             {"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml"},
             "medical_safety",
@@ -69,8 +64,10 @@ class Release:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> Release:
     root = tmp_path_factory.mktemp("gate-e2e")
-    recipe, workdir, result = gate_tiny_release(root, llama, gates_block())
-    return Release(root, workdir, recipe, llama, result.report, result.record)
+    recipe = gate_recipe(llama, gates_block())
+    built = built_release(root, "gate", recipe, merged=gate_inputs(root, llama))
+    result = built.results["gate"]
+    return Release(root, built.workdir, built.recipe, llama, result.report, result.record)
 
 
 def test_report_and_manifest(release: Release) -> None:

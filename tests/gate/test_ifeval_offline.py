@@ -8,13 +8,14 @@ import socket
 from pathlib import Path
 
 import pytest
-from gatehelpers import fake_merge, write_gate_recipe
 
+from gate.gatehelpers import gate_recipe
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.gate import step
 from medrelease.gate.nltk_data import install_punkt_tab, punkt_tab_available
 from medrelease.pipeline.recipes import load_recipe
 from medrelease.testing.standins import IFEVAL_ROWS  # IFEval-format prompts written for us
+from releases import built_release
 
 
 @pytest.fixture
@@ -80,9 +81,7 @@ def _ifeval_release(root: Path, llama: dict[str, Path]) -> Path:
         "tasks": [{"preset": "ifeval", "gen_kwargs": {"max_gen_toks": 8}}],
         "rules": [{"metric": "ifeval/prompt_level_strict_acc", "min": 0.0}],
     }
-    recipe = write_gate_recipe(root, llama, gates)
-    fake_merge(root / "build", llama["sft"])
-    return recipe
+    return built_release(root, "merge", gate_recipe(llama, gates), merged=llama["sft"]).recipe
 
 
 def test_missing_punkt_tab_is_an_environment_error(

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gatehelpers import write_demo_task, write_gate_recipe
 
+from gate.gatehelpers import write_demo_task, write_gate_recipe
 from helpers import run_cli
 
 pytestmark = pytest.mark.slow

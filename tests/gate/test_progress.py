@@ -72,9 +72,9 @@ def _run_in_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, s
 def test_gate_under_a_terminal_shows_no_third_party_progress(
     tmp_path: Path, llama: dict[str, Path]
 ) -> None:
-    from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
-
+    from gate.gatehelpers import gate_recipe, write_demo_task
     from medrelease.testing.tiny import derive_stage
+    from releases import built_release
 
     write_demo_task(tmp_path / "tasks")
     gates = {
@@ -84,8 +84,8 @@ def test_gate_under_a_terminal_shows_no_third_party_progress(
         "tasks": [{"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml"}],
         "rules": [{"metric": "demo_mcq/acc", "min": 0.0}],
     }
-    recipe = write_gate_recipe(tmp_path, llama, gates)
-    fake_merge(tmp_path / "build", derive_stage(llama["base"], tmp_path / "cand", seed=7))
+    cand = derive_stage(llama["base"], tmp_path / "cand", seed=7)
+    recipe = built_release(tmp_path, "merge", gate_recipe(llama, gates), merged=cand).recipe
     cli = str(Path(sys.executable).parent / "medrelease")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
     env.update({"COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"})

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatehelpers import (
-    gate_tiny_release,
-)
 
+from gate.gatehelpers import LOCAL_GATES, gate_inputs, gate_recipe
 from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors import Resources, Unit, make_executor
@@ -29,14 +27,12 @@ from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.gate import step
 from medrelease.gate.units import unit_resources
 from medrelease.pipeline.recipes import load_recipe
+from releases import built_release
 
 
 def _gates() -> dict[str, Any]:
     return {
-        "baselines": ["base"],
-        "batch_size": 4,
-        "device": "cpu",
-        "data_dir": "eval-data",
+        **LOCAL_GATES,
         "tasks": [
             {"name": "demo_mcq", "task_yaml": "tasks/demo_mcq.yaml"},
             {"preset": "mmlu_medical", "num_fewshot": 1},  # a group: per-subject metrics
@@ -66,9 +62,11 @@ class Local:
 def local(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> Local:
     """The tiny release gated by the local executor: the reference every Ray run must equal."""
     root = tmp_path_factory.mktemp("ray-gate")
-    recipe, workdir, result = gate_tiny_release(root, llama, _gates())
-    assert result.record["executor"] == {"name": "local"}
-    return Local(recipe, workdir, result.report)
+    built = built_release(
+        root, "gate", gate_recipe(llama, _gates()), merged=gate_inputs(root, llama)
+    )
+    assert built.results["gate"].record["executor"] == {"name": "local"}
+    return Local(built.recipe, built.workdir, built.results["gate"].report)
 
 
 @pytest.fixture(scope="module")

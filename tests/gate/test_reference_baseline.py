@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-from gatehelpers import fake_merge, write_demo_task, write_gate_recipe
 
+from gate.gatehelpers import write_demo_task, write_gate_recipe
 from helpers import run_cli
 from medrelease.gate import step
 from medrelease.pipeline.recipes import load_recipe
+from releases import built_release
 
 GATES: dict[str, Any] = {
     "baselines": ["base", "peer"],
@@ -45,8 +46,8 @@ def test_reference_model_of_another_architecture_is_a_baseline(
     qwen3 = tiny_families("qwen3")["base"]
     write_demo_task(tmp_path / "tasks")
     recipe = _recipe(tmp_path, llama, {"path": str(qwen3), "reference": True})
-    workdir = tmp_path / "build"
-    fake_merge(workdir, derive_stage(llama["base"], tmp_path / "cand", seed=7, scale=0.5))
+    cand = derive_stage(llama["base"], tmp_path / "cand", seed=7, scale=0.5)
+    workdir = built_release(tmp_path, "merge", recipe, merged=cand).workdir
 
     report = step.gate_release(load_recipe(recipe), workdir=workdir).report
 
@@ -113,7 +114,7 @@ def test_unknown_baseline_points_at_reference_models(
     data["gates"]["baselines"] = ["base", "medgemma"]
     data["gates"]["rules"] = [{"metric": "demo_mcq/acc", "min": 0.0}]
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))
-    fake_merge(tmp_path / "build", llama["sft"])
+    built_release(tmp_path, "merge", recipe, merged=llama["sft"])
     assert run_cli("gate", str(recipe), "--workdir", str(tmp_path / "build")) == 2
     err = capsys.readouterr().err
     assert "'medgemma' is not a stage" in err and "reference: true" in err

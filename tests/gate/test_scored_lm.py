@@ -68,9 +68,9 @@ def test_loglikelihoods_equal_stock_hf(tmp_path: Path, arch: str, batch_size: in
 def test_task_metrics_equal_stock_hf(tmp_path: Path) -> None:
     """One multiple-choice task through simple_evaluate: every metric identical."""
     import lm_eval
-    from gatehelpers import write_demo_task
     from lm_eval.tasks import TaskManager
 
+    from gate.gatehelpers import write_demo_task
     from medrelease.gate.scored_lm import ScoredHFLM
 
     folder = _model(tmp_path, "qwen3")

@@ -74,10 +74,10 @@ def test_safety_prompts_cover_the_categories() -> None:
 @pytest.mark.slow
 def test_mcq_multi_template_runs_in_lm_eval(tmp_path, llama) -> None:
     """A custom task built on the shipped template: lm-eval generates, our metrics score."""
-    from gatehelpers import fake_merge, write_gate_recipe
-
+    from gate.gatehelpers import gate_recipe
     from medrelease.gate.step import gate_release
     from medrelease.pipeline.recipes import load_recipe
+    from releases import built_release
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -109,8 +109,7 @@ def test_mcq_multi_template_runs_in_lm_eval(tmp_path, llama) -> None:
         ],
         "rules": [{"metric": "multi/hamming", "min": 0.0}],
     }
-    recipe = write_gate_recipe(tmp_path, llama, gates)
-    fake_merge(tmp_path / "build", llama["sft"])
+    recipe = built_release(tmp_path, "merge", gate_recipe(llama, gates), merged=llama["sft"]).recipe
     report = gate_release(load_recipe(recipe), workdir=tmp_path / "build").report
     values = {m["metric"]: m["values"]["merged"] for m in report["metrics"]}
     assert set(values) == {"multi/exact_match", "multi/hamming"}

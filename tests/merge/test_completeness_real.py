@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_completeness import edit_weights, failure
 
 from helpers import write_recipe
+from merge.test_completeness import edit_weights, failure
 
 pytestmark = [
     pytest.mark.slow,

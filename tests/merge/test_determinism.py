@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_merge_equivalence import merge_block
 
 from helpers import run_cli, write_recipe
+from merge.test_merge_equivalence import merge_block
 
 METHODS = ("arcee_fusion", "ties", "dare_ties", "slerp", "linear")
 SEEDS = (1, 2, 3)

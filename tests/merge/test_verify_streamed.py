@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
-from test_completeness import CUT, broken_copy, merged, verify  # noqa: F401
 
 import medrelease.core.compute_dtype as compute_dtype
 from medrelease.merge import verify as verify_mod
+from merge.test_completeness import CUT, broken_copy, merged, verify  # noqa: F401
 
 STREAM_SUFFIX = " (verified streaming its weights from disk)"
 

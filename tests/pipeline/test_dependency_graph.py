@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_release import recipe_for
 
 from helpers import run_cli
 from medrelease.pipeline.run import upstream_stale
+from pipeline.test_release import recipe_for
 
 STEPS = ("merge", "gate", "quantize", "card", "publish")
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from publish.pubhelpers import Release, build_release
+from publish.pubhelpers import release_for_publish
+from releases import BuiltRelease
 
 
 @pytest.fixture
-def release(tmp_path: Path, tiny_model: Path) -> Release:
-    return build_release(tmp_path, tiny_model)
+def release(tmp_path: Path, tiny_model: Path) -> BuiltRelease:
+    return release_for_publish(tmp_path, tiny_model)

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from helpers import HUB_TOKEN, run_cli
-from publish.pubhelpers import REPO, Release
+from publish.pubhelpers import REPO
+from releases import BuiltRelease
 
 
-def cli(release: Release, *args: str) -> int:
+def cli(release: BuiltRelease, *args: str) -> int:
     return run_cli("publish", str(release.recipe), "--workdir", str(release.workdir), *args)
 
 
 def test_dir_export_has_the_repo_layout_and_is_idempotent(
-    release: Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "export"
     assert cli(release, "--target", f"dir://{out}", "--json") == 0
@@ -59,7 +60,7 @@ def test_dir_export_has_the_repo_layout_and_is_idempotent(
 
 
 def test_failed_gate_exit_code_and_message(
-    release: Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     release.set_gate(False)
     assert cli(release, "--target", f"dir://{tmp_path / 'x'}") == 4
@@ -68,12 +69,12 @@ def test_failed_gate_exit_code_and_message(
     assert not (tmp_path / "x").exists()
 
 
-def test_unknown_target_is_a_usage_error(release: Release, capsys: Any) -> None:
+def test_unknown_target_is_a_usage_error(release: BuiltRelease, capsys: Any) -> None:
     assert cli(release, "--target", "s3://bucket") == 2
     assert "unknown publish target" in capsys.readouterr().err
 
 
-def test_dry_run_prints_plan_table(release: Release, hub: Any, capsys: Any) -> None:
+def test_dry_run_prints_plan_table(release: BuiltRelease, hub: Any, capsys: Any) -> None:
     assert cli(release, "--endpoint", hub.url, "--dry-run") == 0
     out = capsys.readouterr().out
     for text in ("publish plan", f"{REPO}-GGUF", "tiny-release-Q8_0.gguf", "293.0 KB", "v0.1.0"):
@@ -83,7 +84,7 @@ def test_dry_run_prints_plan_table(release: Release, hub: Any, capsys: Any) -> N
 
 
 def test_token_never_reaches_output_logs_or_files(
-    release: Release,
+    release: BuiltRelease,
     hub: Any,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
@@ -111,7 +112,9 @@ def test_token_never_reaches_output_logs_or_files(
                     assert secret.encode() not in path.read_bytes(), path
 
 
-def test_absent_quant_families_are_skipped(release: Release, tmp_path: Path, capsys: Any) -> None:
+def test_absent_quant_families_are_skipped(
+    release: BuiltRelease, tmp_path: Path, capsys: Any
+) -> None:
     data = release.manifest()
     del data["steps"]["quantize"]
     release.write_manifest(data)

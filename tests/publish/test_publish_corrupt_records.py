@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from helpers import run_cli
-from publish.pubhelpers import Release
+from releases import BuiltRelease
 
 
-def _publish(release: Release, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def _publish(
+    release: BuiltRelease, out: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
     code = run_cli(
         "publish",
         str(release.recipe),
@@ -27,7 +29,7 @@ def _publish(release: Release, out: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_hand_edited_quant_files(
-    release: Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = release.manifest()
     quant = data["steps"]["quantize"]["quants"][0]
@@ -41,7 +43,7 @@ def test_hand_edited_quant_files(
 
 
 def test_card_record_with_a_wrong_type(
-    release: Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = release.manifest()
     data["steps"]["card"]["outputs"]["card/README.md"]["size"] = "2 KB"
@@ -53,7 +55,7 @@ def test_card_record_with_a_wrong_type(
     assert not (tmp_path / "out").exists()
 
 
-def _rewrite_report(release: Release, edit: Any) -> None:
+def _rewrite_report(release: BuiltRelease, edit: Any) -> None:
     """Edit the gate report and record its new sha256, as if the gate had written it."""
     from medrelease.core.hashing import file_record
 
@@ -67,7 +69,7 @@ def _rewrite_report(release: Release, edit: Any) -> None:
 
 
 def test_gate_report_rule_without_verdict(
-    release: Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _rewrite_report(release, lambda r: r["rules"][0].pop("passed"))
     code, err = _publish(release, tmp_path / "out", capsys)

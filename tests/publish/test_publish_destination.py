@@ -10,10 +10,11 @@ from typing import Any
 
 from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
-from publish.pubhelpers import REPO, Release
+from publish.pubhelpers import REPO
+from releases import BuiltRelease
 
 
-def _why(release: Release, options: dict[str, Any] | None) -> list[str]:
+def _why(release: BuiltRelease, options: dict[str, Any] | None) -> list[str]:
     from medrelease.core.hashing import HashCache
     from medrelease.core.inputs import why_stale
     from medrelease.core.manifest import Manifest
@@ -26,7 +27,7 @@ def _why(release: Release, options: dict[str, Any] | None) -> list[str]:
     return why_stale(manifest.step("publish"), now, paths, HashCache(None), check_outputs=False)
 
 
-def test_publish_is_current_only_where_the_release_is(release: Release, hub: Any, tmp_path):
+def test_publish_is_current_only_where_the_release_is(release: BuiltRelease, hub: Any, tmp_path):
     from huggingface_hub import HfApi
 
     from medrelease.localhub import serve

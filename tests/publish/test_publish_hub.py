@@ -12,13 +12,14 @@ import pytest
 from helpers import HUB_TOKEN
 from medrelease.core.console import Reporter
 from medrelease.core.errors import GateFailed, PublishError, VerificationError
-from publish.pubhelpers import REPO, Release
+from publish.pubhelpers import REPO
+from releases import BuiltRelease
 
 GGUF_REPO = f"{REPO}-GGUF"
 AWQ_REPO = f"{REPO}-AWQ"
 
 
-def publish(release: Release, hub: Any, **kwargs: Any) -> Any:
+def publish(release: BuiltRelease, hub: Any, **kwargs: Any) -> Any:
     from medrelease.publish.step import publish_release
 
     kwargs.setdefault("backoff_s", 0.0)
@@ -34,7 +35,7 @@ def api(hub: Any) -> Any:
     return HfApi(endpoint=hub.url, token=HUB_TOKEN)
 
 
-def expected_files(release: Release) -> dict[str, dict[str, str]]:
+def expected_files(release: BuiltRelease) -> dict[str, dict[str, str]]:
     """repo -> {path in repo: sha256} from the manifest's recorded outputs."""
     steps = release.manifest()["steps"]
     main = {k.removeprefix("merged/"): v["sha256"] for k, v in steps["merge"]["outputs"].items()}
@@ -73,7 +74,7 @@ def remote_sha256(hub: Any, repo: str, revision: str, tmp: Path) -> dict[str, st
 
 
 def test_publish_matches_manifest_one_commit_tag_and_idempotent(
-    release: Release, hub: Any, transfer: str, tmp_path: Path
+    release: BuiltRelease, hub: Any, transfer: str, tmp_path: Path
 ) -> None:
     result = publish(release, hub)
     assert not result.skipped
@@ -113,7 +114,7 @@ def test_publish_matches_manifest_one_commit_tag_and_idempotent(
 
 
 def test_interrupted_upload_resumes_without_reupload(
-    release: Release, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx
     from huggingface_hub import HfApi
@@ -140,7 +141,7 @@ def test_interrupted_upload_resumes_without_reupload(
 
 
 def test_interrupted_xet_upload_resumes_without_new_chunks(
-    release: Release, hub: Any, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx
     from huggingface_hub import HfApi, constants
@@ -168,7 +169,7 @@ def test_interrupted_xet_upload_resumes_without_new_chunks(
     assert len(api(hub).list_repo_commits(GGUF_REPO)) == 2
 
 
-def test_failed_gate_is_refused_and_nothing_is_created(release: Release, hub: Any) -> None:
+def test_failed_gate_is_refused_and_nothing_is_created(release: BuiltRelease, hub: Any) -> None:
     release.set_gate(False)
     with pytest.raises(GateFailed) as err:
         publish(release, hub)
@@ -179,7 +180,7 @@ def test_failed_gate_is_refused_and_nothing_is_created(release: Release, hub: An
 
 
 def test_override_is_recorded_in_manifest_and_card(
-    release: Release, hub: Any, lfs_only: None, tmp_path: Path
+    release: BuiltRelease, hub: Any, lfs_only: None, tmp_path: Path
 ) -> None:
     release.set_gate(False)
     result = publish(release, hub, allow_failed_gates=True)
@@ -199,7 +200,7 @@ def test_override_is_recorded_in_manifest_and_card(
     assert "publish" not in pub["steps"]
 
 
-def test_release_without_gate_step_is_refused(release: Release, hub: Any) -> None:
+def test_release_without_gate_step_is_refused(release: BuiltRelease, hub: Any) -> None:
     data = release.manifest()
     del data["steps"]["gate"]
     release.write_manifest(data)
@@ -207,7 +208,7 @@ def test_release_without_gate_step_is_refused(release: Release, hub: Any) -> Non
         publish(release, hub)
 
 
-def test_changed_file_is_refused(release: Release, hub: Any) -> None:
+def test_changed_file_is_refused(release: BuiltRelease, hub: Any) -> None:
     cfg = release.root / "merged" / "config.json"
     cfg.write_text(cfg.read_text().replace("}", ', "edited": true}', 1))
     with pytest.raises(VerificationError) as err:
@@ -216,7 +217,7 @@ def test_changed_file_is_refused(release: Release, hub: Any) -> None:
     assert "merged/config.json: sha256 differs" in str(err.value)
 
 
-def test_unrecorded_extra_file_is_refused(release: Release, hub: Any) -> None:
+def test_unrecorded_extra_file_is_refused(release: BuiltRelease, hub: Any) -> None:
     data = release.manifest()
     del data["steps"]["card"]["outputs"]["card/gguf/README.md"]
     release.write_manifest(data)
@@ -225,7 +226,7 @@ def test_unrecorded_extra_file_is_refused(release: Release, hub: Any) -> None:
 
 
 def test_bad_token_gets_the_401_message(
-    release: Release, hub: Any, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = "hf_ThisTokenIsNotKnownToTheServer12345"
     monkeypatch.setenv("HF_TOKEN", bad)
@@ -239,7 +240,7 @@ def test_bad_token_gets_the_401_message(
 
 
 def test_no_token_fails_before_any_request(
-    release: Release, hub: Any, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(PublishError, match="no Hub token"):
@@ -247,7 +248,7 @@ def test_no_token_fails_before_any_request(
     assert not list((hub.root / "repos").rglob("*.json"))
 
 
-def test_transient_server_error_is_retried(release: Release, hub: Any, lfs_only: None) -> None:
+def test_transient_server_error_is_retried(release: BuiltRelease, hub: Any, lfs_only: None) -> None:
     from medrelease.localhub.server import Fault
 
     hub.state.faults.append(Fault("/commit/", 503, times=1))
@@ -259,7 +260,7 @@ def test_transient_server_error_is_retried(release: Release, hub: Any, lfs_only:
 
 
 def test_persistent_conflict_gives_the_412_message(
-    release: Release, hub: Any, lfs_only: None
+    release: BuiltRelease, hub: Any, lfs_only: None
 ) -> None:
     from medrelease.localhub.server import Fault
 
@@ -270,7 +271,7 @@ def test_persistent_conflict_gives_the_412_message(
     assert "after 2 attempts" in str(err.value)
 
 
-def test_forbidden_and_not_found_messages(release: Release, hub: Any, lfs_only: None) -> None:
+def test_forbidden_and_not_found_messages(release: BuiltRelease, hub: Any, lfs_only: None) -> None:
     from medrelease.localhub.server import Fault
 
     hub.state.faults.append(Fault("/api/repos/create", 403, times=1))
@@ -282,7 +283,7 @@ def test_forbidden_and_not_found_messages(release: Release, hub: Any, lfs_only: 
 
 
 def test_card_fix_under_existing_tag_updates_main_and_keeps_the_tag(
-    release: Release, hub: Any, lfs_only: None
+    release: BuiltRelease, hub: Any, lfs_only: None
 ) -> None:
     publish(release, hub)
     from medrelease.core.hashing import file_record
@@ -302,7 +303,7 @@ def test_card_fix_under_existing_tag_updates_main_and_keeps_the_tag(
 
 
 def test_changed_weights_under_existing_tag_are_refused(
-    release: Release, hub: Any, lfs_only: None
+    release: BuiltRelease, hub: Any, lfs_only: None
 ) -> None:
     publish(release, hub)
     from medrelease.core.hashing import file_record
@@ -317,7 +318,7 @@ def test_changed_weights_under_existing_tag_are_refused(
     assert len(api(hub).list_repo_commits(REPO)) == 2
 
 
-def test_review_mode_opens_a_pull_request(release: Release, hub: Any, lfs_only: None) -> None:
+def test_review_mode_opens_a_pull_request(release: BuiltRelease, hub: Any, lfs_only: None) -> None:
     result = publish(release, hub, review=True)
     client = api(hub)
     for outcome in result.record["repos"]:
@@ -337,7 +338,7 @@ def test_review_mode_opens_a_pull_request(release: Release, hub: Any, lfs_only: 
     assert "model.safetensors" in client.list_repo_files(REPO)
 
 
-def test_dry_run_plans_without_writing(release: Release, hub: Any) -> None:
+def test_dry_run_plans_without_writing(release: BuiltRelease, hub: Any) -> None:
     before = release.manifest()
     result = publish(release, hub, dry_run=True)
     plan = {r["repo"]: r for r in result.record["plan"]}

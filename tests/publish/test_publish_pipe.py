@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from publish.pubhelpers import Release
+from releases import BuiltRelease
 
 
 @pytest.mark.slow  # two CLI processes (start-up imports huggingface_hub)
-def test_dry_run_into_a_closed_pipe_exits_0(release: Release, tmp_path: Path) -> None:
+def test_dry_run_into_a_closed_pipe_exits_0(release: BuiltRelease, tmp_path: Path) -> None:
     export = tmp_path / "export"
     args = [sys.executable, "-m", "medrelease.cli", "publish", str(release.recipe),
             "--workdir", str(release.workdir), "-t", f"dir://{export}", "--dry-run"]  # fmt: skip

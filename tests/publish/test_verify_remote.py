@@ -16,7 +16,8 @@ import pytest
 from helpers import HUB_TOKEN, run_cli
 from medrelease.core.console import Reporter
 from medrelease.core.errors import PublishError
-from publish.pubhelpers import REPO, Release
+from publish.pubhelpers import REPO
+from releases import BuiltRelease
 
 GGUF_REPO = f"{REPO}-GGUF"
 AWQ_REPO = f"{REPO}-AWQ"
@@ -62,7 +63,7 @@ def head(hub: Any, repo: str) -> str:
     return str(api(hub).list_repo_commits(repo)[0].commit_id)
 
 
-def publish(release: Release, hub: Any) -> Any:
+def publish(release: BuiltRelease, hub: Any) -> Any:
     from medrelease.publish.step import publish_release
 
     return publish_release(
@@ -72,7 +73,7 @@ def publish(release: Release, hub: Any) -> Any:
 
 
 def test_lfs_file_altered_by_the_hub_is_exit_6_without_tag(
-    release: Release,
+    release: BuiltRelease,
     hub: Any,
     lfs_only: None,
     monkeypatch: pytest.MonkeyPatch,
@@ -110,7 +111,7 @@ def test_lfs_file_altered_by_the_hub_is_exit_6_without_tag(
 
 
 def test_regular_files_altered_by_the_hub_are_named(
-    release: Release, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # same size, other bytes: only the git blob id tells (the Hub keeps no sha256 for them)
     corrupt_on_commit(monkeypatch, hub, AWQ_REPO, "config.json", lambda b: b.replace(b"{", b"[", 1))
@@ -131,7 +132,7 @@ def test_regular_files_altered_by_the_hub_are_named(
 
 
 def test_truncated_readme_is_a_size_difference(
-    release: Release, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
+    release: BuiltRelease, hub: Any, lfs_only: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corrupt_on_commit(monkeypatch, hub, REPO, "README.md", lambda b: b[:10])
     with pytest.raises(PublishError) as err:

@@ -1,4 +1,4 @@
-"""The quantize tests' model; their release folder and helpers are in quanthelpers.py."""
+"""The quantize tests' model; their release (tests/releases.py) and helpers: quanthelpers.py."""
 
 from __future__ import annotations
 

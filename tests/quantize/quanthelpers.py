@@ -1,38 +1,34 @@
-"""A release folder whose merged/ is a tiny llama (SentencePiece, hidden 256) with a chat template.
+"""The quantize tests' release, and the quantize step's result whether or not it rejected.
 
-The quantize step only reads <workdir>/<release>/merged, so copying a tiny model there stands
-in for `medrelease merge` (tested in tests/merge) and keeps these tests short.
+Their release is built up to the merge by tests/releases.py, with the stage model standing in
+for the merge (plus a chat template): the quantize step only reads <workdir>/<release>/merged,
+and `medrelease merge` is tested in tests/merge.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from helpers import write_recipe
+from helpers import recipe_data
 from medrelease.testing.tiny import ALPACA_TEMPLATE
+from releases import BuiltRelease, built_release
 
 RELEASE = "tiny-med"
 
 
-def make_release(
+def quant_release(
     workdir: Path, model: Path, quantize: dict[str, Any], *, name: str = RELEASE
-) -> Path:
-    """Write a recipe (stage `base` = model) and copy `model` to <workdir>/<name>/merged."""
-    merged = workdir / name / "merged"
-    shutil.copytree(model, merged)
-    cfg_path = merged / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg.setdefault("chat_template", ALPACA_TEMPLATE)
-    cfg_path.write_text(json.dumps(cfg, indent=2))
-    return write_recipe(
-        workdir / "recipe.yaml",
-        {"base": model},
-        {"merge_method": "linear", "models": [{"model": "base", "parameters": {"weight": 1.0}}]},
-        name=name,
-        quantize=quantize,
+) -> BuiltRelease:
+    """A recipe (in `workdir`, stage `base` = `model`, this `quantize:` section) and its
+    release built up to the merge in `workdir`."""
+    linear = {
+        "merge_method": "linear",
+        "models": [{"model": "base", "parameters": {"weight": 1.0}}],
+    }
+    recipe = recipe_data({"base": model}, linear, name=name, quantize=quantize)
+    return built_release(
+        workdir, "merge", recipe, workdir=workdir, merged=model, chat_template=ALPACA_TEMPLATE
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.texts import load_text
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,9 @@ def test_awq_quantizes_loads_and_is_checked(tmp_path: Path, tiny_llama: Path, ca
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     pin = IntermediatesCache.pin_memory
-    recipe = make_release(
+    recipe = quant_release(
         tmp_path, tiny_llama, {"awq": {"num_samples": 8, "max_seq_length": 64, "n_grid": 4}}
-    )
+    ).recipe
     capsys.readouterr()  # drop what importing llm-compressor above printed
     assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 0
     # stdout is the JSON summary only (llm-compressor logs to stdout unless silenced)
@@ -74,9 +74,8 @@ def test_skipped_layer_rejects_the_quant_naming_it(
     tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
     """llm-compressor leaving a layer unquantized (built on purpose) is a rejection."""
-    from test_awq_contents import LAYER, store_unquantized
-
     from medrelease.quantize.awq import build as awq
+    from quantize.test_awq_contents import LAYER, store_unquantized
 
     real = awq.quantize_awq
 
@@ -85,9 +84,9 @@ def test_skipped_layer_rejects_the_quant_naming_it(
         store_unquantized(out, LAYER)
 
     monkeypatch.setattr(awq, "quantize_awq", skipping)
-    recipe = make_release(
+    recipe = quant_release(
         tmp_path, tiny_llama, {"awq": {"num_samples": 4, "max_seq_length": 32, "n_grid": 3}}
-    )
+    ).recipe
     capsys.readouterr()
     assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 5
     (q,) = json.loads(capsys.readouterr().out)["quants"]
@@ -113,13 +112,11 @@ def test_shape_problem_stops_quantize_before_any_quant_work(
 ):
     """A merged model shaped like SmolLM2-135M (hidden 576): GGUF would run first, so the AWQ
     rule must be checked before it; only config.json is needed to know."""
-    from test_awq_preflight import SMOL
+    from quantize.test_awq_preflight import SMOL
 
-    recipe = make_release(
-        tmp_path,
-        tiny_llama,
-        {"gguf": {"types": ["Q8_0"]}, "awq": {"group_size": 128}},
-    )
+    recipe = quant_release(
+        tmp_path, tiny_llama, {"gguf": {"types": ["Q8_0"]}, "awq": {"group_size": 128}}
+    ).recipe
     merged = tmp_path / RELEASE / "merged"
     (merged / "config.json").write_text(json.dumps(SMOL))
     assert run_cli("quantize", recipe, "-w", tmp_path) == 2

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import run_cli
 from medrelease.core.errors import EnvironmentProblem, InputError, RecipeError, UsageError
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 
 def test_imatrix_without_built_tools_is_refused_before_any_work(
@@ -19,7 +19,9 @@ def test_imatrix_without_built_tools_is_refused_before_any_work(
     from medrelease.quantize.gguf import tools as llama_tools
 
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: tmp_path / "nothing-built")
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["Q4_K_M"], "imatrix": {}}})
+    recipe = quant_release(
+        tmp_path, tiny_llama, {"gguf": {"types": ["Q4_K_M"], "imatrix": {}}}
+    ).recipe
     assert run_cli("quantize", recipe, "-w", tmp_path) == 7
     err = capsys.readouterr().err
     assert "llama.cpp's `llama-imatrix` is not installed" in err
@@ -31,14 +33,14 @@ def test_types_that_require_an_imatrix_need_the_imatrix_setting(tmp_path, tiny_l
     from medrelease.pipeline.recipes import load_recipe
     from medrelease.quantize.step import quantize_release
 
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["IQ2_XXS"]}})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": {"types": ["IQ2_XXS"]}}).recipe
     with pytest.raises(RecipeError, match=r"types \['IQ2_XXS'\] need an importance") as info:
         quantize_release(load_recipe(recipe), workdir=tmp_path)
     assert info.value.hint is not None and "imatrix: {calibration: default}" in info.value.hint
 
 
 def test_missing_merged_model_and_missing_section(tmp_path, tiny_llama, capsys):
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]}).recipe
     shutil.rmtree(tmp_path / RELEASE / "merged")
     assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 3
     out = json.loads(capsys.readouterr().out)
@@ -58,7 +60,7 @@ def test_not_enough_disk(tmp_path, tiny_llama, monkeypatch):
     from medrelease.quantize.gguf import build as gguf
     from medrelease.quantize.step import quantize_release
 
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]}).recipe
     real = shutil.disk_usage
 
     def tiny_disk(path):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def _recipe(tmp_path: Path, tiny_llama: Path, checks: dict[str, Any]) -> Path:
         for q, choices, answer in MCQ:
             fh.write(json.dumps({"question": q, "choices": choices, "answer": answer}) + "\n")
     (tasks / "quant_mcq.yaml").write_text(yaml.safe_dump(TASK))
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"], "checks": checks})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"], "checks": checks}).recipe
     data = yaml.safe_load(recipe.read_text())
     data["gates"] = {"tasks": [{"name": "quant_mcq", "task_yaml": "tasks/quant_mcq.yaml"}]}
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -13,7 +13,7 @@ import pytest
 from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.texts import load_text
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str,
             "optional": ["Q4_0"],
         }
     }
-    recipe = make_release(workdir, tiny_llama, quantize)
+    recipe = quant_release(workdir, tiny_llama, quantize).recipe
     result = quantize_release(load_recipe(recipe), workdir=workdir, reporter=Reporter(quiet=True))
     quants = {q["type"]: q for q in result.record["quants"]}
     return {

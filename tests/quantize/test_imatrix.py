@@ -17,7 +17,7 @@ from helpers import run_cli
 from medrelease.core.hashing import sha256_file_uncached
 from medrelease.quantize.gguf import tools as llama_tools
 from medrelease.quantize.texts import load_text
-from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
+from quantize.quanthelpers import RELEASE, quant_release, quantize_recorded
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ IQ_TYPES = ["IQ3_XXS", "IQ2_XS"]
 
 
 def _quantize(workdir: Path, model: Path, gguf: dict[str, Any]) -> dict[str, Any]:
-    recipe = make_release(workdir, model, {"gguf": gguf})
+    recipe = quant_release(workdir, model, {"gguf": gguf}).recipe
     result = quantize_recorded(recipe, workdir=workdir)
     return {"record": result.record, "root": workdir / RELEASE, "recipe": recipe}
 
@@ -177,7 +177,7 @@ def test_missing_tools_give_the_setup_hint(tmp_path, tiny_llama, capsys, monkeyp
     empty.mkdir()
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: empty)
     gguf = {"types": ["Q4_K_M"], "imatrix": {"calibration": "default"}}
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": gguf}).recipe
     assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 7
     out = json.loads(capsys.readouterr().out)
     assert out["error"] == "environment" and "llama-imatrix" in out["message"]
@@ -188,7 +188,7 @@ def test_missing_tools_give_the_setup_hint(tmp_path, tiny_llama, capsys, monkeyp
 @needs_tools
 def test_too_short_calibration_text_is_explained(tmp_path, tiny_llama, capsys):
     gguf = {"types": ["Q4_K_M"], "imatrix": {"calibration": "short.txt"}}
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": gguf}).recipe
     (tmp_path / "short.txt").write_text("The patient has a fever and a cough.\n")
     assert run_cli("quantize", recipe, "-w", tmp_path, "--json") == 3
     out = json.loads(capsys.readouterr().out)

@@ -16,7 +16,7 @@ import pytest
 
 from medrelease.quantize.gguf import tools as llama_tools
 from medrelease.quantize.gguf.imatrix import dataset_name
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 needs_tools = pytest.mark.skipif(
     not llama_tools.tools_present(), reason="llama.cpp tools not built: run `medrelease setup`"
@@ -29,7 +29,7 @@ def _quantize(workdir: Path, model: Path, calibration: str) -> dict[str, Any]:
     from medrelease.quantize.step import quantize_release
 
     gguf = {"types": ["Q4_K_M"], "imatrix": {"calibration": calibration}}
-    recipe = make_release(workdir, model, {"gguf": gguf})
+    recipe = quant_release(workdir, model, {"gguf": gguf}).recipe
     if calibration != "default":  # a recipe-relative text: the packaged one, under a new name
         from medrelease.quantize.texts import load_text
 

@@ -18,7 +18,7 @@ import pytest
 
 from helpers import run_cli
 from medrelease.quantize.gguf.child import TEST_ABORT_ENV, LlamaChildError
-from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
+from quantize.quanthelpers import RELEASE, quant_release, quantize_recorded
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_quantize_rejects_the_byte_fallback_quant_with_the_fix(
 ) -> None:
     """`medrelease quantize` on that model: exit 5, the quant rejected with the vocabulary
     problem and the fix, no traceback or gdb lines, nothing left behind."""
-    recipe = make_release(tmp_path, byte_fallback_llama, {"gguf": ["Q8_0"]})
+    recipe = quant_release(tmp_path, byte_fallback_llama, {"gguf": ["Q8_0"]}).recipe
     code = run_cli("quantize", recipe, "-w", tmp_path, "--json")
     out, err = capsys.readouterr()
     assert code == 5
@@ -178,7 +178,7 @@ def _run_with_abort(tmp_path: Path, model: Path, spec: str, monkeypatch: Any) ->
     # Q8_0 (the type crashed) is optional: the release goes on with Q4_K_M and the step is
     # done (a required one would stop it with exit 5: tests/quantize/test_rejected_rule.py)
     gguf = {"types": ["Q8_0", "Q4_K_M"], "optional": ["Q8_0"]}
-    recipe = make_release(tmp_path, model, {"gguf": gguf})
+    recipe = quant_release(tmp_path, model, {"gguf": gguf}).recipe
     result = quantize_recorded(recipe, workdir=tmp_path)
     return {q["type"]: q for q in result.record["quants"]}
 
@@ -245,7 +245,7 @@ def test_a_killed_converter_rejects_every_gguf_quant_once(
     runs = tmp_path / "runs.txt"
     killer = f"open({str(runs)!r}, 'a').write('x'); import os; os.kill(os.getpid(), 9)"
     monkeypatch.setattr(gguf, "CONVERTER", killer)
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": ["Q8_0", "Q4_K_M"]})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": ["Q8_0", "Q4_K_M"]}).recipe
     result = quantize_recorded(recipe, workdir=tmp_path)
     assert runs.read_text() == "x"
     for q in result.record["quants"]:
@@ -273,7 +273,7 @@ def test_a_crashed_llama_imatrix_rejects_the_quants_that_need_it(
         script.chmod(0o755)
     monkeypatch.setattr(llama_tools, "tools_dir", lambda: tools)
     gguf_cfg = {"types": ["Q4_K_M"], "imatrix": {"calibration": "default"}}
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf_cfg})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": gguf_cfg}).recipe
     result = quantize_recorded(recipe, workdir=tmp_path)
     (q,) = result.record["quants"]
     assert q["accepted"] is False and q["checks"]["imatrix"]["signal"] == "SIGABRT"

@@ -18,7 +18,7 @@ import yaml
 
 from medrelease.core.console import Reporter
 from medrelease.recipe.schema import StopCheck
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow  # llama.cpp converter and children
 
@@ -33,7 +33,7 @@ def instruct_qwen(src: Path, dst: Path, *, stops: bool) -> Path:
         "config.json": {"eos_token_id": 0},
     }
     jinja = dst / "chat_template.jinja"
-    if jinja.is_file():  # one template, where make_release looks for it (not beside it)
+    if jinja.is_file():  # one template, where quant_release looks for it (not beside it)
         edits["tokenizer_config.json"]["chat_template"] = jinja.read_text()
         jinja.unlink()
     for name, change in edits.items():
@@ -59,7 +59,7 @@ def test_every_gguf_of_a_model_that_stops_is_generated_from(tiny_families, tmp_p
 
     model = instruct_qwen(tiny_families("qwen2")["sft"], tmp_path / "m", stops=True)
     quantize = {"gguf": {"types": ["Q8_0", "F16"], "pre_tokenizer": "qwen2"}}
-    recipe = with_stop_check(make_release(tmp_path / "w", model, quantize), True)
+    recipe = with_stop_check(quant_release(tmp_path / "w", model, quantize).recipe, True)
     result = quantize_release(
         load_recipe(recipe), workdir=tmp_path / "w", reporter=Reporter(quiet=True)
     )
@@ -103,7 +103,7 @@ def test_the_awq_quant_is_generated_from_too(tiny_families, tmp_path: Path):
     model = instruct_qwen(tiny_families("qwen2")["sft"], tmp_path / "m", stops=True)
     quantize = {"awq": {"num_samples": 8, "max_seq_length": 64, "n_grid": 4}}
     recipe = with_stop_check(
-        make_release(tmp_path / "w", model, quantize), {"prompt": "Hi", "max_new_tokens": 4}
+        quant_release(tmp_path / "w", model, quantize).recipe, {"prompt": "Hi", "max_new_tokens": 4}
     )
     result = quantize_release(
         load_recipe(recipe), workdir=tmp_path / "w", reporter=Reporter(quiet=True)

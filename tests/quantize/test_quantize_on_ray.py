@@ -22,7 +22,7 @@ from helpers import free_port, run_cli, two_node_ray_cluster
 from medrelease.core.errors import EnvironmentProblem
 from medrelease.executors.raycluster import FAULT_INJECT_KILL_FIRST_ATTEMPT
 from medrelease.quantize.gguf.child import TEST_ABORT_ENV
-from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
+from quantize.quanthelpers import RELEASE, quant_release, quantize_recorded
 
 TYPES = ["Q8_0", "Q4_0"]  # two units; Q4_0's defaults accept the tiny model's quant
 
@@ -42,7 +42,7 @@ class Local:
 def local(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Local:
     """The tiny release quantized by the local executor: what every Ray run must equal."""
     workdir = tmp_path_factory.mktemp("quant-ray")
-    recipe = make_release(workdir, tiny_llama, {"gguf": {"types": TYPES}})
+    recipe = quant_release(workdir, tiny_llama, {"gguf": {"types": TYPES}}).recipe
     record = _run(recipe, workdir)
     assert record["executor"] == {"name": "local"}
     assert [q["type"] for q in record["quants"]] == TYPES

@@ -12,7 +12,7 @@ import pytest
 from helpers import run_cli
 from medrelease.core.console import Reporter
 from medrelease.quantize.texts import load_text
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 
 def test_threaded_reference_equals_sequential(tiny_llama: Path, tmp_path: Path):
@@ -159,11 +159,9 @@ def test_streamed_from_disk_equals_a_float32_copy(tiny_families, tmp_path: Path,
 @pytest.mark.slow  # runs the converter before the reference reports the problem
 def test_short_heldout_text_is_a_clear_input_error(tmp_path: Path, tiny_llama: Path, capsys):
     (tmp_path / "short.txt").write_text("ok")
-    recipe = make_release(
-        tmp_path,
-        tiny_llama,
-        {"gguf": {"types": ["Q8_0"]}, "checks": {"heldout": "short.txt"}},
-    )
+    recipe = quant_release(
+        tmp_path, tiny_llama, {"gguf": {"types": ["Q8_0"]}, "checks": {"heldout": "short.txt"}}
+    ).recipe
     assert run_cli("quantize", recipe, "--workdir", tmp_path) == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -19,7 +19,7 @@ import yaml
 
 from gate.gatehelpers import write_demo_task
 from helpers import run_cli
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_quantize_required_rejected_exits_5_then_optional_is_left_out(
     tmp_path: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str], wide_console: None
 ) -> None:
     gguf = {"types": TYPES, "thresholds": IMPOSSIBLE}
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": gguf})
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": gguf}).recipe
     root = tmp_path / RELEASE
     capsys.readouterr()
 
@@ -89,7 +89,9 @@ def test_quantize_required_rejected_exits_5_then_optional_is_left_out(
 def test_quantize_optional_must_name_a_listed_type(
     tmp_path: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe = make_release(tmp_path, tiny_llama, {"gguf": {"types": ["F16"], "optional": ["Q2_K"]}})
+    recipe = quant_release(
+        tmp_path, tiny_llama, {"gguf": {"types": ["F16"], "optional": ["Q2_K"]}}
+    ).recipe
     capsys.readouterr()
     assert run_cli("validate", recipe) == 2
     err = " ".join(capsys.readouterr().err.split())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quantize.quanthelpers import RELEASE, make_release
+from quantize.quanthelpers import RELEASE, quant_release
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,9 @@ def test_large_outputs_are_split(tmp_path: Path, tiny_llama: Path):
     from medrelease.quantize.step import quantize_release
 
     # the tiny model's F16 is ~2.9 MB and Q8_0 ~1.5 MB: both exceed 1M
-    recipe = make_release(
+    recipe = quant_release(
         tmp_path, tiny_llama, {"gguf": {"types": ["F16", "Q8_0"], "split_max_size": "1M"}}
-    )
+    ).recipe
     result = quantize_release(load_recipe(recipe), workdir=tmp_path, reporter=Reporter(quiet=True))
     quants = {q["type"]: q for q in result.record["quants"]}
     for t in ("F16", "Q8_0"):

@@ -399,11 +399,11 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
     """Issue 11 point 1 on the real model: `medrelease quantize` does not abort, it rejects
     the quant (exit 5) naming the vocabulary problem and its fix, and leaves nothing behind."""
     from medrelease.testing.realmodels import byte_fallback_variant
-    from quantize.quanthelpers import make_release
+    from quantize.quanthelpers import quant_release
 
     variant = byte_fallback_variant(MODEL, tmp_path / "variant")
     workdir = tmp_path / "w"
-    recipe = make_release(workdir, variant, {"gguf": ["Q8_0"]}, name="variant")
+    recipe = quant_release(workdir, variant, {"gguf": ["Q8_0"]}, name="variant").recipe
     code = run_cli("quantize", recipe, "--workdir", workdir, "--json")
     out, err = capsys.readouterr()
     assert code == 5, (out + err)[-3000:]

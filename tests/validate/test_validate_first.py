@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gate.gatehelpers import fake_merge, write_demo_task, write_gate_recipe
+from gate.gatehelpers import gate_recipe, write_demo_task, write_gate_recipe
 from helpers import run_cli
+from releases import built_release
 
 GATES: dict[str, Any] = {
     "baselines": ["base"],
@@ -48,7 +49,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, llama: dict[str, Path]) -> S
     root = tmp_path_factory.mktemp("validate-first")
     write_demo_task(root / "tasks", relative=True)
     built = root / "built"
-    fake_merge(built, llama["base"])
+    built_release(root, "merge", gate_recipe(llama, GATES), workdir=built, merged=llama["base"])
     return Setup(root, llama, built)
 
 

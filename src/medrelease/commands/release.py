@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--from",
             metavar="STEP",
-            help="re-run from this step on (merge, gate, quantize, card, publish)",
+            help="re-run from this step on (the steps `medrelease status` lists, in order)",
         ),
         only: list[str] = typer.Option(
             [], "--only", metavar="STEP", help="run just this step (repeatable)"
@@ -76,9 +76,9 @@ def register(app: typer.Typer) -> None:
         from medrelease.commands.common import load
         from medrelease.core.console import Reporter, out_console, print_json
         from medrelease.core.errors import GateFailed, UsageError
+        from medrelease.pipeline import steps
         from medrelease.pipeline.report import release_table
         from medrelease.pipeline.run import run_release
-        from medrelease.pipeline.steps import ExecutorOptions, PublishOptions, ReleaseOptions
 
         if force and (from_step or only):
             raise UsageError(
@@ -92,12 +92,12 @@ def register(app: typer.Typer) -> None:
                 loaded,
                 workdir=workdir,
                 reporter=Reporter(quiet=as_json),
-                from_step="merge" if force else from_step,
+                from_step=steps.step_names()[0] if force else from_step,  # --force: all
                 only=only or None,
                 publish=not no_publish,
-                options=ReleaseOptions(
-                    executor=ExecutorOptions(executor=executor, ray_address=ray_address),
-                    publish=PublishOptions(
+                options=steps.ReleaseOptions(
+                    executor=steps.ExecutorOptions(executor=executor, ray_address=ray_address),
+                    publish=steps.PublishOptions(
                         target=target,
                         endpoint=endpoint,
                         dry_run=dry_run,
@@ -128,23 +128,23 @@ def step_tables(run: ReleaseRun, loaded: LoadedRecipe, workdir: Path) -> list[ob
     run ran or found current (a skipped step's table is the state the release is in)."""
     from medrelease.core.manifest import Manifest
     from medrelease.core.paths import ReleasePaths
-    from medrelease.records.manifest import QUANTIZE, read_step
+    from medrelease.records.manifest import GATE, PUBLISH, QUANTIZE, read_step
 
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     done = {s.name: s for s in run.steps if s.state in ("ran", "skipped")}
     tables: list[object] = []
-    if "gate" in done and paths.gate_report.is_file():
+    if GATE.name in done and paths.gate_report.is_file():
         from medrelease.gate.table import gate_table
         from medrelease.records.gate_report import read_gate_report
 
         tables.append(gate_table(read_gate_report(paths.gate_report)))
-    if "quantize" in done:
+    if QUANTIZE.name in done:
         from medrelease.quantize.report import quant_table
 
         record = read_step(Manifest.load(paths.root), QUANTIZE.name, QUANTIZE.record)
         if record is not None:
             tables.append(quant_table(record))
-    publish = done.get("publish")
+    publish = done.get(PUBLISH.name)
     result = getattr(publish, "result", None)
     if result is not None:
         from medrelease.publish.report import card_diffs, outcome_table, plan_table

@@ -7,7 +7,7 @@ from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.manifest import ExecutorRecord
-from medrelease.executors import Unit
+from medrelease.executors.units import Unit
 
 
 class LocalExecutor:

@@ -29,7 +29,7 @@ from typing import Any
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, MedreleaseError
 from medrelease.core.manifest import ExecutorRecord
-from medrelease.executors import Resources, Unit
+from medrelease.executors.units import Resources, Unit
 
 MAX_RETRIES = 2  # a unit whose worker dies three times is a real problem (memory, a bad node)
 LOCAL_OBJECT_STORE = 256 * 2**20  # results are small JSON: no need for Ray's 30%-of-RAM default

@@ -20,7 +20,8 @@ from medrelease.core.lock import release_lock
 from medrelease.core.manifest import Manifest, now_iso
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.step import StepResult
-from medrelease.pipeline.steps import IN_RELEASE, STEP_NAMES, STEPS, ReleaseOptions, StepDef
+from medrelease.pipeline import steps as registry
+from medrelease.pipeline.steps import IN_RELEASE, ReleaseOptions, StepDef
 from medrelease.recipe.loaded import LoadedRecipe
 
 
@@ -74,15 +75,15 @@ def step_state(
 
 def _select(from_step: str | None, only: list[str] | None) -> tuple[set[str], set[str]]:
     """(steps to consider, steps to force)."""
+    names = registry.step_names()
     for name in [from_step, *(only or [])]:
-        if name is not None and name not in STEP_NAMES:
-            raise UsageError(f"unknown step {name!r}", hint=f"steps are: {', '.join(STEP_NAMES)}")
+        if name is not None and name not in names:
+            raise UsageError(f"unknown step {name!r}", hint=f"steps are: {', '.join(names)}")
     if only:
         return set(only), set(only)
     if from_step:
-        forced = set(STEP_NAMES[STEP_NAMES.index(from_step) :])
-        return set(STEP_NAMES), forced
-    return set(STEP_NAMES), set()
+        return set(names), set(names[names.index(from_step) :])
+    return set(names), set()
 
 
 def run_release(
@@ -100,8 +101,8 @@ def run_release(
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     consider, forced = _select(from_step, only)
     if not publish:
-        consider -= {s.name for s in STEPS if s.outputs_on_hub}
-    steps = [s for s in STEPS if s.name in consider]
+        consider -= {s.name for s in registry.STEPS if s.outputs_on_hub}
+    steps = [s for s in registry.STEPS if s.name in consider]
     needing = [s.name for s in steps if s.needs_gates]
     if loaded.recipe.gates is None and needing:
         raise RecipeError(
@@ -174,7 +175,7 @@ def release_status(loaded: LoadedRecipe, *, workdir: Path = DEFAULT_WORKDIR) -> 
     cache = HashCache(paths.hash_cache)  # read, never saved into the build
     states = []
     stale_upstream: list[str] = []  # earlier steps stale (or pending) on their own account
-    for step in STEPS:
+    for step in registry.STEPS:
         state = step_state(step, loaded, paths, manifest, cache)
         if stale_upstream and state.state == "current":
             state.state = "stale"

@@ -248,4 +248,9 @@ STEPS: tuple[StepDef[Any], ...] = (
         writes_nothing=_dry_run,
     ),
 )
-STEP_NAMES = tuple(s.name for s in STEPS)
+
+
+def step_names() -> tuple[str, ...]:
+    """The steps' names in the release's order, read from `STEPS` when asked (so the CLI's
+    `--from`/`--only`, `status` and their messages know a step from its registration alone)."""
+    return tuple(s.name for s in STEPS)
