@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from quantize.quanthelpers import RELEASE, make_release, quantize_recorded
+from quantize.quanthelpers import RELEASE, quant_release, quantize_recorded
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def both(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str
     for source in ("gguf", "transformers"):
         workdir = tmp_path_factory.mktemp(f"ref-{source}")
         quantize = {"gguf": ["F16", "Q8_0", "Q4_K_M"], "checks": {"reference": source}}
-        recipe = make_release(workdir, tiny_llama, quantize)
+        recipe, _ = quant_release(workdir, tiny_llama, quantize)
         out[source] = _quants(quantize_recorded(recipe, workdir).record)
     return out
 
@@ -88,7 +88,7 @@ def test_a_converter_bug_rejects_every_gguf(tmp_path, tiny_llama, monkeypatch):
 
     monkeypatch.setattr(build, "CONVERTER", BROKEN_CONVERTER)
     quantize = {"gguf": {"types": ["Q8_0", "F16"]}}
-    recipe = make_release(tmp_path, tiny_llama, quantize)
+    recipe, _ = quant_release(tmp_path, tiny_llama, quantize)
     result = quantize_recorded(recipe, tmp_path)
     assert result.record["status"] == "failed"  # required quants rejected: exit 5
     for q in result.record["quants"]:
@@ -103,7 +103,7 @@ def test_a_converter_bug_rejects_every_gguf(tmp_path, tiny_llama, monkeypatch):
 def test_reference_gguf_needs_a_gguf_section(tmp_path, tiny_llama, capsys):
     from helpers import run_cli
 
-    recipe = make_release(
+    recipe, _ = quant_release(
         tmp_path, tiny_llama, {"awq": {"scheme": "W4A16_ASYM"}, "checks": {"reference": "gguf"}}
     )
     assert run_cli("validate", recipe) == 2
