@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -44,6 +45,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mr-bench-real-tier-gate"))
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--model", help="another real model (e.g. qwen2.5-coder-0.5b, 152k vocabulary): "
+                    "the release is that model alone (a linear merge of weight 1)")  # fmt: skip
+    ap.add_argument("--fewshot", type=int, default=0, help="MMLU shots (the tier uses 0)")
     args = ap.parse_args()
     from helpers import write_recipe
     from medrelease.testing.realmodels import fine_tunes, real_model
@@ -67,7 +71,7 @@ def main() -> int:
             "device": "cpu",
             "batch_size": 8,
             "data_dir": "eval-data",
-            "tasks": [{"preset": "mmlu_medical", "num_fewshot": 0}],
+            "tasks": [{"preset": "mmlu_medical", "num_fewshot": args.fewshot}],
         },
     )
     py = sys.executable

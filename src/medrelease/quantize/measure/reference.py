@@ -84,7 +84,8 @@ class ReferenceJob:
                 compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
             else:  # the intermediate's logits are the reference: transformers checks chunk 1
                 held = tokenize_heldout(self.ctx, self.heldout, self.max_tokens, self.context)
-                self.cross_check = hf_reference(self.ctx.merged, first_chunk(held))
+                # in float32 whatever the CPU: one chunk, and the check's point is precision
+                self.cross_check = hf_reference(self.ctx.merged, first_chunk(held), precise=True)
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         self.seconds = round(time.perf_counter() - t0, 3)
@@ -148,8 +149,9 @@ def first_chunk(held: HeldOutIds) -> HeldOutIds:
     return one
 
 
-def hf_reference(merged: Path, held: HeldOutIds) -> Reference:
-    """The merged model's logits on `held`'s scored rows, in transformers."""
+def hf_reference(merged: Path, held: HeldOutIds, *, precise: bool = False) -> Reference:
+    """The merged model's logits on `held`'s scored rows, in transformers: in the dtype the
+    gate would use (core/compute_dtype.py), or in float32 with `precise`."""
     import gc
 
     import torch
@@ -159,7 +161,13 @@ def hf_reference(merged: Path, held: HeldOutIds) -> Reference:
     from medrelease.quantize.measure.logits import hf_logits, reference_from_logits
 
     info = weights_info(merged)
-    choice = choose_compute_dtype(info.dtype, info.n_params, per_layer=True, streamed=True)
+    choice = choose_compute_dtype(
+        info.dtype,
+        info.n_params,
+        per_layer=True,
+        streamed=True,
+        fast_half=False if precise else None,
+    )
     model = None
     if choice.streamed:  # a model too big for a float32 copy is never loaded at all
         from medrelease.core.upcast import streamed_from_disk
