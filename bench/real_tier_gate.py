@@ -45,8 +45,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mr-bench-real-tier-gate"))
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--model", help="another real model (e.g. qwen2.5-coder-0.5b, 152k vocabulary): "
-                    "the release is that model alone (a linear merge of weight 1)")  # fmt: skip
+    ap.add_argument(
+        "--model",
+        help="another real model (e.g. qwen2.5-coder-0.5b, 152k vocabulary): the release is "
+        "that model alone (a linear merge of weight 1)",
+    )
     ap.add_argument("--fewshot", type=int, default=0, help="MMLU shots (the tier uses 0)")
     args = ap.parse_args()
     from helpers import write_recipe
@@ -57,14 +60,21 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     write_mmlu_data(work / "eval-data")
-    stages = {"base": str(real_model(MODEL)), **{k: str(v) for k, v in fine_tunes(MODEL).items()}}
+    if args.model:
+        stages: dict[str, Any] = {"base": str(real_model(args.model))}
+        merge: dict[str, Any] = {
+            "merge_method": "linear",
+            "models": [{"model": "base", "parameters": {"weight": 1.0}}],
+        }
+    else:
+        tuned = {k: str(v) for k, v in fine_tunes(MODEL).items()}
+        stages = {"base": str(real_model(MODEL))}
+        stages.update({n: {"path": p, "parent": "base"} for n, p in tuned.items()})
+        merge = MERGE
     recipe = write_recipe(
         work / "recipe.yaml",
-        {
-            "base": stages["base"],
-            **{n: {"path": stages[n], "parent": "base"} for n in ("clinical", "anatomy")},
-        },
-        MERGE,
+        stages,
+        merge,
         name=NAME,
         gates={
             "baselines": ["base"],
