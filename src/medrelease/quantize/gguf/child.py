@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # the child imports nothing of medrelease's but this module
     from medrelease.quantize.base import EvalPlan
+    from medrelease.quantize.measure.stats import TokenStats
     from medrelease.records.quantize import QuantCheck
 
 # Test hook: `MEDRELEASE_TEST_ABORT_LLAMA_CHILD=<task>[:<substring of the GGUF path>]` makes the
@@ -103,8 +104,7 @@ class CompareArgs(TypedDict):
 
 
 class Compared(TypedDict):
-    stats: str  # an .npz of measure.logits.TOKEN_STATS arrays, in the job folder
-    max_diff: float
+    stats: str  # a measure.stats.TokenStats saved in the job folder
 
 
 class GenerateArgs(TypedDict):
@@ -329,17 +329,14 @@ def gguf_reference_logits(
         return
 
 
-def gguf_compare(path: Path, reference: Path, threads: int) -> tuple[dict[str, Any], float]:
-    """Every scored token's measures (measure.logits.token_stats) of the GGUF against the
-    reference folder, computed in the child one chunk at a time."""
-    import numpy as np
+def gguf_compare(path: Path, reference: Path, threads: int) -> TokenStats:
+    """Every scored token's measures (measure/stats.py) of the GGUF against the reference
+    folder, computed in the child one chunk at a time."""
+    from medrelease.quantize.measure.stats import TokenStats
 
     args: CompareArgs = {"path": str(path), "reference": str(reference), "threads": threads}
     with _job("compare", args, f"llama.cpp logits on {path.name}", path) as (result, job):
-        data = np.load(job / result["stats"])
-        stats = {k: data[k] for k in data.files}  # read while the job folder exists
-        data.close()
-        return stats, float(result["max_diff"])
+        return TokenStats.load(job / result["stats"])  # read while the job folder exists
 
 
 def gguf_tokenize_probes(path: Path, probes: dict[str, tuple[str, bool]]) -> Tokenized:
@@ -528,7 +525,7 @@ def _scored_rows(
 def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
     import numpy as np
 
-    from medrelease.quantize.measure.logits import logsumexp_rows
+    from medrelease.quantize.measure.stats import logsumexp_rows
 
     out, n = Path(args["out"]), 0
     for i, rows in _scored_rows(args["path"], args["chunks"], args["first"], args["threads"]):
@@ -547,24 +544,19 @@ def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
 def _task_compare(args: CompareArgs, job: Path) -> Compared:
     import numpy as np
 
-    from medrelease.quantize.measure.logits import TOKEN_STATS, token_stats
+    from medrelease.quantize.measure.stats import TokenStats, token_stats
 
     ref = Path(args["reference"])
     meta = json.loads((ref / "heldout.json").read_text(encoding="utf-8"))
     chunks, first = meta["chunks"], int(meta["first"])
-    parts: dict[str, list[Any]] = {k: [] for k in TOKEN_STATS}
-    max_diff = 0.0
+    parts = []
     for i, rows in _scored_rows(args["path"], chunks, first, args["threads"]):
         logits = np.load(ref / f"logits-{i:04d}.npy", mmap_mode="r")
         lse = np.load(ref / f"lse-{i:04d}.npy", mmap_mode="r")
-        stats, diff = token_stats(logits, lse, rows, np.asarray(chunks[i][first + 1 :]))
-        for k in TOKEN_STATS:
-            parts[k].append(stats[k])
-        max_diff = max(max_diff, diff)
+        parts.append(token_stats(logits, lse, rows, np.asarray(chunks[i][first + 1 :])))
         del logits, lse, rows
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    np.savez(job / "stats.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds
-    return {"stats": "stats.npz", "max_diff": max_diff}
+    TokenStats.concat(parts).save(job / "stats.npz")
+    return {"stats": "stats.npz"}
 
 
 def _task_generate(args: GenerateArgs, job: Path) -> Generated:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrelease.quantize.measure.stats import TokenStats, logsumexp_rows, token_stats
+
 # Measured as llama.cpp's `llama-perplexity --kl-divergence` does (tools/perplexity/perplexity.cpp):
 # the held-out tokens are cut into chunks of `context` tokens, each evaluated from a fresh state
 # with its first token replaced by BOS when the vocabulary adds one; only the second half of
@@ -23,7 +25,6 @@ from typing import Any
 
 DEFAULT_CONTEXT = 512  # llama-perplexity's default -c
 MIN_SCORED = 8
-ROW_BLOCK = 64  # rows per float64 block: bounds the temporaries at 64 x vocab x 8 bytes
 
 
 class HeldOutIds(list[int]):
@@ -177,51 +178,6 @@ def _scored(arr: Any, chunk: list[int], heldout: HeldOutIds) -> Any:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def logsumexp_rows(x: Any) -> Any:
-    import numpy as np
-
-    out = np.empty(x.shape[0], dtype=np.float64)
-    for s in range(0, x.shape[0], ROW_BLOCK):
-        block = x[s : s + ROW_BLOCK].astype(np.float64)
-        m = block.max(axis=-1, keepdims=True)
-        out[s : s + ROW_BLOCK] = m[:, 0] + np.log(np.exp(block - m).sum(axis=-1))
-    return out
-
-
-def token_stats(ref: Any, ref_lse: Any, got: Any, targets: Any) -> tuple[dict[str, Any], float]:
-    """Per scored row of one chunk: KL(reference || got), both NLLs of the actual next token,
-    whether both rank the same token first and the change of its probability; and the largest
-    absolute logit difference. `ref`/`got`: float32 [rows, vocab] (`got` may be memory-mapped
-    or fresh from llama.cpp); `ref_lse`: float64 log-sum-exp of `ref`'s rows; `targets`: the
-    next token of each row. Shared by the step (in process) and the llama.cpp child, which
-    streams a quant's chunks against the reference on disk."""
-    import numpy as np
-
-    vocab = min(ref.shape[1], got.shape[1])
-    out: dict[str, list[Any]] = {k: [] for k in TOKEN_STATS}
-    max_diff = 0.0
-    for s in range(0, ref.shape[0], ROW_BLOCK):
-        r64 = np.asarray(ref[s : s + ROW_BLOCK], dtype=np.float64)
-        q64 = np.asarray(got[s : s + ROW_BLOCK], dtype=np.float64)
-        lp_r = r64 - np.asarray(ref_lse[s : s + ROW_BLOCK])[:, None]
-        mq = q64.max(axis=-1, keepdims=True)
-        lp_q = q64 - (mq + np.log(np.exp(q64 - mq).sum(axis=-1, keepdims=True)))
-        lp_r, lp_q = lp_r[:, :vocab], lp_q[:, :vocab]
-        out["kld"].append((np.exp(lp_r) * (lp_r - lp_q)).sum(axis=-1))
-        t = np.asarray(targets[s : s + ROW_BLOCK])
-        rows = np.arange(len(t))
-        ok = t < vocab  # a target outside the shared vocabulary cannot be compared
-        out["nll_ref"].append(-lp_r[rows[ok], t[ok]])
-        out["nll_q"].append(-lp_q[rows[ok], t[ok]])
-        out["dp"].append(np.exp(lp_q[rows[ok], t[ok]]) - np.exp(lp_r[rows[ok], t[ok]]))
-        out["same"].append(r64.argmax(-1) == q64.argmax(-1))
-        max_diff = max(max_diff, float(np.abs(r64[:, :vocab] - q64[:, :vocab]).max()))
-    return {k: np.concatenate(v) for k, v in out.items()}, max_diff
-
-
-TOKEN_STATS = ("kld", "nll_ref", "nll_q", "same", "dp")
-
-
 def chunk_targets(chunk: list[int], heldout: HeldOutIds) -> list[int]:
     """The next token of each scored row of `chunk`."""
     return list(chunk[heldout.first + 1 :])
@@ -248,16 +204,15 @@ def logit_measures(reference: Reference, got: list[Any], ids: Any = None) -> dic
             held.chunks, reference.logits, reference.lse, got, strict=True
         )
     ]
-    stats = {k: np.concatenate([c[0][k] for c in per_chunk]) for k in TOKEN_STATS}
-    return summarize(stats, max(c[1] for c in per_chunk), reference)
+    return summarize(TokenStats.concat(per_chunk), reference)
 
 
-def summarize(stats: dict[str, Any], max_diff: float, reference: Reference) -> dict[str, Any]:
+def summarize(stats: TokenStats, reference: Reference) -> dict[str, Any]:
     """The measures llama-perplexity reports, from every scored token's `token_stats`."""
     import numpy as np
 
     held = reference.heldout
-    kld, n_ref, n_q = stats["kld"], stats["nll_ref"], stats["nll_q"]
+    kld, n_ref, n_q = stats.kld, stats.nll_ref, stats.nll_q
     ppl_ref, ppl_q = math.exp(float(n_ref.mean())), math.exp(float(n_q.mean()))
     n = len(kld)
     stderr = float(kld.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
@@ -267,12 +222,12 @@ def summarize(stats: dict[str, Any], max_diff: float, reference: Reference) -> d
         "kld_p99": round(float(np.percentile(kld, 99.0)), 8),
         "kld_median": round(float(np.median(kld)), 8),
         "kld_max": round(float(kld.max()), 8),
-        "top1_agreement": round(float(stats["same"].mean()), 6),
+        "top1_agreement": round(float(stats.same.mean()), 6),
         "ppl_merged": round(ppl_ref, 6),
         "ppl_quant": round(ppl_q, 6),
         "ppl_ratio": round(math.exp(float(n_q.mean() - n_ref.mean())), 6),
-        "delta_p_rms": round(float(np.sqrt(np.mean(stats["dp"] ** 2))), 6),
-        "max_abs_logit_diff": round(max_diff, 6),
+        "delta_p_rms": round(float(np.sqrt(np.mean(stats.dp**2))), 6),
+        "max_abs_logit_diff": round(stats.max_diff, 6),
         "tokens": n,
         "chunks": len(held.chunks),
         "context": len(held.chunks[0]),
@@ -289,5 +244,4 @@ def gguf_measures(
     process ever holds more than one chunk of the quant's logits, and the parent none."""
     from medrelease.quantize.gguf.child import gguf_compare
 
-    stats, max_diff = gguf_compare(gguf, reference_dir, threads)
-    return summarize(stats, max_diff, reference)
+    return summarize(gguf_compare(gguf, reference_dir, threads), reference)
