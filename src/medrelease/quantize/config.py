@@ -10,7 +10,8 @@
         optional: [Q2_K]                       # may be left out when rejected (else: exit 5)
         pre_tokenizer: qwen2                   # for a BPE tokenizer the converter can't name
       awq: {scheme: W4A16_ASYM, calibration: default, num_samples: 64, optional: false}
-      checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95}
+      checks: {heldout: default, max_tokens: 2048, context: 512, eval: true, min_recovery: 0.95,
+               reference: auto}                # gguf (F16 intermediate) | transformers
       executor: ray                            # units on a Ray cluster (docs/cluster.md)
 
 `calibration` / `heldout` are `default` (texts shipped with medrelease) or a recipe-relative
