@@ -274,6 +274,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the built stages for a re-run")
     ap.add_argument("--merge-only", action="store_true", help="measure the merge step alone")
     ap.add_argument("--threads", type=int, default=2, help="for every tool and medrelease")
+    ap.add_argument("--ours-only", action="store_true", help="medrelease's merge and quantize "
+                    "alone (after a change, against a route measured before)")  # fmt: skip
     ap.add_argument("--real", metavar="NAME", help="a real model of the real-model tier instead "
                     "(medrelease.testing.realmodels: smollm2-135m, qwen2.5-coder-0.5b): its two "
                     "real fine-tunes are merged; --scale is ignored")  # fmt: skip
@@ -365,6 +367,13 @@ def main() -> int:
     ]  # fmt: skip
     fig["quantize_timings"] = step.get("timings")
     fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
+    if args.ours_only:
+        print(f"  quantize timings: {fig['quantize_timings']}")
+        for q in fig["quants"]:
+            print(f"  {q['type']}: {q['logits']} conversion: {q['conversion']}")
+        args.out and args.out.write_text(json.dumps({**fig, "ours": ours_q.__dict__}, indent=1))
+        shutil.rmtree(work / "wd", ignore_errors=True)
+        return 0
     n_chunks = fig["quants"][0]["logits"]["chunks"] or 9
     route, route_files = scripted_route(merged, raw, n_chunks, fig)
     ours_files = measured(

@@ -84,8 +84,7 @@ class ReferenceJob:
                 compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
             else:  # the intermediate's logits are the reference: transformers checks chunk 1
                 held = tokenize_heldout(self.ctx, self.heldout, self.max_tokens, self.context)
-                # in float32 whatever the CPU: one chunk, and the check's point is precision
-                self.cross_check = hf_reference(self.ctx.merged, first_chunk(held), precise=True)
+                self.cross_check = conversion_reference(self.ctx.merged, first_chunk(held))
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         self.seconds = round(time.perf_counter() - t0, 3)
@@ -147,6 +146,21 @@ def first_chunk(held: HeldOutIds) -> HeldOutIds:
     one = HeldOutIds(held.chunks[0])
     one.chunks, one.first = [held.chunks[0]], held.first
     return one
+
+
+def conversion_reference(merged: Path, held: HeldOutIds) -> Reference:
+    """The conversion check's side: the merged model's logits on `held` (one chunk) in
+    float32 whatever the CPU (the check's point is precision), each module reading its own
+    weights from disk as it runs: for one forward pass that reads every weight once, as
+    loading would, while memory stays at one module (a float32 copy of a 2B model is 8 GB)."""
+    from medrelease.core.upcast import streamed_from_disk
+    from medrelease.quantize.measure.logits import hf_logits, reference_from_logits
+
+    model = streamed_from_disk(merged)
+    if model is None:  # checkpoint names that differ from the modules': load it instead
+        return hf_reference(merged, held, precise=True)
+    reason = "float32, each module's weights read from disk as it runs (conversion check)"
+    return reference_from_logits(held, hf_logits(model, held), "float32", reason)
 
 
 def hf_reference(merged: Path, held: HeldOutIds, *, precise: bool = False) -> Reference:
