@@ -49,7 +49,7 @@ class SweepReport(TypedDict):
     seed: int
     objectives: list[dict[str, str]]
     constraints: list[str]
-    search: dict[str, dict[str, Any]]  # label -> {start, count, subtasks, gate_items}
+    search: dict[str, dict[str, Any]]  # label -> {text, split, start, count, items, subtasks, gate_items}
     baselines: dict[str, dict[str, MetricValue]]  # name -> metric -> search-split value
     pruning: dict[str, Any] | None
     trials: list[TrialEntry]
@@ -153,8 +153,12 @@ def build_report(
         "constraints": texts,
         "search": {
             s.task.label: {
-                "start": s.indices[0],
-                "count": len(s.indices),
+                "text": s.text,
+                "split": s.split,
+                # a range of the gate's split: the same indices in every subtask
+                "start": None if s.split else next(iter(s.leaves.values()))[0],
+                "count": None if s.split else len(next(iter(s.leaves.values()))),
+                "items": s.total,
                 "subtasks": len(s.leaves),
                 "gate_items": limits.get(s.task.label),
             }

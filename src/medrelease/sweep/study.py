@@ -258,6 +258,7 @@ def _prepare(
     from medrelease.gate.models import baseline_models
     from medrelease.gate.runner import eval_dtype, silence_progress_bars
     from medrelease.gate.tasks import resolve_all
+    from medrelease.sweep.split import plan_search
 
     silence_progress_bars()
     gates = loaded.recipe.gates
@@ -265,7 +266,8 @@ def _prepare(
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     hashes = HashCache(paths.hash_cache)
     tasks = resolve_all(gates, loaded.base_dir, paths.cache / "gates" / "tasks", loaded.where)
-    stasks = search_tasks(tasks, sweep)
+    plans = plan_search(loaded, sweep, gates)
+    stasks = search_tasks(tasks, plans, paths.cache / "gates" / "tasks", loaded.base_dir)
     increment = sweep.pruning.increment if sweep.pruning and sweep.pruning.enabled else None
     chunk_list = chunks(stasks, increment)
     baselines = baseline_models(loaded, paths, hashes, reporter)

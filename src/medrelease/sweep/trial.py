@@ -128,9 +128,9 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
         m["metric"]: {"value": m["values"][CANDIDATE], "stderr": m["stderr"][CANDIDATE]}
         for m in report["metrics"]
     }
-    total = sum(len(s.indices) * len(s.leaves) for s in job.stasks)
-    used = sum(len(ix) * len(s.leaves) for c in job.chunks[:done_chunks] for s in job.stasks
-               for label, ix in c.items() if label == s.task.label)  # fmt: skip
+    total = sum(s.total for s in job.stasks)
+    used = sum(len(ix) for c in job.chunks[:done_chunks] for part in c.values()
+               for ix in part.values())  # fmt: skip
     failed = [r for r in report["rules"] if not r["passed"]]
     record.update(
         state="pruned" if pruned else "complete",
@@ -166,7 +166,8 @@ def _report_items(
     metric = job.objectives[0][0]
     label = metric.split("/", 1)[0]
     stask = next(s for s in job.stasks if s.task.label == label)
-    for step, value in sorted(item_scores(combine(parts[label]), metric, stask.leaves).items()):
+    scores = item_scores(combine(parts[label]), metric, list(stask.leaves))
+    for step, value in sorted(scores.items()):
         if step not in reported:
             trial.report(value, step)
             reported.add(step)

@@ -1,0 +1,244 @@
+"""The search split, document by document: which documents of which lm-eval (leaf) task the
+sweep evaluates, checked to share no item with the gate's.
+
+Two forms per gate task (`sweep.search.<task>`):
+* `start` + `count`: documents of the split the gate evaluates, after the gate's first `limit`
+  documents (the gate evaluates documents 0..limit-1), the same indices in every subtask;
+* `split: NAME` (optional `start`, `count`): documents of another split of the task's dataset,
+  e.g. MMLU's `validation`. Refused when it is the split the gate evaluates, when the task has
+  no such split, or, where both splits are local files, when the two files are the same file or
+  share a record (a validation file copied from the test file would tune on reported items).
+  Without `count`, every document of the split (of each subtask; counted in the local file).
+
+Runs inside `check_sweep`, before anything is merged or evaluated: a RecipeError (exit 2) names
+the recipe's file and line of the offending `sweep.search` entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medrelease.core.errors import RecipeError
+from medrelease.gate.config import GatesConfig, GateTask
+from medrelease.gate.presets import PRESETS, DATA_SUFFIXES, local_data_files, subtask_of
+from medrelease.recipe.loaded import LoadedRecipe
+from medrelease.sweep.config import SearchItems, SweepConfig
+
+
+@dataclass
+class LeafData:
+    """One lm-eval leaf task of a gate task: its local data files by split (empty: the data
+    is not local, e.g. loaded from the Hub) and the split lm-eval evaluates."""
+
+    leaf: str
+    evaluated: str | None
+    files: dict[str, Path] = field(default_factory=dict)
+    splits: tuple[str, ...] | None = None  # the splits the task's dataset is known to have
+
+
+@dataclass
+class SearchPlan:
+    label: str
+    split: str | None  # None: the gate's own split (a range after its `limit`)
+    leaves: dict[str, list[int]]  # lm-eval leaf task -> searched document indices
+    text: str  # the split in words (report, card)
+
+    @property
+    def total(self) -> int:
+        return sum(len(ix) for ix in self.leaves.values())
+
+
+def plan_search(loaded: LoadedRecipe, sweep: SweepConfig, gates: GatesConfig) -> dict[str, SearchPlan]:
+    """Every searched task's documents; RecipeError (file and line) on any overlap."""
+    by_label = {t.label: (i, t) for i, t in enumerate(gates.tasks)}
+    plans: dict[str, SearchPlan] = {}
+    for label, items in sweep.search.items():
+        loc = ("sweep", "search", label)
+        i, task = by_label[label]  # check_sweep checked the label
+        leaves = leaf_data(task, gates, loaded.base_dir)
+        if items.split is None:
+            plans[label] = _range_plan(loaded, label, i, task, items, leaves, loc)
+        else:
+            plans[label] = _split_plan(loaded, label, task, items, leaves, loc)
+    return plans
+
+
+def _range_plan(
+    loaded: LoadedRecipe,
+    label: str,
+    i: int,
+    task: GateTask,
+    items: SearchItems,
+    leaves: list[LeafData],
+    loc: tuple[Any, ...],
+) -> SearchPlan:
+    limit = task.limit
+    if limit is None or not float(limit).is_integer() or limit < 1:
+        raise RecipeError(
+            f"the gate evaluates {'every' if limit is None else 'a fraction of the'} "
+            f"item(s) of {label!r}, so any search item overlaps the gate's items",
+            where=loaded.where(loc),
+            hint=f"set gates.tasks.{i}.limit to the number of items the gate reports "
+            f"(items 0..limit-1) and search from that index on, or search another split "
+            f"of the dataset ({{split: validation}})",
+        )
+    assert items.start is not None and items.count is not None
+    if items.start < int(limit):
+        raise RecipeError(
+            f"search items {items.start}..{items.start + items.count - 1} of {label!r} "
+            f"overlap the gate's items 0..{int(limit) - 1} (gates.tasks.{i}.limit: "
+            f"{int(limit)}): tuning on the items the release reports would overstate it",
+            where=loaded.where((*loc, "start")),
+            hint=f"start the search at {int(limit)} or later",
+        )
+    indices = items.indices(None)
+    text = f"items {indices[0]}–{indices[-1]}"
+    return SearchPlan(label, None, {d.leaf: indices for d in leaves}, text)
+
+
+def _split_plan(
+    loaded: LoadedRecipe,
+    label: str,
+    task: GateTask,
+    items: SearchItems,
+    leaves: list[LeafData],
+    loc: tuple[Any, ...],
+) -> SearchPlan:
+    split = items.split
+    assert split is not None
+    where = loaded.where((*loc, "split"))
+    out: dict[str, list[int]] = {}
+    for d in leaves:
+        if split == d.evaluated:
+            raise RecipeError(
+                f"sweep.search.{label}.split {split!r} is the split the gate evaluates "
+                f"({d.leaf}): the search would tune on the items the release reports",
+                where=where,
+                hint="name another split of the dataset (e.g. validation), or search a range "
+                "of the gate's split after its limit ({start: ..., count: ...})",
+            )
+        if d.splits is not None and split not in d.splits:
+            raise RecipeError(
+                f"task {label!r} ({d.leaf}) has no {split!r} split",
+                where=where,
+                hint=f"its splits: {', '.join(s for s in d.splits if s != d.evaluated)}"
+                f" (the gate evaluates {d.evaluated!r})",
+            )
+        available = None
+        if d.files:
+            file = d.files.get(split)
+            if file is None:
+                raise RecipeError(
+                    f"task {label!r} ({d.leaf}): no local {split!r} file beside "
+                    f"{next(iter(d.files.values())).parent}",
+                    where=where,
+                    hint=f"put the split there as {split}.jsonl, or search another split",
+                )
+            _refuse_shared_records(label, d, file, task.limit, where)
+            available = count_docs(file)
+        elif items.count is None:
+            raise RecipeError(
+                f"task {label!r}: the {split!r} split is not a local file, so its size is "
+                "unknown",
+                where=where,
+                hint="give `count` (items of each subtask), or put the data under gates.data_dir",
+            )
+        indices = items.indices(available)
+        if available is not None and (not indices or indices[-1] >= available):
+            raise RecipeError(
+                f"task {label!r} ({d.leaf}): the {split!r} split has {available} item(s), "
+                f"fewer than the {items.count or 'all'} asked for from {items.start or 0}",
+                where=loaded.where(loc),
+                hint=f"ask for at most {max(0, available - (items.start or 0))} item(s)",
+            )
+        out[d.leaf] = indices
+    n = sum(len(v) for v in out.values())
+    which = "all" if items.start is None and items.count is None else "the chosen"
+    text = f"{which} {n} items of the `{split}` split (the gate reports the `{leaves[0].evaluated}` split)"
+    return SearchPlan(label, split, out, text)
+
+
+def _refuse_shared_records(
+    label: str, d: LeafData, file: Path, limit: float | None, where: str | None
+) -> None:
+    """The searched split's file must not be, or share a record with, the gate's file."""
+    gate_file = d.files.get(d.evaluated or "")
+    if gate_file is None:
+        return
+    if file.resolve() == gate_file.resolve():
+        raise RecipeError(
+            f"task {label!r} ({d.leaf}): the search split and the gate's split are the same "
+            f"file, {file}",
+            where=where,
+            hint="the search needs items the gate does not report: a separate file",
+        )
+    gate_rows = read_records(gate_file)
+    if limit is not None and float(limit).is_integer():
+        gate_rows = gate_rows[: int(limit)]  # the gate evaluates its first `limit` documents
+    reported = {row: n for n, row in gate_rows}
+    for line, row in read_records(file):
+        if row in reported:
+            raise RecipeError(
+                f"task {label!r} ({d.leaf}): {file.name} line {line} is the same record as "
+                f"{gate_file.name} line {reported[row]}, an item the gate reports",
+                where=where,
+                hint=f"remove the shared record(s) from {file} (or from the gate's file)",
+            )
+
+
+def read_records(path: Path) -> list[tuple[int, str]]:
+    """(line or row number, canonical JSON text) of every document in a data file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        return [(n, json.dumps(r, sort_keys=True, default=str)) for n, r in enumerate(rows, 1)]
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        rows = json.loads(text)
+        return [(n, json.dumps(r, sort_keys=True)) for n, r in enumerate(rows, 1)]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            out.append((n, json.dumps(json.loads(line), sort_keys=True)))
+    return out
+
+
+def count_docs(path: Path) -> int:
+    return len(read_records(path))
+
+
+def leaf_data(task: GateTask, gates: GatesConfig, base_dir: Path) -> list[LeafData]:
+    """The gate task's lm-eval leaf tasks, with their local files and evaluated split."""
+    if task.preset is not None:
+        preset = PRESETS[task.preset]
+        data_text = task.data_dir or gates.data_dir
+        data_dir = (base_dir / data_text).resolve() if data_text else None
+        out = []
+        for leaf, _ in preset.leaves:
+            files: dict[str, Path] = {}
+            if data_dir is not None and (data_dir / preset.name).is_dir():
+                sub = subtask_of(preset, leaf) if preset.per_subtask_data else None
+                files = local_data_files(preset, data_dir, sub)
+            out.append(LeafData(leaf, preset.splits[0], files, preset.splits))
+        return out
+    from medrelease.gate.tasks import read_task_yaml
+
+    assert task.task_yaml is not None
+    path = (base_dir / task.task_yaml).resolve()
+    cfg = read_task_yaml(path)
+    leaf = str(cfg.get("task") or cfg.get("group"))
+    evaluated = cfg.get("test_split") or cfg.get("validation_split")
+    raw = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    files: dict[str, Path] = {}
+    if isinstance(raw, dict):
+        for split, value in raw.items():
+            p = Path(str(value[0] if isinstance(value, list) else value))
+            p = p if p.is_absolute() else path.parent / p
+            if p.is_file() and p.suffix in DATA_SUFFIXES:
+                files[str(split)] = p
+    splits = tuple(files) if files else None
+    return [LeafData(leaf, str(evaluated) if evaluated else None, files, splits)]
