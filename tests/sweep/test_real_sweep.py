@@ -2,9 +2,10 @@
 (medrelease.testing.realmodels), real MMLU medical items (tests/real/data/mmlu).
 
 The gate reports the 24 test items (4 of each of the six subjects); the search evaluates MMLU's
-validation split (123 items, disjoint: another file, no shared record). A TIES merge's two weights are searched in 12 trials;
-the best is adopted, merged again (same weights, byte for byte) and gated on the held-out items
-next to the hand-set weights. A second sweep is killed with SIGKILL mid-trial and resumed.
+validation split (123 items, disjoint: another file, no shared record). A TIES merge's two
+weights are searched in 12 trials; the best is adopted, merged again (same weights, byte for
+byte) and gated on the held-out items next to the hand-set weights. A second sweep is killed
+with SIGKILL mid-trial and resumed.
 
 Set MEDRELEASE_SKIP_REAL_MODELS=1 to skip (e.g. without access to PyPI)."""
 

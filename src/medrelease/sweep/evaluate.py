@@ -51,9 +51,7 @@ def search_tasks(
         if plan.split is not None:
             task = split_variant(task, plan.split, work_dir / "search-splits", base_dir)
         searched = replace(task, settings={**task.settings, "limit": None})
-        out.append(
-            SearchTask(searched, plan.leaves, task.fingerprint(), plan.text, plan.split)
-        )
+        out.append(SearchTask(searched, plan.leaves, task.fingerprint(), plan.text, plan.split))
     return out
 
 

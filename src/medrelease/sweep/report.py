@@ -49,7 +49,9 @@ class SweepReport(TypedDict):
     seed: int
     objectives: list[dict[str, str]]
     constraints: list[str]
-    search: dict[str, dict[str, Any]]  # label -> {text, split, start, count, items, subtasks, gate_items}
+    search: dict[
+        str, dict[str, Any]
+    ]  # label -> {text, split, start, count, items, subtasks, gate_items}
     baselines: dict[str, dict[str, MetricValue]]  # name -> metric -> search-split value
     pruning: dict[str, Any] | None
     trials: list[TrialEntry]

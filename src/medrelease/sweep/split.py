@@ -23,7 +23,7 @@ from typing import Any
 
 from medrelease.core.errors import RecipeError
 from medrelease.gate.config import GatesConfig, GateTask
-from medrelease.gate.presets import PRESETS, DATA_SUFFIXES, local_data_files, subtask_of
+from medrelease.gate.presets import DATA_SUFFIXES, PRESETS, local_data_files, subtask_of
 from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.config import SearchItems, SweepConfig
 
@@ -51,7 +51,9 @@ class SearchPlan:
         return sum(len(ix) for ix in self.leaves.values())
 
 
-def plan_search(loaded: LoadedRecipe, sweep: SweepConfig, gates: GatesConfig) -> dict[str, SearchPlan]:
+def plan_search(
+    loaded: LoadedRecipe, sweep: SweepConfig, gates: GatesConfig
+) -> dict[str, SearchPlan]:
     """Every searched task's documents; RecipeError (file and line) on any overlap."""
     by_label = {t.label: (i, t) for i, t in enumerate(gates.tasks)}
     plans: dict[str, SearchPlan] = {}
@@ -141,8 +143,7 @@ def _split_plan(
             available = count_docs(file)
         elif items.count is None:
             raise RecipeError(
-                f"task {label!r}: the {split!r} split is not a local file, so its size is "
-                "unknown",
+                f"task {label!r}: the {split!r} split is not a local file, so its size is unknown",
                 where=where,
                 hint="give `count` (items of each subtask), or put the data under gates.data_dir",
             )
@@ -157,7 +158,8 @@ def _split_plan(
         out[d.leaf] = indices
     n = sum(len(v) for v in out.values())
     which = "all" if items.start is None and items.count is None else "the chosen"
-    text = f"{which} {n} items of the `{split}` split (the gate reports the `{leaves[0].evaluated}` split)"
+    gate_split = leaves[0].evaluated
+    text = f"{which} {n} items of the `{split}` split (the gate reports the `{gate_split}` split)"
     return SearchPlan(label, split, out, text)
 
 

@@ -200,6 +200,7 @@ class _Context:
     baselines: list[GateModel]
     baseline_outcomes: list[dict[str, dict[str, dict[str, Any]]]]
     scratch: Path
+    folders: dict[str, Path]  # the merge's stages, checked once
     storage: str
     study_name: str
     folder: Path | None = None  # where report.json is rewritten after every trial
@@ -258,6 +259,7 @@ def _prepare(
     from medrelease.gate.models import baseline_models
     from medrelease.gate.runner import eval_dtype, silence_progress_bars
     from medrelease.gate.tasks import resolve_all
+    from medrelease.merge.trial import check_trial_inputs
     from medrelease.sweep.split import plan_search
 
     silence_progress_bars()
@@ -270,6 +272,8 @@ def _prepare(
     stasks = search_tasks(tasks, plans, paths.cache / "gates" / "tasks", loaded.base_dir)
     increment = sweep.pruning.increment if sweep.pruning and sweep.pruning.enabled else None
     chunk_list = chunks(stasks, increment)
+    with reporter.phase("the merge's stages: preflight and NaN/Inf scan (once per study)"):
+        folders = check_trial_inputs(loaded, workdir, reporter)
     baselines = baseline_models(loaded, paths, hashes, reporter)
     probe = baselines or [_probe_model(loaded, paths, hashes, reporter)]
     hashes.save()
@@ -301,6 +305,7 @@ def _prepare(
         baselines=baselines,
         baseline_outcomes=outcomes if baselines else [{} for _ in chunk_list],
         scratch=folder / "scratch",
+        folders=folders,
         storage=storage_url,
         study_name=study_name(loaded),
     )
@@ -333,6 +338,7 @@ def _job(ctx: _Context, trial: Any, slot: int) -> TrialJob:
     return TrialJob(
         loaded=ctx.loaded,
         scratch=ctx.scratch / f"slot{slot}",
+        folders=ctx.folders,
         number=trial.number,
         trial_id=trial._trial_id,
         params=dict(trial.params),
