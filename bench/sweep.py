@@ -85,6 +85,16 @@ def _run(
         "merge_s_median": statistics.median(t.get("merge_s", 0.0) for t in done),
         "lm_eval_s_median": statistics.median(t.get("lm_eval_s", 0.0) for t in done),
         "overhead_share_median": round(statistics.median(shares), 3) if shares else None,
+        # everything but lm-eval, in seconds: the merge plus the model load and task setup
+        "overhead_s_median": statistics.median(
+            round(t["duration_s"] - t.get("lm_eval_s", 0.0), 2) for t in done
+        ),
+        "items_per_trial": statistics.median(t["items"]["evaluated"] for t in done),
+        "per_trial": [
+            {k: t.get(k) for k in ("number", "state", "duration_s", "merge_s", "lm_eval_s")}
+            | {"items": t["items"]["evaluated"]}
+            for t in done
+        ],
         "items": report["items"],
         "front": report["front"],
         "values": {t["number"]: t["values"] for t in report["trials"]},
@@ -124,7 +134,8 @@ def main() -> int:
         print(
             f"{name:7s} {r['trials']} trials in {r['wall_s']} s: {r['trials_per_hour']} trials/h,"
             f" trial {r['trial_s_median']:.1f} s (merge {r['merge_s_median']:.1f} s, lm-eval "
-            f"{r['lm_eval_s_median']:.1f} s), overhead {r['overhead_share_median']}, items "
+            f"{r['lm_eval_s_median']:.1f} s), overhead {r['overhead_share_median']} "
+            f"({r['overhead_s_median']:.1f} s), items "
             f"{r['items']}"
         )
     if args.out:

@@ -16,27 +16,15 @@ the recipe's file and line of the offending `sweep.search` entry.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medrelease.core.errors import RecipeError
 from medrelease.gate.config import GatesConfig, GateTask
-from medrelease.gate.presets import DATA_SUFFIXES, PRESETS, local_data_files, subtask_of
+from medrelease.gate.documents import LeafData, count_docs, leaf_data, read_records
 from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.config import SearchItems, SweepConfig
-
-
-@dataclass
-class LeafData:
-    """One lm-eval leaf task of a gate task: its local data files by split (empty: the data
-    is not local, e.g. loaded from the Hub) and the split lm-eval evaluates."""
-
-    leaf: str
-    evaluated: str | None
-    files: dict[str, Path] = field(default_factory=dict)
-    splits: tuple[str, ...] | None = None  # the splits the task's dataset is known to have
 
 
 @dataclass
@@ -61,11 +49,50 @@ def plan_search(
         loc = ("sweep", "search", label)
         i, task = by_label[label]  # check_sweep checked the label
         leaves = leaf_data(task, gates, loaded.base_dir)
-        if items.split is None:
+        if items.holdout is not None:
+            plans[label] = _holdout_plan(loaded, label, i, task, items, gates, loc)
+        elif items.split is None:
             plans[label] = _range_plan(loaded, label, i, task, items, leaves, loc)
         else:
             plans[label] = _split_plan(loaded, label, task, items, leaves, loc)
     return plans
+
+
+def _holdout_plan(
+    loaded: LoadedRecipe,
+    label: str,
+    i: int,
+    task: GateTask,
+    items: SearchItems,
+    gates: GatesConfig,
+    loc: tuple[Any, ...],
+) -> SearchPlan:
+    """A seeded share of each subtask's documents; the gate evaluates the others (it applies
+    the same draw, medrelease.gate.documents), so the two are disjoint by construction."""
+    from medrelease.gate.documents import held_out_samples
+
+    h = items.holdout
+    assert h is not None
+    if task.limit is not None:
+        raise RecipeError(
+            f"sweep.search.{label}.holdout: the gate evaluates the documents the hold-out "
+            f"leaves it, so gates.tasks.{i}.limit ({task.limit}) would take items the search "
+            "was tuned on, or drop some",
+            where=loaded.where((*loc, "holdout")),
+            hint=f"remove gates.tasks.{i}.limit (the gate then reports every other document)",
+        )
+    try:
+        search, gate = held_out_samples(task, gates, loaded.base_dir, h.fraction, h.seed)
+    except RecipeError as err:  # said where the recipe asks for it
+        raise RecipeError(
+            err.message, where=loaded.where((*loc, "holdout")), hint=err.hint
+        ) from None
+    n, m = sum(map(len, search.values())), sum(map(len, gate.values()))
+    text = (
+        f"a seeded hold-out of {n} of {n + m} items (fraction {h.fraction:g}, seed {h.seed}; "
+        f"the gate reports the other {m})"
+    )
+    return SearchPlan(label, "holdout", search, text)
 
 
 def _range_plan(
@@ -189,58 +216,3 @@ def _refuse_shared_records(
                 where=where,
                 hint=f"remove the shared record(s) from {file} (or from the gate's file)",
             )
-
-
-def read_records(path: Path) -> list[tuple[int, str]]:
-    """(line or row number, canonical JSON text) of every document in a data file."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-        return [(n, json.dumps(r, sort_keys=True, default=str)) for n, r in enumerate(rows, 1)]
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        rows = json.loads(text)
-        return [(n, json.dumps(r, sort_keys=True)) for n, r in enumerate(rows, 1)]
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            out.append((n, json.dumps(json.loads(line), sort_keys=True)))
-    return out
-
-
-def count_docs(path: Path) -> int:
-    return len(read_records(path))
-
-
-def leaf_data(task: GateTask, gates: GatesConfig, base_dir: Path) -> list[LeafData]:
-    """The gate task's lm-eval leaf tasks, with their local files and evaluated split."""
-    if task.preset is not None:
-        preset = PRESETS[task.preset]
-        data_text = task.data_dir or gates.data_dir
-        data_dir = (base_dir / data_text).resolve() if data_text else None
-        out = []
-        for leaf, _ in preset.leaves:
-            files: dict[str, Path] = {}
-            if data_dir is not None and (data_dir / preset.name).is_dir():
-                sub = subtask_of(preset, leaf) if preset.per_subtask_data else None
-                files = local_data_files(preset, data_dir, sub)
-            out.append(LeafData(leaf, preset.splits[0], files, preset.splits))
-        return out
-    from medrelease.gate.tasks import read_task_yaml
-
-    assert task.task_yaml is not None
-    path = (base_dir / task.task_yaml).resolve()
-    cfg = read_task_yaml(path)
-    leaf = str(cfg.get("task") or cfg.get("group"))
-    evaluated = cfg.get("test_split") or cfg.get("validation_split")
-    raw = (cfg.get("dataset_kwargs") or {}).get("data_files")
-    files: dict[str, Path] = {}
-    if isinstance(raw, dict):
-        for split, value in raw.items():
-            p = Path(str(value[0] if isinstance(value, list) else value))
-            p = p if p.is_absolute() else path.parent / p
-            if p.is_file() and p.suffix in DATA_SUFFIXES:
-                files[str(split)] = p
-    splits = tuple(files) if files else None
-    return [LeafData(leaf, str(evaluated) if evaluated else None, files, splits)]
