@@ -75,15 +75,15 @@ def leaf_data(task: GateTask, gates: GatesConfig, base_dir: Path) -> list[LeafDa
     leaf = str(cfg.get("task") or cfg.get("group"))
     evaluated = cfg.get("test_split") or cfg.get("validation_split")
     raw = (cfg.get("dataset_kwargs") or {}).get("data_files")
-    files: dict[str, Path] = {}
+    local: dict[str, Path] = {}
     if isinstance(raw, dict):
         for split, value in raw.items():
             p = Path(str(value[0] if isinstance(value, list) else value))
             p = p if p.is_absolute() else path.parent / p
             if p.is_file() and p.suffix in DATA_SUFFIXES:
-                files[str(split)] = p
-    splits = tuple(files) if files else None
-    return [LeafData(leaf, str(evaluated) if evaluated else None, files, splits)]
+                local[str(split)] = p
+    splits = tuple(local) if local else None
+    return [LeafData(leaf, str(evaluated) if evaluated else None, local, splits)]
 
 
 def holdout_documents(leaf: str, n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -35,6 +35,7 @@ from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.check import check_sweep
 from medrelease.sweep.config import SweepConfig
 from medrelease.sweep.evaluate import (
+    Chunk,
     EvalSettings,
     ModelEvaluator,
     SearchTask,
@@ -195,7 +196,7 @@ class _Context:
     loaded: LoadedRecipe
     sweep: SweepConfig
     stasks: list[SearchTask]
-    chunk_list: list[dict[str, list[int]]]
+    chunk_list: list[Chunk]
     ev: EvalSettings
     baselines: list[GateModel]
     baseline_outcomes: list[dict[str, dict[str, dict[str, Any]]]]
