@@ -110,15 +110,25 @@ def main() -> int:
     ap.add_argument("--increment", type=int, default=2)
     ap.add_argument("--p-threshold", type=float, default=0.1)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        help="recipe override for every run (KEY=VALUE, as `medrelease sweep --set`)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="medrelease-sweep-bench-") as tmp:
         root = Path(tmp)
         recipe = _recipe(args.tier, root, args.trials)
-        runs = {"local": _run(recipe, root / "local", args.trials, args.seed, [], "local")}
+        runs = {"local": _run(recipe, root / "local", args.trials, args.seed, args.sets, "local")}
         if not args.skip_ray:
-            runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, [], "ray")
-        prune = [f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}"]
+            runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, args.sets, "ray")
+        prune = [
+            *args.sets,
+            f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}",
+        ]
         runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
     local, pruned = runs["local"], runs["pruned"]
     result = {

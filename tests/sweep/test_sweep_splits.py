@@ -137,7 +137,8 @@ def test_sweep_on_the_dev_split(tmp_path: Path, llama: dict[str, Path]) -> None:
     assert [t["state"] for t in report["trials"]] == ["complete", "complete"]
     assert all(t["items"]["total"] == 6 for t in report["trials"])  # every dev item
     search = report["search"]["demo_mcq"]
-    assert search["split"] == "validation" and search["items"] == 6
+    assert search["form"] == "split" and search["split"] == "validation"
+    assert search["items"] == 6
     assert "`validation` split" in search["text"] and "`test` split" in search["text"]
 
 
@@ -151,7 +152,7 @@ def test_holdout_sweep_and_the_gate_on_the_rest(tmp_path: Path, llama: dict[str,
     work = tmp_path / "build"
     report = _json("sweep", recipe, "--workdir", work, "--json")
     assert all(t["items"]["total"] == 6 for t in report["trials"])
-    assert report["search"]["demo_mcq"]["split"] == "holdout"
+    assert report["search"]["demo_mcq"]["form"] == "holdout"
     searched, rest = holdout_documents("demo_mcq", len(DEMO_MCQ), 0.5, 7)
 
     _json("merge", recipe, "--workdir", work, "--json")

@@ -33,7 +33,8 @@ class SearchTask:
     leaves: dict[str, list[int]]  # lm-eval leaf task -> searched document indices
     fingerprint: str
     text: str = ""  # the split in words (report, card)
-    split: str | None = None  # another split of the dataset; None: the gate's, after its limit
+    form: str = "range"  # range | split | holdout (medrelease.sweep.split)
+    split: str | None = None  # the dataset split searched, when not the gate's
 
     @property
     def total(self) -> int:
@@ -51,7 +52,9 @@ def search_tasks(
         if plan.split is not None:
             task = split_variant(task, plan.split, work_dir / "search-splits", base_dir)
         searched = replace(task, settings={**task.settings, "limit": None})
-        out.append(SearchTask(searched, plan.leaves, task.fingerprint(), plan.text, plan.split))
+        out.append(
+            SearchTask(searched, plan.leaves, task.fingerprint(), plan.text, plan.form, plan.split)
+        )
     return out
 
 

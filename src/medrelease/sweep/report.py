@@ -51,7 +51,7 @@ class SweepReport(TypedDict):
     constraints: list[str]
     search: dict[
         str, dict[str, Any]
-    ]  # label -> {text, split, start, count, items, subtasks, gate_items}
+    ]  # label -> {text, form, split, start, count, items, subtasks, gate_items}
     baselines: dict[str, dict[str, MetricValue]]  # name -> metric -> search-split value
     pruning: dict[str, Any] | None
     trials: list[TrialEntry]
@@ -156,10 +156,11 @@ def build_report(
         "search": {
             s.task.label: {
                 "text": s.text,
+                "form": s.form,
                 "split": s.split,
                 # a range of the gate's split: the same indices in every subtask
-                "start": None if s.split else next(iter(s.leaves.values()))[0],
-                "count": None if s.split else len(next(iter(s.leaves.values()))),
+                "start": next(iter(s.leaves.values()))[0] if s.form == "range" else None,
+                "count": len(next(iter(s.leaves.values()))) if s.form == "range" else None,
                 "items": s.total,
                 "subtasks": len(s.leaves),
                 "gate_items": limits.get(s.task.label),

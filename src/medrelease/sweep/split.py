@@ -30,7 +30,8 @@ from medrelease.sweep.config import SearchItems, SweepConfig
 @dataclass
 class SearchPlan:
     label: str
-    split: str | None  # None: the gate's own split (a range after its `limit`)
+    form: str  # range (after the gate's limit) | split (another dataset split) | holdout
+    split: str | None  # the dataset split searched, when not the gate's
     leaves: dict[str, list[int]]  # lm-eval leaf task -> searched document indices
     text: str  # the split in words (report, card)
 
@@ -92,7 +93,7 @@ def _holdout_plan(
         f"a seeded hold-out of {n} of {n + m} items (fraction {h.fraction:g}, seed {h.seed}; "
         f"the gate reports the other {m})"
     )
-    return SearchPlan(label, "holdout", search, text)
+    return SearchPlan(label, "holdout", None, search, text)
 
 
 def _range_plan(
@@ -125,7 +126,7 @@ def _range_plan(
         )
     indices = items.indices(None)
     text = f"items {indices[0]}–{indices[-1]}"
-    return SearchPlan(label, None, {d.leaf: indices for d in leaves}, text)
+    return SearchPlan(label, "range", None, {d.leaf: indices for d in leaves}, text)
 
 
 def _split_plan(
@@ -187,7 +188,7 @@ def _split_plan(
     which = "all" if items.start is None and items.count is None else "the chosen"
     gate_split = leaves[0].evaluated
     text = f"{which} {n} items of the `{split}` split (the gate reports the `{gate_split}` split)"
-    return SearchPlan(label, split, out, text)
+    return SearchPlan(label, "split", split, out, text)
 
 
 def _refuse_shared_records(
