@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--increment", type=int, default=2)
     ap.add_argument("--p-threshold", type=float, default=0.1)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-pruning", action="store_true", help="no run with pruning")
     ap.add_argument(
         "--set",
         dest="sets",
@@ -125,20 +126,22 @@ def main() -> int:
         runs = {"local": _run(recipe, root / "local", args.trials, args.seed, args.sets, "local")}
         if not args.skip_ray:
             runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, args.sets, "ray")
-        prune = [
-            *args.sets,
-            f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}",
-        ]
-        runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
-    local, pruned = runs["local"], runs["pruned"]
-    result = {
+        if not args.skip_pruning:
+            prune = [
+                *args.sets,
+                f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}",
+            ]
+            runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
+    local = runs["local"]
+    result: dict[str, Any] = {
         "tier": args.tier,
         "seed": args.seed,
         "runs": runs,
-        "same_front_with_pruning": pruned["front"] == local["front"],
-        "items_saved_by_pruning": pruned["items"]["saved"],
         "overhead_share_local": local["overhead_share_median"],
     }
+    if "pruned" in runs:
+        result["same_front_with_pruning"] = runs["pruned"]["front"] == local["front"]
+        result["items_saved_by_pruning"] = runs["pruned"]["items"]["saved"]
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
     for name, r in runs.items():
         print(
