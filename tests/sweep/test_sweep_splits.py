@@ -161,3 +161,43 @@ def test_holdout_sweep_and_the_gate_on_the_rest(tmp_path: Path, llama: dict[str,
     assert task["samples"] == {"demo_mcq": rest}  # the gate evaluates the others only
     assert task["n_samples"] == 6
     assert not set(rest) & set(searched)
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        (  # a report of the first schema (no `form`) still renders as a range
+            {"start": 4, "count": 8, "subtasks": 1, "gate_items": 4},
+            "`t` items 4–11 (the gate reports items 0–3)",
+        ),
+        (
+            {
+                "form": "split",
+                "text": "all 6 items of the `validation` split (the gate reports the `test` split)",
+                "start": None,
+                "count": None,
+                "subtasks": 1,
+            },
+            "`t` all 6 items of the `validation` split (the gate reports the `test` split)",
+        ),
+    ],
+)
+def test_the_card_names_the_search_split(search: dict[str, Any], expected: str) -> None:
+    import jinja2
+
+    from medrelease.card.templates import shipped_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(shipped_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = str
+    sweep = {
+        "chosen": None, "trials": 1, "states": {"complete": 1}, "sampler": "tpe", "seed": 0,
+        "items_saved": 0, "objectives": [{"direction": "maximize", "metric": "t/acc"}],
+        "constraints": [], "search": {"t": search}, "rows": [], "front": [],
+    }  # fmt: skip
+    text = env.get_template("_sweep.md.j2").render(sweep=sweep)
+    assert f"Search split (disjoint from the gate's items): {expected}." in text
