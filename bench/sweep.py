@@ -85,6 +85,16 @@ def _run(
         "merge_s_median": statistics.median(t.get("merge_s", 0.0) for t in done),
         "lm_eval_s_median": statistics.median(t.get("lm_eval_s", 0.0) for t in done),
         "overhead_share_median": round(statistics.median(shares), 3) if shares else None,
+        # everything but lm-eval, in seconds: the merge plus the model load and task setup
+        "overhead_s_median": statistics.median(
+            round(t["duration_s"] - t.get("lm_eval_s", 0.0), 2) for t in done
+        ),
+        "items_per_trial": statistics.median(t["items"]["evaluated"] for t in done),
+        "per_trial": [
+            {k: t.get(k) for k in ("number", "state", "duration_s", "merge_s", "lm_eval_s")}
+            | {"items": t["items"]["evaluated"]}
+            for t in done
+        ],
         "items": report["items"],
         "front": report["front"],
         "values": {t["number"]: t["values"] for t in report["trials"]},
@@ -100,31 +110,45 @@ def main() -> int:
     ap.add_argument("--increment", type=int, default=2)
     ap.add_argument("--p-threshold", type=float, default=0.1)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-pruning", action="store_true", help="no run with pruning")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        help="recipe override for every run (KEY=VALUE, as `medrelease sweep --set`)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="medrelease-sweep-bench-") as tmp:
         root = Path(tmp)
         recipe = _recipe(args.tier, root, args.trials)
-        runs = {"local": _run(recipe, root / "local", args.trials, args.seed, [], "local")}
+        runs = {"local": _run(recipe, root / "local", args.trials, args.seed, args.sets, "local")}
         if not args.skip_ray:
-            runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, [], "ray")
-        prune = [f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}"]
-        runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
-    local, pruned = runs["local"], runs["pruned"]
-    result = {
+            runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, args.sets, "ray")
+        if not args.skip_pruning:
+            prune = [
+                *args.sets,
+                f"sweep.pruning={{increment: {args.increment}, p_threshold: {args.p_threshold}}}",
+            ]
+            runs["pruned"] = _run(recipe, root / "pruned", args.trials, args.seed, prune, "local")
+    local = runs["local"]
+    result: dict[str, Any] = {
         "tier": args.tier,
         "seed": args.seed,
         "runs": runs,
-        "same_front_with_pruning": pruned["front"] == local["front"],
-        "items_saved_by_pruning": pruned["items"]["saved"],
         "overhead_share_local": local["overhead_share_median"],
     }
+    if "pruned" in runs:
+        result["same_front_with_pruning"] = runs["pruned"]["front"] == local["front"]
+        result["items_saved_by_pruning"] = runs["pruned"]["items"]["saved"]
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
     for name, r in runs.items():
         print(
             f"{name:7s} {r['trials']} trials in {r['wall_s']} s: {r['trials_per_hour']} trials/h,"
             f" trial {r['trial_s_median']:.1f} s (merge {r['merge_s_median']:.1f} s, lm-eval "
-            f"{r['lm_eval_s_median']:.1f} s), overhead {r['overhead_share_median']}, items "
+            f"{r['lm_eval_s_median']:.1f} s), overhead {r['overhead_share_median']} "
+            f"({r['overhead_s_median']:.1f} s), items "
             f"{r['items']}"
         )
     if args.out:

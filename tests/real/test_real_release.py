@@ -60,15 +60,17 @@ MERGE = {
 
 def write_mmlu_data(data_dir: Path) -> dict[str, int]:
     """The shipped MMLU CSV rows in the layout of the mmlu_medical preset (cais/mmlu schema:
-    question, subject, choices, answer index), one folder per subject; returns test counts."""
+    question, subject, choices, answer index), one folder per subject, with the test, dev and
+    validation splits; returns test counts."""
     from medrelease.gate.presets import MMLU_MEDICAL_SUBJECTS
 
     counts: dict[str, int] = {}
     for subject in MMLU_MEDICAL_SUBJECTS:
         folder = data_dir / "mmlu_medical" / subject
         folder.mkdir(parents=True)
-        for split in ("test", "dev"):
-            with (MMLU / f"{subject}_{split}.csv").open(newline="", encoding="utf-8") as fh:
+        # the CSV's suffix -> the preset's split (validation: the sweep's search split)
+        for suffix, split in (("test", "test"), ("dev", "dev"), ("val", "validation")):
+            with (MMLU / f"{subject}_{suffix}.csv").open(newline="", encoding="utf-8") as fh:
                 rows = list(csv.reader(fh))
             with (folder / f"{split}.jsonl").open("w", encoding="utf-8") as out:
                 for q, a, b, c, d, letter in rows:

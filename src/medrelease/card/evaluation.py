@@ -118,7 +118,7 @@ def evaluation_provenance(
             split=data.split if data else None,
             local_copy=bool(data and data.local_copy),
             in_eval_dir=bundle.tasks[label].include if label in bundle.tasks else False,
-            subset=subset_note(settings.get("limit")),
+            subset=subset_note(settings.get("limit"), settings.get("samples")),
         )
     return {
         "dtype": dtypes.get(cand) or eval_dtype(report),

@@ -59,6 +59,12 @@ def eval_result_files(
         registry = {**(HUB_BENCHMARKS if settings.get("preset") else {}), **extra}
         if data is None or data.hub_id not in registry:
             continue
+        if settings.get("samples"):
+            skipped.append(
+                f"{label}: not written to .eval_results/ (the documents a sweep's hold-out "
+                "left: a subset is no leaderboard score)"
+            )
+            continue
         if settings.get("limit") is not None:
             skipped.append(
                 f"{label}: not written to .eval_results/ (limit {settings['limit']}: "

@@ -22,8 +22,12 @@ from medrelease.records.gate_report import GateReport
 LANGUAGE_RE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]+)?|code|multilingual)$")
 
 
-def subset_note(limit: Any) -> str | None:
-    """How a `limit` is stated wherever a number is shown: the scores are on a subset."""
+def subset_note(limit: Any, samples: Any = None) -> str | None:
+    """How a `limit` (or the documents a sweep's hold-out left the gate, `samples`) is stated
+    wherever a number is shown: the scores are on a subset."""
+    if samples:
+        n = sum(len(ix) for ix in samples.values())
+        return f"subset: the {n} examples a seeded hold-out left for the gate"
     if limit is None:
         return None
     if isinstance(limit, float) and limit < 1:
@@ -55,7 +59,7 @@ def eval_results(report: GateReport, datasets: dict[str, TaskData] | None = None
         shots = settings.get("num_fewshot")
         limit = settings.get("limit")
         name = f"{task} ({sub})" if sub else task
-        if (note := subset_note(limit)) is not None:
+        if (note := subset_note(limit, settings.get("samples"))) is not None:
             name = f"{name}, {note}"
         args: dict[str, Any] = {}
         if shots is not None:

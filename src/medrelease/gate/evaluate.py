@@ -19,6 +19,7 @@ def evaluate_lm(
 ) -> dict[str, float]:
     """{metric name: value} for every gate task of the recipe, evaluated on `lm`."""
     from medrelease.core.quiet import quiet_libraries
+    from medrelease.gate.documents import apply_holdouts, holdouts_of
     from medrelease.gate.progress import lm_eval_progress
     from medrelease.gate.runner import (
         extract_outcome,
@@ -35,7 +36,9 @@ def evaluate_lm(
     gates = gates_of(loaded)
     values: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="medrelease-gate-tasks-") as tmp:
-        for task in resolve_all(gates, loaded.base_dir, Path(tmp), where=loaded.where):
+        tasks = resolve_all(gates, loaded.base_dir, Path(tmp), where=loaded.where)
+        # the documents a sweep's hold-out left the gate (medrelease.gate.documents)
+        for task in apply_holdouts(tasks, holdouts_of(loaded.recipe), gates, loaded.base_dir):
             with (
                 reporter.phase(f"{task.label}: lm-eval", total=None) as advance,
                 lm_eval_progress(advance),

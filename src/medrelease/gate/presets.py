@@ -58,7 +58,7 @@ PRESETS: dict[str, Preset] = {
             "mmlu_medical",
             "mmlu/default",
             _leaves("mmlu_", MMLU_MEDICAL_SUBJECTS),
-            ("test", "dev"),
+            ("test", "dev", "validation"),
             subtask_prefix="mmlu_",
             per_subtask_data=True,
         ),

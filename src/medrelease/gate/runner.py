@@ -70,6 +70,8 @@ def run_lm_eval(
     import lm_eval.evaluator
 
     s = task.settings
+    # a hold-out's gate side (medrelease.gate.documents) sets the task's own samples
+    samples = samples if samples is not None else s.get("samples")
     require_offline_data(task)
     # lm-eval records its own git commit by running `git describe` in the current folder,
     # which prints "fatal: not a git repository" into our output; its version is recorded.

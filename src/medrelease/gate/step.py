@@ -22,6 +22,7 @@ from medrelease.core.step import StepResult
 from medrelease.executors import Executor, Resources, Unit, make_executor, resolve_executor_name
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
+from medrelease.gate.documents import apply_holdouts, holdouts_of
 from medrelease.gate.inputs import INPUTS
 from medrelease.gate.models import CANDIDATE, GateModel, baseline_models, candidate_model
 from medrelease.gate.rules import evaluate_rule
@@ -249,6 +250,7 @@ def _task_info(task: ResolvedTask, first: dict[str, Any]) -> TaskInfo:
         "version": first.get("version"),
         "num_fewshot": task.settings["num_fewshot"],
         "limit": task.settings["limit"],
+        "samples": task.settings.get("samples"),
         "apply_chat_template": task.settings["apply_chat_template"],
         "gen_kwargs": task.settings["gen_kwargs"],
         "batch_size": task.settings["batch_size"],
@@ -355,6 +357,8 @@ def _gate_locked(
 
     cache_dir = run.paths.cache / "gates"
     tasks = resolve_all(gates, run.loaded.base_dir, cache_dir / "tasks", where=run.loaded.where)
+    # a sweep's seeded hold-out: the gate evaluates the documents the search did not get
+    tasks = apply_holdouts(tasks, holdouts_of(run.loaded.recipe), gates, run.loaded.base_dir)
     fingerprints = {t.label: t.fingerprint() for t in tasks}
     run.timer.lap("tasks")
 

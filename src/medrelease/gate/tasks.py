@@ -65,7 +65,7 @@ class _AnyTagLoader(yaml.SafeLoader):
 _AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-def _read_task_yaml(path: Path) -> dict[str, Any]:
+def read_task_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)
     except (OSError, yaml.YAMLError) as exc:
@@ -151,7 +151,7 @@ def resolve_task(
                 where=where,
                 hint="task_yaml paths are relative to the recipe file",
             )
-        cfg = _read_task_yaml(path)
+        cfg = read_task_yaml(path)
         files = _task_folder_files(path.parent) + _referenced_data_files(cfg, path.parent)
         include: list[Path] = [path.parent]
         override = _absolute_data_files(cfg, path)

@@ -88,7 +88,7 @@ def _merge_locked(run: StepRun) -> MergeResult:
     stages: dict[str, ResolvedStage] = {}
     for name in names:
         stages[name] = locate_stage(run.loaded, name)
-    facts = _preflight(run.loaded, stages, run.paths, warnings, run.reporter)
+    facts = preflight_stages(run.loaded, stages, run.paths, warnings, run.reporter)
     run.timer.lap("preflight")
 
     # 2. fetch Hub weights, materialize adapters
@@ -201,21 +201,8 @@ def _finalize_and_verify(
     recipe = loaded.recipe
     # hash + scan the new weights in the background while finalize and verify run
     weights_scan = WeightsScan(tmp, hashes)
-    base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
-    tok_from = recipe.output.tokenizer_from
-    references, eos_from = verification_inputs(
-        recipe.merge,
-        recipe.output.generation_config,
-        tok_from,
-        {n: s.path for n, s in stages.items()},
-    )
-    applied = finalize_output(
-        tmp,
-        chat_template=chat_template_text(recipe, loaded.base_dir),
-        generation=recipe.output.generation_config,
-        generation_base=stages[base_stage].path if base_stage in stages else None,
-        tokenizer_source=stages[tok_from].path if tok_from else None,
-        eos_from=eos_from,
+    applied, references, eos_from = apply_output_settings(
+        loaded, {n: s.path for n, s in stages.items()}, tmp
     )
     _write_portable_config(tmp, recipe.merge, stage_records)
     checks = verify_model_folder(
@@ -229,7 +216,30 @@ def _finalize_and_verify(
     return applied, checks
 
 
-def _preflight(
+def apply_output_settings(
+    loaded: LoadedRecipe, folders: dict[str, Path], out: Path
+) -> tuple[dict[str, Any], dict[str, Path], dict[str, Path]]:
+    """The recipe's output settings on mergekit's folder (tokenizer, chat template, generation
+    config): (what was set, the verification's reference folders, the EOS sources). One
+    definition for the release's merge and a sweep trial's (medrelease.merge.trial)."""
+    recipe = loaded.recipe
+    base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
+    tok_from = recipe.output.tokenizer_from
+    references, eos_from = verification_inputs(
+        recipe.merge, recipe.output.generation_config, tok_from, folders
+    )
+    applied = finalize_output(
+        out,
+        chat_template=chat_template_text(recipe, loaded.base_dir),
+        generation=recipe.output.generation_config,
+        generation_base=folders.get(base_stage),
+        tokenizer_source=folders[tok_from] if tok_from else None,
+        eos_from=eos_from,
+    )
+    return applied, references, eos_from
+
+
+def preflight_stages(
     loaded: LoadedRecipe,
     stages: dict[str, ResolvedStage],
     paths: ReleasePaths,

@@ -54,6 +54,8 @@ class TaskInfo(TypedDict):
     version: NotRequired[int | float | str | None]
     num_fewshot: NotRequired[int | None]
     limit: NotRequired[int | float | None]  # documents, or a fraction below 1
+    # lm-eval leaf task -> document indices: the documents a sweep's hold-out left the gate
+    samples: NotRequired[dict[str, list[int]] | None]
     apply_chat_template: NotRequired[bool]
     gen_kwargs: NotRequired[dict[str, Json] | None]
     batch_size: NotRequired[int | str]

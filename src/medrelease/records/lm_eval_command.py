@@ -9,6 +9,8 @@ size, device) are spelled here only.
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +22,9 @@ def task_flags(settings: Mapping[str, Any]) -> list[str]:
         parts += ["--num_fewshot", str(settings["num_fewshot"])]
     if settings.get("limit") is not None:
         parts += ["--limit", str(settings["limit"])]
+    if settings.get("samples"):  # a sweep hold-out's gate side: these documents of each task
+        samples = json.dumps(settings["samples"], separators=(",", ":"))
+        parts += ["--samples", shlex.quote(samples)]
     if settings.get("apply_chat_template"):
         parts.append("--apply_chat_template")
     if settings.get("gen_kwargs"):

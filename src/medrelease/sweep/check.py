@@ -108,36 +108,19 @@ def _check_task(
 
 
 def _check_search(loaded: LoadedRecipe, sweep: SweepConfig, gates: GatesConfig) -> None:
-    """The search items of a task must not be items the gate reports: the gate evaluates a
-    task's first `limit` items, so the search starts at `limit` or later."""
-    by_label = {t.label: (i, t) for i, t in enumerate(gates.tasks)}
-    for label, items in sweep.search.items():
-        loc = ("sweep", "search", label)
-        if label not in by_label:
+    """Every searched task is a gate task, and its search items are none of the gate's."""
+    from medrelease.sweep.split import plan_search
+
+    labels = [t.label for t in gates.tasks]
+    for label in sweep.search:
+        if label not in labels:
             raise RecipeError(
                 f"sweep.search names {label!r}, which is not a gate task"
-                f"{did_you_mean(label, list(by_label))}",
-                where=loaded.where(loc),
-                hint=f"gate tasks: {', '.join(by_label)}",
+                f"{did_you_mean(label, labels)}",
+                where=loaded.where(("sweep", "search", label)),
+                hint=f"gate tasks: {', '.join(labels)}",
             )
-        i, task = by_label[label]
-        limit = task.limit
-        if limit is None or not float(limit).is_integer() or limit < 1:
-            raise RecipeError(
-                f"the gate evaluates {'every' if limit is None else 'a fraction of the'} "
-                f"item(s) of {label!r}, so any search item overlaps the gate's items",
-                where=loaded.where(loc),
-                hint=f"set gates.tasks.{i}.limit to the number of items the gate reports "
-                f"(items 0..limit-1) and search from that index on",
-            )
-        if items.start < int(limit):
-            raise RecipeError(
-                f"search items {items.start}..{items.start + items.count - 1} of {label!r} "
-                f"overlap the gate's items 0..{int(limit) - 1} (gates.tasks.{i}.limit: "
-                f"{int(limit)}): tuning on the items the release reports would overstate it",
-                where=loaded.where((*loc, "start")),
-                hint=f"start the search at {int(limit)} or later",
-            )
+    plan_search(loaded, sweep, gates)
 
 
 def _node(merge: dict[str, Any], parts: list[str]) -> tuple[bool, Any]:

@@ -14,6 +14,8 @@ sweep:
   search:                                  # items the search evaluates on, per gate task:
     mmlu_medical: {start: 50, count: 40}   # indices [50, 90) of each (sub)task's test docs;
                                            # the gate's `limit: 50` uses [0, 50): disjoint
+    # or: mmlu_medical: {split: validation}  # another split of the dataset (all its items)
+    # or: mmlu_medical: {holdout: {fraction: 0.3, seed: 7}}   # 30% drawn; the gate: the rest
   trials: 24
   timeout: 3600                            # seconds (optional)
   sampler: tpe                             # tpe | nsga2 | cmaes | grid | random
@@ -95,15 +97,50 @@ class Objective(Section):
         return self.metric.split("/", 1)[0]
 
 
+class Holdout(Section):
+    """A seeded share of a task's documents for the search; the gate evaluates the rest."""
+
+    fraction: float = Field(gt=0, lt=1, description="share of each subtask's documents searched")
+    seed: int = Field(default=0, description="the draw's seed (the same draw on every machine)")
+
+
 class SearchItems(Section):
-    """Items [start, start + count) of a task's evaluation documents (of each subtask)."""
+    """The items of one gate task the search evaluates (of each subtask), either
+    * `start` + `count`: documents [start, start + count) of the split the gate evaluates,
+      which must come after the gate's `limit` items; or
+    * `split` (with optional `start` / `count`): documents of another split of the task's
+      dataset (MMLU's `validation`), the gate's test documents untouched; or
+    * `holdout: {fraction, seed}`: a seeded share of each subtask's documents, the gate then
+      evaluating the rest (medrelease.gate.documents draws both sides)."""
 
-    start: int = Field(ge=0)
-    count: int = Field(ge=1)
+    start: int | None = Field(default=None, ge=0)
+    count: int | None = Field(default=None, ge=1)
+    split: str | None = Field(
+        default=None, description="a dataset split other than the gate's (e.g. validation)"
+    )
+    holdout: Holdout | None = None
 
-    @property
-    def indices(self) -> list[int]:
-        return list(range(self.start, self.start + self.count))
+    @model_validator(mode="after")
+    def _shape(self) -> SearchItems:
+        if self.holdout is not None:
+            if self.start is not None or self.count is not None or self.split is not None:
+                raise ValueError("a holdout takes no start, count or split (it draws the items)")
+            return self
+        if self.split is None and (self.start is None or self.count is None):
+            raise ValueError(
+                "give start + count (items of the gate's split after its `limit`), split "
+                "(another split of the dataset, e.g. {split: validation}) or holdout "
+                "({holdout: {fraction: 0.3, seed: 7}})"
+            )
+        return self
+
+    def indices(self, available: int | None) -> list[int]:
+        """The searched document indices, given how many the split has (None: unknown)."""
+        start = self.start or 0
+        if self.count is not None:
+            return list(range(start, start + self.count))
+        assert available is not None, "a split without `count` needs its document count"
+        return list(range(start, available))
 
 
 class Pruning(Section):

@@ -21,42 +21,91 @@ from medrelease.gate.config import GatesConfig
 from medrelease.gate.models import GateModel
 from medrelease.gate.runner import extract_outcome, make_lm, run_lm_eval
 from medrelease.gate.tasks import ResolvedTask
-from medrelease.sweep.config import SweepConfig
+from medrelease.sweep.split import SearchPlan
 
-Chunk = dict[str, list[int]]  # task label -> document indices (the same in every subtask)
+# an increment: task label -> lm-eval leaf task -> document indices
+Chunk = dict[str, dict[str, list[int]]]
 
 
 @dataclass
 class SearchTask:
-    task: ResolvedTask  # the gate's task, with `limit` dropped (the items are chosen)
-    leaves: list[str]  # the lm-eval tasks the indices apply to (a group's subtasks)
-    indices: list[int]
+    task: ResolvedTask  # the gate's task (or its other-split variant), `limit` dropped
+    leaves: dict[str, list[int]]  # lm-eval leaf task -> searched document indices
     fingerprint: str
+    text: str = ""  # the split in words (report, card)
+    form: str = "range"  # range | split | holdout (medrelease.sweep.split)
+    split: str | None = None  # the dataset split searched, when not the gate's
+
+    @property
+    def total(self) -> int:
+        return sum(len(ix) for ix in self.leaves.values())
 
 
-def search_tasks(tasks: list[ResolvedTask], sweep: SweepConfig) -> list[SearchTask]:
+def search_tasks(
+    tasks: list[ResolvedTask], plans: dict[str, SearchPlan], work_dir: Path, base_dir: Path
+) -> list[SearchTask]:
     out = []
     for task in tasks:
-        items = sweep.search.get(task.label)
-        if items is None:
+        plan = plans.get(task.label)
+        if plan is None:
             continue
-        leaves = [leaf for leaf, _ in task.preset.leaves] if task.preset else [task.lm_task]
+        if plan.split is not None:
+            task = split_variant(task, plan.split, work_dir / "search-splits", base_dir)
         searched = replace(task, settings={**task.settings, "limit": None})
-        out.append(SearchTask(searched, leaves, items.indices, task.fingerprint()))
+        out.append(
+            SearchTask(searched, plan.leaves, task.fingerprint(), plan.text, plan.form, plan.split)
+        )
     return out
 
 
+def split_variant(task: ResolvedTask, split: str, work_dir: Path, base_dir: Path) -> ResolvedTask:
+    """The task evaluating another split of its dataset: per leaf, a YAML that includes the
+    leaf's own YAML (the gate's local-data override, or lm-eval's) and sets `test_split` (the
+    split lm-eval evaluates), so prompts, metrics and few-shot split stay the task's."""
+    import yaml
+
+    from medrelease.gate.presets import lm_eval_tasks_dir
+    from medrelease.gate.tasks import read_task_yaml
+
+    gen = work_dir / task.label
+    gen.mkdir(parents=True, exist_ok=True)
+    for old in gen.glob("*.yaml"):
+        old.unlink()
+    own = task.include_paths[-1]  # the gate's generated YAMLs, if any (last include path)
+    if task.preset is not None:
+        pairs = []
+        for leaf, yaml_file in task.preset.leaves:
+            mine = own / f"{leaf}.yaml"
+            pairs.append((leaf, mine if mine.is_file() else
+                          lm_eval_tasks_dir() / task.preset.folder / yaml_file))  # fmt: skip
+    else:
+        assert task.spec.task_yaml is not None
+        path = (base_dir / task.spec.task_yaml).resolve()
+        leaf = str(read_task_yaml(path).get("task"))
+        mine = own / f"{leaf}.yaml"
+        pairs = [(leaf, mine if mine.is_file() and mine != path else path)]
+    for leaf, include in pairs:
+        text = yaml.safe_dump({"include": str(include), "task": leaf, "test_split": split})
+        (gen / f"{leaf}.yaml").write_text(text, encoding="utf-8")
+    return replace(
+        task,
+        include_paths=[*task.include_paths, gen],  # later include paths override earlier ones
+        fingerprint_files=[*task.fingerprint_files, *sorted(gen.glob("*.yaml"))],
+    )
+
+
 def chunks(stasks: list[SearchTask], increment: int | None) -> list[Chunk]:
-    """The increments: every task's items, `increment` at a time (all at once without)."""
-    longest = max(len(s.indices) for s in stasks)
+    """The increments: `increment` items of every leaf task at a time (all at once without)."""
+    longest = max(len(ix) for s in stasks for ix in s.leaves.values())
     step = increment or longest
     out: list[Chunk] = []
     for k in range(math.ceil(longest / step)):
-        chunk = {
-            s.task.label: s.indices[k * step : (k + 1) * step]
-            for s in stasks
-            if s.indices[k * step : (k + 1) * step]
-        }
+        chunk: Chunk = {}
+        for s in stasks:
+            part = {leaf: ix[k * step : (k + 1) * step] for leaf, ix in s.leaves.items()}
+            part = {leaf: ix for leaf, ix in part.items() if ix}
+            if part:
+                chunk[s.task.label] = part
         out.append(chunk)
     return out
 
@@ -70,14 +119,14 @@ class EvalSettings:
     dtype: dict[str, Any] | None
     cache_dir: Path
 
-    def settings(self, stask: SearchTask, indices: list[int]) -> dict[str, Any]:
+    def settings(self, stask: SearchTask, samples: dict[str, list[int]]) -> dict[str, Any]:
         return {
             **stask.task.settings,
             "backend": self.gates.backend,
             "model_args": self.gates.model_args,
             "device": self.device,
             "dtype": (self.dtype or {}).get("dtype"),
-            "samples": {leaf: indices for leaf in stask.leaves},
+            "samples": {leaf: sorted(ix) for leaf, ix in samples.items()},
         }
 
 
@@ -101,17 +150,16 @@ class ModelEvaluator:
             )
         return self._lm
 
-    def outcome(self, stask: SearchTask, indices: list[int]) -> dict[str, Any]:
-        settings = self.ev.settings(stask, indices)
+    def outcome(self, stask: SearchTask, samples: dict[str, list[int]]) -> dict[str, Any]:
+        settings = self.ev.settings(stask, samples)
         key = cache_key(self.model.content_hash, stask.fingerprint, settings)
         hit = self.cache.get(key)
         if hit is not None:
             self.cached += 1
             return hit
         lm = self._lm_for(settings["batch_size"])
-        samples = {leaf: sorted(indices) for leaf in stask.leaves}
         started = time.perf_counter()
-        raw = run_lm_eval(lm, stask.task, samples=samples)
+        raw = run_lm_eval(lm, stask.task, samples=settings["samples"])
         self.lm_eval_s += time.perf_counter() - started
         out = extract_outcome(raw, stask.task)
         material = {"model": self.model.content_hash, "task": stask.fingerprint, **settings}

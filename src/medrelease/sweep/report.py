@@ -49,7 +49,9 @@ class SweepReport(TypedDict):
     seed: int
     objectives: list[dict[str, str]]
     constraints: list[str]
-    search: dict[str, dict[str, Any]]  # label -> {start, count, subtasks, gate_items}
+    search: dict[
+        str, dict[str, Any]
+    ]  # label -> {text, form, split, start, count, items, subtasks, gate_items}
     baselines: dict[str, dict[str, MetricValue]]  # name -> metric -> search-split value
     pruning: dict[str, Any] | None
     trials: list[TrialEntry]
@@ -153,8 +155,13 @@ def build_report(
         "constraints": texts,
         "search": {
             s.task.label: {
-                "start": s.indices[0],
-                "count": len(s.indices),
+                "text": s.text,
+                "form": s.form,
+                "split": s.split,
+                # a range of the gate's split: the same indices in every subtask
+                "start": next(iter(s.leaves.values()))[0] if s.form == "range" else None,
+                "count": len(next(iter(s.leaves.values()))) if s.form == "range" else None,
+                "items": s.total,
                 "subtasks": len(s.leaves),
                 "gate_items": limits.get(s.task.label),
             }

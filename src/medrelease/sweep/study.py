@@ -35,6 +35,7 @@ from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.check import check_sweep
 from medrelease.sweep.config import SweepConfig
 from medrelease.sweep.evaluate import (
+    Chunk,
     EvalSettings,
     ModelEvaluator,
     SearchTask,
@@ -195,11 +196,12 @@ class _Context:
     loaded: LoadedRecipe
     sweep: SweepConfig
     stasks: list[SearchTask]
-    chunk_list: list[dict[str, list[int]]]
+    chunk_list: list[Chunk]
     ev: EvalSettings
     baselines: list[GateModel]
     baseline_outcomes: list[dict[str, dict[str, dict[str, Any]]]]
     scratch: Path
+    folders: dict[str, Path]  # the merge's stages, checked once
     storage: str
     study_name: str
     folder: Path | None = None  # where report.json is rewritten after every trial
@@ -258,6 +260,8 @@ def _prepare(
     from medrelease.gate.models import baseline_models
     from medrelease.gate.runner import eval_dtype, silence_progress_bars
     from medrelease.gate.tasks import resolve_all
+    from medrelease.merge.trial import check_trial_inputs
+    from medrelease.sweep.split import plan_search
 
     silence_progress_bars()
     gates = loaded.recipe.gates
@@ -265,9 +269,12 @@ def _prepare(
     paths = ReleasePaths(workdir, loaded.recipe.release.name)
     hashes = HashCache(paths.hash_cache)
     tasks = resolve_all(gates, loaded.base_dir, paths.cache / "gates" / "tasks", loaded.where)
-    stasks = search_tasks(tasks, sweep)
+    plans = plan_search(loaded, sweep, gates)
+    stasks = search_tasks(tasks, plans, paths.cache / "gates" / "tasks", loaded.base_dir)
     increment = sweep.pruning.increment if sweep.pruning and sweep.pruning.enabled else None
     chunk_list = chunks(stasks, increment)
+    with reporter.phase("the merge's stages: preflight and NaN/Inf scan (once per study)"):
+        folders = check_trial_inputs(loaded, workdir, reporter)
     baselines = baseline_models(loaded, paths, hashes, reporter)
     probe = baselines or [_probe_model(loaded, paths, hashes, reporter)]
     hashes.save()
@@ -299,6 +306,7 @@ def _prepare(
         baselines=baselines,
         baseline_outcomes=outcomes if baselines else [{} for _ in chunk_list],
         scratch=folder / "scratch",
+        folders=folders,
         storage=storage_url,
         study_name=study_name(loaded),
     )
@@ -331,6 +339,7 @@ def _job(ctx: _Context, trial: Any, slot: int) -> TrialJob:
     return TrialJob(
         loaded=ctx.loaded,
         scratch=ctx.scratch / f"slot{slot}",
+        folders=ctx.folders,
         number=trial.number,
         trial_id=trial._trial_id,
         params=dict(trial.params),

@@ -39,7 +39,8 @@ class PruneWith:
 @dataclass
 class TrialJob:
     loaded: LoadedRecipe
-    scratch: Path  # the workdir this trial's merge writes (its own release folder inside)
+    scratch: Path  # this trial's scratch folder (the merge writes <scratch>/merged)
+    folders: dict[str, Path]  # stage name -> folder, checked once for the study
     number: int
     trial_id: int
     params: dict[str, Any]
@@ -58,34 +59,37 @@ def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
     """The executor's unit function (`state` unused: every trial is a new model)."""
     started = time.monotonic()
     record: dict[str, Any] = {"number": job.number, "params": job.params}
+    out = job.scratch / "merged"
     try:
-        merged, whash = _merge(job)
+        merged, whash = _merge(job, out)
         record["weights_hash"] = whash
         record["merge_s"] = round(time.monotonic() - started, 3)
         _evaluate(job, merged, record)
     except MedreleaseError as err:
         record.update(state="fail", reason=f"{type(err).__name__}: {err}")
     finally:
-        # the weights go; the slot's hash cache stays (the stages are not re-hashed)
-        release = job.scratch / job.loaded.recipe.release.name
-        shutil.rmtree(release / "merged", ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # the weights go; the record keeps their digest
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
 
 
-def _merge(job: TrialJob) -> tuple[GateModel, str]:
-    from medrelease.core.console import Reporter
-    from medrelease.core.hashing import HashCache
-    from medrelease.gate.models import model_content_hash
-    from medrelease.merge.step import merge_release
+def _merge(job: TrialJob, out: Path) -> tuple[GateModel, str]:
+    """The trial's merge (medrelease.merge.trial: the release merge's mergekit run and output
+    settings; the inputs were checked once for the study) and one hashing pass for both
+    digests: the weights' (the adopted recipe's merge must reproduce it) and the folder's (the
+    evaluation cache's key)."""
+    from medrelease.core.hashing import HashCache, digest_of, folder_records
+    from medrelease.merge.trial import merge_trial
 
     recipe = job.loaded.recipe
     merge = apply_params(recipe.merge, job.params)
     loaded = replace(job.loaded, recipe=recipe.model_copy(update={"merge": merge}))
-    result = merge_release(loaded, workdir=job.scratch, force=True, reporter=Reporter(quiet=True))
-    whash = weights_digest(dict(result.record["outputs"]))
-    h = model_content_hash(result.merged, HashCache(None))
-    return GateModel(CANDIDATE, result.merged, h, {"kind": "merged", "content_hash": h}), whash
+    merge_trial(loaded, job.folders, out)
+    records = folder_records(out, HashCache(None))
+    h = "sha256:" + digest_of(records)  # = gate.models.model_content_hash(out)
+    return GateModel(CANDIDATE, out, h, {"kind": "merged", "content_hash": h}), weights_digest(
+        records
+    )
 
 
 def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
@@ -128,9 +132,9 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
         m["metric"]: {"value": m["values"][CANDIDATE], "stderr": m["stderr"][CANDIDATE]}
         for m in report["metrics"]
     }
-    total = sum(len(s.indices) * len(s.leaves) for s in job.stasks)
-    used = sum(len(ix) * len(s.leaves) for c in job.chunks[:done_chunks] for s in job.stasks
-               for label, ix in c.items() if label == s.task.label)  # fmt: skip
+    total = sum(s.total for s in job.stasks)
+    used = sum(len(ix) for c in job.chunks[:done_chunks] for part in c.values()
+               for ix in part.values())  # fmt: skip
     failed = [r for r in report["rules"] if not r["passed"]]
     record.update(
         state="pruned" if pruned else "complete",
@@ -166,7 +170,8 @@ def _report_items(
     metric = job.objectives[0][0]
     label = metric.split("/", 1)[0]
     stask = next(s for s in job.stasks if s.task.label == label)
-    for step, value in sorted(item_scores(combine(parts[label]), metric, stask.leaves).items()):
+    scores = item_scores(combine(parts[label]), metric, list(stask.leaves))
+    for step, value in sorted(scores.items()):
         if step not in reported:
             trial.report(value, step)
             reported.add(step)
