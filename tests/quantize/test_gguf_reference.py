@@ -37,20 +37,21 @@ def _quants(record: Any) -> dict[str, Any]:
     return {q["type"]: q for q in record["quants"]}
 
 
+def _quantized(factory: pytest.TempPathFactory, model: Path, source: str) -> dict[str, Any]:
+    workdir = factory.mktemp(f"ref-{source}")
+    quantize = {"gguf": ["F16", "Q8_0", "Q4_K_M"], "checks": {"reference": source}}
+    recipe, _ = quant_release(workdir, model, quantize)
+    return _quants(quantize_recorded(recipe, workdir).record)
+
+
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Any]:
-    """The same quants judged against each reference."""
-    out = {}
-    for source in ("gguf", "transformers"):
-        workdir = tmp_path_factory.mktemp(f"ref-{source}")
-        quantize = {"gguf": ["F16", "Q8_0", "Q4_K_M"], "checks": {"reference": source}}
-        recipe, _ = quant_release(workdir, tiny_llama, quantize)
-        out[source] = _quants(quantize_recorded(recipe, workdir).record)
-    return out
+def gguf_ref(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Any]:
+    """The quants judged against the default reference."""
+    return _quantized(tmp_path_factory, tiny_llama, "gguf")
 
 
-def test_default_reference_is_the_gguf_intermediate(both):
-    for q in both["gguf"].values():
+def test_default_reference_is_the_gguf_intermediate(gguf_ref):
+    for q in gguf_ref.values():
         assert q["accepted"], q["reason"]
         measures = q["checks"]["logits"]["measures"]
         assert measures["reference_dtype"] == "gguf-f16", measures
@@ -59,15 +60,20 @@ def test_default_reference_is_the_gguf_intermediate(both):
         # the F16 limits, never zero (two runtimes) and the same for every quant
         assert conversion["ok"] and 0 < conversion["measures"]["kld_mean"] < 1e-4, conversion
         assert conversion["measures"]["chunks"] == 1 and conversion["limits"]["max_kld_mean"]
-        assert conversion == both["gguf"]["Q8_0"]["checks"]["conversion"]
+        assert conversion == gguf_ref["Q8_0"]["checks"]["conversion"]
     # the F16 quant is the intermediate itself: against it, a KLD of exactly 0; what makes it
     # acceptable is the conversion check above
-    assert both["gguf"]["F16"]["checks"]["logits"]["measures"]["kld_mean"] == 0
+    assert gguf_ref["F16"]["checks"]["logits"]["measures"]["kld_mean"] == 0
 
 
-def test_both_references_judge_the_quants_alike(both):
+@pytest.mark.heavy  # a second quantization of the same model: the heavy tier (make test-heavy)
+def test_both_references_judge_the_quants_alike(gguf_ref, tmp_path_factory, tiny_llama):
     """F16 GGUF vs float32 transformers differ by float noise (~1e-6 nats): a quant's
     measures against either base agree far inside any limit."""
+    both = {
+        "gguf": gguf_ref,
+        "transformers": _quantized(tmp_path_factory, tiny_llama, "transformers"),
+    }
     for qtype in ("Q8_0", "Q4_K_M"):
         g = both["gguf"][qtype]["checks"]["logits"]["measures"]
         t = both["transformers"][qtype]["checks"]["logits"]["measures"]
