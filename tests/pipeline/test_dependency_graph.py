@@ -165,6 +165,7 @@ def test_standalone_quantize_with_set_is_not_mistaken_for_the_recipe(release, ca
         ),
         ("gates.batch_size=2", {"gate": ["recipe"]}),
         ('quantize.gguf.types=["Q8_0"]', {"quantize": ["recipe"]}),
+        ("quantize.checks.reference=transformers", {"quantize": ["recipe"]}),
         ("card.stage_licenses.base=mit", {"card": ["recipe"]}),
         ("release.version=0.2.0", {"card": ["recipe"], "publish": ["recipe"]}),
         ("publish.tag=release-{version}", {"publish": ["recipe"]}),
