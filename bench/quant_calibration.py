@@ -107,12 +107,6 @@ def gguf_f16_reference(f16: Path, chunks: Any, work: Path, threads: int) -> tupl
     return open_reference(folder), folder
 
 
-def gguf_measures(path: Path, reference: Any, folder: Path, threads: int) -> dict[str, Any]:
-    from medrelease.quantize.measure.logits import gguf_measures as measures
-
-    return measures(path, reference, folder, threads)
-
-
 def make_gguf(model_dir: Path, work: Path, qtype: str, threads: int) -> Path:
     from medrelease.quantize.gguf.build import convert, quantize
     from medrelease.quantize.gguf.quant_types import gguf_type
@@ -164,7 +158,7 @@ def calibrate(
     model_dir: Path, args: argparse.Namespace, wrong: Path | None
 ) -> list[dict[str, Any]]:
     from medrelease.core.compute_dtype import weights_info
-    from medrelease.quantize.measure.logits import logit_measures
+    from medrelease.quantize.measure.logits import gguf_measures, logit_measures
 
     name = model_dir.name
     info = weights_info(model_dir)
