@@ -26,6 +26,7 @@ class Run:
     max_rss_mib: float
     returncode: int
     tree_rss_mib: float = 0.0  # peak of the summed RSS over the process tree (child_stats.py)
+    tree_peak_parts: dict[str, float] = field(default_factory=dict)  # MiB per process then
 
 
 @dataclass
@@ -68,6 +69,7 @@ def run_measured(
         stats["max_rss_kib"] / 1024,
         stats["returncode"],
         stats.get("tree_rss_kib", 0) / 1024,
+        {k: round(v / 1024) for k, v in stats.get("tree_peak_parts", {}).items()},
     )
 
 

@@ -16,6 +16,8 @@ tiny SentencePiece one (llama.cpp's converter pads the GGUF vocabulary to 152064
 Measured, one after the other, each in a fresh process (wall time and peak RSS of the process
 tree, bench/child_stats.py):
   merge:    `medrelease merge` of two stages (linear, bf16)  vs  `mergekit-yaml` on the same config
+            followed by the check a careful user runs in a fresh process (transformers loads
+            the merged model and generates 8 tokens)
   quantize: `medrelease quantize` (Q8_0 + Q4_K_M, with its checks on 2,048 held-out tokens)
             vs  the scripted route to the same evidence (`scripted_route`): the converter to
             F16, `llama-quantize`, `llama-perplexity --kl-divergence-base` on the F16 GGUF and
@@ -166,6 +168,8 @@ def measured(label: str, cmd: list[str]) -> Run:
     run = run_measured(cmd, env=OFFLINE)
     print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB "
           f"(process tree {run.tree_rss_mib:.0f} MiB)", flush=True)  # fmt: skip
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in run.tree_peak_parts.items())
+    print(f"    at the tree's peak (MiB): {parts}", flush=True)
     return run
 
 
@@ -210,6 +214,15 @@ def scripted_route(merged: Path, raw: Path, n_chunks: int, fig: dict[str, Any]) 
     files = steps[: 1 + len(TYPES)]
     return _total(steps), _total(files)
 
+
+LOAD_AND_GENERATE = """
+import sys, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="auto")
+ids = torch.tensor([[1, 2, 3, 4]])
+out = model.generate(ids, max_new_tokens=8, do_sample=False, min_new_tokens=8)
+assert out.shape[1] == 12 and torch.isfinite(model(ids).logits).all()
+"""
 
 ROUTE_LABELS = ["convert f16", *(f"quantize {t}" for t in TYPES), "perplexity base",
                 *(f"perplexity {t}" for t in TYPES)]  # fmt: skip
@@ -337,9 +350,20 @@ def main() -> int:
     ours_merge = measured(
         "medrelease merge", [medrelease, "merge", str(recipe), "--workdir", str(wd)]
     )
-    theirs_merge = measured(
+    mergekit = measured(
         "mergekit-yaml", [str(VENV_BIN / "mergekit-yaml"), str(mk_cfg), str(raw / "merged")]
     )
+    # the check a careful user runs after mergekit, in a process of its own: the merged
+    # model loads in transformers and generates (medrelease's merge verifies as much)
+    loads = measured(
+        "transformers load + generate 8 tokens", [sys.executable, "-c", LOAD_AND_GENERATE,
+                                                   str(raw / "merged")]
+    )  # fmt: skip
+    theirs_merge = _total([mergekit, loads])
+    fig["merge_route_steps"] = [
+        {"step": label, "wall_s": r.wall_s, "rss_mib": r.max_rss_mib}
+        for label, r in (("mergekit-yaml", mergekit), ("load + generate", loads))
+    ]
     shutil.rmtree(raw / "merged")  # the raw quantize route starts from medrelease's merge
     if args.merge_only:
         manifest = json.loads((wd / "real-size" / "manifest.json").read_text())
@@ -367,6 +391,7 @@ def main() -> int:
     ]  # fmt: skip
     fig["quantize_timings"] = step.get("timings")
     fig["merge_timings"] = manifest["steps"]["merge"].get("timings")
+    shutil.rmtree(wd / "real-size" / "quant", ignore_errors=True)  # recorded: free its disk
     if args.ours_only:
         print(f"  quantize timings: {fig['quantize_timings']}")
         for q in fig["quants"]:

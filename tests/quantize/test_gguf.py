@@ -162,6 +162,7 @@ def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
     from transformers import AutoTokenizer
 
     from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
     from medrelease.testing.llama import open_gguf
 
     tok_dir = tmp_path / "tok"
@@ -174,7 +175,7 @@ def test_bos_added_by_one_runtime_only_is_caught(run, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     llm = open_gguf(run["root"] / "quant" / "gguf" / f"{RELEASE}-F32.gguf", 64, 2)
     try:
-        result = check_tokenization_gguf(llm, tokenizer)
+        result = check_tokenization_gguf(llm, TokenizerFacts.of(tokenizer))
     finally:
         llm.close()
     assert not result["ok"]

@@ -55,7 +55,9 @@ def ggufs(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[st
 def tokenizer(tiny_llama: Path) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(tiny_llama))
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
+
+    return TokenizerFacts.of(AutoTokenizer.from_pretrained(str(tiny_llama)))
 
 
 @pytest.mark.slow
@@ -159,11 +161,12 @@ def test_a_byte_token_missing_from_a_byte_level_vocabulary_is_named(tmp_path):
     from transformers import AutoTokenizer
 
     from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
     from medrelease.testing.tiny import TinySpec, build_tiny_model
 
     model = build_tiny_model(tmp_path / "qwen2", TinySpec(arch="qwen2"))
     (good,) = convert(model, tmp_path, "q", "f32", None, pre_tokenizer="qwen2")
-    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    tokenizer = TokenizerFacts.of(AutoTokenizer.from_pretrained(str(model)))
     assert check_gguf_files([good], model, "F32", tokenizer)["vocabulary"]["ok"]
     import gguf
 

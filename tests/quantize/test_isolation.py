@@ -220,6 +220,7 @@ def test_the_fix_the_rejection_names_works(tmp_path: Path, byte_fallback_llama: 
     from medrelease.quantize.gguf.build import convert
     from medrelease.quantize.gguf.contents import check_gguf_files
     from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
     model = tmp_path / "clean"
     shutil.copytree(byte_fallback_llama, model)
@@ -227,7 +228,7 @@ def test_the_fix_the_rejection_names_works(tmp_path: Path, byte_fallback_llama: 
     spec["model"]["byte_fallback"] = False
     (model / "tokenizer.json").write_text(json.dumps(spec))
     files = convert(model, tmp_path / "out", "x", "f32", None, pre_tokenizer="qwen2")
-    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    tokenizer = TokenizerFacts.of(AutoTokenizer.from_pretrained(str(model)))
     checks = check_gguf_files(files, model, "F32", tokenizer)
     assert checks["vocabulary"]["ok"] and checks["vocabulary"]["gguf_model"] == "gpt2"
     assert checks["contents"]["ok"], checks["contents"]

@@ -27,6 +27,7 @@ def test_named_pre_tokenizer_converts_and_tokenizes_like_transformers(
 
     from medrelease.quantize.gguf.build import convert
     from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
     from medrelease.testing.llama import open_gguf
 
     notes: list[str] = []
@@ -38,7 +39,9 @@ def test_named_pre_tokenizer_converts_and_tokenizes_like_transformers(
 
     llm = open_gguf(files[0], 64, 1)
     try:
-        result = check_tokenization_gguf(llm, AutoTokenizer.from_pretrained(tiny_qwen2))
+        result = check_tokenization_gguf(
+            llm, TokenizerFacts.of(AutoTokenizer.from_pretrained(tiny_qwen2))
+        )
     finally:
         llm.close()
     assert result["ok"] is True, result
@@ -54,12 +57,15 @@ def test_a_wrong_family_is_caught_by_the_tokenization_check(
 
     from medrelease.quantize.gguf.build import convert
     from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
     from medrelease.testing.llama import open_gguf
 
     files = convert(tiny_qwen2, tmp_path, "x", "f32", None, pre_tokenizer="llama-bpe")
     llm = open_gguf(files[0], 64, 1)
     try:
-        result = check_tokenization_gguf(llm, AutoTokenizer.from_pretrained(tiny_qwen2))
+        result = check_tokenization_gguf(
+            llm, TokenizerFacts.of(AutoTokenizer.from_pretrained(tiny_qwen2))
+        )
     finally:
         llm.close()
     assert result["ok"] is False and "probes differ" in result["detail"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -54,21 +55,33 @@ def with_stop_check(recipe: Path, setting: object) -> Path:
 
 
 def test_every_gguf_of_a_model_that_stops_is_generated_from(tiny_families, tmp_path: Path):
-    from medrelease.pipeline.recipes import load_recipe
-    from medrelease.quantize.step import quantize_release
-
+    """Through the CLI in a process of its own, which also shows that a GGUF release's
+    quantize process never imports torch: the held-out ids, the tokenizer's facts (probes,
+    special tokens, the stop check's prompt) and the conversion check come from a child."""
     model = instruct_qwen(tiny_families("qwen2")["sft"], tmp_path / "m", stops=True)
     quantize = {"gguf": {"types": ["Q8_0", "F16"], "pre_tokenizer": "qwen2"}}
     recipe = with_stop_check(quant_release(tmp_path / "w", model, quantize).recipe, True)
-    result = quantize_release(
-        load_recipe(recipe), workdir=tmp_path / "w", reporter=Reporter(quiet=True)
+    seen = tmp_path / "modules.json"
+    code = (
+        "import json, sys\n"
+        "from medrelease.cli import main\n"
+        f"rc = main(['quantize', {str(recipe)!r}, '--workdir', {str(tmp_path / 'w')!r}])\n"
+        "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        f"open({str(seen)!r}, 'w').write(json.dumps({{'rc': rc, 'loaded': loaded}}))\n"
     )
-    quants = {q["type"]: q for q in result.record["quants"]}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(seen.read_text()) == {"rc": 0, "loaded": []}
+    manifest = json.loads((tmp_path / "w" / RELEASE / "manifest.json").read_text())
+    record = manifest["steps"]["quantize"]
+    quants = {q["type"]: q for q in record["quants"]}
     for qtype in ("Q8_0", "F16"):
         assert quants[qtype]["checks"]["stops_when_generating"] == {
             "ok": True,
             "detail": "greedy answer ended with EOS 0 after 1 token(s)",
         }, quants[qtype]
+        assert quants[qtype]["checks"]["tokenization"]["ok"], quants[qtype]
+        assert quants[qtype]["checks"]["vocabulary"]["ok"], quants[qtype]
         assert quants[qtype]["accepted"], quants[qtype]["reason"]
     assert (tmp_path / "w" / RELEASE / "quant" / "gguf").is_dir()
 
@@ -76,18 +89,25 @@ def test_every_gguf_of_a_model_that_stops_is_generated_from(tiny_families, tmp_p
 def test_a_gguf_that_never_stops_is_rejected_with_the_reason(tiny_families, tmp_path: Path):
     from transformers import AutoTokenizer
 
+    from medrelease.quantize.base import QuantContext
     from medrelease.quantize.gguf.build import convert
     from medrelease.quantize.gguf.check import gguf_stops
 
     model = instruct_qwen(tiny_families("qwen2")["sft"], tmp_path / "m", stops=False)
     (gguf,) = convert(model, tmp_path, "q", "f32", None, pre_tokenizer="qwen2")
-    ctx = SimpleNamespace(
-        tokenizer=AutoTokenizer.from_pretrained(str(model)),
+    ctx = QuantContext(
+        model,
+        "x",
+        model,
+        AutoTokenizer.from_pretrained(str(model)),
+        [],
+        None,
+        threads=2,
+        seed=0,
         eos_ids=[0, 2],
         stop_check=StopCheck(prompt="Which organ makes insulin?", max_new_tokens=6),
-        threads=2,
     )
-    entry = gguf_stops(gguf, ctx)  # type: ignore[arg-type]
+    entry = gguf_stops(gguf, ctx)
     assert entry["ok"] is False
     assert entry["detail"].startswith(
         "greedy decoding of 'Which organ makes insulin?' with the chat template gave 6 tokens "

@@ -225,7 +225,13 @@ def test_saved_reference_gives_the_same_measures(tmp_path: Path, tiny_llama: Pat
     assert logit_measures(other.reference_logits, quant) == logit_measures(
         ctx.reference_logits, quant
     )
-    assert other.tokenizer is not None and other.tokenizer.vocab_size > 0
+    assert other.tokenizer is None and other.facts is None  # no facts saved: loaded on use
+    assert other.tokenizer_facts().vocab and other.tokenizer is not None
+    facts = other.tokenizer_facts()
+    facts.save(tmp_path)  # as the merged-side child does with a GGUF reference
+    third = QuantContext(tiny_llama, "x", tmp_path, None, [], None, 1, 0)
+    load_reference(third, tmp_path)
+    assert third.facts == facts and third.tokenizer is None  # no transformers on the worker
 
 
 def test_quantize_with_the_local_executor_does_not_import_ray() -> None:

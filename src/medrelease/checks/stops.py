@@ -265,20 +265,28 @@ def stops_when_generating(
     settings: Any,
 ) -> dict[str, Any]:
     """The behavioural check as a check entry ({"ok", "detail"}), for any runtime's `generate`;
-    `settings` is the recipe's StopCheck (prompt, max_new_tokens)."""
+    `tok` a transformers tokenizer, `settings` the recipe's StopCheck (prompt, max_new_tokens)."""
+    prompt_ids = chat_prompt_ids(tok, settings.prompt)
+    return stops_after(generate, prompt_ids, lambda ids: str(tok.decode(ids)), eos_ids, settings)
+
+
+def stops_after(
+    generate: Callable[[list[int], int], list[int]],
+    prompt_ids: list[int],
+    decode: Callable[[list[int]], str],
+    eos_ids: Sequence[int],
+    settings: Any,
+) -> dict[str, Any]:
+    """`stops_when_generating` with the prompt already rendered (`chat_prompt_ids`) and a
+    `decode` for the message: where no transformers tokenizer is loaded (the GGUF checks)."""
     eos = [int(i) for i in eos_ids]
-    ok, new = generation_stops(
-        generate,
-        chat_prompt_ids(tok, settings.prompt),
-        eos,
-        max_new_tokens=settings.max_new_tokens,
-    )
+    ok, new = generation_stops(generate, prompt_ids, eos, max_new_tokens=settings.max_new_tokens)
     if ok:
         return {
             "ok": True,
             "detail": f"greedy answer ended with EOS {new[-1]} after {len(new)} token(s)",
         }
-    tail = str(tok.decode(new[-12:]))
+    tail = decode(new[-12:])
     return {
         "ok": False,
         "detail": f"greedy decoding of {settings.prompt!r} with the chat template gave "

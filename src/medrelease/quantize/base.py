@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrelease.records.quantize import QuantCheck
+
+if TYPE_CHECKING:
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
 
 @dataclass
@@ -40,7 +43,7 @@ class QuantContext:
     merged: Path
     release: str
     base_dir: Path  # recipe folder (relative calibration files)
-    tokenizer: Any  # the merged model's HF tokenizer
+    tokenizer: Any  # the merged model's HF tokenizer, when loaded (see hf_tokenizer)
     heldout_ids: list[int]
     reference_logits: Any  # a measure.logits.Reference: the merged model's scored logits
     threads: int
@@ -55,6 +58,26 @@ class QuantContext:
     conversion: QuantCheck | None = None
     # the folder the reference is saved in (measure/reference.py), once it is complete
     reference_dir: Path | None = None
+    # what the GGUF checks need of the merged tokenizer (measure/tokenizer_facts.py): from
+    # the child that tokenized the held-out text, else taken from `tokenizer` on first use
+    facts: TokenizerFacts | None = None
+
+    def hf_tokenizer(self) -> Any:
+        """The merged transformers tokenizer, loaded on first use: it imports torch, which
+        only the AWQ checks and the importance matrix's calibration need."""
+        if self.tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.merged))
+        return self.tokenizer
+
+    def tokenizer_facts(self) -> TokenizerFacts:
+        if self.facts is None:
+            from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
+
+            prompt = self.stop_check.prompt if self.stop_check is not None else None
+            self.facts = TokenizerFacts.of(self.hf_tokenizer(), prompt)
+        return self.facts
 
 
 @dataclass

@@ -83,9 +83,9 @@ def quantize_release(
     """`executor`: where the quant units run, `local` | `ray` (default: the recipe's
     `quantize.executor`, else local); `ray_address`: the Ray cluster (default: $RAY_ADDRESS,
     else a local Ray instance). Quantization happens once per type whichever runs it."""
-    # quiet_libraries() (1-2 s: it imports transformers and datasets) runs in the reference
-    # thread, before any library is used: the converter, which needs none of them, starts
-    # sooner (quantize/measure/reference.py)
+    # quiet_libraries() (1-2 s: it imports transformers and datasets) runs where transformers
+    # is first used, the reference thread or the merged-side child, not here: the converter,
+    # which needs none of them, starts sooner (quantize/measure/reference.py)
     cfg = _config(loaded)
     executor = resolve_executor_name(executor, cfg.executor)  # a typo fails first
     _check_imatrix(cfg)
@@ -180,8 +180,8 @@ def _quantize_locked(
     ref_dir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}quant-reference-", dir=run.paths.quant))
     try:
         executor.check_resources(units)
-        # the tokenizer and transformers' logits (every chunk, or the conversion check's one)
-        # are computed in a thread while llama.cpp converts (quantize/measure/reference.py)
+        # the held-out ids and transformers' logits (every chunk, or the conversion check's
+        # one, then in a child) are computed while llama.cpp converts (measure/reference.py)
         from medrelease.quantize.measure.reference import start_reference
 
         ctx, reference = start_reference(
@@ -196,9 +196,9 @@ def _quantize_locked(
             ref_dir,
             context=cfg.checks.context,
             source=cfg.reference_source(),
+            stop_check=run.loaded.recipe.output.stop_check_settings(),
         )
         ctx.eval = eval_plan
-        ctx.stop_check = run.loaded.recipe.output.stop_check_settings()
         ctx.eos_ids = release_eos_ids(run.paths.merged)
         warnings: list[str] = []
         artifacts, imatrix = _make_and_judge(
@@ -402,6 +402,7 @@ def _gguf_reference(
         )
     except LlamaChildError as exc:
         ctx.conversion = exc.record()
+    job.cross_check = None  # its memory-mapped pages go now
     if not ctx.conversion["ok"] and has_awq:  # AWQ is judged against transformers instead
         assert isinstance(ctx.heldout_ids, HeldOutIds)
         ctx.reference_logits = hf_reference(ctx.merged, ctx.heldout_ids)

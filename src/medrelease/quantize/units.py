@@ -201,7 +201,7 @@ def make_awq(
     from medrelease.quantize.measure.judge import merged_limits
     from medrelease.quantize.texts import calibration_chats, render_calibration
 
-    texts, templated = render_calibration(ctx.tokenizer, calibration_chats(calibration.text))
+    texts, templated = render_calibration(ctx.hf_tokenizer(), calibration_chats(calibration.text))
     notes = (
         [] if templated else ["calibrated on plain text: the merged tokenizer has no chat template"]
     )

@@ -51,7 +51,7 @@ def check_awq(art: QuantArtifact, ctx: QuantContext, limits: Thresholds, cfg: Aw
     art.checks["load"] = load_check(model, info, plan.names)
     if not art.checks["load"]["ok"]:
         return
-    art.checks["tokenization"] = check_tokenization_hf(ctx.tokenizer, quant_tok)
+    art.checks["tokenization"] = check_tokenization_hf(ctx.hf_tokenizer(), quant_tok)
     art.checks["stops"] = _stops_check(ctx.merged, art.entry)
     if ctx.stop_check is not None:  # output.stop_check: a greedy chat answer must end
         from medrelease.checks.stops import stops_when_generating, transformers_generate

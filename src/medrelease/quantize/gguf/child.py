@@ -5,7 +5,9 @@ meeting text outside it (`std::out_of_range` in `byte_to_token`), a failed GGML_
 allocation that fails. In the process that holds the release lock and the manifest that kills
 the whole step and leaves its temporaries behind. So every llama.cpp call of the quantize step
 (tokenization, logits, quantization, token counts, gate tasks on a quant) runs here, in a
-`python -m medrelease.quantize.gguf.child JOBDIR` process:
+`python -m medrelease.quantize.gguf.child JOBDIR` process, and so does the one transformers
+task of a GGUF release (`merged_side`: the held-out ids, the tokenizer's facts and the
+conversion check's logits), which keeps torch out of the quantize process:
 
 * the parent writes `JOBDIR/job.json` (task name and arguments), starts the child with
   `GGML_NO_BACKTRACE=1` (ggml's abort hook would otherwise fork gdb to print ~180 lines of
@@ -34,11 +36,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 if TYPE_CHECKING:  # the child imports nothing of medrelease's but this module
     from medrelease.quantize.base import EvalPlan
     from medrelease.quantize.measure.stats import TokenStats
+    from medrelease.quantize.texts import TextSource
     from medrelease.records.quantize import QuantCheck
 
 # Test hook: `MEDRELEASE_TEST_ABORT_LLAMA_CHILD=<task>[:<substring of the GGUF path>]` makes the
@@ -129,6 +132,30 @@ class QuantizeArgs(TypedDict):
 
 class Quantized(TypedDict):
     rc: int  # llama_model_quantize's return code
+
+
+class ContentsArgs(TypedDict):
+    files: list[str]  # every shard of one quant
+    merged: str
+    quant_type: str
+    facts: str  # a saved measure.tokenizer_facts.TokenizerFacts
+
+
+class MergedSideArgs(TypedDict):
+    merged: str
+    heldout_name: str
+    heldout_text: str
+    max_tokens: int
+    context: int
+    stop_prompt: str | None
+    out: str  # the reference folder: tokenizer facts and the conversion check's logits
+
+
+class MergedSide(TypedDict):
+    error: str | None  # the held-out text cannot be chunked (then nothing else is set)
+    chunks: list[list[int]]
+    first: int
+    reason: str  # how transformers computed the conversion check's logits
 
 
 class EvaluateArgs(TypedDict):
@@ -360,6 +387,46 @@ def gguf_count_tokens(path: Path, text: str) -> int:
     args: CountArgs = {"path": str(path), "text": text}
     with _job("count_tokens", args, f"llama.cpp tokenizer of {path.name}", path) as (result, _):
         return int(result["n_tokens"])
+
+
+def gguf_contents(
+    files: list[Path], merged: Path, quant_type: str, facts: Path
+) -> dict[str, dict[str, Any]]:
+    """quantize/gguf/contents.py `check_gguf_files`, in a child: gguf-py's reader makes about
+    twenty Python objects per vocabulary entry (two seconds and 200 MB for a 49k vocabulary,
+    which the parent would keep), and a file it cannot parse fails here, not in the step."""
+    args: ContentsArgs = {
+        "files": [str(f) for f in files],
+        "merged": str(merged),
+        "quant_type": quant_type,
+        "facts": str(facts),
+    }
+    with _job("contents", args, f"the gguf reader on {files[0].name}", files[0]) as (result, _):
+        return {k: v for k, v in result.items() if k != "log"}  # the checks, not the log
+
+
+def merged_side_in_child(
+    merged: Path,
+    heldout: TextSource,
+    max_tokens: int,
+    context: int,
+    stop_prompt: str | None,
+    out: Path,
+) -> MergedSide:
+    """The merged model's side of a GGUF reference, in transformers, in a child (the one
+    task here that is not llama.cpp: it keeps torch out of the quantize process;
+    quantize/measure/reference.py `merged_side`)."""
+    args: MergedSideArgs = {
+        "merged": str(merged),
+        "heldout_name": heldout.name,
+        "heldout_text": heldout.text,
+        "max_tokens": max_tokens,
+        "context": context,
+        "stop_prompt": stop_prompt,
+        "out": str(out),
+    }
+    with _job("merged_side", args, "transformers on the merged model", out) as (result, _):
+        return cast("MergedSide", result)
 
 
 def gguf_quantize(
@@ -595,6 +662,31 @@ def _task_quantize(args: QuantizeArgs, job: Path) -> Quantized:
     return {"rc": int(rc)}
 
 
+def _task_contents(args: ContentsArgs, job: Path) -> dict[str, dict[str, Any]]:
+    from medrelease.quantize.gguf.contents import check_gguf_files
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
+
+    facts = TokenizerFacts.load(Path(args["facts"]))
+    files = [Path(f) for f in args["files"]]
+    return check_gguf_files(files, Path(args["merged"]), args["quant_type"], facts)
+
+
+def _task_merged_side(args: MergedSideArgs, job: Path) -> MergedSide:
+    from medrelease.quantize.measure.reference import task_merged_side
+    from medrelease.quantize.texts import TextSource
+
+    heldout = TextSource(args["heldout_name"], args["heldout_text"])
+    out = task_merged_side(
+        Path(args["merged"]),
+        heldout,
+        args["max_tokens"],
+        args["context"],
+        args["stop_prompt"],
+        Path(args["out"]),
+    )
+    return cast("MergedSide", out)
+
+
 def _task_evaluate(args: EvaluateArgs, job: Path) -> Evaluated:
     from transformers import AutoTokenizer
 
@@ -619,6 +711,8 @@ TASKS: dict[str, Callable[[Any, Path], Mapping[str, object]]] = {
     "generate": _task_generate,
     "quantize": _task_quantize,
     "evaluate": _task_evaluate,
+    "merged_side": _task_merged_side,
+    "contents": _task_contents,
 }
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from medrelease.checks.stops import release_eos_ids
 from medrelease.core.safetensors_header import safetensors_headers
+from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
 MAX_SHOWN = 5
 
@@ -151,13 +152,12 @@ def _shown(items: list[str]) -> str:
 # ---------- vocabulary ----------
 
 
-def tokenizer_spec(merged: Path, tokenizer: Any = None) -> dict[str, Any] | None:
-    """The merged folder's tokenizer.json (or the loaded fast tokenizer's), parsed."""
+def tokenizer_spec(merged: Path, facts: TokenizerFacts | None = None) -> dict[str, Any] | None:
+    """The merged folder's tokenizer.json (or the fast tokenizer's, from its facts), parsed."""
     path = merged / "tokenizer.json"
     if path.is_file():
         return dict(json.loads(path.read_text(encoding="utf-8")))
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return dict(json.loads(backend.to_str())) if backend is not None else None
+    return dict(json.loads(facts.spec)) if facts is not None and facts.spec else None
 
 
 def _has_type(node: Any, kind: str) -> bool:
@@ -192,29 +192,31 @@ def tokenizer_kind(spec: dict[str, Any] | None, merged: Path) -> str | None:
     return None
 
 
-def _hf_vocab(spec: dict[str, Any] | None, tokenizer: Any) -> dict[str, int]:
-    if tokenizer is not None:
-        return dict(tokenizer.get_vocab())
+def _hf_vocab(spec: dict[str, Any] | None, facts: TokenizerFacts | None) -> dict[str, int]:
+    if facts is not None:
+        return dict(facts.vocab)
     vocab = dict((spec or {}).get("model", {}).get("vocab") or {})
     for added in (spec or {}).get("added_tokens") or []:
         vocab[added["content"]] = int(added["id"])
     return vocab
 
 
-def check_vocabulary(view: GgufView, merged: Path, tokenizer: Any = None) -> dict[str, Any]:
+def check_vocabulary(
+    view: GgufView, merged: Path, facts: TokenizerFacts | None = None
+) -> dict[str, Any]:
     """llama.cpp's vocabulary in the GGUF against the merged HF tokenizer (see module doc).
 
     Three independent questions, each its own function, asked in the order their problems are
     reported: does llama.cpp's tokenizer model fit the HF kind, are the byte tokens where the
     HF vocabulary has them, do the special tokens keep their ids and texts.
     """
-    spec = tokenizer_spec(merged, tokenizer)
+    spec = tokenizer_spec(merged, facts)
     kind = tokenizer_kind(spec, merged)
     model = str(view.fields.get("tokenizer.ggml.model"))
-    vocab = _hf_vocab(spec, tokenizer)
+    vocab = _hf_vocab(spec, facts)
     problems, hints = _tokenizer_model_problems(spec, kind, model)
     problems += _byte_token_problems(view, vocab, kind, model)
-    problems += _special_token_problems(view, vocab, merged, tokenizer)
+    problems += _special_token_problems(view, vocab, merged, facts)
     detail = (
         f"tokenizer model {model!r} fits the merged {kind or 'tokenizer'}; "
         f"{_byte_note(vocab, kind)} in place; BOS/EOS ids and texts agree"
@@ -330,14 +332,14 @@ def _sentencepiece_byte_coverage(tokens: list[str]) -> list[str]:
 
 
 def _special_token_problems(
-    view: GgufView, vocab: dict[str, int], merged: Path, tokenizer: Any
+    view: GgufView, vocab: dict[str, int], merged: Path, facts: TokenizerFacts | None
 ) -> list[str]:
     """BOS/EOS ids equal to the tokenizer's, and every BOS/EOS id (generation_config's EOS list
     included: generation must stop on each of them) spelled the same in the GGUF."""
     problems: list[str] = []
     specials: dict[str, int | None] = {}
-    if tokenizer is not None:
-        specials = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id}
+    if facts is not None:
+        specials = {"bos": facts.bos_token_id, "eos": facts.eos_token_id}
     for name, hf_id in specials.items():
         gguf_id = view.fields.get(f"tokenizer.ggml.{name}_token_id")
         if hf_id is not None and gguf_id is not None and int(gguf_id) != int(hf_id):
@@ -489,11 +491,11 @@ def check_contents(view: GgufView, merged: Path, quant_type: str) -> dict[str, A
 
 
 def check_gguf_files(
-    files: list[Path], merged: Path, quant_type: str, tokenizer: Any = None
+    files: list[Path], merged: Path, quant_type: str, facts: TokenizerFacts | None = None
 ) -> dict[str, dict[str, Any]]:
     """{"vocabulary": ..., "contents": ...} check records for one GGUF quant."""
     view = read_gguf(files)
     return {
-        "vocabulary": check_vocabulary(view, merged, tokenizer),
+        "vocabulary": check_vocabulary(view, merged, facts),
         "contents": check_contents(view, merged, quant_type),
     }

@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import InputError
@@ -52,8 +53,10 @@ class ReferenceJob:
         folder: Path,
         context: int = DEFAULT_CONTEXT,
         source: str = "transformers",
+        stop_prompt: str | None = None,
     ):
         self.ctx = ctx
+        self.stop_prompt = stop_prompt  # output.stop_check's prompt, rendered with the facts
         self.folder = folder  # where the reference is saved (every check reads it there)
         self.source = source
         self.cross_check: Reference | None = None
@@ -67,6 +70,8 @@ class ReferenceJob:
         self._thread = threading.Thread(target=self._run, name="mr-reference", daemon=True)
 
     def start(self) -> ReferenceJob:
+        if self._thread.is_alive() or self.seconds is not None:
+            return self
         if self.source == "transformers":
             self.reporter.info(
                 "scoring the merged model on held-out text (reference for every quant)"
@@ -75,23 +80,32 @@ class ReferenceJob:
         return self
 
     def _run(self) -> None:
-        from medrelease.core.quiet import quiet_libraries
-
         t0 = time.perf_counter()
         try:
-            quiet_libraries()  # first use of transformers in this step: silence it here
             if self.source == "transformers":
+                from medrelease.core.quiet import quiet_libraries
+
+                quiet_libraries()  # first use of transformers in this step: silence it here
                 compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
             else:  # the intermediate's logits are the reference: transformers checks chunk 1
-                held = tokenize_heldout(self.ctx, self.heldout, self.max_tokens, self.context)
-                self.cross_check = conversion_reference(self.ctx.merged, first_chunk(held))
+                self.cross_check = merged_side(
+                    self.ctx,
+                    self.heldout,
+                    self.max_tokens,
+                    self.context,
+                    self.stop_prompt,
+                    self.folder,
+                )
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         self.seconds = round(time.perf_counter() - t0, 3)
 
     def wait(self) -> QuantContext:
         """Block until the thread is done; re-raise its error in the caller's thread. A
-        transformers reference is then saved to `folder` and memory-mapped from there."""
+        transformers reference is then saved to `folder` and memory-mapped from there. A
+        job that was not started (no overlap, `overlap_is_free`) runs now."""
+        if not self._thread.is_alive() and self.seconds is None:
+            self._thread.start()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -115,6 +129,14 @@ def tokenize_heldout(
 ) -> HeldOutIds:
     """`ctx.tokenizer` (the merged tokenizer) and `ctx.heldout_ids` (the chunks every runtime
     is scored on), set and returned."""
+    ctx.tokenizer, ctx.heldout_ids = load_heldout(ctx.merged, heldout, max_tokens, context)
+    return ctx.heldout_ids
+
+
+def load_heldout(
+    merged: Path, heldout: TextSource, max_tokens: int, context: int = DEFAULT_CONTEXT
+) -> tuple[Any, HeldOutIds]:
+    """The merged transformers tokenizer and the held-out chunks it gives."""
     import json
 
     from transformers import AutoTokenizer
@@ -126,8 +148,8 @@ def tokenize_heldout(
         held_out_ids,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))
-    config = json.loads((ctx.merged / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    config = json.loads((merged / "config.json").read_text())
     try:
         ids = held_out_ids(tokenizer, heldout.text)
         chunks = held_out_chunks(
@@ -137,8 +159,95 @@ def tokenize_heldout(
         raise InputError(
             f"held-out text {heldout.name!r}: {exc}", hint="use a longer text"
         ) from None
-    ctx.tokenizer, ctx.heldout_ids = tokenizer, chunks
-    return chunks
+    return tokenizer, chunks
+
+
+# ---------- the merged model's side of a GGUF reference, in a child ----------
+#
+# Loading a transformers tokenizer imports torch: half a gigabyte of resident memory in the
+# quantize process before any weight, on top of every llama.cpp child it then runs. With a GGUF
+# reference, transformers is needed for three things only: the held-out ids, what the checks
+# need of the tokenizer (tokenizer_facts.py), and the conversion check's one chunk. They are
+# computed in one short-lived child (the `merged_side` task of quantize/gguf/child.py), while
+# the converter runs, and come back as files in the reference folder: the quantize process
+# itself never imports torch for a GGUF release.
+
+_CONVERSION = ("conversion-logits.npy", "conversion-lse.npy")
+
+
+# Below this size of the F16 intermediate (~0.8B parameters), the merged-side child beside the
+# converter (both hold torch, about 0.6 GB each) would be the step's memory peak, well above
+# what the F16 pass then needs (its file plus buffers): there the child waits for the
+# converter, which costs a few seconds; above it, running both at once costs no memory.
+# Measured on SmolLM2-135M: converter 562 MiB + child 595 MiB at once, F16 pass 446 MiB.
+OVERLAP_FROM_F16_BYTES = 3 * 2**30 // 2
+
+
+def overlap_is_free(merged: Path) -> bool:
+    """Whether the merged side may run while the converter does without raising the peak."""
+    from medrelease.core.compute_dtype import weights_info
+
+    return 2 * weights_info(merged).n_params >= OVERLAP_FROM_F16_BYTES
+
+
+def merged_side(
+    ctx: QuantContext,
+    heldout: TextSource,
+    max_tokens: int,
+    context: int,
+    stop_prompt: str | None,
+    folder: Path,
+) -> Reference:
+    """Fill `ctx.heldout_ids` and `ctx.facts` from the child; return the conversion check's
+    transformers side (the first chunk's logits, memory-mapped from `folder`)."""
+    import numpy as np
+
+    from medrelease.core.errors import EnvironmentProblem
+    from medrelease.quantize.gguf.child import LlamaChildError, merged_side_in_child
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
+
+    try:
+        side = merged_side_in_child(ctx.merged, heldout, max_tokens, context, stop_prompt, folder)
+    except LlamaChildError as exc:
+        raise EnvironmentProblem(
+            exc.reason.replace("llama.cpp", "transformers", 1),
+            hint="the merged model must load in transformers on this machine (free memory, "
+            "or run `medrelease merge` again if merged/ was changed by hand)",
+        ) from None
+    if side["error"]:  # the held-out text is too short (load_heldout's message)
+        raise InputError(side["error"], hint="use a longer text")
+    held = HeldOutIds(t for c in side["chunks"] for t in c)
+    held.chunks, held.first = side["chunks"], side["first"]
+    ctx.heldout_ids, ctx.facts = held, TokenizerFacts.load(folder)
+    logits, lse = (np.load(folder / name, mmap_mode="r") for name in _CONVERSION)
+    return Reference(first_chunk(held), [logits], [lse], "float32", side["reason"])
+
+
+def task_merged_side(
+    merged: Path,
+    heldout: TextSource,
+    max_tokens: int,
+    context: int,
+    stop_prompt: str | None,
+    out: Path,
+) -> dict[str, Any]:
+    """The child's side of `merged_side`: facts and conversion logits written into `out`."""
+    import numpy as np
+
+    from medrelease.core.quiet import quiet_libraries
+    from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
+
+    quiet_libraries()
+    try:
+        tokenizer, held = load_heldout(merged, heldout, max_tokens, context)
+    except InputError as exc:
+        return {"error": exc.message}
+    TokenizerFacts.of(tokenizer, stop_prompt).save(out)
+    del tokenizer
+    ref = conversion_reference(merged, first_chunk(held))
+    for name, arr in zip(_CONVERSION, (ref.logits[0], ref.lse[0]), strict=True):
+        np.save(out / name, arr)
+    return {"error": None, "chunks": held.chunks, "first": held.first, "reason": ref.dtype_reason}
 
 
 def first_chunk(held: HeldOutIds) -> HeldOutIds:
@@ -224,10 +333,13 @@ def gguf_reference(
         "gguf); the conversion is checked against transformers on one chunk"
     )
     write_meta(folder, held, f"gguf-{outtype}", reason)
+    # judged on a mapping of its own, dropped after: the pages it reads (and those of the
+    # transformers side) leave this process's memory before the quants' children start
+    first = open_reference(folder).logits[0]
+    check = judge_logits(logit_measures(cross_check, [first]), limits)
+    del first
     ctx.reference_logits = open_reference(folder)
     ctx.reference_dir = folder
-    first = ctx.reference_logits.logits[0]
-    check = judge_logits(logit_measures(cross_check, [first]), limits)
     check["detail"] = f"{outtype.upper()} GGUF vs transformers on 1 chunk: {check['detail']}"
     return check
 
@@ -293,13 +405,14 @@ def open_reference(folder: Path) -> Reference:
 
 
 def load_reference(ctx: QuantContext, folder: Path) -> None:
-    """Fill `ctx` (tokenizer, held-out ids, reference) from a reference folder (a unit in
-    another process: a Ray worker)."""
-    from transformers import AutoTokenizer
+    """Fill `ctx` (held-out ids, reference, tokenizer facts when saved) from a reference
+    folder (a unit in another process: a Ray worker)."""
+    from medrelease.quantize.measure.tokenizer_facts import FACTS_FILE, TokenizerFacts
 
     ref = open_reference(folder)
-    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.merged))  # as tokenize_heldout
     ctx.heldout_ids, ctx.reference_logits, ctx.reference_dir = ref.heldout, ref, folder
+    if (folder / FACTS_FILE).is_file():
+        ctx.facts = TokenizerFacts.load(folder)
 
 
 def start_reference(
@@ -314,6 +427,7 @@ def start_reference(
     folder: Path,
     context: int = DEFAULT_CONTEXT,
     source: str = "transformers",
+    stop_check: Any = None,
 ) -> tuple[QuantContext, ReferenceJob]:
     """A context whose path fields are usable now and whose reference fields `wait()` fills."""
     ctx = QuantContext(
@@ -325,6 +439,10 @@ def start_reference(
         reference_logits=None,
         threads=threads,
         seed=seed,
+        stop_check=stop_check,
     )
-    job = ReferenceJob(ctx, heldout, max_tokens, reporter, folder, context, source)
+    prompt = stop_check.prompt if stop_check is not None else None
+    job = ReferenceJob(ctx, heldout, max_tokens, reporter, folder, context, source, prompt)
+    if source == "gguf" and not overlap_is_free(merged):
+        return ctx, job  # started by wait(), once the converter is done
     return ctx, job.start()

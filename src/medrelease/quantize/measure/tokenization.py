@@ -8,40 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medrelease.quantize.texts import PROBE_CHAT, PROBE_TEXTS
+from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts, probe_ids
 
 MAX_SHOWN = 3
-
-
-def hf_probe_ids(tokenizer: Any) -> dict[str, list[int]]:
-    """What the merged tokenizer makes of each probe: the reference for every runtime."""
-    out: dict[str, list[int]] = {}
-    for i, text in enumerate(PROBE_TEXTS):
-        out[f"text{i}"] = list(tokenizer(text, add_special_tokens=True)["input_ids"])
-    specials = [t for t in (tokenizer.bos_token, tokenizer.eos_token) if t]
-    if specials:
-        text = f"{specials[0]}Hello {specials[-1]} world"
-        out["special_tokens"] = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if getattr(tokenizer, "chat_template", None):
-        chat = tokenizer.apply_chat_template(
-            list(PROBE_CHAT), tokenize=False, add_generation_prompt=True
-        )
-        out["chat_template"] = list(tokenizer(str(chat), add_special_tokens=False)["input_ids"])
-    return out
-
-
-def _probe_texts(tokenizer: Any) -> dict[str, tuple[str, bool]]:
-    """probe name -> (text, add special tokens?) matching hf_probe_ids."""
-    out = {f"text{i}": (t, True) for i, t in enumerate(PROBE_TEXTS)}
-    specials = [t for t in (tokenizer.bos_token, tokenizer.eos_token) if t]
-    if specials:
-        out["special_tokens"] = (f"{specials[0]}Hello {specials[-1]} world", False)
-    if getattr(tokenizer, "chat_template", None):
-        chat = tokenizer.apply_chat_template(
-            list(PROBE_CHAT), tokenize=False, add_generation_prompt=True
-        )
-        out["chat_template"] = (str(chat), False)
-    return out
 
 
 # Probes where SentencePiece runtimes legitimately disagree: llama.cpp (like HF's legacy mode
@@ -93,33 +62,31 @@ def _explain(ref: list[int], got: list[int]) -> str:
     return ""
 
 
-def check_tokenization_gguf(gguf: Any, tokenizer: Any) -> dict[str, Any]:
-    """llama.cpp's tokenizer (as the GGUF metadata configures it) vs the merged HF tokenizer.
+def check_tokenization_gguf(gguf: Any, facts: TokenizerFacts) -> dict[str, Any]:
+    """llama.cpp's tokenizer (as the GGUF metadata configures it) vs the merged HF tokenizer
+    (its `facts`: the ids it gives each probe, its special tokens and chat template).
 
     `gguf`: the GGUF's path (llama.cpp tokenizes in a child process, quantize/gguf/child.py:
     a vocabulary llama.cpp aborts on raises LlamaChildError instead of killing us), or an
     already open llama_cpp.Llama (tests compare in process)."""
     from medrelease.quantize.gguf.child import gguf_tokenize_probes, tokenize_with
 
-    probes = _probe_texts(tokenizer)
     if isinstance(gguf, str | Path):
-        seen = gguf_tokenize_probes(Path(gguf), probes)
+        seen = gguf_tokenize_probes(Path(gguf), facts.probes)
     else:
-        seen = tokenize_with(gguf, probes)
-    ref = hf_probe_ids(tokenizer)
+        seen = tokenize_with(gguf, facts.probes)
     spm = seen["metadata"].get("tokenizer.ggml.model") == "llama"
-    result = _compare(ref, seen["ids"], "gguf", SPM_ADVISORY if spm else ())
+    result = _compare(facts.probe_ids, seen["ids"], "gguf", SPM_ADVISORY if spm else ())
     ids = {
-        "bos": (tokenizer.bos_token_id, seen["bos"]),
-        "eos": (tokenizer.eos_token_id, seen["eos"]),
+        "bos": (facts.bos_token_id, seen["bos"]),
+        "eos": (facts.eos_token_id, seen["eos"]),
     }
     bad = [f"{k} {hf} vs {gg}" for k, (hf, gg) in ids.items() if hf is not None and hf != gg]
     if bad:
         result["ok"] = False
         result["detail"] = "special token ids differ (merged vs gguf): " + ", ".join(bad)
-    tmpl_hf = getattr(tokenizer, "chat_template", None)
     tmpl_gguf = seen["metadata"].get("tokenizer.chat_template")
-    if tmpl_hf and tmpl_gguf != tmpl_hf:
+    if facts.chat_template and tmpl_gguf != facts.chat_template:
         result["ok"] = False
         result["detail"] = "the GGUF's chat template differs from the merged model's"
     return result
@@ -127,8 +94,8 @@ def check_tokenization_gguf(gguf: Any, tokenizer: Any) -> dict[str, Any]:
 
 def check_tokenization_hf(tokenizer: Any, quant_tokenizer: Any) -> dict[str, Any]:
     """Tokenizer files shipped with an HF-format quant (AWQ) vs the merged tokenizer."""
-    ref = hf_probe_ids(tokenizer)
-    got = hf_probe_ids(quant_tokenizer)
+    ref = probe_ids(tokenizer)
+    got = probe_ids(quant_tokenizer)
     result = _compare(ref, got, "quant")
     if getattr(tokenizer, "chat_template", None) != getattr(quant_tokenizer, "chat_template", None):
         result["ok"] = False
