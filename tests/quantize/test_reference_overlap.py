@@ -169,3 +169,23 @@ def test_short_heldout_text_is_a_clear_input_error(tmp_path: Path, tiny_llama: P
     leftovers = [p.name for p in (tmp_path / RELEASE).rglob("*") if p.suffix == ".gguf"]
     assert leftovers == []  # no quant and no intermediate left behind
     assert not (tmp_path / RELEASE / "manifest.json").exists()
+
+
+@pytest.mark.slow  # a conversion first
+def test_a_crash_of_the_merged_side_child_is_one_clear_message(
+    tmp_path: Path, tiny_llama: Path, capsys, monkeypatch
+):
+    """The transformers side of a GGUF reference runs in a child (no torch in the quantize
+    process): when it dies, the step stops with what died and why, and leaves nothing."""
+    from medrelease.quantize.gguf.child import TEST_ABORT_ENV
+
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": {"types": ["Q8_0"]}}).recipe
+    monkeypatch.setenv(TEST_ABORT_ENV, "merged_side")
+    assert run_cli("quantize", recipe, "--workdir", tmp_path) == 7
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "transformers on the merged model was killed by SIGABRT" in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "llama.cpp" not in line, line
+    leftovers = [p.name for p in (tmp_path / RELEASE).rglob("*") if p.suffix == ".gguf"]
+    assert leftovers == [] and not (tmp_path / RELEASE / "manifest.json").exists()

@@ -38,6 +38,13 @@ def test_sweep_runs_reports_resumes_and_adopts(
     sweep = workdir / "tiny-sweep" / "sweep"
     assert (sweep / "front.png").read_bytes()[:4] == b"\x89PNG"
     assert not (workdir / "tiny-sweep" / "merged").exists()  # the release's merged/ untouched
+    # the gate rules are the study's constraints, on each trial where TPE reads them
+    import optuna
+
+    study = optuna.load_study(study_name=report["study"], storage=f"sqlite:///{sweep / 'study.db'}")
+    assert report["constraints"], report["constraints"]
+    for t in study.trials:
+        assert list(t.constraints.values()) == [0.0] * len(report["constraints"])
 
     # a re-run with a larger budget continues the same study: 3 more trials, none repeated
     assert run_cli("sweep", recipe, "--workdir", workdir, "--trials", "5", "--json") == 0

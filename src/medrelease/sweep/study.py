@@ -92,9 +92,9 @@ def make_sampler(sweep: SweepConfig, existing: int = 0) -> Any:
     name = sweep.sampler_name
     seed = sweep.seed + existing
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_of)
+        return optuna.samplers.TPESampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_of)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "grid":
@@ -119,10 +119,11 @@ def _grid_sampler(search_space: dict[str, list[Any]], seed: int) -> Any:
     return _grid_sampler_class()(search_space, seed=seed)
 
 
-def constraints_of(trial: Any) -> list[float]:
-    """Optuna's constraint values (feasible when every one is <= 0): one per rule."""
-    record = trial.user_attrs.get(RECORD) or {}
-    return list(record.get("constraints") or [0.0])
+def set_constraints(trial: Any, values: list[float]) -> None:
+    """Optuna's constraint values (feasible when every one is <= 0), one per rule, on the
+    trial itself (Optuna 5's `Trial.set_constraint`): TPE and NSGA-II read them from there."""
+    for i, value in enumerate(values):
+        trial.set_constraint(f"rule{i}", float(value))
 
 
 def open_study(loaded: LoadedRecipe, storage_url: str) -> Any:
@@ -424,6 +425,7 @@ def _copy_duplicate(study: Any, trial: Any, reporter: Reporter) -> bool:
         trial.set_user_attr(RECORD, record)
         reporter.info(f"trial {trial.number}: same parameters as trial {old.number}, not re-run")
         if old.state == TrialState.COMPLETE:
+            set_constraints(trial, list(record.get("constraints") or []))
             study.tell(trial, old.values)
         else:
             study.tell(trial, state=old.state)
@@ -441,6 +443,7 @@ def _tell(study: Any, trial: Any, record: dict[str, Any], reporter: Reporter) ->
     state = record.get("state")
     values = record.get("values")
     if state == "complete" and values and all(v is not None for v in values):
+        set_constraints(trial, list(record.get("constraints") or []))
         study.tell(trial, values)
     elif state == "pruned":
         study.tell(trial, state=TrialState.PRUNED)

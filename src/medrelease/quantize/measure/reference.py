@@ -210,7 +210,7 @@ def merged_side(
         side = merged_side_in_child(ctx.merged, heldout, max_tokens, context, stop_prompt, folder)
     except LlamaChildError as exc:
         raise EnvironmentProblem(
-            exc.reason.replace("llama.cpp", "transformers", 1),
+            exc.reason.replace(" (llama.cpp aborted)", ""),  # not llama.cpp: transformers
             hint="the merged model must load in transformers on this machine (free memory, "
             "or run `medrelease merge` again if merged/ was changed by hand)",
         ) from None
