@@ -70,8 +70,6 @@ class ReferenceJob:
         self._thread = threading.Thread(target=self._run, name="mr-reference", daemon=True)
 
     def start(self) -> ReferenceJob:
-        if self._thread.is_alive() or self.seconds is not None:
-            return self
         if self.source == "transformers":
             self.reporter.info(
                 "scoring the merged model on held-out text (reference for every quant)"
@@ -104,7 +102,7 @@ class ReferenceJob:
         """Block until the thread is done; re-raise its error in the caller's thread. A
         transformers reference is then saved to `folder` and memory-mapped from there. A
         job that was not started (no overlap, `overlap_is_free`) runs now."""
-        if not self._thread.is_alive() and self.seconds is None:
+        if self._thread.ident is None:  # never started
             self._thread.start()
         self._thread.join()
         if self._error is not None:
