@@ -74,6 +74,28 @@ def test_good_ggufs_pass(ggufs, tiny_llama, tokenizer):
 
 
 @pytest.mark.slow
+def test_our_reader_parses_exactly_what_gguf_py_parses(ggufs):
+    """gguf_reader parses over a plain view of the memory map (speed): every field's parts and
+    every tensor's name, type, shape and bytes equal those of gguf-py's own GGUFReader."""
+    import gguf
+    import numpy as np
+
+    from medrelease.quantize.gguf.contents import gguf_reader
+
+    for path in ggufs.values():
+        ours, theirs = gguf_reader(path), gguf.GGUFReader(path)
+        assert type(ours.data) is np.ndarray and isinstance(theirs.data, np.memmap)
+        assert list(ours.fields) == list(theirs.fields)
+        for name, field in theirs.fields.items():
+            mine = ours.fields[name]
+            assert (mine.types, mine.data, mine.offset) == (field.types, field.data, field.offset)
+            assert [bytes(a) for a in mine.parts] == [bytes(b) for b in field.parts], name
+        assert len(ours.tensors) == len(theirs.tensors) > 0
+        for a, b in zip(ours.tensors, theirs.tensors, strict=True):
+            assert (a.name, a.tensor_type, list(a.shape)) == (b.name, b.tensor_type, list(b.shape))
+            assert np.array_equal(a.data, b.data)
+
+
 def test_a_dropped_tensor_is_named(ggufs, tiny_llama, tokenizer, tmp_path):
     bad = rewrite_gguf(ggufs["Q4_K_M"], tmp_path / "bad.gguf", drop=("blk.1.attn_q.weight",))
     contents = check_gguf_files([bad], tiny_llama, "Q4_K_M", tokenizer)["contents"]

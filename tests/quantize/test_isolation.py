@@ -89,6 +89,12 @@ def test_chunk_logits_come_back_equal_to_in_process_llama_cpp(tiny_f32: Path) ->
     # a fresh KV state per chunk: the second chunk does not see the first
     (alone,) = gguf_chunk_logits(tiny_f32, [chunks[1]], threads=2)
     np.testing.assert_allclose(alone, got[1], rtol=0, atol=1e-5)
+    # only the scored rows (`first`): the LM head runs only at those positions, through
+    # llama.cpp's batch API, and gives the same rows as the full evaluation
+    scored = gguf_chunk_logits(tiny_f32, chunks, threads=2, first=2)
+    assert [a.shape for a in scored] == [(3, n_vocab), (1, n_vocab)]
+    for a, b, chunk in zip(scored, expected, chunks, strict=True):
+        np.testing.assert_allclose(a, b[2 : len(chunk) - 1], rtol=0, atol=1e-5)
 
 
 def test_an_abort_in_the_child_is_an_error_naming_the_signal(

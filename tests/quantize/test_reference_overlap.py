@@ -189,3 +189,83 @@ def test_a_crash_of_the_merged_side_child_is_one_clear_message(
     assert "llama.cpp" not in line, line
     leftovers = [p.name for p in (tmp_path / RELEASE).rglob("*") if p.suffix == ".gguf"]
     assert leftovers == [] and not (tmp_path / RELEASE / "manifest.json").exists()
+
+
+# ---------- the merged side run by the converter's process (quantize/gguf/child.py FollowUp) ----
+
+
+@pytest.mark.slow  # conversions
+def test_the_converter_process_runs_the_follow_up_and_keeps_its_outcome_apart(
+    tmp_path: Path, tiny_llama: Path, monkeypatch
+):
+    """A job handed to `convert` runs in the converter's process once the GGUF is written:
+    its result comes back through the job folder, its log holds none of the converter's
+    output, and its crash is its own (the conversion stands, the job raises)."""
+    from medrelease.quantize.gguf.build import convert
+    from medrelease.quantize.gguf.child import TEST_ABORT_ENV, FollowUp, LlamaChildError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "m.gguf"  # the follow-up reads the file its process has just written
+    then = FollowUp("count_tokens", {"path": str(target), "text": "hello world"}, "count", out)
+    (made,) = convert(tiny_llama, out, "m", "f32", None, then=then)
+    assert made == target and then.returncode == 0
+    assert then.outcome()["n_tokens"] > 1
+    log = (then.folder / "log.txt").read_text()
+    assert "Model successfully exported" not in log  # the converter's lines stay its own
+    then.discard()
+    assert not then.folder.exists()
+
+    monkeypatch.setenv(TEST_ABORT_ENV, "count_tokens")
+    crashed = FollowUp("count_tokens", {"path": str(target), "text": "x"}, "counting", out)
+    (again,) = convert(tiny_llama, out, "m", "f32", None, then=crashed)
+    assert again.is_file() and crashed.returncode == -6  # converted; then the job aborted
+    with pytest.raises(LlamaChildError, match="counting was killed by SIGABRT"):
+        crashed.outcome()
+    crashed.discard()
+
+
+@pytest.mark.slow
+def test_a_small_model_s_merged_side_runs_in_the_converter_process(
+    tmp_path: Path, tiny_llama: Path, monkeypatch
+):
+    """Below the overlap size the merged side waits for the converter: it then runs in the
+    converter's process (torch and transformers already imported), not in a child of its own;
+    and where the converter never gets to it (killed), a child of its own still does it."""
+    from medrelease.quantize.gguf import build as gguf
+    from medrelease.quantize.gguf import child
+    from quantize.quanthelpers import quantize_recorded
+
+    own_children: list[str] = []
+    real_job = child._job
+
+    def spy(task, *a, **kw):  # type: ignore[no-untyped-def]
+        own_children.append(task)
+        return real_job(task, *a, **kw)
+
+    jobs: list[str] = []
+    real_write = child._write_job
+
+    def written(job, task, args):  # type: ignore[no-untyped-def]
+        jobs.append(task)
+        real_write(job, task, args)
+
+    monkeypatch.setattr(child, "_job", spy)
+    monkeypatch.setattr(child, "_write_job", written)
+    recipe = quant_release(tmp_path, tiny_llama, {"gguf": ["Q8_0"]}).recipe
+    result = quantize_recorded(recipe, workdir=tmp_path)
+    (q,) = result.record["quants"]
+    assert q["accepted"] and q["checks"]["conversion"]["ok"], q
+    assert "merged_side" not in own_children and "reference" in own_children, own_children
+    # every Python process of a one-quant GGUF release besides the converter's: the F16
+    # reference, the quantizer, and one child for the quant's contents, tokens and logits
+    assert jobs == ["merged_side", "reference", "quantize", "check"], jobs
+    assert {"vocabulary", "contents", "tokenization", "logits"} <= set(q["checks"])
+
+    own_children.clear()
+    killer = "import os; os.kill(os.getpid(), 9)"
+    monkeypatch.setattr(gguf, "CONVERTER", killer)
+    result = quantize_recorded(recipe, workdir=tmp_path, force=True)
+    (q,) = result.record["quants"]
+    assert q["checks"]["build"]["signal"] == "SIGKILL"
+    assert "merged_side" in own_children, own_children  # ran on its own: facts, held-out ids

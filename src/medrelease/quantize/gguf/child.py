@@ -7,7 +7,9 @@ the whole step and leaves its temporaries behind. So every llama.cpp call of the
 (tokenization, logits, quantization, token counts, gate tasks on a quant) runs here, in a
 `python -m medrelease.quantize.gguf.child JOBDIR` process, and so does the one transformers
 task of a GGUF release (`merged_side`: the held-out ids, the tokenizer's facts and the
-conversion check's logits), which keeps torch out of the quantize process:
+conversion check's logits), which keeps torch out of the quantize process. A quant's checks
+are one child (`check`: contents, tokenization, logits; a crash names the stage it stopped in);
+a small model's merged side runs in the converter's process after the conversion (`FollowUp`).
 
 * the parent writes `JOBDIR/job.json` (task name and arguments), starts the child with
   `GGML_NO_BACKTRACE=1` (ggml's abort hook would otherwise fork gdb to print ~180 lines of
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -134,11 +137,13 @@ class Quantized(TypedDict):
     rc: int  # llama_model_quantize's return code
 
 
-class ContentsArgs(TypedDict):
+class CheckArgs(TypedDict):
     files: list[str]  # every shard of one quant
     merged: str
     quant_type: str
-    facts: str  # a saved measure.tokenizer_facts.TokenizerFacts
+    facts: str  # a folder holding the saved measure.tokenizer_facts.TokenizerFacts
+    reference: str | None  # a reference folder; None: no logits (checked before any reference)
+    threads: int
 
 
 class MergedSideArgs(TypedDict):
@@ -299,22 +304,102 @@ def _job(
     """Run one task in a child; yield (result, job folder) while the folder still exists."""
     with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(near)) as tmp:
         job = Path(tmp)
-        spec = {"task": task, "args": args, "parent": os.getpid()}
-        (job / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+        _write_job(job, task, args)
         cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
         code = run_process(cmd, job / "log.txt")
-        log = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
-        if code == -signal.SIGINT:  # Ctrl-C reached the child too: an interruption, not a crash
-            raise KeyboardInterrupt
-        if code != 0:
-            message = None
-            err = job / "error.json"
-            if code == ERROR_EXIT and err.is_file():
-                message = json.loads(err.read_text(encoding="utf-8"))["message"]
-            raise LlamaChildError(describe_exit(code), log_tail(log), what=what, message=message)
-        result = json.loads((job / "result.json").read_text(encoding="utf-8"))
-        result["log"] = log
-        yield result, job
+        yield _outcome(job, code, what), job
+
+
+def _write_job(job: Path, task: str, args: Mapping[str, object]) -> None:
+    spec = {"task": task, "args": args, "parent": os.getpid()}
+    (job / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+
+
+def _outcome(job: Path, code: int, what: str) -> dict[str, Any]:
+    """The result of the job that ran in `job` and exited with `code`, or LlamaChildError."""
+    log_file = job / "log.txt"
+    log = log_file.read_text(encoding="utf-8", errors="replace") if log_file.is_file() else ""
+    if code == -signal.SIGINT:  # Ctrl-C reached the child too: an interruption, not a crash
+        raise KeyboardInterrupt
+    if code != 0:
+        message = None
+        err = job / "error.json"
+        if code == ERROR_EXIT and err.is_file():
+            message = json.loads(err.read_text(encoding="utf-8"))["message"]
+        raise LlamaChildError(describe_exit(code), log_tail(log), what=what, message=message)
+    result: dict[str, Any] = json.loads((job / "result.json").read_text(encoding="utf-8"))
+    result["log"] = log
+    return result
+
+
+# A job that another process runs when its own work is done: the merged side, in the
+# converter's process. Where the merged side has to wait for the converter anyway (a small
+# model, quantize/measure/reference.py `overlap_is_free`), a process of its own would import
+# torch and transformers a second time (3 s, as long as the conversion of a 135M model); the
+# converter has them loaded. The converter's process marks the end of the conversion on its
+# stderr, then runs the job exactly as a child would (job.json in, result.json or error.json
+# and log.txt out), so a crash in the job is told apart from a failed conversion.
+FOLLOW_UP_MARK = "MEDRELEASE_FOLLOW_UP"
+
+
+class FollowUp:
+    """A prepared job folder, and how the process that ran it exited (None: it never ran)."""
+
+    def __init__(self, task: str, args: Mapping[str, object], what: str, near: Path | None):
+        self.what = what
+        self.folder = Path(tempfile.mkdtemp(prefix=".mr-tmp-llama-", dir=_job_root(near)))
+        _write_job(self.folder, task, args)
+        self.returncode: int | None = None
+
+    def code(self) -> str:
+        """Python statements that run it, appended to the other process's `python -c` code."""
+        call = f"run_follow_up({str(self.folder)!r})"
+        return f"from medrelease.quantize.gguf.child import run_follow_up\n{call}"
+
+    def outcome(self) -> dict[str, Any]:
+        assert self.returncode is not None, "only a follow-up that ran has an outcome"
+        return _outcome(self.folder, self.returncode, self.what)
+
+    def discard(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_follow_up(folder: str) -> None:
+    """In the process whose own work just ended: mark that, send this process's output to the
+    job's log, and run the job as `python -m medrelease.quantize.gguf.child` would."""
+    print(FOLLOW_UP_MARK, file=sys.stderr, flush=True)
+    _give_back_freed_memory()  # the converter's buffers, before the job's own
+    job = Path(folder)
+    sys.stdout.flush()
+    fd = os.open(job / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = sys.stderr
+    raise SystemExit(child_main(job))
+
+
+def _give_back_freed_memory() -> None:
+    """Return what the process freed to the system: glibc keeps freed heap pages for reuse,
+    and the converter's tensors would stay counted in this process's resident memory."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def skip_sklearn() -> None:
+    """Make transformers see no scikit-learn in this process. `import transformers` imports
+    it (0.7 s, for assisted generation's `roc_curve` only) whenever it is installed, and
+    lm-eval installs it; no child of the quantize step generates with an assistant model.
+    A None entry in sys.modules is what importlib.util.find_spec reports as absent."""
+    sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
 
 
 # ---------- the parent's API ----------
@@ -389,20 +474,79 @@ def gguf_count_tokens(path: Path, text: str) -> int:
         return int(result["n_tokens"])
 
 
-def gguf_contents(
-    files: list[Path], merged: Path, quant_type: str, facts: Path
-) -> dict[str, dict[str, Any]]:
-    """quantize/gguf/contents.py `check_gguf_files`, in a child: gguf-py's reader makes about
-    twenty Python objects per vocabulary entry (two seconds and 200 MB for a 49k vocabulary,
-    which the parent would keep), and a file it cannot parse fails here, not in the step."""
-    args: ContentsArgs = {
+@dataclass
+class QuantChecked:
+    """What the `check` child found, stage by stage; a stage it did not reach is None, and
+    `error` says why it stopped (None: it finished, or stopped at a failed vocabulary)."""
+
+    contents: dict[str, dict[str, Any]] | None  # {"vocabulary": ..., "contents": ...}
+    tokenized: Tokenized | None
+    stats: TokenStats | None
+    error: LlamaChildError | None
+
+
+# what the error of each stage of the `check` child is named after (a reason names its check)
+CHECK_STAGES = {
+    "contents": "the gguf reader on {}",
+    "tokenized": "llama.cpp tokenizer of {}",
+    "stats": "llama.cpp logits on {}",
+}
+
+
+def gguf_check(
+    files: list[Path],
+    merged: Path,
+    quant_type: str,
+    facts: Path,
+    reference: Path | None,
+    threads: int,
+) -> QuantChecked:
+    """One quant's checks in one child: what the GGUF contains (quantize/gguf/contents.py,
+    gguf-py's reader: about twenty Python objects per vocabulary entry, which the parent would
+    keep), then, if its vocabulary is sound, llama.cpp's tokenization of the probes, then its
+    logits against the reference folder, chunk by chunk, as `llama-perplexity
+    --kl-divergence` does. Each stage leaves its result in the job folder as soon as it is
+    done, so a crash is the stage's whose result is missing, and the stages before it stand."""
+    from medrelease.quantize.measure.stats import TokenStats
+
+    args: CheckArgs = {
         "files": [str(f) for f in files],
         "merged": str(merged),
         "quant_type": quant_type,
         "facts": str(facts),
+        "reference": None if reference is None else str(reference),
+        "threads": threads,
     }
-    with _job("contents", args, f"the gguf reader on {files[0].name}", files[0]) as (result, _):
-        return {k: v for k, v in result.items() if k != "log"}  # the checks, not the log
+    with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(files[0])) as tmp:
+        job = Path(tmp)
+        _write_job(job, "check", args)
+        cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
+        code = run_process(cmd, job / "log.txt")
+        done = {name: (job / f"{name}.json").is_file() for name in ("contents", "tokenized")}
+        stage = next((n for n, ok in done.items() if not ok), "stats")
+        error = None
+        try:
+            _outcome(job, code, CHECK_STAGES[stage].format(files[0].name))
+        except LlamaChildError as exc:
+            error = exc
+        return QuantChecked(
+            _read_stage(job, "contents"),
+            cast("Tokenized | None", _read_stage(job, "tokenized")),
+            TokenStats.load(job / "stats.npz") if (job / "stats.npz").is_file() else None,
+            error,
+        )
+
+
+def _read_stage(job: Path, name: str) -> Any:
+    path = job / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _write_stage(job: Path, name: str, value: object) -> None:
+    """A stage's result, in place at once (renamed): present means complete."""
+    tmp = job / f".{name}.json.part"
+    tmp.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(tmp, job / f"{name}.json")
 
 
 def merged_side_in_child(
@@ -412,11 +556,44 @@ def merged_side_in_child(
     context: int,
     stop_prompt: str | None,
     out: Path,
+    ran: FollowUp | None = None,
 ) -> MergedSide:
     """The merged model's side of a GGUF reference, in transformers, in a child (the one
     task here that is not llama.cpp: it keeps torch out of the quantize process;
-    quantize/measure/reference.py `merged_side`)."""
-    args: MergedSideArgs = {
+    quantize/measure/reference.py `merged_side`); or the outcome of `ran`, the same job run
+    by the converter's process, when it ran."""
+    args = _merged_side_args(merged, heldout, max_tokens, context, stop_prompt, out)
+    if ran is not None and ran.returncode is not None:  # the converter's process ran it
+        return cast("MergedSide", ran.outcome())
+    with _job("merged_side", args, MERGED_SIDE, out) as (result, _):
+        return cast("MergedSide", result)
+
+
+MERGED_SIDE = "transformers on the merged model"
+
+
+def merged_side_follow_up(
+    merged: Path,
+    heldout: TextSource,
+    max_tokens: int,
+    context: int,
+    stop_prompt: str | None,
+    out: Path,
+) -> FollowUp:
+    """`merged_side_in_child`'s job, prepared for the converter's process to run."""
+    args = _merged_side_args(merged, heldout, max_tokens, context, stop_prompt, out)
+    return FollowUp("merged_side", args, MERGED_SIDE, out)
+
+
+def _merged_side_args(
+    merged: Path,
+    heldout: TextSource,
+    max_tokens: int,
+    context: int,
+    stop_prompt: str | None,
+    out: Path,
+) -> MergedSideArgs:
+    return {
         "merged": str(merged),
         "heldout_name": heldout.name,
         "heldout_text": heldout.text,
@@ -425,8 +602,6 @@ def merged_side_in_child(
         "stop_prompt": stop_prompt,
         "out": str(out),
     }
-    with _job("merged_side", args, "transformers on the merged model", out) as (result, _):
-        return cast("MergedSide", result)
 
 
 def gguf_quantize(
@@ -482,20 +657,21 @@ def gguf_evaluate(path: Path, merged: Path, plan: EvalPlan, n_ctx: int, threads:
 
 
 def open_llama(path: str, n_ctx: int, threads: int, *, verbose: bool = True, **extra: Any) -> Any:
-    """A llama_cpp.Llama with logits for every position (verbose in a child: its log is the
-    child's log, whose tail explains a crash). Flash attention is on, as llama.cpp's own tools
-    resolve their default (`auto`) on a CPU: the same kernels as llama-perplexity, and ~10%
-    faster at 512 tokens of context (llama-cpp-python's default is off)."""
+    """A llama_cpp.Llama with logits for every position unless `logits_all=False` is passed
+    (verbose in a child: its log is the child's log, whose tail explains a crash). Flash
+    attention is on, as llama.cpp's own tools resolve their default (`auto`) on a CPU: the
+    same kernels as llama-perplexity, and ~10% faster at 512 tokens of context
+    (llama-cpp-python's default is off)."""
     from llama_cpp import Llama
 
     extra.setdefault("flash_attn", True)
+    extra.setdefault("logits_all", True)
     n = max(n_ctx, 64)
     return Llama(
         model_path=path,
         n_ctx=n,
         n_batch=n,
         n_ubatch=n,
-        logits_all=True,
         n_gpu_layers=0,
         n_threads=threads,
         verbose=verbose,
@@ -555,38 +731,79 @@ def _task_logits(args: LogitsArgs, job: Path) -> LogitsFiles:
     import numpy as np
 
     chunks, first = args["chunks"], args.get("first")
-    llm = open_llama(args["path"], max((len(c) for c in chunks), default=1), args["threads"])
+    if first is not None:  # the scored rows only: the LM head runs only there
+        rows = _scored_rows(args["path"], chunks, first, args["threads"])
+    else:
+        rows = _all_rows(args["path"], chunks, args["threads"])
     files = []
+    for i, arr in rows:
+        name = f"logits-{i:05d}.npy"
+        np.save(job / name, arr)
+        files.append(name)
+    return {"files": files}
+
+
+def _all_rows(path: str, chunks: list[list[int]], threads: int) -> Iterator[tuple[int, Any]]:
+    """Every position's logits of each chunk, from a fresh KV state."""
+    import numpy as np
+
+    llm = open_llama(path, max((len(c) for c in chunks), default=1), threads)
     try:
         for i, ids in enumerate(chunks):
             print(f"medrelease: logits of chunk {i} ({len(ids)} tokens)", file=sys.stderr)
-            llm.reset()  # a fresh KV state for every chunk
+            llm.reset()
             llm.eval(ids)
-            name = f"logits-{i:05d}.npy"
-            rows = slice(0, len(ids)) if first is None else slice(first, len(ids) - 1)
-            np.save(job / name, np.asarray(llm.scores[rows, :], dtype=np.float32))
-            files.append(name)
+            yield i, np.array(llm.scores[: len(ids), :], dtype=np.float32)
     finally:
         llm.close()
-    return {"files": files}
 
 
 def _scored_rows(
     path: str, chunks: list[list[int]], first: int, threads: int
 ) -> Iterator[tuple[int, Any]]:
     """Each chunk's scored rows (first .. len-2) from a fresh KV state, as llama-perplexity
-    evaluates them."""
-    import numpy as np
-
-    llm = open_llama(path, max(len(c) for c in chunks), threads)
+    evaluates them: the LM head runs only where a row is scored (`decode_scored`)."""
+    llm = open_llama(path, max(len(c) for c in chunks), threads, logits_all=False)
     try:
         for i, ids in enumerate(chunks):
             print(f"medrelease: logits of chunk {i} ({len(ids)} tokens)", file=sys.stderr)
-            llm.reset()
-            llm.eval(ids)
-            yield i, np.asarray(llm.scores[first : len(ids) - 1, :], dtype=np.float32)
+            yield i, decode_scored(llm, ids, first)
     finally:
         llm.close()
+
+
+def decode_scored(llm: Any, ids: list[int], first: int) -> Any:
+    """float32 logits of positions first .. len(ids)-2 of `ids`, decoded from an empty KV cache.
+
+    llama-cpp-python's `Llama.eval` asks llama.cpp for an output at every position (or only the
+    last), and the LM head is then computed at all of them: at a 49k vocabulary on a 135M model
+    that is a fifth of the work, spent on rows nobody scores. llama-perplexity marks only the
+    scored positions in its batch (`batch.logits`); so does this, through llama.cpp's own
+    batch API. The outputs come back contiguous, in the batch's order."""
+    import llama_cpp
+    import numpy as np
+
+    n, n_out = len(ids), len(ids) - 1 - first
+    if n_out < 1:
+        raise ValueError(f"a chunk of {n} tokens has no row to score after position {first}")
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+    batch = llama_cpp.llama_batch_init(n, 0, 1)
+    try:
+        batch.n_tokens = n
+        for pos, token in enumerate(ids):
+            batch.token[pos] = token
+            batch.pos[pos] = pos
+            batch.n_seq_id[pos] = 1
+            batch.seq_id[pos][0] = 0
+            batch.logits[pos] = first <= pos < n - 1
+        rc = llama_cpp.llama_decode(llm.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} on a chunk of {n} tokens")
+        vocab = int(llm.n_vocab())
+        out = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(n_out * vocab,))
+        return out.reshape(n_out, vocab).copy()  # llama.cpp reuses its buffer on the next decode
+    finally:
+        llama_cpp.llama_batch_free(batch)
 
 
 def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
@@ -598,7 +815,7 @@ def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
     for i, rows in _scored_rows(args["path"], args["chunks"], args["first"], args["threads"]):
         for name, arr in (
             (f"logits-{i:04d}.npy", rows),
-            (f"lse-{i:04d}.npy", logsumexp_rows(rows)),
+            (f"lse-{i:04d}.npy", logsumexp_rows(rows, args["threads"])),
         ):
             tmp = out / f".{name}.part"
             with open(tmp, "wb") as f:
@@ -609,21 +826,26 @@ def _task_reference(args: ReferenceArgs, job: Path) -> Referenced:
 
 
 def _task_compare(args: CompareArgs, job: Path) -> Compared:
+    _compare(args["path"], Path(args["reference"]), args["threads"]).save(job / "stats.npz")
+    return {"stats": "stats.npz"}
+
+
+def _compare(path: str, ref: Path, threads: int) -> TokenStats:
+    """Every scored token's measures of the GGUF at `path` against the reference folder."""
     import numpy as np
 
     from medrelease.quantize.measure.stats import TokenStats, token_stats
 
-    ref = Path(args["reference"])
     meta = json.loads((ref / "heldout.json").read_text(encoding="utf-8"))
     chunks, first = meta["chunks"], int(meta["first"])
     parts = []
-    for i, rows in _scored_rows(args["path"], chunks, first, args["threads"]):
+    for i, rows in _scored_rows(path, chunks, first, threads):
         logits = np.load(ref / f"logits-{i:04d}.npy", mmap_mode="r")
         lse = np.load(ref / f"lse-{i:04d}.npy", mmap_mode="r")
-        parts.append(token_stats(logits, lse, rows, np.asarray(chunks[i][first + 1 :])))
+        targets = np.asarray(chunks[i][first + 1 :])
+        parts.append(token_stats(logits, lse, rows, targets, threads))
         del logits, lse, rows
-    TokenStats.concat(parts).save(job / "stats.npz")
-    return {"stats": "stats.npz"}
+    return TokenStats.concat(parts)
 
 
 def _task_generate(args: GenerateArgs, job: Path) -> Generated:
@@ -662,16 +884,35 @@ def _task_quantize(args: QuantizeArgs, job: Path) -> Quantized:
     return {"rc": int(rc)}
 
 
-def _task_contents(args: ContentsArgs, job: Path) -> dict[str, dict[str, Any]]:
+def _task_check(args: CheckArgs, job: Path) -> dict[str, bool]:
+    """`gguf_check`'s stages; each result is written as soon as it is known."""
+    from llama_cpp import Llama
+
     from medrelease.quantize.gguf.contents import check_gguf_files
     from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
     facts = TokenizerFacts.load(Path(args["facts"]))
     files = [Path(f) for f in args["files"]]
-    return check_gguf_files(files, Path(args["merged"]), args["quant_type"], facts)
+    print(f"medrelease: reading {files[0].name} (gguf-py)", file=sys.stderr, flush=True)
+    contents = check_gguf_files(files, Path(args["merged"]), args["quant_type"], facts)
+    _write_stage(job, "contents", contents)
+    if not contents["vocabulary"]["ok"]:
+        return {"complete": False}  # llama.cpp would tokenize with the wrong vocabulary, or abort
+    _test_abort("tokenize", {"path": args["files"][0]})
+    llm = Llama(model_path=args["files"][0], vocab_only=True, verbose=True)
+    try:
+        _write_stage(job, "tokenized", tokenize_with(llm, facts.probes, trace=True))
+    finally:
+        llm.close()
+    if args["reference"] is None:
+        return {"complete": True}
+    _test_abort("compare", {"path": args["files"][0]})
+    _compare(args["files"][0], Path(args["reference"]), args["threads"]).save(job / "stats.npz")
+    return {"complete": True}
 
 
 def _task_merged_side(args: MergedSideArgs, job: Path) -> MergedSide:
+    skip_sklearn()
     from medrelease.quantize.measure.reference import task_merged_side
     from medrelease.quantize.texts import TextSource
 
@@ -712,7 +953,7 @@ TASKS: dict[str, Callable[[Any, Path], Mapping[str, object]]] = {
     "quantize": _task_quantize,
     "evaluate": _task_evaluate,
     "merged_side": _task_merged_side,
-    "contents": _task_contents,
+    "check": _task_check,
 }
 
 

@@ -114,16 +114,36 @@ def _value(f: Any) -> Any:
     return f.contents()
 
 
-def read_gguf(files: list[Path]) -> GgufView:
-    """Metadata of the first shard, tensors of every shard (llama.cpp's split format)."""
+def gguf_reader(path: Path) -> Any:
+    """gguf-py's `GGUFReader` on `path`, parsing over a plain ndarray view of its memory map.
+
+    The reader slices its `numpy.memmap` two to four times per vocabulary entry, and every
+    slice of a memmap runs memmap's Python-level `__getitem__` and `__array_finalize__`: 1.7 s
+    for a 49k vocabulary with its merges, against 0.6 s for the same parse over a plain view of
+    the same mapping (the view keeps the map alive). Same fields, same tensors, same bytes."""
+    import numpy as np
     from gguf import GGUFReader
 
+    class PlainViewReader(GGUFReader):
+        @property
+        def data(self) -> Any:
+            return self._plain
+
+        @data.setter
+        def data(self, mapped: Any) -> None:  # GGUFReader.__init__ assigns its memmap here
+            self._plain = mapped.view(np.ndarray)
+
+    return PlainViewReader(path)
+
+
+def read_gguf(files: list[Path]) -> GgufView:
+    """Metadata of the first shard, tensors of every shard (llama.cpp's split format)."""
     fields: dict[str, Any] = {}
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
     tokens: list[str] = []
     types: list[int] = []
     for i, path in enumerate(files):
-        reader = GGUFReader(path)
+        reader = gguf_reader(path)
         if i == 0:
             for name, f in reader.fields.items():
                 if name == "tokenizer.ggml.tokens":

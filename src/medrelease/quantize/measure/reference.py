@@ -65,6 +65,7 @@ class ReferenceJob:
         self.context = context
         self.reporter = reporter
         self.seconds: float | None = None  # how long the reference itself took
+        self._follow_up: Any = None  # the merged side, handed to the converter's process
         self._error: BaseException | None = None
         # daemon: an interrupted or failed step must not wait for a forward pass to finish
         self._thread = threading.Thread(target=self._run, name="mr-reference", daemon=True)
@@ -76,6 +77,25 @@ class ReferenceJob:
             )
         self._thread.start()
         return self
+
+    def converter_follow_up(self) -> Any:
+        """The merged side as a job for the converter's process to run once it has
+        converted (quantize/gguf/child.py `FollowUp`), where the merged side waits for the
+        converter anyway (`overlap_is_free` is false); else None. `wait()` then uses what it
+        left, or runs the merged side in a child of its own if the converter never got to it."""
+        if self.source != "gguf" or self._thread.ident is not None:
+            return None
+        from medrelease.quantize.gguf.child import merged_side_follow_up
+
+        self._follow_up = merged_side_follow_up(
+            self.ctx.merged,
+            self.heldout,
+            self.max_tokens,
+            self.context,
+            self.stop_prompt,
+            self.folder,
+        )
+        return self._follow_up
 
     def _run(self) -> None:
         t0 = time.perf_counter()
@@ -93,9 +113,13 @@ class ReferenceJob:
                     self.context,
                     self.stop_prompt,
                     self.folder,
+                    self._follow_up,
                 )
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
+        finally:
+            if self._follow_up is not None:
+                self._follow_up.discard()
         self.seconds = round(time.perf_counter() - t0, 3)
 
     def wait(self) -> QuantContext:
@@ -195,9 +219,11 @@ def merged_side(
     context: int,
     stop_prompt: str | None,
     folder: Path,
+    ran: Any = None,
 ) -> Reference:
-    """Fill `ctx.heldout_ids` and `ctx.facts` from the child; return the conversion check's
-    transformers side (the first chunk's logits, memory-mapped from `folder`)."""
+    """Fill `ctx.heldout_ids` and `ctx.facts` from the child (or from `ran`, the same job
+    run by the converter's process); return the conversion check's transformers side (the
+    first chunk's logits, memory-mapped from `folder`)."""
     import numpy as np
 
     from medrelease.core.errors import EnvironmentProblem
@@ -205,7 +231,9 @@ def merged_side(
     from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
     try:
-        side = merged_side_in_child(ctx.merged, heldout, max_tokens, context, stop_prompt, folder)
+        side = merged_side_in_child(
+            ctx.merged, heldout, max_tokens, context, stop_prompt, folder, ran
+        )
     except LlamaChildError as exc:
         raise EnvironmentProblem(
             exc.reason.replace(" (llama.cpp aborted)", ""),  # not llama.cpp: transformers

@@ -58,44 +58,79 @@ class TokenStats:
 _ARRAYS = [f for f in fields(TokenStats) if f.name != "max_diff"]
 
 
-def token_stats(ref: Any, ref_lse: Any, got: Any, targets: Any) -> TokenStats:
+def token_stats(ref: Any, ref_lse: Any, got: Any, targets: Any, threads: int = 1) -> TokenStats:
     """The scored rows of one chunk. `ref`/`got`: float32 [rows, vocab] (memory-mapped or fresh
     from llama.cpp); `ref_lse`: float64 log-sum-exp of `ref`'s rows; `targets`: the next token
-    of each row."""
+    of each row. Blocks of rows go to `threads` threads (numpy releases the GIL in its loops),
+    as llama-perplexity spreads its KL divergence over worker threads between two chunks.
+
+    In float64, in as few passes over [rows, vocab] as the measures allow (they are the
+    check's cost beside llama.cpp's forward pass): with d = ref - got and p the reference's
+    probabilities, KL(ref || got) = sum(p * d) + (lse_got - lse_ref) * sum(p), which needs
+    neither log-softmax array; sum(p) is 1 unless the other vocabulary is shorter."""
+    starts = range(0, ref.shape[0], ROW_BLOCK)
+
+    def block(s: int) -> TokenStats:
+        return _block_stats(ref, ref_lse, got, targets, s)
+
+    return TokenStats.concat(_map(block, starts, threads))
+
+
+def _map(fn: Any, items: range, threads: int) -> list[Any]:
+    """fn over items, in order, on up to `threads` threads."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="mr-stats") as pool:
+        return list(pool.map(fn, items))
+
+
+def _block_stats(ref: Any, ref_lse: Any, got: Any, targets: Any, s: int) -> TokenStats:
+    """`token_stats` of rows s .. s + ROW_BLOCK."""
     import numpy as np
 
     vocab = min(ref.shape[1], got.shape[1])
-    parts = []
-    for s in range(0, ref.shape[0], ROW_BLOCK):
-        r64 = np.asarray(ref[s : s + ROW_BLOCK], dtype=np.float64)
-        q64 = np.asarray(got[s : s + ROW_BLOCK], dtype=np.float64)
-        lp_r = r64 - np.asarray(ref_lse[s : s + ROW_BLOCK])[:, None]
-        mq = q64.max(axis=-1, keepdims=True)
-        lp_q = q64 - (mq + np.log(np.exp(q64 - mq).sum(axis=-1, keepdims=True)))
-        lp_r, lp_q = lp_r[:, :vocab], lp_q[:, :vocab]
-        t = np.asarray(targets[s : s + ROW_BLOCK])
-        rows = np.arange(len(t))
-        ok = t < vocab  # a target outside the shared vocabulary cannot be compared
-        parts.append(
-            TokenStats(
-                kld=(np.exp(lp_r) * (lp_r - lp_q)).sum(axis=-1),
-                nll_ref=-lp_r[rows[ok], t[ok]],
-                nll_q=-lp_q[rows[ok], t[ok]],
-                same=r64.argmax(-1) == q64.argmax(-1),
-                dp=np.exp(lp_q[rows[ok], t[ok]]) - np.exp(lp_r[rows[ok], t[ok]]),
-                max_diff=float(np.abs(r64[:, :vocab] - q64[:, :vocab]).max()),
-            )
-        )
-    return TokenStats.concat(parts)
+    r32, q32 = np.asarray(ref[s : s + ROW_BLOCK]), np.asarray(got[s : s + ROW_BLOCK])
+    lse_r = np.asarray(ref_lse[s : s + ROW_BLOCK], dtype=np.float64)
+    same = r32.argmax(-1) == q32.argmax(-1)  # float32 -> float64 is exact: same argmax
+    q64 = q32.astype(np.float64)
+    m_q = q64.max(axis=-1)
+    work = q64 - m_q[:, None]
+    np.exp(work, out=work)
+    lse_q = m_q + np.log(work.sum(axis=-1))
+    r64 = r32[:, :vocab].astype(np.float64)
+    d = np.subtract(r64, q64[:, :vocab], out=work[:, :vocab] if vocab == work.shape[1] else None)
+    max_diff = float(max(d.max(), -d.min())) if d.size else 0.0
+    np.subtract(r64, lse_r[:, None], out=r64)
+    p = np.exp(r64, out=r64)
+    kld = np.einsum("ij,ij->i", p, d) + (lse_q - lse_r) * p.sum(axis=-1)
+    t = np.asarray(targets[s : s + ROW_BLOCK])
+    rows = np.arange(len(t))
+    ok = t < vocab  # a target outside the shared vocabulary cannot be compared
+    lp_r = r32[rows[ok], t[ok]].astype(np.float64) - lse_r[ok]
+    lp_q = q32[rows[ok], t[ok]].astype(np.float64) - lse_q[ok]
+    return TokenStats(
+        kld=kld,
+        nll_ref=-lp_r,
+        nll_q=-lp_q,
+        same=same,
+        dp=np.exp(lp_q) - np.exp(lp_r),
+        max_diff=max_diff,
+    )
 
 
-def logsumexp_rows(x: Any) -> NDArray[Any]:
-    """float64 log-sum-exp of each row of a float32 [rows, vocab] array, block by block."""
+def logsumexp_rows(x: Any, threads: int = 1) -> NDArray[Any]:
+    """float64 log-sum-exp of each row of a float32 [rows, vocab] array, block by block (the
+    same operations, in the same order, as `_block_stats` on the other side's rows)."""
     import numpy as np
 
-    out = np.empty(x.shape[0], dtype=np.float64)
-    for s in range(0, x.shape[0], ROW_BLOCK):
-        block = x[s : s + ROW_BLOCK].astype(np.float64)
-        m = block.max(axis=-1, keepdims=True)
-        out[s : s + ROW_BLOCK] = m[:, 0] + np.log(np.exp(block - m).sum(axis=-1))
-    return out
+    def block(s: int) -> Any:
+        b = x[s : s + ROW_BLOCK].astype(np.float64)
+        m = b.max(axis=-1)
+        b -= m[:, None]
+        np.exp(b, out=b)
+        return m + np.log(b.sum(axis=-1))
+
+    parts = _map(block, range(0, x.shape[0], ROW_BLOCK), threads)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)

@@ -6,9 +6,12 @@ unicode). Each check returns a JSON-able dict with `ok` and a one-line `detail` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts, probe_ids
+
+if TYPE_CHECKING:
+    from medrelease.quantize.gguf.child import Tokenized
 
 MAX_SHOWN = 3
 
@@ -75,6 +78,11 @@ def check_tokenization_gguf(gguf: Any, facts: TokenizerFacts) -> dict[str, Any]:
         seen = gguf_tokenize_probes(Path(gguf), facts.probes)
     else:
         seen = tokenize_with(gguf, facts.probes)
+    return tokenization_verdict(seen, facts)
+
+
+def tokenization_verdict(seen: Tokenized, facts: TokenizerFacts) -> dict[str, Any]:
+    """What llama.cpp made of the probes (`seen`) against the merged tokenizer's `facts`."""
     spm = seen["metadata"].get("tokenizer.ggml.model") == "llama"
     result = _compare(facts.probe_ids, seen["ids"], "gguf", SPM_ADVISORY if spm else ())
     ids = {
