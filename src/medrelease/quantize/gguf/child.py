@@ -549,43 +549,7 @@ def _write_stage(job: Path, name: str, value: object) -> None:
     os.replace(tmp, job / f"{name}.json")
 
 
-def merged_side_in_child(
-    merged: Path,
-    heldout: TextSource,
-    max_tokens: int,
-    context: int,
-    stop_prompt: str | None,
-    out: Path,
-    ran: FollowUp | None = None,
-) -> MergedSide:
-    """The merged model's side of a GGUF reference, in transformers, in a child (the one
-    task here that is not llama.cpp: it keeps torch out of the quantize process;
-    quantize/measure/reference.py `merged_side`); or the outcome of `ran`, the same job run
-    by the converter's process, when it ran."""
-    args = _merged_side_args(merged, heldout, max_tokens, context, stop_prompt, out)
-    if ran is not None and ran.returncode is not None:  # the converter's process ran it
-        return cast("MergedSide", ran.outcome())
-    with _job("merged_side", args, MERGED_SIDE, out) as (result, _):
-        return cast("MergedSide", result)
-
-
-MERGED_SIDE = "transformers on the merged model"
-
-
-def merged_side_follow_up(
-    merged: Path,
-    heldout: TextSource,
-    max_tokens: int,
-    context: int,
-    stop_prompt: str | None,
-    out: Path,
-) -> FollowUp:
-    """`merged_side_in_child`'s job, prepared for the converter's process to run."""
-    args = _merged_side_args(merged, heldout, max_tokens, context, stop_prompt, out)
-    return FollowUp("merged_side", args, MERGED_SIDE, out)
-
-
-def _merged_side_args(
+def merged_side_args(
     merged: Path,
     heldout: TextSource,
     max_tokens: int,
@@ -593,6 +557,7 @@ def _merged_side_args(
     stop_prompt: str | None,
     out: Path,
 ) -> MergedSideArgs:
+    """The merged side's job: held-out text and settings; `out` is the reference folder."""
     return {
         "merged": str(merged),
         "heldout_name": heldout.name,
@@ -602,6 +567,25 @@ def _merged_side_args(
         "stop_prompt": stop_prompt,
         "out": str(out),
     }
+
+
+MERGED_SIDE = "transformers on the merged model"
+
+
+def merged_side_in_child(args: MergedSideArgs, ran: FollowUp | None = None) -> MergedSide:
+    """The merged model's side of a GGUF reference, in transformers, in a child (the one
+    task here that is not llama.cpp: it keeps torch out of the quantize process;
+    quantize/measure/reference.py `merged_side`); or the outcome of `ran`, the same job run
+    by the converter's process, when it ran."""
+    if ran is not None and ran.returncode is not None:  # the converter's process ran it
+        return cast("MergedSide", ran.outcome())
+    with _job("merged_side", args, MERGED_SIDE, Path(args["out"])) as (result, _):
+        return cast("MergedSide", result)
+
+
+def merged_side_follow_up(args: MergedSideArgs) -> FollowUp:
+    """`merged_side_in_child`'s job, prepared for the converter's process to run."""
+    return FollowUp("merged_side", args, MERGED_SIDE, Path(args["out"]))
 
 
 def gguf_quantize(

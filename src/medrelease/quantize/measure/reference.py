@@ -87,7 +87,13 @@ class ReferenceJob:
             return None
         from medrelease.quantize.gguf.child import merged_side_follow_up
 
-        self._follow_up = merged_side_follow_up(
+        self._follow_up = merged_side_follow_up(self._merged_side_args())
+        return self._follow_up
+
+    def _merged_side_args(self) -> Any:
+        from medrelease.quantize.gguf.child import merged_side_args
+
+        return merged_side_args(
             self.ctx.merged,
             self.heldout,
             self.max_tokens,
@@ -95,7 +101,6 @@ class ReferenceJob:
             self.stop_prompt,
             self.folder,
         )
-        return self._follow_up
 
     def _run(self) -> None:
         t0 = time.perf_counter()
@@ -106,15 +111,7 @@ class ReferenceJob:
                 quiet_libraries()  # first use of transformers in this step: silence it here
                 compute_reference(self.ctx, self.heldout, self.max_tokens, self.context)
             else:  # the intermediate's logits are the reference: transformers checks chunk 1
-                self.cross_check = merged_side(
-                    self.ctx,
-                    self.heldout,
-                    self.max_tokens,
-                    self.context,
-                    self.stop_prompt,
-                    self.folder,
-                    self._follow_up,
-                )
+                self.cross_check = merged_side(self.ctx, self._merged_side_args(), self._follow_up)
         except BaseException as exc:  # handed to the main thread by wait()
             self._error = exc
         finally:
@@ -212,18 +209,11 @@ def overlap_is_free(merged: Path) -> bool:
     return 2 * weights_info(merged).n_params >= OVERLAP_FROM_F16_BYTES
 
 
-def merged_side(
-    ctx: QuantContext,
-    heldout: TextSource,
-    max_tokens: int,
-    context: int,
-    stop_prompt: str | None,
-    folder: Path,
-    ran: Any = None,
-) -> Reference:
-    """Fill `ctx.heldout_ids` and `ctx.facts` from the child (or from `ran`, the same job
-    run by the converter's process); return the conversion check's transformers side (the
-    first chunk's logits, memory-mapped from `folder`)."""
+def merged_side(ctx: QuantContext, args: Any, ran: Any = None) -> Reference:
+    """Fill `ctx.heldout_ids` and `ctx.facts` from the child that ran the merged side's job
+    `args` (quantize/gguf/child.py `merged_side_args`), or from `ran`, the same job run by the
+    converter's process; return the conversion check's transformers side (the first chunk's
+    logits, memory-mapped from the reference folder)."""
     import numpy as np
 
     from medrelease.core.errors import EnvironmentProblem
@@ -231,9 +221,7 @@ def merged_side(
     from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
     try:
-        side = merged_side_in_child(
-            ctx.merged, heldout, max_tokens, context, stop_prompt, folder, ran
-        )
+        side = merged_side_in_child(args, ran)
     except LlamaChildError as exc:
         raise EnvironmentProblem(
             exc.reason.replace(" (llama.cpp aborted)", ""),  # not llama.cpp: transformers
@@ -244,6 +232,7 @@ def merged_side(
         raise InputError(side["error"], hint="use a longer text")
     held = HeldOutIds(t for c in side["chunks"] for t in c)
     held.chunks, held.first = side["chunks"], side["first"]
+    folder = Path(args["out"])
     ctx.heldout_ids, ctx.facts = held, TokenizerFacts.load(folder)
     logits, lse = (np.load(folder / name, mmap_mode="r") for name in _CONVERSION)
     return Reference(first_chunk(held), [logits], [lse], "float32", side["reason"])
