@@ -345,9 +345,11 @@ FOLLOW_UP_MARK = "MEDRELEASE_FOLLOW_UP"
 class FollowUp:
     """A prepared job folder, and how the process that ran it exited (None: it never ran)."""
 
-    def __init__(self, task: str, args: Mapping[str, object], what: str, near: Path | None):
+    def __init__(self, task: str, args: Mapping[str, object], what: str, within: Path):
+        """`within`: a folder whose owner removes it in every case (the step's reference
+        folder): a follow-up that never runs, because the step failed first, goes with it."""
         self.what = what
-        self.folder = Path(tempfile.mkdtemp(prefix=".mr-tmp-llama-", dir=_job_root(near)))
+        self.folder = Path(tempfile.mkdtemp(prefix=".mr-tmp-llama-", dir=within))
         _write_job(self.folder, task, args)
         self.returncode: int | None = None
 
@@ -585,7 +587,7 @@ def merged_side_in_child(args: MergedSideArgs, ran: FollowUp | None = None) -> M
 
 def merged_side_follow_up(args: MergedSideArgs) -> FollowUp:
     """`merged_side_in_child`'s job, prepared for the converter's process to run."""
-    return FollowUp("merged_side", args, MERGED_SIDE, Path(args["out"]))
+    return FollowUp("merged_side", args, MERGED_SIDE, Path(args["out"]))  # the reference folder
 
 
 def gguf_quantize(
