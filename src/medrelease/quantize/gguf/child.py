@@ -534,7 +534,10 @@ def gguf_check(
         return QuantChecked(
             _read_stage(job, "contents"),
             cast("Tokenized | None", _read_stage(job, "tokenized")),
-            TokenStats.load(job / "stats.npz") if (job / "stats.npz").is_file() else None,
+            # the last stage: complete only if the child finished (a kill may cut its file)
+            TokenStats.load(job / "stats.npz")
+            if error is None and (job / "stats.npz").is_file()
+            else None,
             error,
         )
 
