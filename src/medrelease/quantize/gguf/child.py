@@ -302,12 +302,18 @@ def _job(
     task: str, args: Mapping[str, object], what: str, near: Path | None = None
 ) -> Iterator[tuple[dict[str, Any], Path]]:
     """Run one task in a child; yield (result, job folder) while the folder still exists."""
+    with _ran(task, args, near) as (job, code):
+        yield _outcome(job, code, what), job
+
+
+@contextlib.contextmanager
+def _ran(task: str, args: Mapping[str, object], near: Path | None) -> Iterator[tuple[Path, int]]:
+    """Run one task in a child; yield (job folder, exit code), the folder removed after."""
     with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(near)) as tmp:
         job = Path(tmp)
         _write_job(job, task, args)
         cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
-        code = run_process(cmd, job / "log.txt")
-        yield _outcome(job, code, what), job
+        yield job, run_process(cmd, job / "log.txt")
 
 
 def _write_job(job: Path, task: str, args: Mapping[str, object]) -> None:
@@ -519,11 +525,7 @@ def gguf_check(
         "reference": None if reference is None else str(reference),
         "threads": threads,
     }
-    with tempfile.TemporaryDirectory(prefix=".mr-tmp-llama-", dir=_job_root(files[0])) as tmp:
-        job = Path(tmp)
-        _write_job(job, "check", args)
-        cmd = [sys.executable, "-m", "medrelease.quantize.gguf.child", str(job)]
-        code = run_process(cmd, job / "log.txt")
+    with _ran("check", args, files[0]) as (job, code):
         done = {name: (job / f"{name}.json").is_file() for name in ("contents", "tokenized")}
         stage = next((n for n, ok in done.items() if not ok), "stats")
         error = None
@@ -696,11 +698,15 @@ def tokenize_with(
 
 
 def _task_tokenize(args: TokenizeArgs, job: Path) -> Tokenized:
+    return _tokenize_file(args["path"], {k: (t, s) for k, (t, s) in args["probes"].items()})
+
+
+def _tokenize_file(path: str, probes: dict[str, tuple[str, bool]]) -> Tokenized:
+    """`tokenize_with` on the GGUF's vocabulary alone (no weights loaded)."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=args["path"], vocab_only=True, verbose=True)
+    llm = Llama(model_path=path, vocab_only=True, verbose=True)
     try:
-        probes = {k: (t, s) for k, (t, s) in args["probes"].items()}
         return tokenize_with(llm, probes, trace=True)
     finally:
         llm.close()
@@ -875,8 +881,6 @@ def _task_quantize(args: QuantizeArgs, job: Path) -> Quantized:
 
 def _task_check(args: CheckArgs, job: Path) -> dict[str, bool]:
     """`gguf_check`'s stages; each result is written as soon as it is known."""
-    from llama_cpp import Llama
-
     from medrelease.quantize.gguf.contents import check_gguf_files
     from medrelease.quantize.measure.tokenizer_facts import TokenizerFacts
 
@@ -888,11 +892,7 @@ def _task_check(args: CheckArgs, job: Path) -> dict[str, bool]:
     if not contents["vocabulary"]["ok"]:
         return {"complete": False}  # llama.cpp would tokenize with the wrong vocabulary, or abort
     _test_abort("tokenize", {"path": args["files"][0]})
-    llm = Llama(model_path=args["files"][0], vocab_only=True, verbose=True)
-    try:
-        _write_stage(job, "tokenized", tokenize_with(llm, facts.probes, trace=True))
-    finally:
-        llm.close()
+    _write_stage(job, "tokenized", _tokenize_file(args["files"][0], facts.probes))
     if args["reference"] is None:
         return {"complete": True}
     _test_abort("compare", {"path": args["files"][0]})
