@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medrelease.core.errors import RecipeError
+from medrelease.core.errors import RecipeError, VerificationError
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.models import GateModel
@@ -95,19 +95,33 @@ def split_variant(task: ResolvedTask, split: str, work_dir: Path, base_dir: Path
 
 
 def chunks(stasks: list[SearchTask], increment: int | None) -> list[Chunk]:
-    """The increments: `increment` items of every leaf task at a time (all at once without)."""
-    longest = max(len(ix) for s in stasks for ix in s.leaves.values())
-    step = increment or longest
-    out: list[Chunk] = []
-    for k in range(math.ceil(longest / step)):
-        chunk: Chunk = {}
-        for s in stasks:
-            part = {leaf: ix[k * step : (k + 1) * step] for leaf, ix in s.leaves.items()}
-            part = {leaf: ix for leaf, ix in part.items() if ix}
-            if part:
-                chunk[s.task.label] = part
-        out.append(chunk)
-    return out
+    """The increments: about `increment` items of each leaf task at a time (all at once
+    without), and every leaf of a task in every increment of that task.
+
+    lm-eval evaluates *all* documents of a leaf that its `samples` leave out, so an increment
+    without one of a group's leaves would evaluate that leaf's whole split: work nobody asked
+    for and, for a hold-out, the gate's own items. A task is therefore cut into as many
+    increments as its longest leaf needs, at most as many as its shortest leaf has items, and
+    each leaf's items are spread evenly over them."""
+    parts: dict[str, list[dict[str, list[int]]]] = {}
+    for s in stasks:
+        sizes = [len(ix) for ix in s.leaves.values()]
+        if not sizes:
+            continue
+        assert min(sizes) > 0, f"{s.task.label}: a leaf without search items"  # split.py refuses
+        k = math.ceil(max(sizes) / increment) if increment else 1
+        k = max(1, min(k, min(sizes)))
+        parts[s.task.label] = [
+            {leaf: _even_part(ix, j, k) for leaf, ix in s.leaves.items()} for j in range(k)
+        ]
+    count = max((len(p) for p in parts.values()), default=1)
+    return [{label: p[j] for label, p in parts.items() if j < len(p)} for j in range(count)]
+
+
+def _even_part(items: list[int], j: int, k: int) -> list[int]:
+    """Part `j` of `k` consecutive parts of `items`, sizes differing by at most one."""
+    n = len(items)
+    return items[j * n // k : (j + 1) * n // k]
 
 
 @dataclass
@@ -162,6 +176,7 @@ class ModelEvaluator:
         raw = run_lm_eval(lm, stask.task, samples=settings["samples"])
         self.lm_eval_s += time.perf_counter() - started
         out = extract_outcome(raw, stask.task)
+        _require_items(out, settings["samples"], stask.task.label)
         material = {"model": self.model.content_hash, "task": stask.fingerprint, **settings}
         self.cache.put(key, out, {"sweep": True, **material})
         self.evaluated += 1
@@ -169,6 +184,20 @@ class ModelEvaluator:
 
     def close(self) -> None:
         self._lm = None
+
+
+def _require_items(outcome: dict[str, Any], samples: dict[str, list[int]], label: str) -> None:
+    """lm-eval scored exactly the asked items: one more would put an item outside the search
+    split (a gate item, for a hold-out) into the trial's numbers."""
+    asked = {f"{leaf}:{doc}" for leaf, ix in samples.items() for doc in ix}
+    scored = {item for per in outcome["samples"].values() for item in per}
+    extra = sorted(scored - asked)
+    if extra:
+        raise VerificationError(
+            f"lm-eval scored {len(extra)} item(s) of {label!r} outside the search split "
+            f"(first: {extra[0]}); the trial's numbers would include them",
+            hint="report this as a medrelease bug, with the recipe's sweep.search section",
+        )
 
 
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:

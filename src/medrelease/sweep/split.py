@@ -88,6 +88,16 @@ def _holdout_plan(
         raise RecipeError(
             err.message, where=loaded.where((*loc, "holdout")), hint=err.hint
         ) from None
+    for leaf in search:
+        if not search[leaf] or not gate[leaf]:  # lm-eval reads an empty `samples` as "all"
+            size = len(search[leaf]) + len(gate[leaf])
+            raise RecipeError(
+                f"sweep.search.{label}.holdout: subtask {leaf} has {size} document(s), too few "
+                "to give both the search and the gate at least one",
+                where=loaded.where((*loc, "holdout")),
+                hint="search another split of the dataset ({split: validation}), or drop "
+                "the subtask from the task",
+            )
     n, m = sum(map(len, search.values())), sum(map(len, gate.values()))
     text = (
         f"a seeded hold-out of {n} of {n + m} items (fraction {h.fraction:g}, seed {h.seed}; "
