@@ -144,7 +144,9 @@ class SearchItems(Section):
 
 
 class Pruning(Section):
-    increment: int = Field(default=10, ge=1, description="items evaluated between two checks")
+    increment: int = Field(
+        default=10, ge=1, description="about this many items of each subtask between two checks"
+    )
     p_threshold: float = Field(
         default=0.1, gt=0, lt=1, description="WilcoxonPruner: prune when p < this"
     )
