@@ -128,3 +128,27 @@ def test_make_lm_per_layer_loads_the_half_weights_and_upcasts_each_module(
     out = lm.model(torch.tensor([[1, 2, 3]]))
     assert out.dtype == torch.float32  # computed in float32 ...
     assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}  # ... stored as bf16
+
+
+def test_lm_eval_describes_the_machine_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval's add_env_info (torch's collect_env: subprocesses) runs once, not per task."""
+    import lm_eval.loggers.utils as lm_utils
+
+    calls: list[int] = []
+
+    def add_env_info(storage: dict[str, Any]) -> None:
+        calls.append(1)
+        storage.update(pretty_env_info="machine", lm_eval_version="0.4", nested={"a": [1]})
+
+    monkeypatch.setattr(lm_utils, "add_env_info", add_env_info)
+    monkeypatch.setattr(runner, "_ENV_INFO", {})
+    first: dict[str, Any] = {"results": 1}
+    second: dict[str, Any] = {}
+    runner._env_info_once(first)
+    runner._env_info_once(second)
+    assert len(calls) == 1
+    assert first == {"results": 1, "pretty_env_info": "machine", "lm_eval_version": "0.4",
+                     "nested": {"a": [1]}}  # fmt: skip
+    assert second == {k: v for k, v in first.items() if k != "results"}
+    second["nested"]["a"].append(2)  # a copy each time: one result cannot change another
+    assert first["nested"] == {"a": [1]}

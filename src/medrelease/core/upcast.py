@@ -13,7 +13,9 @@ tied weights are fine because only one module runs at a time.
 
 `streamed_from_disk` goes further for a check that only reads the model (the quant checks'
 reference): the weights are not even loaded; each module reads its tensors from the
-safetensors files as it runs. Memory is then one module, not the model.
+safetensors files as it runs. Memory is then one module, not the model, and not even one
+module for the two largest: the embedding upcasts only the rows it looks up, and the LM head
+reads and upcasts `BLOCK_ROWS` of its rows at a time.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def _hook(module: Any, target: Any) -> None:
 def streamed_from_disk(folder: Path, dtype: Any = None) -> Any | None:
     """A transformers model of `folder` whose weights stay on disk: each module reads its own
     tensors from the safetensors files when it runs (as `dtype`, float32 by default) and drops
-    them afterwards. Memory is one module's weights (the LM head at most) plus activations,
-    whatever the model's size; each forward pass reads the weights once (from the page cache
+    them afterwards. Memory is one module's weights (a block of the LM head's, at most) plus
+    activations, whatever the model's size; each forward pass reads the weights once (from the page cache
     when they fit). Returns None where a parameter cannot be found in the files (an
     architecture whose checkpoint names differ from its modules'): load it normally then."""
     import torch
@@ -114,7 +116,28 @@ def _tied_sources(model: Any, config: Any, index: dict[str, Path]) -> dict[str, 
     return {head_name: emb_name} if emb_name in index else {}
 
 
+# An embedding or a linear layer (the LM head) with at least this many rows is never upcast
+# whole: its float32 copy would be the step's memory peak (vocab x hidden x 4 bytes: 113 MB
+# for SmolLM2's 49k vocabulary, 2.2 GB for Qwen's 152k at 7B shape), beside the logits.
+BLOCK_ROWS = 8192
+
+
 def _stream(module: Any, own: dict[str, tuple[Path, str]], target: Any) -> None:
+    import torch
+
+    rows = getattr(module, "num_embeddings", None) or getattr(module, "out_features", None)
+    large = isinstance(rows, int) and rows >= BLOCK_ROWS
+    # (an embedding's max_norm rewrites the weights as it looks them up: streamed whole)
+    if large and type(module) is torch.nn.Embedding and module.max_norm is None:
+        module.forward = _embedding_rows(own["weight"], target)  # type: ignore[method-assign]
+    elif large and type(module) is torch.nn.Linear:
+        module.forward = _linear_in_blocks(own, target)  # type: ignore[method-assign]
+    else:
+        _stream_whole(module, own, target)
+
+
+def _stream_whole(module: Any, own: dict[str, tuple[Path, str]], target: Any) -> None:
+    """Hooks: the module's tensors read (as `target`) before it runs, dropped after."""
     import torch
     from safetensors import safe_open
 
@@ -132,3 +155,45 @@ def _stream(module: Any, own: dict[str, tuple[Path, str]], target: Any) -> None:
 
     module.register_forward_pre_hook(before)
     module.register_forward_hook(after)
+
+
+def _embedding_rows(weight: tuple[Path, str], target: Any) -> Any:
+    """An embedding's forward that upcasts only the rows it looks up (the conversion to
+    float32 is exact, so these are the rows of the float32 table)."""
+    from safetensors import safe_open
+
+    file, key = weight
+
+    def forward(ids: Any) -> Any:
+        with safe_open(str(file), framework="pt") as fh:
+            table = fh.get_tensor(key)
+        return table[ids].to(target)
+
+    return forward
+
+
+def _linear_in_blocks(own: dict[str, tuple[Path, str]], target: Any) -> Any:
+    """A linear layer's forward that reads and upcasts BLOCK_ROWS output rows at a time."""
+    import torch
+    from safetensors import safe_open
+
+    file, key = own["weight"]
+
+    def forward(x: Any) -> Any:
+        with safe_open(str(file), framework="pt") as fh:
+            weight = fh.get_slice(key)
+            rows = int(weight.get_shape()[0])
+            bias = None
+            if "bias" in own:
+                with safe_open(str(own["bias"][0]), framework="pt") as bh:
+                    bias = bh.get_tensor(own["bias"][1]).to(target)
+            out = torch.empty((*x.shape[:-1], rows), dtype=target, device=x.device)
+            for start in range(0, rows, BLOCK_ROWS):
+                block = weight[start : start + BLOCK_ROWS].to(target)
+                part = None if bias is None else bias[start : start + BLOCK_ROWS]
+                out[..., start : start + block.shape[0]] = torch.nn.functional.linear(
+                    x, block, part
+                )
+        return out
+
+    return forward

@@ -55,6 +55,22 @@ def silence_progress_bars() -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def _env_info_once(storage: dict[str, Any]) -> None:
+    """lm-eval's `add_env_info`, run once per process: it asks torch's `collect_env` for a
+    description of the machine (subprocesses, 0.2 s) on every evaluation, and a sweep's
+    increments are hundreds of evaluations in one process. Same keys, same values."""
+    import copy
+
+    from lm_eval.loggers.utils import add_env_info
+
+    if not _ENV_INFO:
+        add_env_info(_ENV_INFO)
+    storage.update(copy.deepcopy(_ENV_INFO))
+
+
+_ENV_INFO: dict[str, Any] = {}
+
+
 def run_lm_eval(
     lm: Any,
     task: ResolvedTask,
@@ -76,6 +92,7 @@ def run_lm_eval(
     # lm-eval records its own git commit by running `git describe` in the current folder,
     # which prints "fatal: not a git repository" into our output; its version is recorded.
     lm_eval.evaluator.get_git_commit_hash = lambda: None
+    lm_eval.evaluator.add_env_info = _env_info_once
     try:
         results = lm_eval.simple_evaluate(
             model=lm,

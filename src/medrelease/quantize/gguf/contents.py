@@ -143,10 +143,12 @@ def gguf_reader(path: Path) -> Any:
             """An array of strings or scalars as gguf-py builds it: its item type, its
             length, then each item's parts (a string: its length and its bytes; a scalar:
             a one-element array), with the indices of the items' data parts."""
-            itype = self._get(orig_offs, np.uint32) if raw_type == array else None
-            item = int(itype[0]) if itype is not None else None
-            scalar = self.gguf_scalar_to_np.get(GGUFValueType(item)) if item is not None else None
-            if itype is None or (item != string and scalar is None):  # not one of those
+            if raw_type != array:
+                return super()._get_field_parts(orig_offs, raw_type)
+            itype = self._get(orig_offs, np.uint32)
+            item = int(itype[0])
+            scalar = self.gguf_scalar_to_np.get(GGUFValueType(item))
+            if item != string and scalar is None:  # an array of arrays: gguf-py's own path
                 return super()._get_field_parts(orig_offs, raw_type)
             alen = self._get(orig_offs + 4, np.uint64)
             count = int(alen[0])
@@ -161,6 +163,7 @@ def gguf_reader(path: Path) -> Any:
                     offs = end
                 idxs = list(range(3, len(parts), 2))
             else:
+                assert scalar is not None
                 values = self._get(offs, scalar, count)
                 parts += [values[i : i + 1] for i in range(count)]
                 offs += int(values.nbytes)
