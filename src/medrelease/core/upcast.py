@@ -61,8 +61,8 @@ def streamed_from_disk(folder: Path, dtype: Any = None) -> Any | None:
     """A transformers model of `folder` whose weights stay on disk: each module reads its own
     tensors from the safetensors files when it runs (as `dtype`, float32 by default) and drops
     them afterwards. Memory is one module's weights (a block of the LM head's, at most) plus
-    activations, whatever the model's size; each forward pass reads the weights once (from the page cache
-    when they fit). Returns None where a parameter cannot be found in the files (an
+    activations, whatever the model's size; each forward pass reads the weights once (from
+    the page cache when they fit). Returns None where a parameter cannot be found in the files (an
     architecture whose checkpoint names differ from its modules'): load it normally then."""
     import torch
     from accelerate import init_empty_weights
