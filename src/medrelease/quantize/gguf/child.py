@@ -378,7 +378,9 @@ def run_follow_up(folder: str) -> None:
     """In the process whose own work just ended: mark that, send this process's output to the
     job's log, and run the job as `python -m medrelease.quantize.gguf.child` would."""
     print(FOLLOW_UP_MARK, file=sys.stderr, flush=True)
-    _give_back_freed_memory()  # the converter's buffers, before the job's own
+    from medrelease.core.heap import give_back_freed_memory
+
+    give_back_freed_memory()  # the converter's buffers, before the job's own
     job = Path(folder)
     sys.stdout.flush()
     fd = os.open(job / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -392,19 +394,6 @@ def run_follow_up(folder: str) -> None:
     # SmolLM2-135M), which the quantize step would wait for before the reference pass.
     sys.stderr.flush()
     os._exit(code)
-
-
-def _give_back_freed_memory() -> None:
-    """Return what the process freed to the system: glibc keeps freed heap pages for reuse,
-    and the converter's tensors would stay counted in this process's resident memory."""
-    import gc
-
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def skip_sklearn() -> None:
