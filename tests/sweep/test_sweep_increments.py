@@ -106,7 +106,14 @@ def test_a_pruned_holdout_sweep_scores_only_search_items(
     sizes = dict(zip(MMLU_MEDICAL_SUBJECTS, (4, 5, 6, 7, 8, 9), strict=True))
     recipe = _recipe(tmp_path, llama, sizes, trials=1)
     assert run_cli("sweep", recipe, "--workdir", tmp_path / "build", "--json") == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    # 1 item per increment would take 4 increments (the largest subjects have 4 search items);
+    # the smallest has 2, so 2 increments, and the user is told why
+    assert report["pruning"]["increments"] == 2
+    said = " ".join(captured.err.split())  # the console wraps long lines
+    assert "mmlu_medical is evaluated in 2 increment(s), not 4" in said
+    assert "subtask mmlu_anatomy has 2 search item(s)" in said
     searched = {f"mmlu_{s}": holdout_documents(f"mmlu_{s}", n, 0.5, 1)[0] for s, n in sizes.items()}
     (trial,) = report["trials"]
     assert trial["state"] == "complete"

@@ -105,17 +105,23 @@ def chunks(stasks: list[SearchTask], increment: int | None) -> list[Chunk]:
     each leaf's items are spread evenly over them."""
     parts: dict[str, list[dict[str, list[int]]]] = {}
     for s in stasks:
-        sizes = [len(ix) for ix in s.leaves.values()]
-        if not sizes:
+        if not s.leaves:
             continue
-        assert min(sizes) > 0, f"{s.task.label}: a leaf without search items"  # split.py refuses
-        k = math.ceil(max(sizes) / increment) if increment else 1
-        k = max(1, min(k, min(sizes)))
+        k = increments_of(s, increment)[0]
         parts[s.task.label] = [
             {leaf: _even_part(ix, j, k) for leaf, ix in s.leaves.items()} for j in range(k)
         ]
     count = max((len(p) for p in parts.values()), default=1)
     return [{label: p[j] for label, p in parts.items() if j < len(p)} for j in range(count)]
+
+
+def increments_of(stask: SearchTask, increment: int | None) -> tuple[int, int]:
+    """(the increments `stask` is cut into, the increments its longest leaf would need):
+    the first is smaller where its smallest leaf has fewer items than that."""
+    sizes = [len(ix) for ix in stask.leaves.values()]
+    assert min(sizes) > 0, f"{stask.task.label}: a leaf without search items"  # split.py refuses
+    wanted = math.ceil(max(sizes) / increment) if increment else 1
+    return max(1, min(wanted, min(sizes))), wanted
 
 
 def _even_part(items: list[int], j: int, k: int) -> list[int]:

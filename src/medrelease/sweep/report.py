@@ -168,7 +168,11 @@ def build_report(
             for s in stasks
         },
         "baselines": base_vals,
-        "pruning": sweep.pruning.model_dump() if sweep.pruning else None,
+        "pruning": (
+            {**sweep.pruning.model_dump(), "increments": len(ctx.chunk_list)}
+            if sweep.pruning
+            else None
+        ),
         "trials": trials,
         "front": front,
         "best": front[0] if front else None,

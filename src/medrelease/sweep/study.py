@@ -40,6 +40,7 @@ from medrelease.sweep.evaluate import (
     ModelEvaluator,
     SearchTask,
     chunks,
+    increments_of,
     require_metrics,
     search_tasks,
 )
@@ -274,6 +275,8 @@ def _prepare(
     stasks = search_tasks(tasks, plans, paths.cache / "gates" / "tasks", loaded.base_dir)
     increment = sweep.pruning.increment if sweep.pruning and sweep.pruning.enabled else None
     chunk_list = chunks(stasks, increment)
+    if increment:
+        _say_increments(stasks, increment, len(chunk_list), reporter)
     with reporter.phase("the merge's stages: preflight and NaN/Inf scan (once per study)"):
         folders = check_trial_inputs(loaded, workdir, reporter)
     baselines = baseline_models(loaded, paths, hashes, reporter)
@@ -311,6 +314,23 @@ def _prepare(
         storage=storage_url,
         study_name=study_name(loaded),
     )
+
+
+def _say_increments(
+    stasks: list[SearchTask], increment: int, count: int, reporter: Reporter
+) -> None:
+    """How pruning cuts the search items, and where a small subtask made increments larger."""
+    reporter.info(f"pruning: {count} increment(s) of about {increment} item(s) per subtask")
+    for s in stasks:
+        got, wanted = increments_of(s, increment)
+        if got < wanted:
+            small = min(s.leaves, key=lambda leaf: len(s.leaves[leaf]))
+            reporter.warn(
+                f"sweep.pruning.increment {increment}: {s.task.label} is evaluated in {got} "
+                f"increment(s), not {wanted}: its subtask {small} has {len(s.leaves[small])} "
+                "search item(s), and every increment needs one of each (lm-eval would "
+                "evaluate a subtask left out in full)"
+            )
 
 
 def _probe_model(
