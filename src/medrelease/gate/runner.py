@@ -55,6 +55,9 @@ def silence_progress_bars() -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+_ENV_INFO: dict[str, Any] = {}  # lm-eval's description of this machine, once taken
+
+
 def _env_info_once(storage: dict[str, Any]) -> None:
     """lm-eval's `add_env_info`, run once per process: it asks torch's `collect_env` for a
     description of the machine (subprocesses, 0.2 s) on every evaluation, and a sweep's
@@ -66,9 +69,6 @@ def _env_info_once(storage: dict[str, Any]) -> None:
     if not _ENV_INFO:
         add_env_info(_ENV_INFO)
     storage.update(copy.deepcopy(_ENV_INFO))
-
-
-_ENV_INFO: dict[str, Any] = {}
 
 
 def run_lm_eval(

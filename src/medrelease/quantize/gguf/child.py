@@ -545,9 +545,9 @@ def _read_stage(job: Path, name: str) -> Any:
 
 def _write_stage(job: Path, name: str, value: object) -> None:
     """A stage's result, in place at once (renamed): present means complete."""
-    tmp = job / f".{name}.json.part"
-    tmp.write_text(json.dumps(value), encoding="utf-8")
-    os.replace(tmp, job / f"{name}.json")
+    from medrelease.core.atomic import atomic_write_json
+
+    atomic_write_json(job / f"{name}.json", value)
 
 
 def merged_side_args(
