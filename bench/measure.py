@@ -96,6 +96,19 @@ def side_by_side3(
     return sa, sb, sc
 
 
+def drop_page_cache(folder: Path) -> None:
+    """Start the next measure cold: this folder's files written out and dropped from the page
+    cache (no root needed), so each tool reads them from the device, as after a download."""
+    os.sync()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def disk_speed(folder: Path, size_mib: int) -> tuple[float, float]:
     """(write MiB/s, read MiB/s) of a large fsync'd file, read back past the page cache."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml
-from measure import Run, run_measured
+from measure import Run, drop_page_cache, run_measured
 from synthetic import tokenizer_folder
 
 VENV_BIN = Path(sys.executable).parent
@@ -163,9 +163,9 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def measured(label: str, cmd: list[str]) -> Run:
+def measured(label: str, cmd: list[str], env: dict[str, str] | None = None) -> Run:
     print(f"  {label} ...", flush=True)
-    run = run_measured(cmd, env=OFFLINE)
+    run = run_measured(cmd, env={**OFFLINE, **(env or {})})
     print(f"  {label}: {run.wall_s:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB "
           f"(process tree {run.tree_rss_mib:.0f} MiB)", flush=True)  # fmt: skip
     parts = ", ".join(f"{k} {v:.0f}" for k, v in run.tree_peak_parts.items())
@@ -347,9 +347,19 @@ def main() -> int:
 
     print("merge", flush=True)
     medrelease = str(VENV_BIN / "medrelease")
+    # both merges start cold: the stages out of the page cache (just built, they were partly
+    # in it, and being written back while the first merge ran) and, for medrelease, an empty
+    # per-user cache of digests and verdicts (a re-run with --keep would otherwise skip them)
+    stage_root = stages[first].parent
+    drop_page_cache(stage_root)
+    user_cache = work / "user-cache"
+    shutil.rmtree(user_cache, ignore_errors=True)
     ours_merge = measured(
-        "medrelease merge", [medrelease, "merge", str(recipe), "--workdir", str(wd)]
+        "medrelease merge",
+        [medrelease, "merge", str(recipe), "--workdir", str(wd)],
+        {"MEDRELEASE_CACHE_DIR": str(user_cache)},
     )
+    drop_page_cache(stage_root)
     mergekit = measured(
         "mergekit-yaml", [str(VENV_BIN / "mergekit-yaml"), str(mk_cfg), str(raw / "merged")]
     )

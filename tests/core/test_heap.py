@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,53 @@ def test_freed_heap_memory_goes_back() -> None:
     assert freed - after > 120  # the 180 MiB of holes, kept by glibc until trimmed
     fixed, _ = _run(FIXED_MMAP_THRESHOLD_ENV)
     assert freed - fixed > 120  # never kept: each block was a mapping, unmapped when freed
+
+
+# In a fresh interpreter: mergekit imported (it allocates through torch, which then settles
+# the question) inside or outside torch_huge_pages, then a 256 MiB tensor. Prints the anonymous
+# huge pages (KiB) and whether the variable is still set afterwards (children must not get it).
+HUGE = """
+import os, sys
+from medrelease.core.heap import TORCH_HUGE_PAGES_ENV, torch_huge_pages
+def huge():
+    return [int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if "AnonHuge" in l][0]
+if sys.argv[1] == "inside":
+    with torch_huge_pages():
+        import mergekit.merge
+        import torch
+        x = torch.ones(256 << 20, dtype=torch.uint8)
+else:
+    import mergekit.merge
+    import torch
+    with torch_huge_pages():
+        x = torch.ones(256 << 20, dtype=torch.uint8)
+print(huge(), TORCH_HUGE_PAGES_ENV in os.environ)
+"""
+
+
+def _thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "unknown"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "unknown"
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages")
+def test_torch_huge_pages_where_torch_has_not_allocated_yet():
+    import os
+
+    def run(where: str) -> tuple[int, bool]:
+        env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+        out = subprocess.run(
+            [sys.executable, "-c", HUGE, where], env=env, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        kib, still_set = out.stdout.split()
+        return int(kib), still_set == "True"
+
+    inside, set_after = run("inside")
+    assert inside >= 128 * 1024 and not set_after  # most of the 256 MiB, env restored
+    if _thp_mode() == "madvise":  # ("always" backs everything with huge pages anyway)
+        outside, _ = run("outside")
+        assert outside < 64 * 1024  # torch had settled it at mergekit's import: no effect

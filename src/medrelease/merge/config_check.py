@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from medrelease.core.errors import RecipeError
+from medrelease.core.heap import torch_huge_pages
 from medrelease.core.suggest import did_you_mean
 from medrelease.merge.generation_keys import (
     GENERATION_HINT,
@@ -119,7 +120,10 @@ def check_merge_block(loaded: LoadedRecipe) -> None:
     def fail(loc: Loc, message: str, hint: str | None = None) -> RecipeError:
         return RecipeError(message, where=loaded.where(("merge", *loc)), hint=hint)
 
-    _check_known_keys(merge, fail)
+    # importing mergekit makes torch's first allocation in this process, which settles whether
+    # torch backs large tensors with huge pages: on, for the merge that follows (core/heap.py)
+    with torch_huge_pages():
+        _check_known_keys(merge, fail)
     method = _merge_method(merge, fail)
     _check_stage_refs(loaded, fail)
     _check_parameter_names(method, merge, fail)

@@ -14,7 +14,7 @@ from medrelease.core.disk import require_free_space
 from medrelease.core.errors import InputError
 from medrelease.core.filecache import file_identity
 from medrelease.core.hashing import BackgroundHashes, FileChanged, HashCache
-from medrelease.merge.weight_scan import SCAN_VERSION, scan_files
+from medrelease.merge.weight_scan import SCAN_VERSION, ReadPace, scan_files
 from medrelease.stages.checks import (
     StageFacts,
     text_config,
@@ -36,6 +36,7 @@ def check_finite_and_hash(
     stages: dict[str, tuple[ResolvedStage, StageFacts]],
     hashes: HashCache,
     advance: Any = None,
+    pace: ReadPace | None = None,
 ) -> InputChecks:
     """Start checking that every weight is a finite number (a NaN in one stage would poison
     the whole merge) and hashing the weight files: one read per file, in a thread, while
@@ -43,7 +44,8 @@ def check_finite_and_hash(
     cost 18 s of a 105 s merge). `.wait()` after mergekit gives the verdict; the merge runs
     into a staging folder, so a NaN found then still leaves nothing behind. Verdicts and
     digests are remembered per user with the file's identity, so a checkpoint reused by the
-    next merge is not read at all."""
+    next merge is not read at all. With `pace` (merge/follow.py), each file is read just
+    behind mergekit, from the page cache, instead of a second time from disk."""
     shared = hashes.shared
     to_scan: list[tuple[str, ResolvedStage, Path, dict[str, int]]] = []
     to_hash: list[tuple[Path, dict[str, int]]] = []
@@ -60,7 +62,7 @@ def check_finite_and_hash(
                     to_hash.append((path, ident))
             else:
                 to_scan.append((name, stage, path, ident))
-    return InputChecks(to_scan, to_hash, hashes, advance)
+    return InputChecks(to_scan, to_hash, hashes, advance, pace)
 
 
 class InputChecks:
@@ -72,8 +74,10 @@ class InputChecks:
         to_hash: list[tuple[Path, dict[str, int]]],
         hashes: HashCache,
         advance: Any = None,
+        pace: ReadPace | None = None,
     ):
         self.to_scan = to_scan
+        self.pace = pace
         self.hashes = hashes
         self._results: dict[Path, Any] = {}
         self._error: BaseException | None = None
@@ -85,7 +89,8 @@ class InputChecks:
 
     def _run(self, advance: Any) -> None:
         try:
-            self._results = scan_files([p for _, _, p, _ in self.to_scan], advance, digest=True)
+            paths = [p for _, _, p, _ in self.to_scan]
+            self._results = scan_files(paths, advance, digest=True, pace=self.pace)
         except BaseException as exc:  # handed to the caller by wait()
             self._error = exc
 

@@ -5,6 +5,7 @@ Library entry point: `merge_release(loaded_recipe, workdir=..., force=...)`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from medrelease.core.console import Reporter
 from medrelease.core.disk import human_bytes
 from medrelease.core.errors import EnvironmentProblem, InputError, MedreleaseError
 from medrelease.core.hashing import HashCache, folder_records
-from medrelease.core.heap import give_back_freed_memory
+from medrelease.core.heap import give_back_freed_memory, torch_huge_pages
 from medrelease.core.inputs import Rerun
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.core.runner import StepRun, step_run
@@ -27,6 +28,7 @@ from medrelease.merge.ambiguity import check_auto_chat_template
 from medrelease.merge.config_check import resolve_merge_config
 from medrelease.merge.determinism import ordered_merge_configuration
 from medrelease.merge.finalize import finalize_output
+from medrelease.merge.follow import MergekitFollower
 from medrelease.merge.inputs import INPUTS, needed_stages
 from medrelease.merge.progress import mergekit_progress
 from medrelease.merge.verify import (
@@ -77,7 +79,8 @@ def merge_release(
     with step_run(INPUTS, loaded, workdir, reporter, force=force, rerun=rerun) as run:
         if run.skipped:
             return MergeResult(**vars(run.skipped), merged=run.paths.merged)
-        return _merge_locked(run)
+        with torch_huge_pages():  # before mergekit or torch allocate anything (core/heap.py)
+            return _merge_locked(run)
 
 
 def _merge_locked(run: StepRun) -> MergeResult:
@@ -102,20 +105,24 @@ def _merge_locked(run: StepRun) -> MergeResult:
     check_auto_chat_template(run.loaded, {n: s.path for n, s in stages.items()})
     run.timer.lap("fetch")
 
+    resolved = resolve_merge_config(recipe.merge, merge_paths)
+    seed = recipe.seed
+
     # 3. every weight finite (NaN in one stage would poison the merge silently) and hashed:
-    # one read per file in a thread, while mergekit reads them too; judged after the merge
+    # in a thread that reads each file just behind mergekit (merge/follow.py); judged after
     plain = {n: s for n, s in stages.items() if s.kind != "adapter" and n in facts}
+    follower = MergekitFollower()
     input_checks = preflight.check_finite_and_hash(
-        {n: (s, facts[n]) for n, s in plain.items()}, run.hashes
+        {n: (s, facts[n]) for n, s in plain.items()}, run.hashes, pace=follower
     )
     run.timer.lap("check_finite")
 
     # 5. run mergekit into a staging folder, finalize, verify, then move into place
-    resolved = resolve_merge_config(recipe.merge, merge_paths)
-    seed = recipe.seed
-    with staging_dir(run.paths.merged, replace=True) as tmp:  # step_run refused if it must not
+    # the scan is let go when mergekit ends, and on any way out before it
+    with contextlib.closing(follower), staging_dir(run.paths.merged, replace=True) as tmp:
         try:
-            run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
+            with follower.following():
+                run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
         except Exception:
             # a NaN stage can make mergekit fail too: the input's verdict is the better message
             preflight.wait_for_input_hashes(input_checks)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from medrelease.stages.safetensors_check import read_header
 
@@ -87,6 +86,18 @@ class Cancelled(Exception):
     pass
 
 
+class ReadPace(Protocol):
+    """How far into each file a scan may read now: a reader it follows (merge/follow.py)."""
+
+    def limit(self, path: Path) -> int | None:
+        """The file position the scan may read up to; None: anywhere."""
+        ...
+
+    def wait(self, timeout: float) -> None:
+        """Return when a limit may have moved (or after `timeout` seconds)."""
+        ...
+
+
 def scan_file(
     path: Path,
     advance: Callable[[int], Any] | None = None,
@@ -99,6 +110,23 @@ def scan_file(
     Tensors are visited in file order, so the file is read front to back exactly once;
     a tensor overlapping an earlier one (the loader rejects such files) is read again.
     """
+    steps = _scan_steps(path, advance, cancel, digest=digest)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+def _scan_steps(
+    path: Path,
+    advance: Callable[[int], Any] | None,
+    cancel: threading.Event | None,
+    *,
+    digest: bool,
+) -> Generator[int, None, FileScan]:
+    """scan_file, one read at a time: yields the file position each read will reach before
+    making it, so a paced caller can hold it until the bytes are in the page cache."""
     header, data_start = read_header(path)
     tensors = sorted(
         (
@@ -134,6 +162,7 @@ def scan_file(
                 revisit.append((start, stop, name, dtype))
                 continue
             while pos < begin:  # bytes between tensors: hashed, not scanned
+                yield min(pos + CHUNK, begin)
                 read_into_hash(min(CHUNK, begin - pos))
             scan = EXPONENT_MASKS.get(dtype)
             if scan is None and dtype not in INTEGER and dtype not in NO_SPECIAL_VALUES:
@@ -141,6 +170,7 @@ def scan_file(
             bad = 0
             while pos < end:
                 n = min(CHUNK, end - pos)
+                yield pos + n
                 view = read_into_hash(n)
                 if scan is not None:
                     bad += counter.count(view, *scan)
@@ -150,6 +180,7 @@ def scan_file(
                 return FileScan(None, (name, bad), unscanned)
         size = os.fstat(fh.fileno()).st_size
         while pos < size:
+            yield min(pos + CHUNK, size)
             read_into_hash(min(CHUNK, size - pos))
         for start, stop, name, dtype in revisit:
             scan = EXPONENT_MASKS.get(dtype)
@@ -164,35 +195,96 @@ def scan_file(
     return FileScan(hasher.hexdigest() if hasher is not None else None, None, unscanned)
 
 
+@dataclass
+class _Pending:
+    """A file whose scan is under way or waiting: its steps and the position they want next."""
+
+    path: Path
+    steps: Generator[int, None, FileScan]
+    want: int = 0
+
+
 def scan_files(
     paths: list[Path],
     advance: Callable[[int], Any] | None = None,
     threads: int = 2,
     *,
     digest: bool = True,
+    pace: ReadPace | None = None,
 ) -> dict[Path, FileScan | BaseException]:
-    """scan_file over many files on `threads` threads; a file's exception is its result."""
-    lock = threading.Lock()
+    """scan_file over many files on `threads` threads; a file's exception is its result.
+
+    With `pace`, a file is read only as far as `pace.limit` allows: a thread works on any
+    file with bytes it may read and waits when none has. The files are taken in the order
+    given (the order the followed reader uses them); without pace, biggest first, so two
+    large shards do not end up queued behind each other.
+    """
+    lock = threading.Lock()  # the waiting list, the results and `advance`
     cancel = threading.Event()  # set when the caller is interrupted: workers end at a chunk
+    results: dict[Path, FileScan | BaseException] = {}
 
     def safe_advance(n: int) -> None:
         if advance is not None:
             with lock:
                 advance(n)
 
-    def one(p: Path) -> FileScan | BaseException:
-        try:
-            return scan_file(p, safe_advance, cancel, digest=digest)
-        except Exception as exc:  # reported by the caller, with the stage's name
-            return exc
+    def limit(p: Path) -> int | None:
+        return None if pace is None else pace.limit(p)
 
-    if len(paths) <= 1 or threads <= 1:
-        return {p: one(p) for p in paths}
-    # biggest first, so two large shards do not end up queued behind each other
-    order = sorted(paths, key=lambda p: -p.stat().st_size)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mr-scan") as pool:
+    order = paths if pace is not None else sorted(paths, key=lambda p: -p.stat().st_size)
+    waiting = [_Pending(p, _scan_steps(p, safe_advance, cancel, digest=digest)) for p in order]
+
+    def claim() -> _Pending | None:
+        """The first waiting file with something to read now (removed from the list)."""
+        with lock:
+            for i, item in enumerate(waiting):
+                lim = limit(item.path)
+                if lim is None or item.want <= lim:
+                    return waiting.pop(i)
+        return None
+
+    def work(item: _Pending) -> None:
+        """Read `item` while allowed; put it back when it must wait."""
         try:
-            results = dict(zip(order, pool.map(one, order), strict=True))
+            while True:
+                lim = limit(item.path)
+                if lim is not None and item.want > lim:
+                    with lock:
+                        waiting.append(item)
+                    return
+                item.want = next(item.steps)
+        except StopIteration as done:
+            result: FileScan | BaseException = done.value
+        except Exception as exc:  # reported by the caller, with the stage's name
+            result = exc
+        with lock:
+            results[item.path] = result
+
+    def worker() -> None:
+        while not cancel.is_set():
+            item = claim()
+            if item is not None:
+                work(item)
+                continue
+            with lock:
+                if not waiting:
+                    return  # the other threads hold what is left (and take back what waits)
+            assert pace is not None  # unpaced, every waiting file can be claimed
+            pace.wait(0.2)
+
+    n_threads = max(1, min(threads, len(paths)))
+    if n_threads == 1:
+        worker()
+    else:
+        pool = [
+            threading.Thread(target=worker, name=f"mr-scan-{i}", daemon=True)
+            for i in range(n_threads)
+        ]
+        for t in pool:
+            t.start()
+        try:
+            for t in pool:
+                t.join()
         except BaseException:  # e.g. Ctrl-C: do not keep reading gigabytes on the way out
             cancel.set()
             raise
