@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import LINEAR
 
 
@@ -183,3 +185,35 @@ def test_follower_lets_go_when_its_bookkeeping_fails(tmp_path):
         loader.index.base_path = None  # type: ignore[assignment]  # the shard is open already
         assert loader.get_tensor("t1").shape == (300_000,)
         assert follower.limit(path) is None  # released inside the merge
+
+
+@pytest.mark.parametrize("memory", [1 << 50, 1 << 10])
+def test_merge_follows_mergekit_only_where_the_cache_cannot_hold_the_inputs(
+    llama, tmp_path, monkeypatch, memory
+):
+    """Through `medrelease merge`: inputs larger than half the available memory are scanned
+    behind mergekit, smaller ones ahead of it; the manifest's digests are hashlib's either way."""
+    import json
+
+    import medrelease.merge.preflight as preflight
+    import medrelease.merge.step as step
+    from helpers import run_cli, write_recipe
+
+    monkeypatch.setenv("MEDRELEASE_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setattr(step, "mem_available", lambda: memory)
+    paces: list[object] = []
+    real_scan = preflight.scan_files
+
+    def spying(paths, *a, **k):
+        paces.append(k.get("pace"))
+        return real_scan(paths, *a, **k)
+
+    monkeypatch.setattr(preflight, "scan_files", spying)
+    recipe = write_recipe(tmp_path / "r.yaml", {"sft": llama["sft"], "grpo": llama["grpo"]}, LINEAR)
+    assert run_cli("merge", recipe, "--workdir", tmp_path / "wd") == 0
+    assert len(paces) == 1 and (paces[0] is None) == (memory == 1 << 50)
+    record = json.loads((tmp_path / "wd" / "tiny-release" / "manifest.json").read_text())
+    for stage in ("sft", "grpo"):
+        for rel, rec in record["steps"]["merge"]["stages"][stage]["files"].items():
+            f = llama[stage] / rel
+            assert rec["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
