@@ -5,7 +5,9 @@ merges them. Read independently, the inputs of a 7B merge (two stages, 30 GB, on
 machine) came from disk twice, and the scan's reads competed with mergekit's: mergekit took
 54.7 s beside the scan against 40.4 s alone. `MergekitFollower` lets the scan read a file only
 up to the first tensor (in file order) that mergekit has not loaded yet, so each byte is read
-from disk once, by mergekit, and the scan finds it in the page cache.
+from disk once, by mergekit, and the scan finds it in the page cache. The merge step follows
+only inputs the page cache cannot hold (over half the available memory); smaller ones are
+read ahead, which costs nothing there.
 
 It learns what mergekit loaded by wrapping mergekit's `LazyTensorLoader.get_tensor` for the
 duration of the merge (nothing in mergekit is changed). When the merge ends, or where the
