@@ -128,7 +128,7 @@ def _merge_locked(run: StepRun) -> MergeResult:
     # the scan is let go when mergekit ends, and on any way out before it
     with contextlib.closing(follower), staging_dir(run.paths.merged, replace=True) as tmp:
         try:
-            with follower.following():
+            with follower.following() if follow else contextlib.nullcontext():
                 run_mergekit(resolved, tmp, seed=seed, reporter=run.reporter)
         except Exception:
             # a NaN stage can make mergekit fail too: the input's verdict is the better message

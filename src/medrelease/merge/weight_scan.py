@@ -5,9 +5,9 @@ bytes are viewed as unsigned integers and `(bits & mask) == mask` finds them wit
 converting anything (the old route loaded every tensor through torch). hashlib and numpy
 release the GIL on large buffers, so files scanned in two threads use both cores.
 
-The merge scans its inputs without hashing (the scan must finish before mergekit starts and
-is several times cheaper than sha256; the inputs are hashed in the background during the
-merge) and scans + hashes the merged weights in one pass while they are verified.
+The merge scans and hashes its inputs in one pass while mergekit runs (paced to follow it
+where the inputs are too large for the page cache, merge/follow.py), and the merged weights
+in one pass while they are verified.
 """
 
 from __future__ import annotations
