@@ -62,3 +62,48 @@ def write_sweep_recipe(
     path = root / "recipe.yaml"
     path.write_text(text)
     return path
+
+
+def trial_states(db: Path) -> list[str]:
+    """The states of a study's trials, in order; none while the database is not there yet."""
+    import sqlite3
+
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(db) as con:
+            return [r[0] for r in con.execute("select state from trials order by number")]
+    except sqlite3.Error:  # tables not created yet, or locked for a moment
+        return []
+
+
+def _params_per_trial(db: Path) -> list[int]:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as con:
+            rows = con.execute(
+                "select t.number, count(p.param_id) from trials t left join trial_params p"
+                " on p.trial_id = t.trial_id group by t.number order by t.number"
+            )
+            return [r[1] for r in rows]
+    except sqlite3.Error:
+        return []
+
+
+def wait_second_trial_running(db: Path, proc: Any, timeout_s: float) -> None:
+    """Wait until the first trial is complete and the second runs with all its parameters drawn.
+
+    A trial is RUNNING in the database before its parameters are drawn; killed in that moment,
+    it has nothing to re-run, and a test of the re-run would find none (CI saw this once)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        if trial_states(db) == ["COMPLETE", "RUNNING"]:
+            counts = _params_per_trial(db)
+            if len(counts) == 2 and counts[1] == counts[0] > 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the second trial did not start within {timeout_s:.0f} s")

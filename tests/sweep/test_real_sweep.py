@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from helpers import run_cli
+from sweep.sweephelpers import trial_states, wait_second_trial_running
 
 pytestmark = [
     pytest.mark.slow,
@@ -164,14 +164,6 @@ def test_real_sweep_adopt_reproduces_and_gates_on_held_out(
         Path(out).write_text(json.dumps({**numbers, "report": report}, indent=1))
 
 
-def _states(db: Path) -> list[str]:
-    try:
-        with sqlite3.connect(db) as con:
-            return [r[0] for r in con.execute("select state from trials order by number")]
-    except sqlite3.Error:
-        return []
-
-
 def test_real_sweep_kill_9_then_resume_repeats_no_trial(
     tmp_path: Path, real_stages: dict[str, Path]
 ) -> None:
@@ -182,14 +174,11 @@ def test_real_sweep_kill_9_then_resume_repeats_no_trial(
     code = "import sys; from medrelease.cli import main; sys.exit(main())"
     cmd = [sys.executable, "-c", code, "sweep", str(recipe), "--workdir", str(work)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and _states(db) != ["COMPLETE", "RUNNING"]:
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-        time.sleep(0.1)
+    wait_second_trial_running(db, proc, timeout_s=900)
     time.sleep(2.0)  # inside the trial's merge or evaluation
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert _states(db) == ["COMPLETE", "RUNNING"]
+    assert trial_states(db) == ["COMPLETE", "RUNNING"]
     report = _json("sweep", recipe, "--workdir", work, "--json")
     trials = report["trials"]
     assert [t["state"] for t in trials] == ["complete", "fail", "complete", "complete"]

@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import run_cli
-from sweep.sweephelpers import write_sweep_recipe
+from sweep.sweephelpers import trial_states, wait_second_trial_running, write_sweep_recipe
 
 pytestmark = pytest.mark.slow
-
-
-def _states(db: Path) -> list[str]:
-    if not db.is_file():
-        return []
-    try:
-        with sqlite3.connect(db) as con:
-            return [r[0] for r in con.execute("select state from trials order by number")]
-    except sqlite3.OperationalError:  # tables not created yet
-        return []
 
 
 @pytest.mark.heavy  # a second process importing torch, three trials: not in make test
@@ -42,14 +30,11 @@ def test_kill_9_mid_trial_then_resume_repeats_no_trial(
     code = "import sys; from medrelease.cli import main; sys.exit(main())"
     args = [sys.executable, "-c", code, "sweep", str(recipe), "--workdir", str(workdir)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    # kill while the second trial runs (one complete, one RUNNING)
-    while time.monotonic() < deadline and _states(db) != ["COMPLETE", "RUNNING"]:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        time.sleep(0.05)
+    # kill while the second trial runs (one complete, one RUNNING with its parameters)
+    wait_second_trial_running(db, proc, timeout_s=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert _states(db) == ["COMPLETE", "RUNNING"]
+    assert trial_states(db) == ["COMPLETE", "RUNNING"]
 
     assert run_cli("sweep", recipe, "--workdir", workdir, "--json") == 0
     report = json.loads(capsys.readouterr().out)
