@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from helpers import run_cli
-from sweep.sweephelpers import trial_states, wait_second_trial_running
 
 pytestmark = [
     pytest.mark.slow,
@@ -167,6 +166,9 @@ def test_real_sweep_adopt_reproduces_and_gates_on_held_out(
 def test_real_sweep_kill_9_then_resume_repeats_no_trial(
     tmp_path: Path, real_stages: dict[str, Path]
 ) -> None:
+    # here, not at the top: bench/sweep.py imports this module, where `sweep` is that script
+    from sweep.sweephelpers import trial_states, wait_second_trial_running
+
     recipe = write_real_recipe(tmp_path, real_stages, trials=3)
     work = tmp_path / "build"
     db = work / NAME / "sweep" / "study.db"

@@ -29,6 +29,8 @@ def test_sweep_runs_reports_resumes_and_adopts(
         assert t["weights_hash"].startswith("sha256:")
         assert t["metrics"]["demo_mcq/acc"]["value"] in [k / 8 for k in range(9)]
         assert t["feasible"] is True
+        # where a trial's time went: the forward passes are a part of lm-eval's time
+        assert 0 < t["forward_s"] <= t["lm_eval_s"] < t["duration_s"] - t["merge_s"]
     assert len({t["weights_hash"] for t in trials}) == 3
     assert report["best"] in report["front"]
     assert report["search"]["demo_mcq"] == {

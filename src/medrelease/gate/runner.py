@@ -85,6 +85,8 @@ def run_lm_eval(
     import lm_eval
     import lm_eval.evaluator
 
+    from medrelease.gate.prompt_cache import compile_templates_once
+
     s = task.settings
     # a hold-out's gate side (medrelease.gate.documents) sets the task's own samples
     samples = samples if samples is not None else s.get("samples")
@@ -93,6 +95,7 @@ def run_lm_eval(
     # which prints "fatal: not a git repository" into our output; its version is recorded.
     lm_eval.evaluator.get_git_commit_hash = lambda: None
     lm_eval.evaluator.add_env_info = _env_info_once
+    compile_templates_once()
     try:
         results = lm_eval.simple_evaluate(
             model=lm,
@@ -280,6 +283,10 @@ def make_lm(
         cls = ScoredHFLM
     args = {"pretrained": str(pretrained), **model_args_with_dtype(model_args, dtype)}
     lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    if hasattr(lm, "encodings_key"):  # ScoredHFLM: its encodings kept by tokenizer content
+        from medrelease.gate.prompt_cache import tokenizer_content_key
+
+        lm.encodings_key = tokenizer_content_key(Path(pretrained), model_args)
     if dtype and dtype.get("per_layer") and "dtype" not in model_args:
         from medrelease.core.upcast import upcast_per_module
 

@@ -26,6 +26,8 @@ from lm_eval.models.utils import Collator
 from lm_eval.models.utils_hf import pad_and_concat
 from tqdm import tqdm
 
+from medrelease.gate.prompt_cache import ENCODINGS
+
 Request = tuple[tuple[str, str], list[int], list[int]]
 
 
@@ -46,7 +48,32 @@ def scored_positions(spans: list[tuple[int, int]]) -> tuple[list[int], dict[int,
 
 
 class ScoredHFLM(HFLM):
-    """HFLM whose log-likelihood requests compute the head at scored positions only."""
+    """HFLM whose log-likelihood requests compute the head at scored positions only, and whose
+    encodings are kept per tokenizer content (medrelease.gate.prompt_cache)."""
+
+    encodings_key: str | None = None  # set by make_lm: the tokenizer's content, where known
+
+    def tok_encode(
+        self,
+        string: str,
+        add_special_tokens: bool | None = None,
+        left_truncate_len: int | None = None,
+        **kwargs: Any,
+    ) -> list[int]:
+        plain = super().tok_encode
+        if self.encodings_key is None or kwargs:
+            return list(plain(string, add_special_tokens, left_truncate_len, **kwargs))
+        # everything lm-eval's tok_encode reads besides the text and the tokenizer
+        key = (
+            self.encodings_key,
+            self.add_bos_token,
+            self.prefix_token_id,
+            add_special_tokens,
+            left_truncate_len,
+        )
+        return ENCODINGS.get_or_encode(
+            key, string, lambda: plain(string, add_special_tokens, left_truncate_len)
+        )
 
     def _loglikelihood_tokens(
         self,

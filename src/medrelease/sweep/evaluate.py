@@ -18,6 +18,7 @@ from typing import Any
 from medrelease.core.errors import RecipeError, VerificationError
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
+from medrelease.gate.forward_clock import ForwardClock, clock_for
 from medrelease.gate.models import GateModel
 from medrelease.gate.runner import extract_outcome, make_lm, run_lm_eval
 from medrelease.gate.tasks import ResolvedTask
@@ -160,7 +161,13 @@ class ModelEvaluator:
         self._lm: Any = None
         self.evaluated = 0
         self.cached = 0
-        self.lm_eval_s = 0.0  # inside lm-eval (the forward passes, mostly): the rest is overhead
+        self.lm_eval_s = 0.0  # inside lm-eval: the forward passes and lm-eval's own work
+        self._clock: ForwardClock | None = None  # the forward passes alone (hf backends)
+
+    @property
+    def forward_s(self) -> float | None:
+        """Seconds in the model's forward passes; None where they run outside this process."""
+        return self._clock.seconds if self._clock is not None else None
 
     def _lm_for(self, batch_size: Any) -> Any:
         if self._lm is None:
@@ -168,6 +175,7 @@ class ModelEvaluator:
             self._lm = make_lm(
                 g.backend, self.model.path, g.model_args, batch_size, self.ev.device, self.ev.dtype
             )
+            self._clock = clock_for(self._lm)
         return self._lm
 
     def outcome(self, stask: SearchTask, samples: dict[str, list[int]]) -> dict[str, Any]:
@@ -189,6 +197,8 @@ class ModelEvaluator:
         return out
 
     def close(self) -> None:
+        if self._clock is not None:
+            self._clock.close()
         self._lm = None
 
 

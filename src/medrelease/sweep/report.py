@@ -36,7 +36,8 @@ class TrialEntry(TypedDict):
     weights_hash: str | None
     items: NotRequired[dict[str, int]]
     merge_s: NotRequired[float]  # the trial's merge (the merge step, in scratch)
-    lm_eval_s: NotRequired[float]  # inside lm-eval; duration - lm_eval_s is the overhead
+    lm_eval_s: NotRequired[float]  # inside lm-eval: forward passes and lm-eval's own work
+    forward_s: NotRequired[float]  # the forward passes alone; duration - forward_s: overhead
     duplicate_of: NotRequired[int]
     retry_of: NotRequired[int]
 
@@ -80,7 +81,7 @@ def trial_entries(study: Any) -> list[TrialEntry]:
             "duration_s": rec.get("duration_s"),
             "weights_hash": rec.get("weights_hash"),
         }
-        for key in ("items", "merge_s", "lm_eval_s", "duplicate_of", "retry_of"):
+        for key in ("items", "merge_s", "lm_eval_s", "forward_s", "duplicate_of", "retry_of"):
             if key in rec:
                 entry[key] = rec[key]  # type: ignore[literal-required,unused-ignore]
         out.append(entry)

@@ -147,6 +147,7 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
         items={"evaluated": used, "total": total, "saved": total - used},
         evaluations={"run": ev.evaluated, "cached": ev.cached},
         lm_eval_s=round(ev.lm_eval_s, 3),
+        **({} if ev.forward_s is None else {"forward_s": round(ev.forward_s, 3)}),
         eval_s=round(time.monotonic() - started, 3),
     )
 
