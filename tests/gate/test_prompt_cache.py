@@ -1,8 +1,10 @@
 """Prompts built once per process (medrelease.gate.prompt_cache): lm-eval's templates compiled
-once render the same strings, and kept encodings are the tokenizer's own, per tokenizer content."""
+once render the same strings; kept tokenizers and encodings are the ones a model's own files
+give, shared only between folders whose tokenizer files are the same."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -95,13 +97,16 @@ def test_kept_encodings_equal_the_stock_backend(tmp_path: Path, arch: str) -> No
             assert lm.tok_encode(text, left_truncate_len=trunc) == want  # kept
     lm2 = make_lm("hf", twin, {}, 1, "cpu")
     assert lm2.encodings_key == lm.encodings_key
+    assert lm2.tokenizer is lm.tokenizer  # built once for both
     kept = len(ENCODINGS._ids)
     assert [lm2.tok_encode(t) for t in texts] == [stock.tok_encode(t) for t in texts]
     assert len(ENCODINGS._ids) == kept  # served from what the first model's tokenizer gave
 
     # another tokenizer setting, another key; a tokenizer named in model_args: nothing shared
     cfg = twin / "tokenizer_config.json"
-    cfg.write_text(cfg.read_text().replace("{", '{"model_max_length": 77, ', 1))
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "model_max_length": 77}))
     assert tokenizer_content_key(twin, {}) != lm.encodings_key
+    lm3 = make_lm("hf", twin, {}, 1, "cpu")
+    assert lm3.tokenizer is not lm.tokenizer and lm3.tokenizer.model_max_length == 77
     assert tokenizer_content_key(folder, {"add_bos_token": True}) != lm.encodings_key
     assert tokenizer_content_key(folder, {"tokenizer": str(twin)}) is None

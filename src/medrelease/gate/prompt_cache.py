@@ -10,6 +10,9 @@ items for every trial (a gate, the same items for the candidate and each baselin
 * lm-eval's hf backend encodes each request's context and context + continuation with the
   tokenizer on every evaluation (0.4-0.7 s per trial for those items). `Encodings` keeps the
   token ids per tokenizer content, so a tokenizer with the same files gives the ids it gave.
+* and it loads the tokenizer again for every model (0.15 s for SmolLM2's): `TOKENIZERS` keeps
+  the few last ones lm-eval built, by the same content key, and hands them to the next model
+  built on the same files (lm-eval's own way: its `tokenizer=` argument takes an object).
 """
 
 from __future__ import annotations
@@ -64,6 +67,28 @@ class Encodings:
 
 
 ENCODINGS = Encodings()
+
+
+class KeptTokenizers:
+    """The last few tokenizers lm-eval built, by tokenizer content key."""
+
+    def __init__(self, size: int = 4):
+        self._kept: dict[str, Any] = {}
+        self._size = size
+
+    def get(self, key: str | None) -> Any:
+        return self._kept.get(key) if key is not None else None
+
+    def put(self, key: str | None, tokenizer: Any) -> None:
+        if key is None or tokenizer is None:
+            return
+        self._kept.pop(key, None)
+        self._kept[key] = tokenizer
+        while len(self._kept) > self._size:
+            self._kept.pop(next(iter(self._kept)))
+
+
+TOKENIZERS = KeptTokenizers()
 
 # what makes two folders' tokenizers the same: every file the tokenizer is loaded from, and the
 # model's config (lm-eval's pad and prefix token fall back to it)

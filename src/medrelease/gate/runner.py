@@ -281,12 +281,22 @@ def make_lm(
         from medrelease.gate.scored_lm import ScoredHFLM
 
         cls = ScoredHFLM
-    args = {"pretrained": str(pretrained), **model_args_with_dtype(model_args, dtype)}
-    lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
-    if hasattr(lm, "encodings_key"):  # ScoredHFLM: its encodings kept by tokenizer content
-        from medrelease.gate.prompt_cache import tokenizer_content_key
+    args: dict[str, Any] = {
+        "pretrained": str(pretrained),
+        **model_args_with_dtype(model_args, dtype),
+    }
+    content_key = None
+    if hasattr(cls, "encodings_key"):  # ScoredHFLM: tokenizer and encodings kept by content
+        from medrelease.gate.prompt_cache import TOKENIZERS, tokenizer_content_key
 
-        lm.encodings_key = tokenizer_content_key(Path(pretrained), model_args)
+        content_key = tokenizer_content_key(Path(pretrained), model_args)
+        kept = TOKENIZERS.get(content_key)
+        if kept is not None:
+            args["tokenizer"] = kept
+    lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    if content_key is not None:
+        lm.encodings_key = content_key
+        TOKENIZERS.put(content_key, lm.tokenizer)
     if dtype and dtype.get("per_layer") and "dtype" not in model_args:
         from medrelease.core.upcast import upcast_per_module
 

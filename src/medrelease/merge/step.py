@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,18 +237,23 @@ def _finalize_and_verify(
 
 
 def apply_output_settings(
-    loaded: LoadedRecipe, folders: dict[str, Path], out: Path
+    loaded: LoadedRecipe,
+    folders: dict[str, Path],
+    out: Path,
+    *,
+    finalize: Callable[..., dict[str, Any]] = finalize_output,
 ) -> tuple[dict[str, Any], dict[str, Path], dict[str, Path]]:
     """The recipe's output settings on mergekit's folder (tokenizer, chat template, generation
     config): (what was set, the verification's reference folders, the EOS sources). One
-    definition for the release's merge and a sweep trial's (medrelease.merge.trial)."""
+    definition for the release's merge and a sweep trial's (medrelease.merge.trial, whose
+    `finalize` reuses what an earlier trial's `finalize_output` made of the same files)."""
     recipe = loaded.recipe
     base_stage = recipe.merge.get("base_model") or merge_stage_names(recipe.merge)[0]
     tok_from = recipe.output.tokenizer_from
     references, eos_from = verification_inputs(
         recipe.merge, recipe.output.generation_config, tok_from, folders
     )
-    applied = finalize_output(
+    applied = finalize(
         out,
         chat_template=chat_template_text(recipe, loaded.base_dir),
         generation=recipe.output.generation_config,
