@@ -37,7 +37,9 @@ for sub in ("tests", "tests/gate", "tests/sweep"):
     sys.path.insert(0, str(ROOT / sub))
 
 
-def _recipe(tier: str, root: Path, trials: int) -> Path:
+def _recipe(
+    tier: str, root: Path, trials: int, model: str | None = None, fine_tune: str | None = None
+) -> Path:
     if tier == "tiny":
         from sweephelpers import write_sweep_recipe
 
@@ -50,9 +52,14 @@ def _recipe(tier: str, root: Path, trials: int) -> Path:
         return write_sweep_recipe(root, stages)
     from test_real_sweep import MODEL, write_real_recipe
 
-    from medrelease.testing.realmodels import fine_tunes, real_model
+    from medrelease.testing.realmodels import FineTune, fine_tunes, real_model
 
-    stages = {"base": real_model(MODEL), **fine_tunes(MODEL)}
+    name = model or MODEL
+    settings = None
+    if fine_tune:  # STEPS,LR: longer fine-tunes, task vectors that change answers
+        steps, lr = fine_tune.split(",")
+        settings = FineTune(steps=int(steps), lr=float(lr))
+    stages = {"base": real_model(name), **fine_tunes(name, settings)}
     return write_real_recipe(root, stages, trials)
 
 
@@ -131,11 +138,15 @@ def main() -> int:
         default=[],
         help="recipe override for every run (KEY=VALUE, as `medrelease sweep --set`)",
     )
+    ap.add_argument("--model", help="real tier: a model of medrelease.testing.realmodels")
+    ap.add_argument(
+        "--fine-tune", metavar="STEPS,LR", help="real tier: the stages' fine-tune (default 3,1e-4)"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="medrelease-sweep-bench-") as tmp:
         root = Path(tmp)
-        recipe = _recipe(args.tier, root, args.trials)
+        recipe = _recipe(args.tier, root, args.trials, args.model, args.fine_tune)
         runs = {"local": _run(recipe, root / "local", args.trials, args.seed, args.sets, "local")}
         if not args.skip_ray:
             runs["ray"] = _run(recipe, root / "ray", args.trials, args.seed, args.sets, "ray")

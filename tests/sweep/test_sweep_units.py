@@ -144,3 +144,20 @@ def test_card_section_credits_only_the_trial_whose_weights_were_released() -> No
     assert elsewhere is not None and elsewhere["chosen"] is None
     assert elsewhere["rows"][0]["search"] is None  # no search number for a merge not searched
     assert sweep_section(None, _merge_record("aa"), report) is None  # type: ignore[arg-type]
+
+
+def test_a_pruned_trials_values_are_its_partial_metrics_not_the_last_item() -> None:
+    import optuna
+
+    from medrelease.sweep.report import RECORD, trial_entries
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    for step, score in enumerate([0.0, 0.0, 1.0, 1.0]):  # per-item scores, as the pruner sees
+        trial.report(score, step)
+    trial.set_user_attr(RECORD, {"state": "pruned", "values": [0.5], "metrics": {}})
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[0].values == [1.0]  # Optuna: the last reported value, one item's
+    (entry,) = trial_entries(study)
+    assert entry["state"] == "pruned" and entry["values"] == [0.5]

@@ -74,7 +74,7 @@ def trial_entries(study: Any) -> list[TrialEntry]:
             "number": t.number,
             "state": _state(t),
             "params": dict(t.params),
-            "values": list(t.values) if t.values is not None else rec.get("values"),
+            "values": _values(t, rec),
             "metrics": rec.get("metrics") or {},
             "feasible": rec.get("feasible"),
             "reason": rec.get("reason") or (None if rec else _no_record_reason(t)),
@@ -86,6 +86,15 @@ def trial_entries(study: Any) -> list[TrialEntry]:
                 entry[key] = rec[key]  # type: ignore[literal-required,unused-ignore]
         out.append(entry)
     return out
+
+
+def _values(t: Any, rec: dict[str, Any]) -> list[float | None] | None:
+    """The trial's objective values. A pruned trial's are its metrics over the items it was
+    evaluated on (its record): Optuna gives it the last value reported to the pruner, which is
+    one item's score, not the trial's."""
+    if _state(t) == "pruned" and rec.get("values") is not None:
+        return list(rec["values"])
+    return list(t.values) if t.values is not None else rec.get("values")
 
 
 def _no_record_reason(t: Any) -> str | None:
