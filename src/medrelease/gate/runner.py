@@ -274,21 +274,19 @@ def make_lm(
             f"lm-eval has no model backend {backend!r}",
             hint="gates.backend is an lm-eval model type: hf, vllm, ...",
         ) from exc
-    hf = sys.modules.get("lm_eval.models.huggingface")  # get_model imported it for `hf`
-    if hf is not None and cls is hf.HFLM:
-        # lm-eval's hf backend, with the LM head computed only where a request is scored:
-        # the same numbers, without [batch, length, vocab] float32 log-probabilities in memory
-        from medrelease.gate.scored_lm import ScoredHFLM
-
-        cls = ScoredHFLM
     args: dict[str, Any] = {
         "pretrained": str(pretrained),
         **model_args_with_dtype(model_args, dtype),
     }
-    content_key = None
-    if hasattr(cls, "encodings_key"):  # ScoredHFLM: tokenizer and encodings kept by content
+    content_key = None  # ScoredHFLM's: its tokenizer and encodings kept by tokenizer content
+    hf = sys.modules.get("lm_eval.models.huggingface")  # get_model imported it for `hf`
+    if hf is not None and cls is hf.HFLM:
+        # lm-eval's hf backend, with the LM head computed only where a request is scored:
+        # the same numbers, without [batch, length, vocab] float32 log-probabilities in memory
         from medrelease.gate.prompt_cache import TOKENIZERS, tokenizer_content_key
+        from medrelease.gate.scored_lm import ScoredHFLM
 
+        cls = ScoredHFLM
         content_key = tokenizer_content_key(Path(pretrained), model_args)
         kept = TOKENIZERS.get(content_key)
         if kept is not None:
