@@ -1,5 +1,5 @@
 """Resume after `kill -9` (the running trial is marked failed and re-run, no parameter set is
-evaluated twice) and pruning in item increments (items saved recorded)."""
+evaluated twice) and pruning inside a trial's evaluation (items saved recorded)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_kill_9_mid_trial_then_resume_repeats_no_trial(
     assert len(done) == len(set(done)) == 3  # the budget, no parameter set twice
 
 
-def test_pruning_in_item_increments_records_items_saved(
+def test_pruning_records_items_saved_and_reports_every_scored_item(
     tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:
     import optuna
@@ -75,11 +75,13 @@ def test_pruning_in_item_increments_records_items_saved(
         assert (items["saved"] > 0) == (t["state"] == "pruned")
         total_saved += items["saved"]
     assert report["items"]["saved"] == total_saved
-    # every trial reported its items one by one (steps = item ids) before the last increment
+    # every trial reported its items one by one (steps = document ids of the search split): a
+    # complete trial all 8, a pruned one those it was scored on
     db = workdir / "tiny-sweep" / "sweep" / "study.db"
     study = optuna.load_study(study_name=report["study"], storage=f"sqlite:///{db}")
-    for t in study.trials:
-        assert sorted(t.intermediate_values)[:2] == [4, 5]
+    for t, entry in zip(study.trials, report["trials"], strict=True):
+        steps = set(t.intermediate_values)
+        assert steps <= set(range(4, 12)) and len(steps) == entry["items"]["evaluated"]
 
 
 def test_a_trial_worse_on_every_item_is_pruned_early(
@@ -90,18 +92,29 @@ def test_a_trial_worse_on_every_item_is_pruned_early(
 ) -> None:
     """The evaluation is replaced by a fixed verdict (the first trial's merge answers every item
     right, every other merge every item wrong): the merges and Optuna's WilcoxonPruner are real.
-    One-sided Wilcoxon on n items all worse: p = 2**-n, so p < 0.1 after 4 items (2 increments)."""
+    One-sided Wilcoxon on n items all worse: p = 2**-n, so p < 0.1 after 4 items (2 checks)."""
     from medrelease.sweep import evaluate
 
     first: list[str] = []
 
+    class Task:  # what the watch hands on: lm-eval's Task, for the metrics' directions
+        def higher_is_better(self) -> dict[str, bool]:
+            return {"acc": True}
+
     def fake_outcome(
-        self: evaluate.ModelEvaluator, stask: Any, samples: dict[str, list[int]]
+        self: evaluate.ModelEvaluator,
+        stask: Any,
+        samples: dict[str, list[int]],
+        on_item: Any = None,
     ) -> dict:
         model = self.model
         if model.name == "merged" and not first:
             first.append(model.content_hash)
         score = 1.0 if model.name != "merged" or model.content_hash == first[0] else 0.0
+        if on_item is not None:  # as lm-eval's run would, item by item (may stop it)
+            for leaf, ix in samples.items():
+                for i in ix:
+                    on_item(leaf, Task(), [{"doc_id": i, "filter": "none", "acc": score}])
         items = {f"{leaf}:{i}": [score, 1.0] for leaf, ix in samples.items() for i in ix}
         value = sum(v[0] for v in items.values()) / len(items)
         metric = {

@@ -1,16 +1,18 @@
-"""Evaluate a model on the search split, in increments of items, with the gate's own code.
+"""Evaluate a model on the search split with the gate's own code.
 
-Each increment is one lm-eval run per searched task on chosen document indices (lm-eval's
-`samples`), extracted by `gate.runner.extract_outcome` and cached in the gate's evaluation cache
-under a key that names those indices: a baseline is evaluated once per study (and a trial whose
-weights equal an earlier one's is served from the cache). Increments are combined from their
-per-item values, so the numbers equal one run on all the items at once.
+Each searched task is one lm-eval run on chosen document indices (lm-eval's `samples`),
+extracted by `gate.runner.extract_outcome` and cached in the gate's evaluation cache under a
+key that names those indices: a baseline is evaluated once per study (and a trial whose weights
+equal an earlier one's is served from the cache). A pruned trial's run is watched item by item
+(medrelease.gate.live_items) and stopped inside lm-eval; `partial_outcome` turns the items it
+scored into an outcome, and `restrict` cuts a baseline's outcome to the same items.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,11 @@ from medrelease.core.errors import RecipeError, VerificationError
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.forward_clock import ForwardClock, clock_for
+from medrelease.gate.live_items import BOOKKEEPING, OnItem, watch_items
 from medrelease.gate.models import GateModel
 from medrelease.gate.runner import extract_outcome, make_lm, run_lm_eval
 from medrelease.gate.tasks import ResolvedTask
 from medrelease.sweep.split import SearchPlan
-
-# an increment: task label -> lm-eval leaf task -> document indices
-Chunk = dict[str, dict[str, list[int]]]
 
 
 @dataclass
@@ -95,42 +95,6 @@ def split_variant(task: ResolvedTask, split: str, work_dir: Path, base_dir: Path
     )
 
 
-def chunks(stasks: list[SearchTask], increment: int | None) -> list[Chunk]:
-    """The increments: about `increment` items of each leaf task at a time (all at once
-    without), and every leaf of a task in every increment of that task.
-
-    lm-eval evaluates *all* documents of a leaf that its `samples` leave out, so an increment
-    without one of a group's leaves would evaluate that leaf's whole split: work nobody asked
-    for and, for a hold-out, the gate's own items. A task is therefore cut into as many
-    increments as its longest leaf needs, at most as many as its shortest leaf has items, and
-    each leaf's items are spread evenly over them."""
-    parts: dict[str, list[dict[str, list[int]]]] = {}
-    for s in stasks:
-        if not s.leaves:
-            continue
-        k = increments_of(s, increment)[0]
-        parts[s.task.label] = [
-            {leaf: _even_part(ix, j, k) for leaf, ix in s.leaves.items()} for j in range(k)
-        ]
-    count = max((len(p) for p in parts.values()), default=1)
-    return [{label: p[j] for label, p in parts.items() if j < len(p)} for j in range(count)]
-
-
-def increments_of(stask: SearchTask, increment: int | None) -> tuple[int, int]:
-    """(the increments `stask` is cut into, the increments its longest leaf would need):
-    the first is smaller where its smallest leaf has fewer items than that."""
-    sizes = [len(ix) for ix in stask.leaves.values()]
-    assert min(sizes) > 0, f"{stask.task.label}: a leaf without search items"  # split.py refuses
-    wanted = math.ceil(max(sizes) / increment) if increment else 1
-    return max(1, min(wanted, min(sizes))), wanted
-
-
-def _even_part(items: list[int], j: int, k: int) -> list[int]:
-    """Part `j` of `k` consecutive parts of `items`, sizes differing by at most one."""
-    n = len(items)
-    return items[j * n // k : (j + 1) * n // k]
-
-
 @dataclass
 class EvalSettings:
     """The gate's harness settings, fixed once per study (part of every cache key)."""
@@ -178,7 +142,11 @@ class ModelEvaluator:
             self._clock = clock_for(self._lm)
         return self._lm
 
-    def outcome(self, stask: SearchTask, samples: dict[str, list[int]]) -> dict[str, Any]:
+    def outcome(
+        self, stask: SearchTask, samples: dict[str, list[int]], on_item: OnItem | None = None
+    ) -> dict[str, Any]:
+        """The task's outcome on `samples`; `on_item` sees each item as lm-eval scores it (and
+        may stop the run by raising). A cached outcome is returned whole, without `on_item`."""
         settings = self.ev.settings(stask, samples)
         key = cache_key(self.model.content_hash, stask.fingerprint, settings)
         hit = self.cache.get(key)
@@ -187,8 +155,11 @@ class ModelEvaluator:
             return hit
         lm = self._lm_for(settings["batch_size"])
         started = time.perf_counter()
-        raw = run_lm_eval(lm, stask.task, samples=settings["samples"])
-        self.lm_eval_s += time.perf_counter() - started
+        try:
+            with watch_items(lm, on_item) if on_item else nullcontext():
+                raw = run_lm_eval(lm, stask.task, samples=settings["samples"])
+        finally:
+            self.lm_eval_s += time.perf_counter() - started
         out = extract_outcome(raw, stask.task)
         _require_items(out, settings["samples"], stask.task.label)
         material = {"model": self.model.content_hash, "task": stask.fingerprint, **settings}
@@ -214,6 +185,51 @@ def _require_items(outcome: dict[str, Any], samples: dict[str, list[int]], label
             f"(first: {extra[0]}); the trial's numbers would include them",
             hint="report this as a medrelease bug, with the recipe's sweep.search section",
         )
+
+
+def partial_outcome(
+    stask: SearchTask,
+    logged: dict[str, list[dict[str, Any]]],
+    directions: dict[str, dict[str, bool]],
+) -> dict[str, Any]:
+    """The outcome of the items a stopped run scored (`logged`: lm-eval leaf -> its logged
+    samples; `directions`: leaf -> lm-eval's higher_is_better). Named by the gate's own
+    extraction; only metrics with per-item values, as the mean of those items."""
+    results: dict[str, dict[str, float]] = {}
+    for leaf in stask.leaves:
+        keys = {
+            f"{m},{s['filter']}" for s in logged.get(leaf, []) for m in s if m not in BOOKKEEPING
+        }
+        results[leaf] = dict.fromkeys(sorted(keys), 0.0)
+    top = stask.task.lm_task
+    raw: dict[str, Any] = {"results": results, "samples": logged, "higher_is_better": directions}
+    if top not in stask.leaves:  # a group: its own entry holds the metrics of its leaves
+        raw["group_subtasks"] = {top: list(stask.leaves)}
+        results[top] = {k: 0.0 for r in list(results.values()) for k in r}
+    out = combine([extract_outcome(raw, stask.task)])  # values from the items' values
+    out["metrics"] = {n: m for n, m in out["metrics"].items() if n in out["samples"]}
+    out["n_samples"] = sum(len({s["doc_id"] for s in v}) for v in logged.values())
+    return out
+
+
+def restrict(outcome: dict[str, Any], items: set[str]) -> dict[str, Any]:
+    """`outcome` on `items` ("leaf:doc") only: per-item metrics recomputed over them, metrics
+    without per-item values left out (they cannot be cut)."""
+    kept = {
+        name: {i: v for i, v in per.items() if i in items}
+        for name, per in outcome["samples"].items()
+    }
+    metrics = {}
+    for name, per in kept.items():
+        if name in outcome["metrics"] and per:
+            value, stderr = mean_and_stderr(per)
+            metrics[name] = {**outcome["metrics"][name], "value": value, "stderr": stderr}
+    return {
+        **outcome,
+        "n_samples": len(items),
+        "metrics": metrics,
+        "samples": {n: per for n, per in kept.items() if n in metrics},
+    }
 
 
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -141,13 +141,10 @@ def build_report(
     texts = [f"{r.metric} ({r.kind})" for r in gates.rules] if rules else []
     texts += [f"{r.metric} ({r.kind})" for r in sweep.extra_constraints]
     base_vals: dict[str, dict[str, MetricValue]] = {}
-    from medrelease.sweep.evaluate import combine
-
     for b in baselines:
         vals: dict[str, MetricValue] = {}
         for s in stasks:
-            parts = [c[s.task.label][b.name] for c in ctx.baseline_outcomes]
-            for name, m in combine(parts)["metrics"].items():
+            for name, m in ctx.baseline_outcomes[s.task.label][b.name]["metrics"].items():
                 vals[name] = {"value": m["value"], "stderr": m["stderr"]}
         base_vals[b.name] = vals
     items = {"evaluated": 0, "saved": 0}
@@ -179,7 +176,7 @@ def build_report(
         },
         "baselines": base_vals,
         "pruning": (
-            {**sweep.pruning.model_dump(), "increments": len(ctx.chunk_list)}
+            {**sweep.pruning.model_dump(), "check_every": _check_every(sweep, stasks)}
             if sweep.pruning
             else None
         ),
@@ -188,6 +185,13 @@ def build_report(
         "best": front[0] if front else None,
         "items": items,
     }
+
+
+def _check_every(sweep: Any, stasks: list[Any]) -> int | None:
+    """Items of the objective's task between two pruning checks (medrelease.sweep.prune)."""
+    label = sweep.objectives[0].metric.split("/", 1)[0]
+    found = [len(s.leaves) for s in stasks if s.task.label == label]
+    return sweep.pruning.increment * found[0] if found else None
 
 
 def _redact_url(url: str) -> str:

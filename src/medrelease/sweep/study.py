@@ -35,17 +35,15 @@ from medrelease.recipe.loaded import LoadedRecipe
 from medrelease.sweep.check import check_sweep
 from medrelease.sweep.config import SweepConfig
 from medrelease.sweep.evaluate import (
-    Chunk,
     EvalSettings,
     ModelEvaluator,
     SearchTask,
-    chunks,
-    increments_of,
     require_metrics,
     search_tasks,
 )
+from medrelease.sweep.prune import PruneWith
 from medrelease.sweep.report import RECORD, SweepReport
-from medrelease.sweep.trial import PruneWith, TrialJob, run_trial
+from medrelease.sweep.trial import TrialJob, run_trial
 
 
 @dataclass
@@ -198,10 +196,9 @@ class _Context:
     loaded: LoadedRecipe
     sweep: SweepConfig
     stasks: list[SearchTask]
-    chunk_list: list[Chunk]
     ev: EvalSettings
     baselines: list[GateModel]
-    baseline_outcomes: list[dict[str, dict[str, dict[str, Any]]]]
+    baseline_outcomes: dict[str, dict[str, dict[str, Any]]]  # task label -> baseline -> outcome
     scratch: Path
     folders: dict[str, Path]  # the merge's stages, checked once
     storage: str
@@ -273,10 +270,8 @@ def _prepare(
     tasks = resolve_all(gates, loaded.base_dir, paths.cache / "gates" / "tasks", loaded.where)
     plans = plan_search(loaded, sweep, gates)
     stasks = search_tasks(tasks, plans, paths.cache / "gates" / "tasks", loaded.base_dir)
-    increment = sweep.pruning.increment if sweep.pruning and sweep.pruning.enabled else None
-    chunk_list = chunks(stasks, increment)
-    if increment:
-        _say_increments(stasks, increment, len(chunk_list), reporter)
+    if sweep.pruning is not None and sweep.pruning.enabled:
+        _say_pruning(stasks, sweep, reporter)
     with reporter.phase("the merge's stages: preflight and NaN/Inf scan (once per study)"):
         folders = check_trial_inputs(loaded, workdir, reporter)
     baselines = baseline_models(loaded, paths, hashes, reporter)
@@ -284,31 +279,26 @@ def _prepare(
     hashes.save()
     dtype = eval_dtype(gates.backend, device, gates.model_args, [m.path for m in probe])
     ev = EvalSettings(gates, device, dtype, paths.cache / "gates")
-    outcomes: list[dict[str, dict[str, dict[str, Any]]]] = []
+    outcomes: dict[str, dict[str, dict[str, Any]]] = {}
     for model in probe:
         evaluator = ModelEvaluator(model, ev)
-        for k, chunk in enumerate(chunk_list):
-            if k >= len(outcomes):
-                outcomes.append({})
-            for stask in stasks:
-                if stask.task.label in chunk:
-                    with reporter.phase(f"{model.name} / {stask.task.label}: search items"):
-                        out = evaluator.outcome(stask, chunk[stask.task.label])
-                    outcomes[k].setdefault(stask.task.label, {})[model.name] = out
+        for stask in stasks:
+            with reporter.phase(f"{model.name} / {stask.task.label}: search items"):
+                out = evaluator.outcome(stask, stask.leaves)
+            outcomes.setdefault(stask.task.label, {})[model.name] = out
         evaluator.close()
     wanted = [
         (o.metric, ("sweep", "objectives", i, "metric")) for i, o in enumerate(sweep.objectives)
     ]
-    first = {label: next(iter(per.values())) for label, per in outcomes[0].items()}
+    first = {label: next(iter(per.values())) for label, per in outcomes.items()}
     require_metrics(wanted, first, loaded.where)
     return _Context(
         loaded=loaded,
         sweep=sweep,
         stasks=stasks,
-        chunk_list=chunk_list,
         ev=ev,
         baselines=baselines,
-        baseline_outcomes=outcomes if baselines else [{} for _ in chunk_list],
+        baseline_outcomes=outcomes if baselines else {},
         scratch=folder / "scratch",
         folders=folders,
         storage=storage_url,
@@ -316,21 +306,16 @@ def _prepare(
     )
 
 
-def _say_increments(
-    stasks: list[SearchTask], increment: int, count: int, reporter: Reporter
-) -> None:
-    """How pruning cuts the search items, and where a small subtask made increments larger."""
-    reporter.info(f"pruning: {count} increment(s) of about {increment} item(s) per subtask")
-    for s in stasks:
-        got, wanted = increments_of(s, increment)
-        if got < wanted:
-            small = min(s.leaves, key=lambda leaf: len(s.leaves[leaf]))
-            reporter.warn(
-                f"sweep.pruning.increment {increment}: {s.task.label} is evaluated in {got} "
-                f"increment(s), not {wanted}: its subtask {small} has {len(s.leaves[small])} "
-                "search item(s), and every increment needs one of each (lm-eval would "
-                "evaluate a subtask left out in full)"
-            )
+def _say_pruning(stasks: list[SearchTask], sweep: SweepConfig, reporter: Reporter) -> None:
+    assert sweep.pruning is not None
+    label = sweep.objectives[0].metric.split("/", 1)[0]
+    stask = next((s for s in stasks if s.task.label == label), None)
+    if stask is not None:
+        every = sweep.pruning.increment * len(stask.leaves)
+        reporter.info(
+            f"pruning: {label}'s run is checked every {every} of its {stask.total} search "
+            f"items (p < {sweep.pruning.p_threshold:g})"
+        )
 
 
 def _probe_model(
@@ -356,7 +341,8 @@ def _job(ctx: _Context, trial: Any, slot: int) -> TrialJob:
     rules += list(sweep.extra_constraints)
     prune = None
     if sweep.pruning is not None and sweep.pruning.enabled:
-        prune = PruneWith(ctx.storage, ctx.study_name, sweep.pruning.p_threshold)
+        p = sweep.pruning
+        prune = PruneWith(ctx.storage, ctx.study_name, p.p_threshold, p.increment)
     return TrialJob(
         loaded=ctx.loaded,
         scratch=ctx.scratch / f"slot{slot}",
@@ -365,7 +351,6 @@ def _job(ctx: _Context, trial: Any, slot: int) -> TrialJob:
         trial_id=trial._trial_id,
         params=dict(trial.params),
         stasks=ctx.stasks,
-        chunks=ctx.chunk_list,
         ev=ctx.ev,
         baselines=ctx.baselines,
         baseline_outcomes=ctx.baseline_outcomes,

@@ -1,6 +1,7 @@
 """One trial, where the executor runs it: merge the trial's point with the merge step (into the
-trial's scratch workdir), evaluate it on the search split increment by increment (pruned by
-the study's WilcoxonPruner), judge the constraints with the gate's own rules.
+trial's scratch workdir), evaluate it on the search split (one lm-eval run per task; the
+objective's task first, watched item by item and stopped when the study's WilcoxonPruner
+prunes it: medrelease.sweep.prune), judge the constraints with the gate's own rules.
 
 Returns the trial's record (JSON); the driver tells Optuna. Everything here is picklable, so a
 Ray worker runs the same function."""
@@ -16,24 +17,12 @@ from typing import Any
 from medrelease.core.errors import MedreleaseError
 from medrelease.core.hashing import weights_digest
 from medrelease.gate.config import GatesConfig
+from medrelease.gate.live_items import StopEvaluation
 from medrelease.gate.models import CANDIDATE, GateModel
 from medrelease.recipe.loaded import LoadedRecipe
-from medrelease.sweep.evaluate import (
-    Chunk,
-    EvalSettings,
-    ModelEvaluator,
-    SearchTask,
-    combine,
-    item_scores,
-)
+from medrelease.sweep.evaluate import EvalSettings, ModelEvaluator, SearchTask, restrict
+from medrelease.sweep.prune import LivePruner, PruneWith, optuna_trial
 from medrelease.sweep.space import apply_params
-
-
-@dataclass
-class PruneWith:
-    storage: str
-    study_name: str
-    p_threshold: float
 
 
 @dataclass
@@ -45,11 +34,10 @@ class TrialJob:
     trial_id: int
     params: dict[str, Any]
     stasks: list[SearchTask]
-    chunks: list[Chunk]
     ev: EvalSettings
     baselines: list[GateModel]
-    # per increment: task label -> baseline name -> outcome (all served from the gate cache)
-    baseline_outcomes: list[dict[str, dict[str, dict[str, Any]]]]
+    # task label -> baseline name -> outcome on the search items (evaluated once per study)
+    baseline_outcomes: dict[str, dict[str, dict[str, Any]]]
     objectives: list[tuple[str, str]]  # (metric, maximize|minimize)
     constraints: GatesConfig  # the gate's harness settings with the constraint rules
     prune: PruneWith | None = None
@@ -97,44 +85,53 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
 
     started = time.monotonic()
     ev = ModelEvaluator(merged, job.ev)
-    trial = _optuna_trial(job.prune, job.trial_id) if job.prune else None
-    parts: dict[str, list[dict[str, Any]]] = {}
-    done_chunks = 0
-    pruned = False
-    reported: set[int] = set()  # steps (items) already reported to Optuna
+    metric = job.objectives[0][0]
+    first = metric.split("/", 1)[0]  # the objective's task runs first: it is the one pruned
+    order = sorted(job.stasks, key=lambda s: s.task.label != first)
+    pruner = None
+    if job.prune is not None:
+        stask = next(s for s in job.stasks if s.task.label == first)
+        trial = optuna_trial(job.prune, job.trial_id)
+        pruner = LivePruner(trial, stask, metric, job.prune.increment)
+    mine: dict[str, dict[str, Any]] = {}  # task label -> the trial's outcome
     try:
-        for k, chunk in enumerate(job.chunks):
-            for stask in job.stasks:
-                if stask.task.label in chunk:
-                    out = ev.outcome(stask, chunk[stask.task.label])
-                    parts.setdefault(stask.task.label, []).append(out)
-            done_chunks = k + 1
-            if trial is not None and done_chunks < len(job.chunks):
-                _report_items(trial, job, parts, reported)
-                if trial.should_prune():
-                    pruned = True
-                    break
+        for stask in order:
+            watch = pruner if pruner is not None and stask is pruner.stask else None
+            try:
+                mine[stask.task.label] = ev.outcome(stask, stask.leaves, on_item=watch)
+            except StopEvaluation:
+                assert pruner is not None and pruner.partial is not None
+                mine[stask.task.label] = pruner.partial
+                break
+            if watch is not None:  # complete: every item, for the trials that follow
+                watch.report(mine[stask.task.label])
     finally:
         ev.close()
+    pruned = pruner is not None and pruner.partial is not None
     outcomes = {}
-    for stask in job.stasks:
-        per_model = {CANDIDATE: combine(parts[stask.task.label])}
+    for label, out in mine.items():
+        items = {i for per in out["samples"].values() for i in per}
+        per_model = {CANDIDATE: out}
         for b in job.baselines:
-            per_model[b.name] = combine(
-                [c[stask.task.label][b.name] for c in job.baseline_outcomes[:done_chunks]]
-            )
-        outcomes[stask.task.label] = per_model
+            whole = job.baseline_outcomes[label][b.name]
+            per_model[b.name] = restrict(whole, items) if pruned else whole
+        outcomes[label] = per_model
+    done = [s for s in job.stasks if s.task.label in mine]
+    constraints = job.constraints
+    if pruned:  # only the rules on what was evaluated
+        produced = {n for o in mine.values() for n in o["metrics"]}
+        rules = [r for r in constraints.rules if r.metric in produced]
+        constraints = constraints.model_copy(update={"rules": rules})
     models = [merged, *job.baselines]
     report = build_report(
-        job.constraints, models, [s.task for s in job.stasks], outcomes, job.ev.device, job.ev.dtype
+        constraints, models, [s.task for s in done], outcomes, job.ev.device, job.ev.dtype
     )
     metrics = {
         m["metric"]: {"value": m["values"][CANDIDATE], "stderr": m["stderr"][CANDIDATE]}
         for m in report["metrics"]
     }
     total = sum(s.total for s in job.stasks)
-    used = sum(len(ix) for c in job.chunks[:done_chunks] for part in c.values()
-               for ix in part.values())  # fmt: skip
+    used = sum(int(o.get("n_samples") or 0) for o in mine.values())
     failed = [r for r in report["rules"] if not r["passed"]]
     record.update(
         state="pruned" if pruned else "complete",
@@ -150,29 +147,3 @@ def _evaluate(job: TrialJob, merged: GateModel, record: dict[str, Any]) -> None:
         **({} if ev.forward_s is None else {"forward_s": round(ev.forward_s, 3)}),
         eval_s=round(time.monotonic() - started, 3),
     )
-
-
-def _optuna_trial(prune: PruneWith, trial_id: int) -> Any:
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():  # "experimental": its interface, not its results
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        pruner = optuna.pruners.WilcoxonPruner(p_threshold=prune.p_threshold)
-    study = optuna.load_study(study_name=prune.study_name, storage=prune.storage, pruner=pruner)
-    return optuna.trial.Trial(study, trial_id)
-
-
-def _report_items(
-    trial: Any, job: TrialJob, parts: dict[str, list[dict[str, Any]]], reported: set[int]
-) -> None:
-    """Each item's objective value as one step (WilcoxonPruner pairs trials item by item)."""
-    metric = job.objectives[0][0]
-    label = metric.split("/", 1)[0]
-    stask = next(s for s in job.stasks if s.task.label == label)
-    scores = item_scores(combine(parts[label]), metric, list(stask.leaves))
-    for step, value in sorted(scores.items()):
-        if step not in reported:
-            trial.report(value, step)
-            reported.add(step)

@@ -1,9 +1,7 @@
-"""Pruning's increments on a task of several subtasks (lm-eval leaves) of different sizes.
-
-lm-eval evaluates every document of a leaf that its `samples` leave out. An increment that
-had run out of one subject's items therefore evaluated that subject's whole split: for a
-hold-out, the gate's own items went into the trial's numbers. Every increment now holds every
-leaf of its task, and an outcome with an item outside the asked ones stops the sweep."""
+"""Pruning on a task of several subtasks (lm-eval leaves) of different sizes, held out of the
+gate's split: the trial's one run is watched item by item (medrelease.gate.live_items), only
+search items are scored, and the items reported to the pruner during the run are lm-eval's own
+values. An outcome with an item outside the asked ones stops the sweep."""
 
 from __future__ import annotations
 
@@ -15,29 +13,8 @@ import pytest
 from helpers import run_cli
 from medrelease.core.errors import VerificationError
 from medrelease.gate.presets import MMLU_MEDICAL_SUBJECTS
-from medrelease.sweep.evaluate import SearchTask, _require_items, chunks
+from medrelease.sweep.evaluate import _require_items, item_scores
 from sweep.sweephelpers import write_sweep_recipe
-
-
-def _stask(label: str, leaves: dict[str, list[int]]) -> SearchTask:
-    task = type("Task", (), {"label": label})()
-    return SearchTask(task, leaves, fingerprint=label)  # type: ignore[arg-type]
-
-
-def test_every_increment_holds_every_leaf_of_its_task() -> None:
-    leaves = {"a": list(range(10, 15)), "b": [3, 8], "c": list(range(9))}
-    other = {"x": list(range(7))}
-    out = chunks([_stask("t", leaves), _stask("u", other)], increment=2)
-    # t: its longest leaf needs 5 increments, its shortest has 2 items: 2 increments;
-    # u: 4 increments of at most 2 items
-    assert [sorted(c) for c in out] == [["t", "u"], ["t", "u"], ["u"], ["u"]]
-    for label, given in (("t", leaves), ("u", other)):
-        parts = [c[label] for c in out if label in c]
-        for leaf, items in given.items():
-            assert all(p[leaf] for p in parts)  # never an increment without the leaf
-            assert [i for p in parts for i in p[leaf]] == items  # each item once, in order
-    assert [len(c["u"]["x"]) for c in out] == [1, 2, 2, 2]
-    assert chunks([_stask("t", leaves)], None) == [{"t": leaves}]  # no pruning: one run
 
 
 def test_an_item_outside_the_asked_ones_is_refused() -> None:
@@ -108,20 +85,16 @@ def test_a_pruned_holdout_sweep_scores_only_search_items(
     assert run_cli("sweep", recipe, "--workdir", tmp_path / "build", "--json") == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    # 1 item per increment would take 4 increments (the largest subjects have 4 search items);
-    # the smallest has 2, so 2 increments, and the user is told why
-    assert report["pruning"]["increments"] == 2
-    said = " ".join(captured.err.split())  # the console wraps long lines
-    assert "mmlu_medical is evaluated in 2 increment(s), not 4" in said
-    assert "subtask mmlu_anatomy has 2 search item(s)" in said
+    # increment 1 item per subject, 6 subjects: a check every 6 items of the one run
+    assert report["pruning"]["check_every"] == 6
     searched = {f"mmlu_{s}": holdout_documents(f"mmlu_{s}", n, 0.5, 1)[0] for s, n in sizes.items()}
     (trial,) = report["trials"]
     assert trial["state"] == "complete"
     assert trial["items"]["total"] == sum(map(len, searched.values())) == 19
     # every outcome the sweep cached scored only search items (no gate item leaked in);
-    # the shortest subject has 2 search items: 2 increments (lm-eval runs) per model
+    # one lm-eval run per model
     cached = [p for p in (tmp_path / "build").rglob("*.json") if p.parent.name == "gates"]
-    assert len(cached) == 2 * 2  # the baseline and the trial
+    assert len(cached) == 2  # the baseline and the trial
     scored: set[str] = set()
     for path in cached:
         entry = json.loads(path.read_text())
@@ -129,3 +102,13 @@ def test_a_pruned_holdout_sweep_scores_only_search_items(
         for per in entry["outcome"]["samples"].values():
             scored |= set(per)
     assert scored and scored <= {f"{leaf}:{d}" for leaf, ix in searched.items() for d in ix}
+    # the trial reported every item to the pruner (three checks during lm-eval's run, the
+    # rest after it) with the value lm-eval logged for it
+    import optuna
+
+    db = tmp_path / "build" / "tiny-sweep" / "sweep" / "study.db"
+    study = optuna.load_study(study_name=report["study"], storage=f"sqlite:///{db}")
+    reported = study.trials[0].intermediate_values
+    assert len(reported) == 19
+    outcomes = [json.loads(p.read_text())["outcome"] for p in cached]
+    assert any(item_scores(o, "mmlu_medical/acc", list(searched)) == reported for o in outcomes)
