@@ -12,7 +12,8 @@ sampler (its proposals do not depend on the results, so every run sees the same 
 
 1. local executor, no pruning;
 2. Ray executor (a local Ray instance on this machine's CPUs), no pruning;
-3. local executor, pruning (WilcoxonPruner, `--increment` items at a time).
+3. local executor, pruning (WilcoxonPruner, asked every `--increment` items per subtask
+   inside each trial's one lm-eval run).
 
 Overhead per trial: the trial's wall time minus the time in the model's forward passes (timed
 around the network's own calls, medrelease.gate.forward_clock), as a share of the wall time: the

@@ -48,7 +48,7 @@ def _recipe(root: Path, llama: dict[str, Path], sizes: dict[str, int], trials: i
         "space": [{"path": "models.0.parameters.weight", "low": 0.1, "high": 0.9}],
         "objectives": [{"metric": "mmlu_medical/acc"}],
         "search": {"mmlu_medical": {"holdout": {"fraction": 0.5, "seed": 1}}},
-        "pruning": {"increment": 1, "p_threshold": 0.1},
+        "pruning": {"increment": 5, "p_threshold": 0.1},
         "trials": trials,
         "sampler": "random",
         "seed": 3,
@@ -85,8 +85,7 @@ def test_a_pruned_holdout_sweep_scores_only_search_items(
     assert run_cli("sweep", recipe, "--workdir", tmp_path / "build", "--json") == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    # increment 1 item per subject, 6 subjects: a check every 6 items of the one run
-    assert report["pruning"]["check_every"] == 6
+    assert report["pruning"]["increment"] == 5  # a check every 5 items of the one run
     searched = {f"mmlu_{s}": holdout_documents(f"mmlu_{s}", n, 0.5, 1)[0] for s, n in sizes.items()}
     (trial,) = report["trials"]
     assert trial["state"] == "complete"
@@ -103,7 +102,7 @@ def test_a_pruned_holdout_sweep_scores_only_search_items(
             scored |= set(per)
     assert scored and scored <= {f"{leaf}:{d}" for leaf, ix in searched.items() for d in ix}
     # the trial reported every item to the pruner (three checks during lm-eval's run, the
-    # rest after it) with the value lm-eval logged for it
+    # rest after it), each with the value lm-eval logged for it
     import optuna
 
     db = tmp_path / "build" / "tiny-sweep" / "sweep" / "study.db"

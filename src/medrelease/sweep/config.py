@@ -145,7 +145,10 @@ class SearchItems(Section):
 
 class Pruning(Section):
     increment: int = Field(
-        default=10, ge=1, description="about this many items of each subtask between two checks"
+        default=10,
+        ge=1,
+        description="the pruner is asked after every this many scored items of the objective's "
+        "task (inside its one lm-eval run)",
     )
     p_threshold: float = Field(
         default=0.1, gt=0, lt=1, description="WilcoxonPruner: prune when p < this"

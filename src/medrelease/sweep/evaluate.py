@@ -116,7 +116,7 @@ class EvalSettings:
 
 
 class ModelEvaluator:
-    """One model's search-split outcomes, increment by increment (the LM built on first need)."""
+    """One model's search-split outcomes, a task at a time (the LM built on first need)."""
 
     def __init__(self, model: GateModel, ev: EvalSettings):
         self.model = model

@@ -3,8 +3,9 @@
 lm-eval scores the items in the order its batches finish them (longest prompts first, as in an
 unpruned run: the same batches, so the same numbers). Every item's objective value is reported
 to Optuna as one step (the item's id: WilcoxonPruner pairs trials item by item); every
-`increment` x subtasks items the pruner is asked, and a trial it prunes stops there
-(`StopEvaluation` out of lm-eval) with the outcome of the items scored so far.
+`increment` items the pruner is asked (asking costs a Wilcoxon test, not a worse batching), and
+a trial it prunes stops there (`StopEvaluation` out of lm-eval) with the outcome of the items
+scored so far.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class PruneWith:
     storage: str
     study_name: str
     p_threshold: float
-    increment: int  # items of each subtask between two checks (sweep.pruning.increment)
+    increment: int  # scored items between two checks (sweep.pruning.increment)
 
 
 def optuna_trial(prune: PruneWith, trial_id: int) -> Any:
@@ -44,7 +45,7 @@ class LivePruner:
         self.trial = trial
         self.stask = stask
         self.metric = metric
-        self.check_every = increment * len(stask.leaves)
+        self.check_every = increment
         self.logged: dict[str, list[dict[str, Any]]] = {}
         self.directions: dict[str, dict[str, bool]] = {}
         self.reported: set[int] = set()  # steps (items) already reported

@@ -175,23 +175,12 @@ def build_report(
             for s in stasks
         },
         "baselines": base_vals,
-        "pruning": (
-            {**sweep.pruning.model_dump(), "check_every": _check_every(sweep, stasks)}
-            if sweep.pruning
-            else None
-        ),
+        "pruning": (sweep.pruning.model_dump() if sweep.pruning else None),
         "trials": trials,
         "front": front,
         "best": front[0] if front else None,
         "items": items,
     }
-
-
-def _check_every(sweep: Any, stasks: list[Any]) -> int | None:
-    """Items of the objective's task between two pruning checks (medrelease.sweep.prune)."""
-    label = sweep.objectives[0].metric.split("/", 1)[0]
-    found = [len(s.leaves) for s in stasks if s.task.label == label]
-    return sweep.pruning.increment * found[0] if found else None
 
 
 def _redact_url(url: str) -> str:

@@ -311,10 +311,9 @@ def _say_pruning(stasks: list[SearchTask], sweep: SweepConfig, reporter: Reporte
     label = sweep.objectives[0].metric.split("/", 1)[0]
     stask = next((s for s in stasks if s.task.label == label), None)
     if stask is not None:
-        every = sweep.pruning.increment * len(stask.leaves)
         reporter.info(
-            f"pruning: {label}'s run is checked every {every} of its {stask.total} search "
-            f"items (p < {sweep.pruning.p_threshold:g})"
+            f"pruning: {label}'s run is checked every {sweep.pruning.increment} of its "
+            f"{stask.total} search items (p < {sweep.pruning.p_threshold:g})"
         )
 
 
