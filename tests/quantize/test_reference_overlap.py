@@ -169,8 +169,10 @@ def test_streamed_from_disk_equals_a_float32_copy(
     assert got.dtype == torch.float32, (arch, tied)
     if block_rows is None:
         assert torch.equal(got, want), (arch, tied)
-    else:  # the BLAS kernel for 7 columns may round differently from the one for all of them
-        assert torch.allclose(got, want, rtol=1e-6, atol=1e-6), (got - want).abs().max()
+    else:  # the BLAS kernel for 7 columns may round differently from the one for all of them:
+        # up to 2.8e-6 on logits of about 1 on an AVX2-only AMD EPYC (float32 sums in another
+        # order); bfloat16 rounding, what the check is about, is 4e-3 there
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got - want).abs().max()
     assert {p.device.type for p in streamed.parameters()} == {"meta"}
     blocked = [m for m in (streamed.get_input_embeddings(), streamed.get_output_embeddings())
                if "forward" in vars(m)]  # fmt: skip
