@@ -206,17 +206,15 @@ def partial_outcome(
     if top not in stask.leaves:  # a group: its own entry holds the metrics of its leaves
         raw["group_subtasks"] = {top: list(stask.leaves)}
         results[top] = {k: 0.0 for r in list(results.values()) for k in r}
-    out = combine([extract_outcome(raw, stask.task)])  # values from the items' values
-    out["metrics"] = {n: m for n, m in out["metrics"].items() if n in out["samples"]}
-    out["n_samples"] = sum(len({s["doc_id"] for s in v}) for v in logged.values())
-    return out
+    return restrict(extract_outcome(raw, stask.task))  # values from the items' values
 
 
-def restrict(outcome: dict[str, Any], items: set[str]) -> dict[str, Any]:
-    """`outcome` on `items` ("leaf:doc") only: per-item metrics recomputed over them, metrics
-    without per-item values left out (they cannot be cut)."""
+def restrict(outcome: dict[str, Any], items: set[str] | None = None) -> dict[str, Any]:
+    """`outcome` on `items` ("leaf:doc"; without: every item it holds): per-item metrics
+    recomputed over them (the size-weighted mean lm-eval takes of a group, and the standard
+    error of that mean), metrics without per-item values left out (they cannot be cut)."""
     kept = {
-        name: {i: v for i, v in per.items() if i in items}
+        name: {i: v for i, v in per.items() if items is None or i in items}
         for name, per in outcome["samples"].items()
     }
     metrics = {}
@@ -224,38 +222,10 @@ def restrict(outcome: dict[str, Any], items: set[str]) -> dict[str, Any]:
         if name in outcome["metrics"] and per:
             value, stderr = mean_and_stderr(per)
             metrics[name] = {**outcome["metrics"][name], "value": value, "stderr": stderr}
+    samples = {n: per for n, per in kept.items() if n in metrics}
     return {
         **outcome,
-        "n_samples": len(items),
-        "metrics": metrics,
-        "samples": {n: per for n, per in kept.items() if n in metrics},
-    }
-
-
-def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Increments of one task, as one outcome: values from the union of per-item values (the
-    size-weighted mean lm-eval takes of a group), stderr the standard error of that mean."""
-    first = parts[0]
-    metrics: dict[str, dict[str, Any]] = {}
-    samples: dict[str, dict[str, list[float]]] = {}
-    for name, m in first["metrics"].items():
-        per: dict[str, list[float]] = {}
-        for p in parts:
-            per.update(p["samples"].get(name, {}))
-        entry = dict(m)
-        if per:
-            samples[name] = per
-            entry["value"], entry["stderr"] = mean_and_stderr(per)
-        else:  # a corpus-level metric without per-item values: weighted by items
-            n = [max(1, int(p.get("n_samples") or 1)) for p in parts]
-            vals = [p["metrics"].get(name, {}).get("value") for p in parts]
-            known = [(v, k) for v, k in zip(vals, n, strict=True) if v is not None]
-            entry["value"] = sum(v * k for v, k in known) / sum(k for _, k in known)
-            entry["stderr"] = None if len(parts) > 1 else m.get("stderr")
-        metrics[name] = entry
-    return {
-        **first,
-        "n_samples": sum(int(p.get("n_samples") or 0) for p in parts),
+        "n_samples": len({i for per in samples.values() for i in per}),
         "metrics": metrics,
         "samples": samples,
     }
