@@ -81,6 +81,7 @@ def _thp_mode() -> str:
 
 
 @pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages")
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI): 20 s of allocations
 def test_torch_huge_pages_where_torch_has_not_allocated_yet():
     import os
 

@@ -64,6 +64,7 @@ def test_foreign_folder_is_not_overwritten(tmp_path: Path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI): a second training run
 def test_retraining_a_stage_gives_identical_bytes(demo_stages, tmp_path: Path):
     """Same inputs, same bytes: the grpo stage retrained from the built sft is identical."""
     from transformers import AutoTokenizer

@@ -27,7 +27,9 @@ from helpers import HUB_TOKEN, LINEAR, write_recipe
 from publish.pubhelpers import REPO, release_for_publish
 
 pytestmark = pytest.mark.slow
-SIGS = ["SIGKILL", "SIGINT"]
+# SIGKILL at a random point in `make test`; SIGINT (exit 130, no traceback, a consistent
+# build) in the heavy tier (make test-heavy, in CI)
+SIGS = ["SIGKILL", pytest.param("SIGINT", marks=pytest.mark.heavy)]
 
 
 def after_signal(kill: Any, root: Path) -> dict[str, Any] | None:

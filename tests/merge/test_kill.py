@@ -26,7 +26,13 @@ def start_merge(recipe: Path, workdir: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+# SIGKILL at a random point of a merge is tests/faults/test_kill_resume.py's; this one in the
+# heavy tier (make test-heavy, in CI)
+@pytest.mark.parametrize(
+    "sig",
+    [pytest.param(signal.SIGKILL, marks=pytest.mark.heavy), signal.SIGINT],
+    ids=["SIGKILL", "SIGINT"],
+)
 def test_killed_merge_leaves_no_output(tmp_path: Path, llama, sig):
     recipe = write_recipe(tmp_path / "r.yaml", {"sft": llama["sft"], "grpo": llama["grpo"]}, LINEAR)
     workdir = tmp_path / "w"

@@ -68,6 +68,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> list
 
 @pytest.mark.slow
 @needs_tools
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI): two imatrix quantize runs
 def test_two_runs_give_identical_imatrix_and_quants(two_runs):
     from medrelease.core.hashing import sha256_file_uncached
 
@@ -85,6 +86,7 @@ def test_two_runs_give_identical_imatrix_and_quants(two_runs):
 
 @pytest.mark.slow
 @needs_tools
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI): two imatrix quantize runs
 def test_metadata_names_the_calibration_and_matrix_not_paths(two_runs):
     for run in two_runs:
         gguf_dir = run["root"] / "quant" / "gguf"
