@@ -234,6 +234,7 @@ def _sleep_and_record_pid(folder: str, state: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI); Ctrl-C on the CLI is in make test
 def test_ctrl_c_cancels_the_clusters_tasks(cluster: Any, tmp_path: Path) -> None:
     from ray import cloudpickle
 

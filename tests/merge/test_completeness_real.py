@@ -24,9 +24,6 @@ from merge.test_completeness import edit_weights, failure
 
 pytestmark = [
     pytest.mark.slow,
-    # a real merge (30 s): the heavy tier (make test-heavy, in CI); `make test`'s real-model
-    # release (tests/real) verifies a real merge's completeness on every run
-    pytest.mark.heavy,
     pytest.mark.skipif(
         os.environ.get("MEDRELEASE_SKIP_REAL_MODELS") == "1",
         reason="MEDRELEASE_SKIP_REAL_MODELS=1",

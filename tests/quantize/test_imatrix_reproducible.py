@@ -108,6 +108,7 @@ def test_metadata_names_the_calibration_and_matrix_not_paths(two_runs):
 
 @pytest.mark.slow
 @needs_tools
+@pytest.mark.heavy  # the heavy tier (make test-heavy, in CI): another imatrix quantize run
 def test_recipe_calibration_file_is_named_as_declared(tmp_path, tiny_llama):
     run = _quantize(tmp_path, tiny_llama, "texts/clinic.txt")
     gguf_dir = run["root"] / "quant" / "gguf"

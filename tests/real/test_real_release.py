@@ -33,6 +33,9 @@ from recipes.test_seed_end_to_end import TOKEN, _check_hub, _check_quants, _expe
 
 pytestmark = [
     pytest.mark.slow,
+    # 5 minutes of a 2-core machine: the heavy tier (make test-heavy), which CI runs after
+    # `make test`; `make test` keeps the model's fetch and preparation (test_realmodels_fetch)
+    pytest.mark.heavy,
     pytest.mark.skipif(
         os.environ.get("MEDRELEASE_SKIP_REAL_MODELS") == "1",
         reason="MEDRELEASE_SKIP_REAL_MODELS=1",
@@ -365,8 +368,6 @@ def test_copied_stage_keeps_every_step_current_and_a_second_hub_gets_published(
         second.stop()
 
 
-# the heavy tier (make test-heavy, in CI); the stand-in case: tests/quantize/test_isolation.py
-@pytest.mark.heavy
 def test_byte_fallback_variant_is_read_as_sentencepiece(tmp_path: Path) -> None:
     """The tokenizer case of issue 11 point 1: llama.cpp's converter reads the tokenizer
     transformers writes for a GGUF as a SentencePiece ("llama") vocabulary without byte
@@ -397,8 +398,6 @@ def test_byte_fallback_variant_is_read_as_sentencepiece(tmp_path: Path) -> None:
     assert seen["variant"][0] == "llama" and seen["variant"][2] is False  # no byte tokens
 
 
-# the heavy tier (make test-heavy, in CI); the stand-in case: tests/quantize/test_isolation.py
-@pytest.mark.heavy
 def test_quantize_rejects_the_real_byte_fallback_variant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -424,8 +423,6 @@ def test_quantize_rejects_the_real_byte_fallback_variant(
         pass
 
 
-# the heavy tier (make test-heavy, in CI); on tiny models: tests/gate/test_ray_executor.py
-@pytest.mark.heavy
 def test_gate_on_ray_gives_the_same_numbers(release: RealRelease) -> None:
     """Issue 13 on a real model: the gate's units (merged and base x real MMLU items) run as
     Ray tasks on a local Ray instance, each in its own worker process, and the report equals
