@@ -34,7 +34,8 @@ from recipes.test_seed_end_to_end import TOKEN, _check_hub, _check_quants, _expe
 pytestmark = [
     pytest.mark.slow,
     # 5 minutes of a 2-core machine: the heavy tier (make test-heavy), which CI runs after
-    # `make test`; `make test` keeps the model's fetch and preparation (test_realmodels_fetch)
+    # `make test`; `make test` keeps a real merge of this model with its completeness and stop
+    # checks (tests/merge/test_completeness_real.py)
     pytest.mark.heavy,
     pytest.mark.skipif(
         os.environ.get("MEDRELEASE_SKIP_REAL_MODELS") == "1",
