@@ -259,12 +259,16 @@ def make_lm(
     batch_size: Any,
     device: str,
     dtype: dict[str, Any] | None = None,
+    keep_network: bool = False,
 ) -> Any:
     """Build the lm-eval model (any registered backend; `hf` by default, as ScoredHFLM) for
     one folder.
 
     `dtype`: the gate-wide choice from `eval_dtype` (one dtype for the candidate and every
-    baseline, so their differences are not dtype noise)."""
+    baseline, so their differences are not dtype noise).
+    `keep_network`: the hf backend takes the network a model of the same config gave back
+    (`give_back_network`) and copies this folder's weights into it (a sweep's trials:
+    medrelease.gate.kept_network)."""
     from lm_eval.api.registry import get_model
 
     try:
@@ -291,10 +295,16 @@ def make_lm(
         kept = TOKENIZERS.get(content_key)
         if kept is not None:
             args["tokenizer"] = kept
+        if keep_network:
+            from medrelease.gate.kept_network import network_key
+
+            args["network_key"] = network_key(Path(pretrained), model_args, dtype, device)
     lm = cls.create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
     if content_key is not None:
         lm.encodings_key = content_key
         TOKENIZERS.put(content_key, lm.tokenizer)
+    if getattr(lm, "network_reused", False):
+        return lm  # its network was set up (upcast hooks included) when first built
     if dtype and dtype.get("per_layer") and "dtype" not in model_args:
         from medrelease.core.upcast import upcast_per_module
 

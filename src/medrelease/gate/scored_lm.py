@@ -17,6 +17,7 @@ Models whose forward does not take `logits_to_keep`, and seq2seq models, use lm-
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +53,32 @@ class ScoredHFLM(HFLM):
     encodings are kept per tokenizer content (medrelease.gate.prompt_cache)."""
 
     encodings_key: str | None = None  # set by make_lm: the tokenizer's content, where known
+    _encoding_setup: tuple[Any, ...] | None = None
+
+    def __init__(self, *args: Any, network_key: str | None = None, **kwargs: Any):
+        # medrelease.gate.kept_network: a network of this key given back earlier takes this
+        # folder's weights instead of being built again; set before HFLM builds the model
+        self.network_key = network_key
+        self.network_reused = False
+        super().__init__(*args, **kwargs)
+
+    def _create_model(self, pretrained: str, **kwargs: Any) -> None:
+        from medrelease.gate.kept_network import NETWORKS, load_weights_into
+
+        network = NETWORKS.take(self.network_key)
+        if network is not None and load_weights_into(network, Path(pretrained)):
+            self._model = network
+            self.network_reused = True
+            return
+        super()._create_model(pretrained, **kwargs)
+
+    def give_back_network(self) -> None:
+        """Offer the network to the next model of the same key (this LM is done with it)."""
+        from medrelease.gate.kept_network import NETWORKS
+
+        if self.network_key is not None and isinstance(self._model, torch.nn.Module):
+            NETWORKS.give_back(self.network_key, self._model)
+        self.network_key = None
 
     def tok_encode(
         self,
@@ -63,14 +90,10 @@ class ScoredHFLM(HFLM):
         plain = super().tok_encode
         if self.encodings_key is None or kwargs:
             return list(plain(string, add_special_tokens, left_truncate_len, **kwargs))
+        if self._encoding_setup is None:  # fixed at init (prefix_token_id is slow to read)
+            self._encoding_setup = (self.encodings_key, self.add_bos_token, self.prefix_token_id)
         # everything lm-eval's tok_encode reads besides the text and the tokenizer
-        key = (
-            self.encodings_key,
-            self.add_bos_token,
-            self.prefix_token_id,
-            add_special_tokens,
-            left_truncate_len,
-        )
+        key = (*self._encoding_setup, add_special_tokens, left_truncate_len)
         return ENCODINGS.get_or_encode(
             key, string, lambda: plain(string, add_special_tokens, left_truncate_len)
         )

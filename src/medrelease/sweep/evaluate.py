@@ -6,6 +6,10 @@ key that names those indices: a baseline is evaluated once per study (and a tria
 equal an earlier one's is served from the cache). A pruned trial's run is watched item by item
 (medrelease.gate.live_items) and stopped inside lm-eval; `partial_outcome` turns the items it
 scored into an outcome, and `restrict` cuts a baseline's outcome to the same items.
+
+Every trial's merged folder has the same config, so a model takes the network the previous
+one gave back and copies its own weights into it instead of building it
+(medrelease.gate.kept_network: the same values as a fresh load).
 """
 
 from __future__ import annotations
@@ -137,7 +141,13 @@ class ModelEvaluator:
         if self._lm is None:
             g = self.ev.gates
             self._lm = make_lm(
-                g.backend, self.model.path, g.model_args, batch_size, self.ev.device, self.ev.dtype
+                g.backend,
+                self.model.path,
+                g.model_args,
+                batch_size,
+                self.ev.device,
+                self.ev.dtype,
+                keep_network=True,  # every trial's folder has the same config: one network
             )
             self._clock = clock_for(self._lm)
         return self._lm
@@ -170,6 +180,8 @@ class ModelEvaluator:
     def close(self) -> None:
         if self._clock is not None:
             self._clock.close()
+        if self._lm is not None and hasattr(self._lm, "give_back_network"):
+            self._lm.give_back_network()  # for the next trial's model
         self._lm = None
 
 

@@ -220,6 +220,7 @@ def run_sweep(
 ) -> SweepResult:
     """`parallel`: trials asked and run at once (default: 1 locally; with Ray, the rest of the
     budget, so a batch fills the cluster; fewer gives a model-based sampler more feedback)."""
+    from medrelease.gate.kept_network import NETWORKS
     from medrelease.sweep.report import write_report
 
     reporter = reporter or Reporter()
@@ -243,6 +244,7 @@ def run_sweep(
             report, path = write_report(study, loaded, ctx.stasks, ctx.baselines, ctx, folder)
     finally:
         runner.close()
+        NETWORKS.clear()  # the last trial's network (medrelease.gate.kept_network)
     return SweepResult(report, path, ran)
 
 

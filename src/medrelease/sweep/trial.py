@@ -44,7 +44,8 @@ class TrialJob:
 
 
 def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
-    """The executor's unit function (`state` unused: every trial is a new model)."""
+    """The executor's unit function (`state` unused: what a process keeps between its trials,
+    the network and the tokenizer, is kept by the gate's code: medrelease.gate.kept_network)."""
     started = time.monotonic()
     record: dict[str, Any] = {"number": job.number, "params": job.params}
     out = job.scratch / "merged"
