@@ -209,3 +209,50 @@ def test_a_network_is_taken_by_one_model_at_a_time() -> None:
     kept.give_back("other", two)  # size 1: the older one goes
     assert kept.take("k") is None and kept.take("other") is two
     assert kept.take(None) is None
+
+
+class _FakeLM:
+    """Stands in for the hf model: counts whether its network was given back."""
+
+    def __init__(self) -> None:
+        self.given_back = 0
+
+    def give_back_network(self) -> None:
+        self.given_back += 1
+
+
+@pytest.mark.parametrize(
+    ("error", "kept"), [("stop", True), ("runtime", False), ("interrupt", False)]
+)
+def test_a_network_is_kept_only_after_evaluations_that_ended_between_forward_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str, kept: bool
+) -> None:
+    """A pruned run stops between forward passes (the network is whole); an error or Ctrl-C may
+    come inside one, with hooks mid-way (medrelease.core.upcast): that network is dropped."""
+    from types import SimpleNamespace
+
+    import medrelease.sweep.evaluate as evaluate
+    from medrelease.gate.config import GatesConfig
+    from medrelease.gate.live_items import StopEvaluation
+    from medrelease.gate.models import GateModel
+    from medrelease.sweep.evaluate import EvalSettings, ModelEvaluator
+
+    raised = {
+        "stop": StopEvaluation("pruned"),
+        "runtime": RuntimeError("out of memory"),
+        "interrupt": KeyboardInterrupt(),
+    }[error]
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(evaluate, "run_lm_eval", fail)
+    model = GateModel("candidate", tmp_path, "sha256:x", {"kind": "merged", "content_hash": "x"})
+    ev = ModelEvaluator(model, EvalSettings(GatesConfig(), "cpu", None, tmp_path / "cache"))
+    lm = _FakeLM()
+    ev._lm = lm
+    stask = SimpleNamespace(task=SimpleNamespace(settings={"batch_size": 2}), fingerprint="f")
+    with pytest.raises(type(raised)):
+        ev.outcome(stask, {"leaf": [0]})  # type: ignore[arg-type]
+    ev.close()
+    assert lm.given_back == (1 if kept else 0)

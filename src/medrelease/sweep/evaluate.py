@@ -25,7 +25,7 @@ from medrelease.core.errors import RecipeError, VerificationError
 from medrelease.gate.cache import EvalCache, cache_key
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.forward_clock import ForwardClock, clock_for
-from medrelease.gate.live_items import BOOKKEEPING, OnItem, watch_items
+from medrelease.gate.live_items import BOOKKEEPING, OnItem, StopEvaluation, watch_items
 from medrelease.gate.models import GateModel
 from medrelease.gate.runner import extract_outcome, make_lm, run_lm_eval
 from medrelease.gate.tasks import ResolvedTask
@@ -131,6 +131,7 @@ class ModelEvaluator:
         self.cached = 0
         self.lm_eval_s = 0.0  # inside lm-eval: the forward passes and lm-eval's own work
         self._clock: ForwardClock | None = None  # the forward passes alone (hf backends)
+        self._network_whole = True  # no evaluation ended in an error: the network may be kept
 
     @property
     def forward_s(self) -> float | None:
@@ -168,6 +169,11 @@ class ModelEvaluator:
         try:
             with watch_items(lm, on_item) if on_item else nullcontext():
                 raw = run_lm_eval(lm, stask.task, samples=settings["samples"])
+        except StopEvaluation:
+            raise  # raised between forward passes: the network is whole
+        except BaseException:
+            self._network_whole = False  # perhaps stopped inside a forward pass (its hooks)
+            raise
         finally:
             self.lm_eval_s += time.perf_counter() - started
         out = extract_outcome(raw, stask.task)
@@ -180,7 +186,7 @@ class ModelEvaluator:
     def close(self) -> None:
         if self._clock is not None:
             self._clock.close()
-        if self._lm is not None and hasattr(self._lm, "give_back_network"):
+        if self._lm is not None and self._network_whole and hasattr(self._lm, "give_back_network"):
             self._lm.give_back_network()  # for the next trial's model
         self._lm = None
 
