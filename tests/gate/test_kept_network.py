@@ -211,6 +211,23 @@ def test_a_network_is_taken_by_one_model_at_a_time() -> None:
     assert kept.take(None) is None
 
 
+def test_a_network_too_large_for_the_machines_memory_is_not_kept() -> None:
+    """It would stay in memory through the next trial's merge."""
+    import torch
+
+    from medrelease.gate.kept_network import KeptNetworks, cpu_bytes, memory_share_limit
+
+    network = torch.nn.Linear(64, 64)  # 64*64 + 64 float32 values
+    assert cpu_bytes(network) == (64 * 64 + 64) * 4
+    tight = KeptNetworks(limit_bytes=cpu_bytes(network) - 1)
+    tight.give_back("k", network)
+    assert tight.take("k") is None
+    roomy = KeptNetworks(limit_bytes=cpu_bytes(network))
+    roomy.give_back("k", network)
+    assert roomy.take("k") is network
+    assert 0 < memory_share_limit() < 2**60
+
+
 class _FakeLM:
     """Stands in for the hf model: counts whether its network was given back."""
 
@@ -256,3 +273,41 @@ def test_a_network_is_kept_only_after_evaluations_that_ended_between_forward_pas
         ev.outcome(stask, {"leaf": [0]})  # type: ignore[arg-type]
     ev.close()
     assert lm.given_back == (1 if kept else 0)
+
+
+def test_a_network_of_another_config_is_freed_before_a_new_one_is_built(
+    pairs: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep's baseline (the base stage's config) gives its network back, and the first
+    trial's merged folder (mergekit's config) cannot take it: it must not stay in memory while
+    the trial's network is built (twice the memory of a 7B model)."""
+    import gc
+    import weakref
+
+    from lm_eval.models.huggingface import HFLM
+
+    from medrelease.gate.kept_network import NETWORKS
+    from medrelease.gate.runner import make_lm
+
+    NETWORKS.clear()
+    dtype = {"dtype": "float32"}
+    first = make_lm("hf", pairs["llama"][0], {}, 2, "cpu", dtype, keep_network=True)
+    old = weakref.ref(first.model)
+    first.give_back_network()
+    del first
+    gc.collect()
+    assert old() is not None  # kept
+
+    alive_while_building: list[bool] = []
+    build = HFLM._create_model
+
+    def watched(self: Any, *args: Any, **kwargs: Any) -> None:
+        gc.collect()
+        alive_while_building.append(old() is not None)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFLM, "_create_model", watched)
+    other = make_lm("hf", pairs["qwen3-tied-bf16"][0], {}, 2, "cpu", dtype, keep_network=True)
+    assert not other.network_reused
+    assert alive_while_building == [False]
+    NETWORKS.clear()

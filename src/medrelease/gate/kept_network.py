@@ -20,13 +20,16 @@ Used only where that holds, and anything else loads as before:
   `load_weights_into`.
 
 A kept network is taken by one evaluator at a time (`KeptNetworks.take` removes it), so two
-models never share weights.
+models never share weights. One network is kept per process, and on the CPU only up to a quarter
+of the machine's memory (it stays in memory through the next trial's merge); a model that
+cannot take it frees it before building its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -139,12 +142,37 @@ def _own_storage(t: Any) -> bool:
     return bool(t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size())
 
 
-class KeptNetworks:
-    """The last few networks given back, by `network_key`; taking one removes it."""
+def cpu_bytes(network: Any) -> int:
+    """Bytes of the network's parameters and buffers held in the machine's memory (not a
+    GPU's)."""
+    tensors = [*getattr(network, "parameters", list)(), *getattr(network, "buffers", list)()]
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        if t.device.type == "cpu" and id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
 
-    def __init__(self, size: int = 1):
+
+def memory_share_limit() -> int:
+    """A quarter of the machine's memory: a kept network on the CPU stays in memory through the
+    next trial's merge (mergekit's inputs, output shard and working tensors), so a larger one
+    is freed instead (a 7B float32 network on a 24 GiB machine is not kept)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (AttributeError, ValueError, OSError):
+        return 0  # unknown: keep nothing in memory
+
+
+class KeptNetworks:
+    """The last few networks given back, by `network_key`; taking one removes it. A network
+    over `limit_bytes` of the machine's memory is not kept (`memory_share_limit`)."""
+
+    def __init__(self, size: int = 1, limit_bytes: int | None = None):
         self._kept: dict[str, Any] = {}
         self._size = size
+        self._limit = memory_share_limit() if limit_bytes is None else limit_bytes
         self._lock = threading.Lock()
 
     def take(self, key: str | None) -> Any:
@@ -154,7 +182,7 @@ class KeptNetworks:
             return self._kept.pop(key, None)
 
     def give_back(self, key: str | None, network: Any) -> None:
-        if key is None or network is None:
+        if key is None or network is None or cpu_bytes(network) > self._limit:
             return
         with self._lock:
             self._kept.pop(key, None)

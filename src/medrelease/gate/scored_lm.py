@@ -66,10 +66,14 @@ class ScoredHFLM(HFLM):
         from medrelease.gate.kept_network import NETWORKS, load_weights_into
 
         network = NETWORKS.take(self.network_key)
+        # any other kept network is not for this model: free it before building one (two
+        # 7B networks at once would not fit where one does)
+        NETWORKS.clear()
         if network is not None and load_weights_into(network, Path(pretrained)):
             self._model = network
             self.network_reused = True
             return
+        del network  # files that do not fit it: freed too, before the new one is built
         super()._create_model(pretrained, **kwargs)
 
     def give_back_network(self) -> None:
