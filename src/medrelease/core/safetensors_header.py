@@ -62,3 +62,12 @@ def read_header(path: Path) -> tuple[dict[str, dict[str, object]], int]:
 def safetensors_headers(folder: Path) -> dict[Path, dict[str, Any]]:
     """Each `*.safetensors` file's header in `folder` (name order); no tensor is read."""
     return {f: read_header(f)[0] for f in sorted(folder.glob("*.safetensors"))}
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files transformers would read: the index's shards, or every file."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        return [folder / n for n in sorted(set(data.get("weight_map", {}).values()))]
+    return sorted(folder.glob("*.safetensors"))

@@ -26,6 +26,7 @@ from typing import Any
 
 def upcast_per_module(model: Any, dtype: Any = None) -> Any:
     """Make `model` compute in `dtype` (float32) while storing its own. Returns the model.
+    Idempotent: a module already hooked for `dtype` is left as it is.
 
     Inputs to the first module are token ids, so activations become float32 from the
     embedding on and stay so; buffers (rotary frequencies) are float32 in transformers."""
@@ -34,8 +35,10 @@ def upcast_per_module(model: Any, dtype: Any = None) -> Any:
     target = torch.float32 if dtype is None else dtype
     for module in model.modules():
         params = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
-        if params and any(p.dtype != target for p in params):
+        hooked = getattr(module, "_medrelease_upcast_to", None) == target
+        if params and not hooked and any(p.dtype != target for p in params):
             _hook(module, target)
+            module._medrelease_upcast_to = target  # a second call (a kept network) adds none
     return model
 
 

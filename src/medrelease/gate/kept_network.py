@@ -34,6 +34,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from medrelease.core.safetensors_header import weight_files
+
 # lm-eval hf model_args that leave the network as the config builds it (others: no reuse)
 REUSABLE_ARGS = frozenset(
     {
@@ -73,7 +75,7 @@ def network_key(
             return None
     except (OSError, ValueError):
         return None
-    if not weight_files(folder):
+    if not _safetensors(folder):
         return None
     h = hashlib.sha256(repr((sorted(model_args.items()), dtype, device)).encode())
     for path in [folder / n for n in _NETWORK_FILES] + sorted(folder.glob("*.py")):
@@ -82,22 +84,14 @@ def network_key(
     return h.hexdigest()
 
 
-def weight_files(folder: Path) -> list[Path]:
-    """The folder's safetensors files (one file, or the shards its index names); [] where the
-    weights are in another format."""
-    single = folder / "model.safetensors"
-    if single.is_file():
-        return [single]
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            shards = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, AttributeError):
-            return []
-        paths = [folder / s for s in shards]
-        return paths if paths and all(p.is_file() for p in paths) else []
-    return []
+def _safetensors(folder: Path) -> list[Path]:
+    """The weight files transformers would read, where all are safetensors and present; []
+    otherwise (such a folder is loaded the usual way)."""
+    try:
+        files = weight_files(folder)
+    except (OSError, ValueError, AttributeError):  # an unreadable index
+        return []
+    return files if files and all(f.is_file() for f in files) else []
 
 
 def load_weights_into(network: Any, folder: Path) -> bool:
@@ -106,32 +100,29 @@ def load_weights_into(network: Any, folder: Path) -> bool:
     import torch
     from safetensors import safe_open
 
-    files = weight_files(folder)
+    files = _safetensors(folder)
     if not files:
         return False
     own = network.state_dict(keep_vars=True)  # name -> the tensor itself (tied: two names)
-    plan: list[tuple[Path, str, Any]] = []
+    plan: dict[Path, list[tuple[str, Any]]] = {}  # file -> (tensor name, its target)
     loaded: set[int] = set()
     for path in files:
         with safe_open(str(path), framework="pt") as f:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 target = own.get(name)
-                if target is None or id(target) in loaded:
-                    return False  # a converted name, or two tensors for one tied parameter
+                if target is None or id(target) in loaded or not _own_storage(target):
+                    return False  # a converted name, two tensors for one tied parameter, a view
                 if tuple(f.get_slice(name).get_shape()) != tuple(target.shape):
                     return False
                 loaded.add(id(target))
-                plan.append((path, name, target))
+                plan.setdefault(path, []).append((name, target))
     if {id(t) for t in own.values()} != loaded:
         return False  # something the files do not set would keep the last folder's values
-    if not all(_own_storage(t) for _, _, t in plan):
-        return False
     with torch.no_grad():
-        for path in files:
+        for path, targets in plan.items():
             with safe_open(str(path), framework="pt") as f:
-                for p, name, target in plan:
-                    if p == path:
-                        target.copy_(f.get_tensor(name))
+                for name, target in targets:
+                    target.copy_(f.get_tensor(name))
     network.config._name_or_path = str(folder)  # what lm-eval and the records name it by
     network.name_or_path = str(folder)
     return True

@@ -303,8 +303,6 @@ def make_lm(
     if content_key is not None:
         lm.encodings_key = content_key
         TOKENIZERS.put(content_key, lm.tokenizer)
-    if getattr(lm, "network_reused", False):
-        return lm  # its network was set up (upcast hooks included) when first built
     if dtype and dtype.get("per_layer") and "dtype" not in model_args:
         from medrelease.core.upcast import upcast_per_module
 

@@ -27,6 +27,7 @@ from typing import TypedDict, TypeGuard
 
 from medrelease.core.errors import VerificationError
 from medrelease.core.manifest import Json
+from medrelease.core.safetensors_header import weight_files
 from medrelease.stages.safetensors_check import read_header
 
 # `dtype:` / `out_dtype:` of a mergekit config -> safetensors dtype tag
@@ -48,15 +49,6 @@ SHOW = 8  # tensor names listed in one message; the rest are counted
 class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files transformers would read: the index's shards, or every file."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        data = json.loads(index.read_text())
-        return [folder / n for n in sorted(set(data.get("weight_map", {}).values()))]
-    return sorted(folder.glob("*.safetensors"))
 
 
 def tensor_table(folder: Path) -> dict[str, TensorInfo]:
