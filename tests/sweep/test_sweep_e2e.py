@@ -15,11 +15,30 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_runs_reports_resumes_and_adopts(
-    tmp_path: Path, llama: dict[str, Path], capsys: pytest.CaptureFixture, wide_console: None
+    tmp_path: Path,
+    llama: dict[str, Path],
+    capsys: pytest.CaptureFixture,
+    wide_console: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import medrelease.sweep.study
+    import medrelease.sweep.trial
+
+    calls: list[str] = []  # the trials keep freed memory for reuse; the sweep gives it back
+    keep = medrelease.sweep.trial.keep_freed_memory
+    monkeypatch.setattr(
+        medrelease.sweep.trial, "keep_freed_memory", lambda: calls.append("keep") or keep()
+    )
+    give_back = medrelease.sweep.study.give_back_freed_memory
+    monkeypatch.setattr(
+        medrelease.sweep.study,
+        "give_back_freed_memory",
+        lambda: calls.append("give back") or give_back(),
+    )
     recipe = write_sweep_recipe(tmp_path, llama)
     workdir = tmp_path / "build"
     assert run_cli("sweep", recipe, "--workdir", workdir, "--json") == 0
+    assert calls == ["keep"] * 3 + ["give back"]
     report = json.loads(capsys.readouterr().out)
     trials = report["trials"]
     assert [t["state"] for t in trials] == ["complete"] * 3

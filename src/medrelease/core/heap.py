@@ -1,4 +1,5 @@
-"""Memory the process has freed, given back to the system (glibc's heap).
+"""Memory the process has freed: given back to the system, or kept for the next allocation
+(glibc's heap).
 
 glibc keeps freed heap memory for reuse, and raises its mmap threshold (the size above which a
 block is a mapping of its own, unmapped when freed) each time such a block is freed, up to 32
@@ -6,6 +7,9 @@ MiB. A process that allocates and frees many tensors of a few MiB (a converter g
 tensor, a forward pass reading one module at a time, a scan thread beside mergekit) then stays
 at its high-water mark, and which runs stay there depends on thread timing: the peak RSS a
 benchmark reports jumps between two values. Stdlib only: the llama.cpp child imports it.
+
+The opposite suits a process whose job is to allocate the same large tensors over and over (a
+sweep's trials): `keep_freed_memory`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,57 @@ def give_back_freed_memory() -> None:
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+KEEP_FREED_MEMORY_ENV = "MEDRELEASE_KEEP_FREED_MEMORY"
+KEPT_BLOCK_MAX = 2**31 - 1  # mallopt takes an int: blocks up to 2 GiB come from the heap
+KEPT_TOP_MAX = 1 << 30  # free memory at the heap's top beyond 1 GiB still goes back
+_keeping = False
+
+
+def keep_freed_memory() -> bool:
+    """From now on, this process keeps the large blocks it frees for its next allocations;
+    returns whether it does (glibc only; `MEDRELEASE_KEEP_FREED_MEMORY=0` turns it off).
+
+    Why: above glibc's mmap threshold (raised as blocks are freed, up to 32 MiB) a block is a
+    mapping of its own, unmapped when freed, so the next one is fresh memory that the kernel
+    zeroes again, page fault by page fault. A sweep trial's merge allocates and frees
+    temporaries of every tensor (SmolLM2-135M: 272 tensors, three models): about 1 CPU-second
+    of kernel time per merge on a 2-core machine, 0.1-0.2 with this, and the trial's merge
+    went from 5.1 to 3.9 s (median of six). The results are the same bytes: only where the
+    memory comes from changes. The peak RSS is the same (2.09 vs 2.10 GB over four merges);
+    what changes is that freed memory stays with the process until it ends or
+    `give_back_freed_memory` runs.
+
+    glibc has no way to read these settings back, and setting them ends its own adjustment of
+    the threshold for good, so this is for processes that run trials: `medrelease sweep`'s
+    with the local executor, and Ray's trial workers. Calling it again does nothing.
+    """
+    global _keeping
+    if _keeping:
+        return True
+    if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") == "0" or not _glibc():
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _keeping = bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_MAX)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, KEPT_TOP_MAX)
+        )
+    except (OSError, AttributeError):
+        return False
+    return _keeping
+
+
+def _glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError, AttributeError):  # not a glibc system
+        return False
 
 
 TORCH_HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"

@@ -21,6 +21,7 @@ from typing import Any
 from medrelease.core.console import Reporter
 from medrelease.core.errors import RecipeError
 from medrelease.core.hashing import HashCache, digest_of
+from medrelease.core.heap import give_back_freed_memory
 from medrelease.core.lock import release_lock
 from medrelease.core.paths import DEFAULT_WORKDIR, ReleasePaths
 from medrelease.executors import (
@@ -245,6 +246,7 @@ def run_sweep(
     finally:
         runner.close()
         NETWORKS.clear()  # the last trial's network (medrelease.gate.kept_network)
+        give_back_freed_memory()  # what the trials kept for reuse (core/heap.py)
     return SweepResult(report, path, ran)
 
 

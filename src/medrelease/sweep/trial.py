@@ -16,6 +16,7 @@ from typing import Any
 
 from medrelease.core.errors import MedreleaseError
 from medrelease.core.hashing import weights_digest
+from medrelease.core.heap import keep_freed_memory
 from medrelease.gate.config import GatesConfig
 from medrelease.gate.live_items import StopEvaluation
 from medrelease.gate.models import CANDIDATE, GateModel
@@ -47,6 +48,8 @@ def run_trial(job: TrialJob, state: dict[str, Any]) -> dict[str, Any]:
     """The executor's unit function (`state` unused: what a process keeps between its trials,
     the network and the tokenizer, is kept by the gate's code: medrelease.gate.kept_network)."""
     started = time.monotonic()
+    # every trial allocates the same tensors as the last: reuse the memory (core/heap.py)
+    keep_freed_memory()
     record: dict[str, Any] = {"number": job.number, "params": job.params}
     out = job.scratch / "merged"
     try:
