@@ -51,12 +51,12 @@ def keep_freed_memory() -> bool:
     Why: above glibc's mmap threshold (raised as blocks are freed, up to 32 MiB) a block is a
     mapping of its own, unmapped when freed, so the next one is fresh memory that the kernel
     zeroes again, page fault by page fault. A sweep trial's merge allocates and frees
-    temporaries of every tensor (SmolLM2-135M: 272 tensors, three models): about 1 CPU-second
-    of kernel time per merge on a 2-core machine, 0.1-0.2 with this, and the trial's merge
-    went from 5.1 to 3.9 s (median of six). The results are the same bytes: only where the
-    memory comes from changes. The peak RSS is the same (2.09 vs 2.10 GB over four merges);
-    what changes is that freed memory stays with the process until it ends or
-    `give_back_freed_memory` runs.
+    temporaries of every tensor (SmolLM2-135M: 272 tensors, three models): 0.7-1.5 CPU-seconds
+    of kernel time per merge on a 2-core machine, 0.1-0.2 with this; the real-tier sweep
+    bench's merge went from 4.7-5.1 s to 4.1-4.2 s (docs/sweep.md). The results are the same
+    bytes: only where the memory comes from changes. The peak RSS is the same (2.09 vs 2.10 GB
+    over four merges); what changes is that freed memory stays with the process until it ends
+    or `give_back_freed_memory` runs.
 
     glibc has no way to read these settings back, and setting them ends its own adjustment of
     the threshold for good, so this is for processes that run trials: `medrelease sweep`'s
