@@ -39,7 +39,9 @@ def give_back_freed_memory() -> None:
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 KEEP_FREED_MEMORY_ENV = "MEDRELEASE_KEEP_FREED_MEMORY"
-KEPT_BLOCK_MAX = 2**31 - 1  # mallopt takes an int: blocks up to 2 GiB come from the heap
+# blocks up to 2 GiB come from the heap (mallopt takes an int); a glibc that refuses a threshold
+# above 32 MiB (its own limit for the adjusted one) gets that
+KEPT_BLOCK_MAX = (2**31 - 1, 32 << 20)
 KEPT_TOP_MAX = 1 << 30  # free memory at the heap's top beyond 1 GiB still goes back
 _keeping = False
 
@@ -71,9 +73,8 @@ def keep_freed_memory() -> bool:
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        _keeping = bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_MAX)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, KEPT_TOP_MAX)
-        )
+        raised = any(libc.mallopt(M_MMAP_THRESHOLD, size) for size in KEPT_BLOCK_MAX)
+        _keeping = raised and bool(libc.mallopt(M_TRIM_THRESHOLD, KEPT_TOP_MAX))
     except (OSError, AttributeError):
         return False
     return _keeping
