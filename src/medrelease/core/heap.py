@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
+from typing import Any
 
 # For a child process: glibc reads it at start-up; a fixed threshold is never raised.
 FIXED_MMAP_THRESHOLD_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
@@ -28,11 +28,10 @@ def give_back_freed_memory() -> None:
     import gc
 
     gc.collect()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.malloc_trim(0)
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -67,24 +66,27 @@ def keep_freed_memory() -> bool:
     global _keeping
     if _keeping:
         return True
-    if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") == "0" or not _glibc():
+    libc = None if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") == "0" else _glibc()
+    if libc is None:
         return False
-    import ctypes
-
     try:
-        libc = ctypes.CDLL("libc.so.6")
         raised = any(libc.mallopt(M_MMAP_THRESHOLD, size) for size in KEPT_BLOCK_MAX)
         _keeping = raised and bool(libc.mallopt(M_TRIM_THRESHOLD, KEPT_TOP_MAX))
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     return _keeping
 
 
-def _glibc() -> bool:
+def _glibc() -> Any:
+    """This process's glibc (ctypes), or None off glibc (macOS, musl, Windows)."""
     try:
-        return os.confstr("CS_GNU_LIBC_VERSION") is not None
-    except (ValueError, OSError, AttributeError):  # not a glibc system
-        return False
+        if os.confstr("CS_GNU_LIBC_VERSION") is None:
+            return None
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 TORCH_HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
