@@ -136,14 +136,9 @@ def _own_storage(t: Any) -> bool:
 def cpu_bytes(network: Any) -> int:
     """Bytes of the network's parameters and buffers held in the machine's memory (not a
     GPU's)."""
+    # torch's parameters() and buffers() list a tied tensor once
     tensors = [*getattr(network, "parameters", list)(), *getattr(network, "buffers", list)()]
-    seen: set[int] = set()
-    total = 0
-    for t in tensors:
-        if t.device.type == "cpu" and id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
+    return sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu")
 
 
 def memory_share_limit() -> int:
